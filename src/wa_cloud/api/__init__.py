@@ -1,0 +1,1 @@
+"""The HTTP API: admin, tenant and operations routes, and their shared request handling."""

@@ -1,0 +1,97 @@
+"""Reading and answering JSON: one place for the error body and request validation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from wa_cloud.errors import ApiError, BadRequest, Unprocessable
+
+MAX_API_BODY = 1024 * 1024
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "payload_too_large", f"The body is larger than {limit} bytes.")
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) anything over `limit` without buffering more than that."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise PayloadTooLarge(limit)
+        except ValueError:
+            raise BadRequest("Content-Length is not a number.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    raw = await read_limited(request, MAX_API_BODY)
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("The body is not valid JSON.", "invalid_json") from None
+    if not isinstance(document, dict):
+        raise Unprocessable("The body must be a JSON object.")
+    return document
+
+
+def field_str(
+    document: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool = True,
+    max_length: int = 500,
+    default: str | None = None,
+) -> str | None:
+    value = document.get(name)
+    if value is None:
+        if required:
+            raise Unprocessable(f"'{name}' is required.", "missing_field")
+        return default
+    if not isinstance(value, str) or not value.strip():
+        raise Unprocessable(f"'{name}' must be a non-empty string.", "invalid_field")
+    if len(value) > max_length:
+        raise Unprocessable(f"'{name}' is longer than {max_length} characters.", "invalid_field")
+    return value.strip()
+
+
+def field_bool(document: Mapping[str, Any], name: str) -> bool | None:
+    value = document.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise Unprocessable(f"'{name}' must be true or false.", "invalid_field")
+    return value
+
+
+def field_int(document: Mapping[str, Any], name: str, *, low: int, high: int) -> int | None:
+    value = document.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Unprocessable(
+            f"'{name}' must be a whole number from {low} to {high}.", "invalid_field"
+        )
+    return value
+
+
+def reject_unknown(document: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise Unprocessable(f"Unknown field(s): {', '.join(unknown)}.", "unknown_field")

@@ -1,0 +1,49 @@
+"""Operations: liveness, readiness (database and migrations), Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from wa_cloud.api.body import error_response
+from wa_cloud.db.migrations import head_revision
+from wa_cloud.db.queries import Q
+from wa_cloud.state import AppState
+
+_READY_TIMEOUT = 2.0
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    state: AppState = request.state.wa
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT), state.pool.acquire() as conn:
+            current = await conn.fetchval("SELECT version_num FROM alembic_version")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return error_response(503, "database_unavailable", "The database is not reachable.")
+    head = head_revision()
+    if current != head:
+        return error_response(
+            503, "migrations_pending", f"Schema is at {current}, the code expects {head}."
+        )
+    return JSONResponse({"status": "ready", "schema": current})
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    state: AppState = request.state.wa
+    gauges: list[tuple[str, dict[str, str], float]] = []
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT), state.pool.acquire() as conn:
+            for row in await conn.fetch(Q.delivery_counts):
+                gauges.append(("wa_deliveries", {"state": row["state"]}, row["n"]))
+            gauges.append(("wa_processing_lag_seconds", {}, await conn.fetchval(Q.processing_lag)))
+            gauges.append(("wa_orphaned_events", {}, await conn.fetchval(Q.orphaned_count)))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        pass  # the process counters are still worth scraping while the database is down
+    return PlainTextResponse(state.metrics.render(gauges), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,57 @@
+"""Cursor pagination shared by every list endpoint: `{"data": [...], "next": cursor|null}`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+
+from wa_cloud.errors import BadRequest
+
+
+def limit_of(request: Request, default: int = 50, maximum: int = 200) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise BadRequest(f"'limit' must be a whole number from 1 to {maximum}.", "invalid_limit")
+    return int(raw)
+
+
+def encode_cursor(*values: Any) -> str:
+    text = json.dumps(values, default=str, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(request: Request, arity: int) -> list[Any] | None:
+    raw = request.query_params.get("cursor")
+    if not raw:
+        return None
+    try:
+        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except ValueError:
+        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor") from None
+    if not isinstance(values, list) or len(values) != arity:
+        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor")
+    return values
+
+
+def page(items: Sequence[dict[str, Any]], limit: int, *cursor_of: str) -> dict[str, Any]:
+    """`items` was fetched with limit + 1 rows: the extra one says whether there is more."""
+    more = len(items) > limit
+    shown = list(items[:limit])
+    next_cursor = encode_cursor(*(shown[-1][k] for k in cursor_of)) if more and shown else None
+    return {"data": shown, "next": next_cursor}
+
+
+def cursor_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor") from None

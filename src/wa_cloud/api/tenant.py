@@ -1,0 +1,226 @@
+"""Tenant routes (`Authorization: Bearer <api_key>`): numbers, apps and what was ingested.
+
+Every query is scoped by the caller's tenant id: another tenant's ids are simply not found.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from wa_cloud.api.auth import require_tenant
+from wa_cloud.api.body import field_str, read_object, reject_unknown
+from wa_cloud.api.pages import cursor_time, decode_cursor, limit_of, page
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
+from wa_cloud.window import window_state
+
+logger = logging.getLogger(__name__)
+
+_DIGITS = re.compile(r"^\d{5,20}$")
+_PIN = re.compile(r"^\d{6}$")
+
+
+def number_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "phone_number_id": row["phone_number_id"],
+        "waba_id": row["waba_id"],
+        "display_phone_number": row["display_phone_number"],
+        "verified_name": row["verified_name"],
+        "quality_rating": row["quality_rating"],
+        "app_id": row["app_id"],
+        "provider": row["provider"],
+        "bot_enabled": row["bot_enabled"],
+        "throughput_mps": row["throughput_mps"],
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+def _digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+        body[name] = value
+    text = field_str(body, name, required=required, max_length=20)
+    if text is not None and not _DIGITS.match(text):
+        raise Unprocessable(f"'{name}' must be digits only.", "invalid_field")
+    return text
+
+
+async def create_number(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    body = await read_object(request)
+    reject_unknown(
+        body,
+        {
+            "phone_number_id",
+            "waba_id",
+            "access_token",
+            "display_phone_number",
+            "app_id",
+            "pin",
+            "provider",
+        },
+    )
+    phone_number_id = _digits(body, "phone_number_id")
+    waba_id = _digits(body, "waba_id")
+    token = field_str(body, "access_token", max_length=4096)
+    display = _digits(body, "display_phone_number", required=False)
+    app_id = _digits(body, "app_id", required=False)
+    pin = field_str(body, "pin", required=False, max_length=6)
+    if pin is not None and not _PIN.match(pin):
+        raise Unprocessable("'pin' must be six digits.", "invalid_field")
+    provider = field_str(body, "provider", required=False, default="cloud")
+    if provider != "cloud":
+        raise Unprocessable("'provider' must be 'cloud'.", "invalid_field")
+    assert phone_number_id is not None and token is not None
+    async with state.pool.acquire() as conn, conn.transaction():
+        if (
+            app_id is not None
+            and await conn.fetchval(Q.tenant_owns_app, app_id, caller.tenant_id) is None
+        ):
+            raise Unprocessable("'app_id' is not one of your registered apps.", "unknown_app")
+        row = await conn.fetchrow(
+            Q.insert_number,
+            phone_number_id,
+            caller.tenant_id,
+            waba_id,
+            display,
+            app_id,
+            provider,
+            state.box.seal(token, context=f"numbers.access_token:{phone_number_id}"),
+            None if pin is None else state.box.seal(pin, context=f"numbers.pin:{phone_number_id}"),
+        )
+    if row is None:
+        raise Conflict("That phone_number_id is already registered.", "number_exists")
+    logger.info(
+        "number registered",
+        extra={"tenant_id": str(caller.tenant_id), "phone_number_id": phone_number_id},
+    )
+    return JSONResponse(number_json(row), status_code=201)
+
+
+async def list_numbers(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    async with state.pool.acquire() as conn:
+        rows = await conn.fetch(Q.list_numbers, caller.tenant_id)
+    return JSONResponse({"data": [number_json(r) for r in rows], "next": None})
+
+
+async def create_app(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    body = await read_object(request)
+    reject_unknown(body, {"app_id", "app_secret", "verify_token"})
+    app_id = _digits(body, "app_id")
+    secret = field_str(body, "app_secret", max_length=200)
+    verify_token = field_str(body, "verify_token", max_length=200)
+    assert app_id is not None and secret is not None and verify_token is not None
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            Q.insert_app,
+            app_id,
+            caller.tenant_id,
+            state.box.seal(secret, context=f"apps.app_secret:{app_id}"),
+            state.box.seal(verify_token, context=f"apps.verify_token:{app_id}"),
+        )
+    if row is None:
+        raise Conflict("That app_id is already registered.", "app_exists")
+    callback = f"{state.settings.base_url}/webhook/apps/{app_id}"
+    return JSONResponse(
+        {"app_id": app_id, "callback_url": callback, "created_at": row["created_at"].isoformat()},
+        status_code=201,
+    )
+
+
+def _phone_number_id(request: Request) -> str:
+    value = request.query_params.get("phone_number_id")
+    if not value:
+        raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
+    return value
+
+
+async def list_contacts(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    phone_number_id = _phone_number_id(request)
+    limit = limit_of(request)
+    cursor = decode_cursor(request, 1)
+    after = None if cursor is None else cursor[0]
+    if after is not None and not isinstance(after, int):
+        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor")
+    async with state.pool.acquire() as conn:
+        rows = await conn.fetch(
+            Q.list_contacts, caller.tenant_id, phone_number_id, after, limit + 1
+        )
+    items = []
+    for r in rows:
+        window = window_state(r["last_inbound_at"])
+        items.append(
+            {
+                "id": r["id"],
+                "wa_id": r["wa_id"],
+                "user_id": r["user_id"],
+                "name": r["name"],
+                "username": r["username"],
+                "last_inbound_at": _iso(r["last_inbound_at"]),
+                "window_open": window.open,
+                "window_expires_at": _iso(window.expires_at),
+                "bot_paused": r["bot_paused"],
+            }
+        )
+    result = page(items, limit, "id")
+    for item in result["data"]:
+        del item["id"]
+    return JSONResponse(result)
+
+
+async def contact_messages(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    phone_number_id = _phone_number_id(request)
+    limit = limit_of(request)
+    cursor = decode_cursor(request, 2)
+    after, after_id = (None, None) if cursor is None else cursor
+    async with state.pool.acquire() as conn:
+        contact_id = await conn.fetchval(
+            Q.find_tenant_contact,
+            caller.tenant_id,
+            phone_number_id,
+            request.path_params["contact"],
+        )
+        if contact_id is None:
+            raise NotFound("No contact with that wa_id or user_id on that number.")
+        rows = await conn.fetch(
+            Q.contact_messages,
+            caller.tenant_id,
+            contact_id,
+            cursor_time(after),
+            after_id,
+            limit + 1,
+        )
+    items = [
+        {
+            "id": str(r["id"]),
+            "wamid": r["wamid"],
+            "direction": r["direction"],
+            "type": r["type"],
+            "text": r["text"],
+            "status": r["status"],
+            "created_at": r["created_at"].isoformat(),
+            "at": r["at"].isoformat(),
+        }
+        for r in rows
+    ]
+    result = page(items, limit, "at", "id")
+    for item in result["data"]:
+        del item["at"]
+    return JSONResponse(result)
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()

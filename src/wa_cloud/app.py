@@ -1,0 +1,110 @@
+"""The Starlette application: routes table, error handlers and the lifespan that owns every
+resource (pool, HTTP client, group committer, and the in-process worker when asked)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from wa_cloud.api import admin, ops, tenant
+from wa_cloud.api.body import error_response
+from wa_cloud.config import Settings
+from wa_cloud.db.pool import create_pool
+from wa_cloud.errors import ApiError, DatabaseUnavailable
+from wa_cloud.inbound import routes as webhooks
+from wa_cloud.inbound.committer import GroupCommitter
+from wa_cloud.metrics import Metrics
+from wa_cloud.secretbox import SecretBox
+from wa_cloud.state import AppState
+from wa_cloud.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+ROUTES = [
+    Route("/webhook", webhooks.platform_verify, methods=["GET"]),
+    Route("/webhook", webhooks.platform_receive, methods=["POST"]),
+    Route("/webhook/apps/{app_id}", webhooks.app_verify, methods=["GET"]),
+    Route("/webhook/apps/{app_id}", webhooks.app_receive, methods=["POST"]),
+    Route("/healthz", ops.healthz, methods=["GET"]),
+    Route("/readyz", ops.readyz, methods=["GET"]),
+    Route("/metrics", ops.metrics, methods=["GET"]),
+    Route("/v1/admin/tenants", admin.create_tenant, methods=["POST"]),
+    Route("/v1/admin/tenants", admin.list_tenants, methods=["GET"]),
+    Route("/v1/admin/tenants/{tenant_id}", admin.get_tenant, methods=["GET"]),
+    Route("/v1/numbers", tenant.create_number, methods=["POST"]),
+    Route("/v1/numbers", tenant.list_numbers, methods=["GET"]),
+    Route("/v1/apps", tenant.create_app, methods=["POST"]),
+    Route("/v1/contacts", tenant.list_contacts, methods=["GET"]),
+    Route("/v1/contacts/{contact}/messages", tenant.contact_messages, methods=["GET"]),
+]
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    logger.warning("database unavailable", extra={"path": request.url.path})
+    return error_response(503, "database_unavailable", "The database is not reachable; retry.")
+
+
+def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
+    if not settings.database_url:
+        raise ValueError("create_app needs settings.database_url")
+    if not settings.secret_key:
+        raise ValueError("create_app needs settings.secret_key")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
+        assert settings.database_url and settings.secret_key
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+        timeout = httpx.Timeout(10.0, connect=5.0)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        try:
+            async with (
+                httpx.AsyncClient(timeout=timeout, limits=limits) as http,
+                GroupCommitter(pool) as committer,
+            ):
+                state = AppState(
+                    settings=settings,
+                    pool=pool,
+                    http=http,
+                    committer=committer,
+                    box=SecretBox(settings.secret_key),
+                    metrics=Metrics(),
+                )
+                async with contextlib.AsyncExitStack() as stack:
+                    if run_worker:
+                        await stack.enter_async_context(Worker(settings, pool, state.metrics))
+                    yield {"wa": state}
+        finally:
+            await pool.close()
+
+    return Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            DatabaseUnavailable: _database_down,
+            asyncpg.PostgresConnectionError: _database_down,
+            asyncpg.CannotConnectNowError: _database_down,
+            ConnectionError: _database_down,
+        },
+    )

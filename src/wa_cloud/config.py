@@ -1,0 +1,160 @@
+"""Settings from the environment, read in one place.
+
+`Settings.from_env` is the only reader of `os.environ` in the package; everything else receives a
+`Settings`. In production the three secrets are required; `wa-cloud dev` generates them once and
+keeps them in `WA_DATA_DIR` so restarts keep the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from wa_cloud.errors import ConfigurationError
+
+REQUIRED_IN_PRODUCTION = ("WA_SECRET_KEY", "WA_APP_SECRET", "WA_ADMIN_TOKEN")
+MAX_WEBHOOK_BYTES = 3 * 1024 * 1024
+
+
+def _mask(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = None
+    port: int = 8000
+    data_dir: Path = Path(".wa-cloud")
+    app_id: str | None = None
+    app_secret: str | None = field(default=None, repr=False)
+    verify_token: str | None = field(default=None, repr=False)
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_version: str = "v23.0"
+    admin_token: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str | None = None
+    ai_model: str = "gpt-4.1-mini"
+    gemini_api_key: str | None = field(default=None, repr=False)
+    gemini_base_url: str | None = None
+    smtp_url: str | None = field(default=None, repr=False)
+    mail_from: str | None = None
+    log_format: str = "json"
+    dev: bool = False
+    # Worker tuning: how long a claimed delivery stays ours, and how often a failing one is retried.
+    worker_lease_seconds: float = 30.0
+    worker_max_attempts: int = 8
+    worker_batch_size: int = 100
+    worker_poll_seconds: float = 2.0
+    db_pool_size: int = 10
+
+    def __repr__(self) -> str:
+        shown = {
+            "database_url": "'***'" if self.database_url else "None",
+            "port": self.port,
+            "app_id": self.app_id,
+            "app_secret": _mask(self.app_secret),
+            "admin_token": _mask(self.admin_token),
+            "secret_key": _mask(self.secret_key),
+            "dev": self.dev,
+        }
+        return "Settings(" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default: float, kind: type = float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+        settings = cls(
+            database_url=get("DATABASE_URL"),
+            port=int(number("PORT", 8000, int)),
+            data_dir=Path(get("WA_DATA_DIR") or ".wa-cloud"),
+            app_id=get("WA_APP_ID"),
+            app_secret=get("WA_APP_SECRET"),
+            verify_token=get("WA_VERIFY_TOKEN"),
+            graph_base_url=(get("WA_GRAPH_BASE_URL") or "https://graph.facebook.com").rstrip("/"),
+            graph_version=get("WA_GRAPH_VERSION") or "v23.0",
+            admin_token=get("WA_ADMIN_TOKEN"),
+            secret_key=get("WA_SECRET_KEY"),
+            public_url=get("WA_PUBLIC_URL"),
+            openai_api_key=get("OPENAI_API_KEY"),
+            openai_base_url=get("OPENAI_BASE_URL"),
+            ai_model=get("WA_AI_MODEL") or "gpt-4.1-mini",
+            gemini_api_key=get("GEMINI_API_KEY"),
+            gemini_base_url=get("WA_GEMINI_BASE_URL"),
+            smtp_url=get("SMTP_URL"),
+            mail_from=get("WA_MAIL_FROM"),
+            log_format=get("WA_LOG_FORMAT") or ("console" if dev else "json"),
+            dev=dev,
+            worker_lease_seconds=number("WA_WORKER_LEASE_SECONDS", 30.0),
+            worker_max_attempts=int(number("WA_WORKER_MAX_ATTEMPTS", 8, int)),
+            worker_batch_size=int(number("WA_WORKER_BATCH_SIZE", 100, int)),
+            worker_poll_seconds=number("WA_WORKER_POLL_SECONDS", 2.0),
+            db_pool_size=int(number("WA_DB_POOL_SIZE", 10, int)),
+        )
+        if settings.log_format not in ("json", "console"):
+            raise ConfigurationError("WA_LOG_FORMAT must be 'json' or 'console'")
+        return settings
+
+    def require_production_secrets(self) -> None:
+        """Refuse to run a production process without its secrets: one line names them all."""
+        missing = [
+            name
+            for name, value in zip(
+                REQUIRED_IN_PRODUCTION,
+                (self.secret_key, self.app_secret, self.admin_token),
+                strict=True,
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                "missing required environment variable(s): " + ", ".join(missing)
+            )
+
+    def with_dev_secrets(self) -> Settings:
+        """Fill unset secrets from `WA_DATA_DIR/dev-secrets.json`, generated on first use."""
+        path = self.data_dir / "dev-secrets.json"
+        stored: dict[str, str] = {}
+        if path.exists():
+            stored = json.loads(path.read_text())
+        generated = {
+            "WA_SECRET_KEY": stored.get("WA_SECRET_KEY") or secrets.token_urlsafe(32),
+            "WA_APP_SECRET": stored.get("WA_APP_SECRET") or secrets.token_hex(16),
+            "WA_ADMIN_TOKEN": stored.get("WA_ADMIN_TOKEN") or "adm_" + secrets.token_urlsafe(24),
+            "WA_VERIFY_TOKEN": stored.get("WA_VERIFY_TOKEN") or secrets.token_urlsafe(16),
+            "WA_APP_ID": stored.get("WA_APP_ID") or "1000000000000001",
+        }
+        if generated != stored:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(generated, indent=2))
+            path.chmod(0o600)
+        return replace(
+            self,
+            secret_key=self.secret_key or generated["WA_SECRET_KEY"],
+            app_secret=self.app_secret or generated["WA_APP_SECRET"],
+            admin_token=self.admin_token or generated["WA_ADMIN_TOKEN"],
+            verify_token=self.verify_token or generated["WA_VERIFY_TOKEN"],
+            app_id=self.app_id or generated["WA_APP_ID"],
+        )

@@ -1,0 +1,59 @@
+-- name: number_owners
+SELECT phone_number_id, waba_id, tenant_id FROM numbers
+ WHERE phone_number_id = ANY($1::text[]) OR waba_id = ANY($2::text[]);
+
+-- name: find_contact
+SELECT id, wa_id, user_id FROM contacts
+ WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3)
+ ORDER BY (wa_id = $2) DESC NULLS LAST
+ LIMIT 1
+ FOR UPDATE;
+
+-- name: update_contact
+-- Fill in identifiers we did not know yet; the window only ever moves forward.
+UPDATE contacts
+   SET wa_id = coalesce(wa_id, $2), user_id = coalesce(user_id, $3),
+       parent_user_id = coalesce($4, parent_user_id), username = coalesce($5, username),
+       name = coalesce($6, name),
+       last_inbound_at = greatest(last_inbound_at, $7),
+       updated_at = now()
+ WHERE id = $1;
+
+-- name: insert_contact
+INSERT INTO contacts (tenant_id, phone_number_id, wa_id, user_id, parent_user_id, username, name,
+                      last_inbound_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT DO NOTHING
+RETURNING id;
+
+-- name: insert_inbound_message
+INSERT INTO messages (tenant_id, phone_number_id, contact_id, wamid, direction, type, text,
+                      payload, context_wamid, status, sent_at, delivery_id)
+VALUES ($1, $2, $3, $4, 'in', $5, $6, $7, $8, 'received', $9, $10)
+ON CONFLICT (phone_number_id, wamid) WHERE wamid IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: insert_status
+INSERT INTO statuses (tenant_id, phone_number_id, wamid, status, occurred_at, recipient_id,
+                      recipient_user_id, errors, pricing, conversation, biz_opaque_callback_data,
+                      payload, delivery_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (wamid, status) DO NOTHING
+RETURNING id;
+
+-- name: advance_message_status
+-- Statuses arrive duplicated and out of order: only move forward; `failed` always lands.
+UPDATE messages
+   SET status = CASE WHEN $3 = 'failed' OR $4::int > coalesce($5::jsonb ->> status, '-1')::int
+                     THEN $3 ELSE status END,
+       status_at = CASE WHEN $3 = 'failed' OR $4::int > coalesce($5::jsonb ->> status, '-1')::int
+                        THEN $6 ELSE status_at END,
+       errors = CASE WHEN $3 = 'failed' THEN $7 ELSE errors END,
+       pricing = coalesce($8, pricing)
+ WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'out';
+
+-- name: insert_event
+INSERT INTO events (tenant_id, phone_number_id, waba_id, field, kind, orphaned, payload,
+                    dedup_key, delivery_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (dedup_key) DO NOTHING;

@@ -1,0 +1,40 @@
+-- name: insert_tenant
+INSERT INTO tenants (name, email) VALUES ($1, $2)
+RETURNING id, name, email, active, created_at;
+
+-- name: insert_api_key
+INSERT INTO api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3) RETURNING id;
+
+-- name: list_tenants
+SELECT id, name, email, active, created_at FROM tenants
+ WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid))
+ ORDER BY created_at DESC, id DESC
+ LIMIT $3;
+
+-- name: get_tenant
+SELECT id, name, email, active, created_at FROM tenants WHERE id = $1;
+
+-- name: tenant_by_key
+SELECT t.id, t.name, t.active FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+ WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
+
+-- name: insert_number
+INSERT INTO numbers (phone_number_id, tenant_id, waba_id, display_phone_number, app_id, provider,
+                     access_token_enc, pin_enc)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (phone_number_id) DO NOTHING
+RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
+          app_id, provider, bot_enabled, throughput_mps, created_at;
+
+-- name: list_numbers
+SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, app_id,
+       provider, bot_enabled, throughput_mps, created_at
+  FROM numbers WHERE tenant_id = $1 ORDER BY created_at, phone_number_id;
+
+-- name: insert_app
+INSERT INTO apps (app_id, tenant_id, app_secret_enc, verify_token_enc) VALUES ($1, $2, $3, $4)
+ON CONFLICT (app_id) DO NOTHING
+RETURNING app_id, created_at;
+
+-- name: tenant_owns_app
+SELECT 1 FROM apps WHERE app_id = $1 AND tenant_id = $2;

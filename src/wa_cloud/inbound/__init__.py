@@ -1,0 +1,1 @@
+"""Webhooks in: signature, group commit, parsing into typed events, indexing."""

@@ -1,0 +1,199 @@
+"""Typed events into the index: contacts, messages, statuses and field events.
+
+Runs inside the caller's transaction. Every write is idempotent (unique keys with ON CONFLICT DO
+NOTHING, the window and the status only moving forward), so a delivery redelivered by Meta or
+replayed after a worker died changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from wa_cloud.db.queries import Q
+from wa_cloud.events import (
+    STATUS_RANK,
+    Delivery,
+    FieldEvent,
+    InboundMessage,
+    StatusUpdate,
+)
+
+_RANKS_JSON = json.dumps(STATUS_RANK)
+
+
+@dataclass(slots=True)
+class IndexResult:
+    messages: int = 0
+    statuses: int = 0
+    events: int = 0
+    orphaned: int = 0
+    duplicates: int = 0
+
+
+def _dedup_key(*parts: object) -> bytes:
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+async def _contact_id(conn: asyncpg.Connection, tenant_id: UUID, message: InboundMessage) -> int:
+    sender = message.sender
+    phone_number_id = message.route.phone_number_id
+    inbound_at = message.timestamp if message.opens_window else None
+    for _ in range(3):
+        row = await conn.fetchrow(Q.find_contact, phone_number_id, sender.wa_id, sender.user_id)
+        if row is not None:
+            await conn.execute(
+                Q.update_contact,
+                row["id"],
+                sender.wa_id,
+                sender.user_id,
+                sender.parent_user_id,
+                sender.username,
+                sender.name,
+                inbound_at,
+            )
+            return int(row["id"])
+        new_id = await conn.fetchval(
+            Q.insert_contact,
+            tenant_id,
+            phone_number_id,
+            sender.wa_id,
+            sender.user_id,
+            sender.parent_user_id,
+            sender.username,
+            sender.name,
+            inbound_at,
+        )
+        if new_id is not None:
+            return int(new_id)
+        # Another worker inserted the same contact between our find and insert: find it again.
+    raise RuntimeError("contact upsert did not converge")
+
+
+async def _message(
+    conn: asyncpg.Connection, tenant_id: UUID, message: InboundMessage, delivery_id: int
+) -> bool:
+    contact_id = await _contact_id(conn, tenant_id, message)
+    inserted = await conn.fetchval(
+        Q.insert_inbound_message,
+        tenant_id,
+        message.route.phone_number_id,
+        contact_id,
+        message.wamid,
+        message.type,
+        message.text,
+        dict(message.raw),
+        message.context_wamid,
+        message.timestamp,
+        delivery_id,
+    )
+    return inserted is not None
+
+
+async def _status(
+    conn: asyncpg.Connection, tenant_id: UUID, status: StatusUpdate, delivery_id: int
+) -> bool:
+    errors = [dict(e) for e in status.errors]
+    pricing = dict(status.pricing) if status.pricing is not None else None
+    inserted = await conn.fetchval(
+        Q.insert_status,
+        tenant_id,
+        status.route.phone_number_id,
+        status.wamid,
+        status.status,
+        status.timestamp,
+        status.recipient_id,
+        status.recipient_user_id,
+        errors,
+        pricing,
+        dict(status.conversation) if status.conversation is not None else None,
+        status.biz_opaque_callback_data,
+        dict(status.raw),
+        delivery_id,
+    )
+    if inserted is None:
+        return False
+    if status.status in STATUS_RANK or status.status == "failed":
+        await conn.execute(
+            Q.advance_message_status,
+            status.route.phone_number_id,
+            status.wamid,
+            status.status,
+            STATUS_RANK.get(status.status, -1),
+            _RANKS_JSON,
+            status.timestamp,
+            errors,
+            pricing,
+        )
+    return True
+
+
+async def _field_event(
+    conn: asyncpg.Connection,
+    tenant_id: UUID | None,
+    event: FieldEvent | InboundMessage | StatusUpdate,
+    delivery_id: int,
+) -> bool:
+    route = event.route
+    raw: Mapping[str, Any] = event.raw
+    if isinstance(event, FieldEvent):
+        field, kind, key_time = event.field, event.kind, event.time
+    elif isinstance(event, InboundMessage):
+        field, kind, key_time = "messages", "message", None
+    else:
+        field, kind, key_time = "messages", "status", None
+    status = await conn.execute(
+        Q.insert_event,
+        tenant_id,
+        route.phone_number_id,
+        route.waba_id,
+        field,
+        kind,
+        tenant_id is None,
+        dict(raw),
+        _dedup_key(route.waba_id, route.phone_number_id, field, kind, key_time, raw),
+        delivery_id,
+    )
+    return status.endswith(" 1")
+
+
+async def index_delivery(
+    conn: asyncpg.Connection, delivery: Delivery, delivery_id: int
+) -> IndexResult:
+    """Write every event of `delivery`; events for numbers no tenant owns are kept as orphaned."""
+    by_number: dict[str, UUID] = {}
+    by_waba: dict[str, UUID] = {}
+    wabas = {e.route.waba_id for e in delivery.events if e.route.waba_id}
+    if delivery.phone_number_ids or wabas:
+        rows = await conn.fetch(Q.number_owners, list(delivery.phone_number_ids), list(wabas))
+        by_number = {r["phone_number_id"]: r["tenant_id"] for r in rows}
+        by_waba = {r["waba_id"]: r["tenant_id"] for r in rows}
+    result = IndexResult()
+    for event in delivery.events:
+        tenant_id = by_number.get(event.route.phone_number_id or "")
+        if isinstance(event, FieldEvent) and event.route.phone_number_id is None:
+            # WABA-level news (templates, account): the tenant that owns numbers of that WABA.
+            tenant_id = by_waba.get(event.route.waba_id or "")
+        if tenant_id is None or isinstance(event, FieldEvent):
+            if await _field_event(conn, tenant_id, event, delivery_id):
+                result.events += 1
+                result.orphaned += tenant_id is None
+            else:
+                result.duplicates += 1
+        elif isinstance(event, InboundMessage):
+            if await _message(conn, tenant_id, event, delivery_id):
+                result.messages += 1
+            else:
+                result.duplicates += 1
+        elif await _status(conn, tenant_id, event, delivery_id):
+            result.statuses += 1
+        else:
+            result.duplicates += 1
+    return result

@@ -1,0 +1,139 @@
+"""Stored deliveries into the index: claim a batch, process each in a savepoint, commit once.
+
+Claiming commits a lease (and counts the attempt) before any work, so a worker that dies
+mid-batch leaves rows that another worker takes once the lease runs out, and a delivery that
+kills every worker that touches it is quarantined after `max_attempts` instead of looping.
+Marking a delivery processed checks the lease, so two workers never both commit one delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from wa_cloud.db.queries import Q
+from wa_cloud.inbound.index import IndexResult, index_delivery
+from wa_cloud.inbound.parse import InvalidDelivery, parse_delivery
+from wa_cloud.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """Our lease ran out and another worker may own the delivery now."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a delivery that failed to process is tried again, and when we give up."""
+
+    max_attempts: int = 8
+    base_seconds: float = 1.0
+    max_seconds: float = 600.0
+
+    def delay(self, attempt: int) -> float:
+        # Exponential with full jitter: failures caused by one bad row do not retry in lockstep.
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    claimed: int
+    processed: int
+    quarantined: int
+    retried: int
+
+
+async def process_batch(
+    pool: asyncpg.Pool,
+    *,
+    batch_size: int,
+    lease_seconds: float,
+    policy: RetryPolicy,
+    metrics: Metrics,
+) -> BatchOutcome:
+    lease = uuid.uuid4()
+    async with pool.acquire() as conn:
+        claimed = await conn.fetch(Q.claim_deliveries, lease, lease_seconds, batch_size)
+        if not claimed:
+            return BatchOutcome(0, 0, 0, 0)
+        processed = quarantined = 0
+        failures: list[tuple[asyncpg.Record, BaseException]] = []
+        async with conn.transaction():
+            for row in claimed:
+                delivery_id = row["id"]
+                log = {"delivery_id": delivery_id, "source": row["source"]}
+                if row["attempts"] > policy.max_attempts:
+                    await conn.execute(
+                        Q.quarantine_delivery,
+                        delivery_id,
+                        lease,
+                        "worker_died",
+                        f"processing stopped before finishing {row['attempts'] - 1} times",
+                    )
+                    quarantined += 1
+                    continue
+                try:
+                    async with conn.transaction():
+                        result = await _process_one(conn, row, lease)
+                except InvalidDelivery as exc:
+                    await conn.execute(
+                        Q.quarantine_delivery, delivery_id, lease, exc.code, exc.message
+                    )
+                    logger.warning("delivery quarantined", extra={**log, "code": exc.code})
+                    quarantined += 1
+                except (asyncpg.PostgresConnectionError, OSError):
+                    raise  # the whole batch is lost with the connection; leases expire
+                except Exception as exc:
+                    failures.append((row, exc))
+                else:
+                    processed += 1
+                    logger.debug(
+                        "delivery processed",
+                        extra={**log, "messages": result.messages, "statuses": result.statuses},
+                    )
+        retried = 0
+        for row, exc in failures:
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            if row["attempts"] >= policy.max_attempts:
+                await conn.execute(
+                    Q.quarantine_delivery, row["id"], lease, "processing_failed", reason
+                )
+                quarantined += 1
+                logger.error(
+                    "delivery quarantined after retries",
+                    extra={"delivery_id": row["id"], "attempts": row["attempts"]},
+                )
+            else:
+                await conn.execute(
+                    Q.retry_delivery, row["id"], lease, policy.delay(row["attempts"]), reason
+                )
+                retried += 1
+                logger.warning(
+                    "delivery failed, will retry",
+                    extra={
+                        "delivery_id": row["id"],
+                        "attempts": row["attempts"],
+                        "error": type(exc).__name__,
+                    },
+                )
+    metrics.inc("wa_deliveries_processed_total", processed)
+    metrics.inc("wa_deliveries_quarantined_total", quarantined)
+    metrics.inc("wa_deliveries_retried_total", retried)
+    return BatchOutcome(len(claimed), processed, quarantined, retried)
+
+
+async def _process_one(
+    conn: asyncpg.Connection, row: asyncpg.Record, lease: uuid.UUID
+) -> IndexResult:
+    delivery = parse_delivery(bytes(row["body"]))
+    result = await index_delivery(conn, delivery, row["id"])
+    status = await conn.execute(Q.finish_delivery, row["id"], lease, "processed")
+    if status != "UPDATE 1":
+        raise LeaseLost(f"lease on delivery {row['id']} ran out")
+    return result

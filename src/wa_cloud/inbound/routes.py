@@ -1,0 +1,92 @@
+"""The webhook endpoints: a thin adapter from HTTP to signature check and group commit.
+
+The POST path does only what must happen before Meta gets its 200: bound the size, verify the
+signature, commit the raw bytes. Parsing, routing to tenants and indexing are the worker's.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from wa_cloud.api.body import read_limited
+from wa_cloud.config import MAX_WEBHOOK_BYTES
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import ApiError, NotFound
+from wa_cloud.inbound.signature import verify
+from wa_cloud.state import AppState
+
+logger = logging.getLogger(__name__)
+
+_OK = Response(status_code=200)
+_APP_CACHE_SECONDS = 30.0
+
+
+class HandshakeRefused(ApiError):
+    def __init__(self) -> None:
+        super().__init__(403, "verification_failed", "hub.mode or hub.verify_token is wrong.")
+
+
+def _handshake(request: Request, verify_token: str | None) -> Response:
+    params = request.query_params
+    given = params.get("hub.verify_token", "")
+    if (
+        params.get("hub.mode") != "subscribe"
+        or not verify_token
+        or not hmac.compare_digest(given.encode(), verify_token.encode())
+    ):
+        raise HandshakeRefused()
+    return PlainTextResponse(params.get("hub.challenge", ""))
+
+
+async def _app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
+    """(app secret, verify token) of a tenant's own app, cached briefly per process."""
+    cached = state.app_cache.get(app_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1], cached[2]
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow(Q.app_secret, app_id)
+    if row is None:
+        raise NotFound("No app with that id is registered.", "unknown_app")
+    secret = state.box.open(row["app_secret_enc"], context=f"apps.app_secret:{app_id}")
+    token = state.box.open(row["verify_token_enc"], context=f"apps.verify_token:{app_id}")
+    state.app_cache[app_id] = (time.monotonic() + _APP_CACHE_SECONDS, secret, token)
+    return secret, token
+
+
+async def _receive(request: Request, state: AppState, source: str, secret: str) -> Response:
+    try:
+        body = await read_limited(request, MAX_WEBHOOK_BYTES)
+        verify(body, request.headers.get("x-hub-signature-256"), secret)
+    except ApiError as exc:
+        state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
+        raise
+    await state.committer.submit(source, body)
+    state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])
+    return _OK
+
+
+async def platform_verify(request: Request) -> Response:
+    return _handshake(request, request.state.wa.settings.verify_token)
+
+
+async def platform_receive(request: Request) -> Response:
+    state: AppState = request.state.wa
+    return await _receive(request, state, "platform", state.settings.app_secret or "")
+
+
+async def app_verify(request: Request) -> Response:
+    state: AppState = request.state.wa
+    _, token = await _app_secrets(state, request.path_params["app_id"])
+    return _handshake(request, token)
+
+
+async def app_receive(request: Request) -> Response:
+    state: AppState = request.state.wa
+    app_id = request.path_params["app_id"]
+    secret, _ = await _app_secrets(state, app_id)
+    return await _receive(request, state, f"app:{app_id}", secret)

@@ -1,0 +1,65 @@
+"""Process-local counters and the Prometheus text exposition.
+
+Counters count what this process did (received, rejected, processed). What is true of the whole
+deployment (deliveries pending, quarantined, the processing lag) is read from PostgreSQL at
+scrape time, so any web process reports the same figures.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+HELP: Mapping[str, tuple[str, str]] = {
+    "wa_webhook_deliveries_received_total": (
+        "counter",
+        "Signed webhook bodies committed to PostgreSQL by this process.",
+    ),
+    "wa_webhook_rejected_total": ("counter", "Webhook requests refused, by reason."),
+    "wa_deliveries_processed_total": ("counter", "Deliveries indexed by this process's worker."),
+    "wa_deliveries_quarantined_total": ("counter", "Deliveries this process's worker quarantined."),
+    "wa_deliveries_retried_total": (
+        "counter",
+        "Delivery processing failures this process's worker will retry.",
+    ),
+    "wa_deliveries": ("gauge", "Stored deliveries by state (whole deployment)."),
+    "wa_processing_lag_seconds": (
+        "gauge",
+        "Age of the oldest delivery not yet processed (whole deployment).",
+    ),
+    "wa_orphaned_events": ("gauge", "Events for numbers no tenant owns (whole deployment)."),
+}
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in sorted(labels.items())
+    )
+    return "{" + inner + "}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        if amount:
+            self._values[(name, tuple(sorted(labels.items())))] += amount
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def render(self, gauges: Iterable[tuple[str, Mapping[str, str], float]] = ()) -> str:
+        samples: dict[str, list[str]] = defaultdict(list)
+        for (name, labels), value in sorted(self._values.items()):
+            samples[name].append(f"{name}{_labels(dict(labels))} {value:g}")
+        for name, labels, value in gauges:
+            samples[name].append(f"{name}{_labels(labels)} {value:g}")
+        lines: list[str] = []
+        for name, (kind, text) in HELP.items():
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            lines += samples.get(name, [f"{name} 0"] if kind == "counter" else [])
+        return "\n".join(lines) + "\n"

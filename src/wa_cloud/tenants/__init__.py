@@ -1,0 +1,1 @@
+"""Tenants, their API keys, numbers and Meta apps."""

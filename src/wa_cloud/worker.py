@@ -1,0 +1,123 @@
+"""The worker loop: wake on NOTIFY (polling as the fallback), claim, process, repeat.
+
+Any number of workers can run: they coordinate only through PostgreSQL (SKIP LOCKED claims with
+leases). The LISTEN connection is dedicated and re-opened when it drops; while it is down the
+poll interval alone keeps work moving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+
+import asyncpg
+
+from wa_cloud.config import Settings
+from wa_cloud.db.pool import connect
+from wa_cloud.inbound.processor import RetryPolicy, process_batch
+from wa_cloud.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "wa_deliveries"
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, metrics: Metrics, *, concurrency: int = 2
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._policy = RetryPolicy(max_attempts=settings.worker_max_attempts)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Worker:
+        self._tasks = [asyncio.create_task(self._listen(), name="worker-listen")]
+        self._tasks += [
+            asyncio.create_task(self._loop(i), name=f"worker-{i}") for i in range(self._concurrency)
+        ]
+        logger.info("worker started", extra={"concurrency": self._concurrency})
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Let batches in flight finish (they are one transaction each), then stop."""
+        self._stopping.set()
+        self._wake.set()
+        loops, listener = self._tasks[1:], self._tasks[:1]
+        for task in listener:
+            task.cancel()
+        _, pending = await asyncio.wait(loops, timeout=deadline) if loops else (set(), set())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        logger.info("worker stopped")
+
+    async def run_forever(self) -> None:
+        async with self:
+            await self._stopping.wait()
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        assert self._settings.database_url
+        backoff = 0.5
+        while not self._stopping.is_set():
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await connect(self._settings.database_url)
+                await connection.add_listener(CHANNEL, self._notified)
+                backoff = 0.5
+                self._wake.set()  # anything stored while we were not listening
+                while not connection.is_closed():
+                    await asyncio.sleep(5)
+                    await connection.execute("SELECT 1")  # keepalive: notice a dead socket
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                logger.warning("listen connection lost, reconnecting")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+            finally:
+                if connection is not None and not connection.is_closed():
+                    with contextlib.suppress(Exception):
+                        await connection.close(timeout=1)
+
+    async def _loop(self, index: int) -> None:
+        settings = self._settings
+        backoff = 0.5
+        while not self._stopping.is_set():
+            # Cleared before claiming: a NOTIFY that lands while we work wakes the next wait.
+            self._wake.clear()
+            try:
+                outcome = await process_batch(
+                    self._pool,
+                    batch_size=settings.worker_batch_size,
+                    lease_seconds=settings.worker_lease_seconds,
+                    policy=self._policy,
+                    metrics=self._metrics,
+                )
+                backoff = 0.5
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("worker cannot reach the database", extra={"error": repr(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                continue
+            if outcome.claimed:
+                continue  # there may be more: go again without waiting
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), settings.worker_poll_seconds)
