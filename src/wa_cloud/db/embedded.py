@@ -5,21 +5,28 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
-def start(data_dir: Path) -> str:
-    """Start (or reuse) the server whose data lives in `data_dir/pg`; return its URL.
+def server(pgdata: Path, *, keep_running: bool = True) -> Any:
+    """Start (or reuse) the server whose data lives in `pgdata`; it listens on a Unix socket.
 
-    The server keeps running after this process exits so data and start-up time are kept
-    between runs; it listens on a Unix socket only.
+    With `keep_running` the server outlives this process, so `wa-cloud dev` keeps its data and
+    starts in a blink the next time; the tests stop and delete theirs.
     """
+    pgdata = pgdata.resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    # pgserver asks platformdirs for a runtime dir at import; without one it warns.
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
     import pgserver  # imported here: production with DATABASE_URL never needs it
 
-    pgdata = (data_dir / "pg").resolve()
-    pgdata.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir.resolve()))
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
-    logger.info("embedded postgresql ready", extra={"pgdata": str(pgdata)})
-    return server.get_uri()
+    return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "delete")
+
+
+def start(data_dir: Path) -> str:
+    """The URL of the embedded server under `data_dir`, started if needed."""
+    url = server(data_dir / "pg").get_uri()
+    logger.info("embedded postgresql ready", extra={"pgdata": str((data_dir / "pg").resolve())})
+    return url
