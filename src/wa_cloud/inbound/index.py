@@ -25,7 +25,7 @@ from wa_cloud.events import (
     StatusUpdate,
 )
 
-_RANKS_JSON = json.dumps(STATUS_RANK)
+_RANKS = dict(STATUS_RANK)  # jsonb parameter: the pool's codec serialises it
 
 
 @dataclass(slots=True)
@@ -127,7 +127,7 @@ async def _status(
             status.wamid,
             status.status,
             STATUS_RANK.get(status.status, -1),
-            _RANKS_JSON,
+            _RANKS,
             status.timestamp,
             errors,
             pricing,
