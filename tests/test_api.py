@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.conftest import NUMBER_A, NUMBER_B, WABA, Running
 
@@ -57,7 +58,9 @@ async def columns_containing(db: asyncpg.Connection, needle: str) -> list[str]:
         expr = f'"{column}"' if kind != "bytea" else f"encode(\"{column}\", 'escape')"
         if kind in ("jsonb", "json"):
             expr = f'"{column}"::text'
-        hits = await db.fetchval(f'SELECT count(*) FROM "{table}" WHERE strpos({expr}, $1) > 0', needle)
+        hits = await db.fetchval(
+            f'SELECT count(*) FROM "{table}" WHERE strpos({expr}, $1) > 0', needle
+        )
         if kind == "bytea":
             hits += await db.fetchval(
                 f'SELECT count(*) FROM "{table}" WHERE position($1::bytea IN "{column}") > 0',
@@ -196,7 +199,7 @@ async def test_admin_routes_need_the_admin_token(web: Running, db: asyncpg.Conne
         bearer("adm_wrong-token"),
         bearer(tenant["api_key"]),
         {"authorization": f"Basic {web.settings.admin_token}"},
-        {"authorization": "Bearer "},
+        {"authorization": "Bearer"},
         {"authorization": web.settings.admin_token or ""},
     ]
     for method, path, body in calls:
@@ -441,3 +444,15 @@ async def test_wrong_method_is_405_json(web: Running) -> None:
     ):
         response = await web.client.request(method, path, headers=web.admin())
         assert_error(response, 405, "method_not_allowed")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app._http_error drops HTTPException.headers, so a 405 has no Allow header "
+    "(RFC 9110 requires one); with one Route per method Starlette would also name only one",
+)
+async def test_405_names_the_allowed_methods(web: Running) -> None:
+    response = await web.client.request("DELETE", "/v1/numbers", headers=web.admin())
+    assert_error(response, 405, "method_not_allowed")
+    allowed = {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
+    assert {"GET", "POST"} <= allowed

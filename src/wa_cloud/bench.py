@@ -1,0 +1,839 @@
+"""`wa-cloud bench ingest`: webhook ingest against a bare Starlette endpoint and pywa, same run.
+
+Three targets are measured one after another on this machine, each alone so none competes with
+another for CPU: "bare" (a Starlette route that reads the body and answers 200), "pywa" (pywa's
+own FastAPI webhook, which checks the signature and acknowledges before processing) and
+"wa-cloud" (ours, which commits the body durably before it acknowledges; or `--url`).
+
+Every target gets the same signed corpus bodies from the same load generator: keep-alive HTTP/1.1
+connections written over raw asyncio streams with pre-built request bytes, in their own
+process(es) on uvloop, because a general-purpose HTTP client would be slower than the servers and
+the comparison would then measure the client.
+
+The servers are subprocesses of this module (`python -m wa_cloud.bench --serve bare|pywa`) and
+of `python -m wa_cloud.cli serve`, so the bench needs nothing but the installed package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import secrets
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from wa_cloud.corpus import corpus_files
+from wa_cloud.inbound.signature import sign
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+WEBHOOK_PATH = "/webhook"
+# One process, uvloop and httptools: what `wa-cloud serve` runs with (uvicorn's "auto" picks
+# both when installed, and uvicorn[standard] installs them), so the baselines are like for like.
+UVICORN_SETTINGS: dict[str, Any] = {
+    "host": HOST,
+    "loop": "uvloop",
+    "http": "httptools",
+    "log_config": None,
+    "access_log": False,
+}
+# The baselines read their app secret from the environment, not argv, so `ps` never shows it.
+SECRET_ENV = "WA_BENCH_APP_SECRET"
+PYWA_VERIFY_TOKEN = "wa-cloud-bench"
+# The corpus's business number: pywa filters updates by phone_id, so its handler really runs.
+PYWA_PHONE_ID = "106540352242922"
+
+# One load process: measured on the 2-core reference machine, it drives the fastest target
+# (bare) at well under one core while the server is saturated; a second process would only take
+# CPU from the server it measures.
+LOAD_PROCESSES = 1
+# Time for the load process(es) to spawn and connect before the shared clock starts.
+LOAD_START_ALLOWANCE = 1.5
+# After the window closes, in-flight requests get this long before they count as timeouts.
+LOAD_GRACE = 5.0
+RECONNECT_PAUSE = 0.05
+READY_TIMEOUT = 60.0
+READY_POLL = 0.1
+PROBE_TIMEOUT = 2.0
+STOP_TIMEOUT = 15.0
+LOG_TAIL_BYTES = 2000
+
+
+class StartFailed(Exception):
+    """A target's server did not come up; the message says why."""
+
+
+# --- the load generator -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+    path: str
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the URL must be http:// or https:// with a host")
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        return cls(parts.hostname, port, parts.path or "/", tls)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Shared by every load process: time.monotonic() is one system-wide clock."""
+
+    begin: float
+    warmup: float
+    seconds: float
+
+    @property
+    def start(self) -> float:
+        return self.begin + self.warmup
+
+    @property
+    def end(self) -> float:
+        return self.start + self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    endpoint: Endpoint
+    requests: list[bytes]
+    window: Window
+    firsts: list[int]  # one per connection: the index of its first request, to spread bodies
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one load process saw inside the window: latencies of answered requests, outcomes."""
+
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    outcomes: Counter[str] = field(default_factory=Counter)
+    cpu_seconds: float = 0.0
+
+    def merge(self, other: Tally) -> None:
+        self.latencies.extend(other.latencies)
+        self.outcomes.update(other.outcomes)
+        self.cpu_seconds += other.cpu_seconds
+
+
+def build_requests(endpoint: Endpoint, bodies: list[bytes], secret: str) -> list[bytes]:
+    """Each body as complete request bytes, signed once here so the loop only writes."""
+    requests = []
+    for body in bodies:
+        head = (
+            f"POST {endpoint.path} HTTP/1.1\r\n"
+            f"Host: {endpoint.authority}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"X-Hub-Signature-256: {sign(body, secret)}\r\n"
+            "\r\n"
+        )
+        requests.append(head.encode("latin-1") + body)
+    return requests
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> None:
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailers
+            return
+        await reader.readexactly(size + 2)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one whole response; return its status and whether the connection stays open."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length: int | None = None
+    chunked = False
+    keep_alive = True
+    for line in head[:-4].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            keep_alive = b"close" not in value.lower()
+    if chunked:
+        await _read_chunked(reader)
+    elif length:
+        await reader.readexactly(length)
+    elif length is None and status >= 200 and status not in (204, 304):
+        await reader.read()  # no framing: the body runs to the end of the connection
+        keep_alive = False
+    return status, keep_alive
+
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _open(endpoint: Endpoint, tls: ssl.SSLContext | None) -> Streams:
+    return await asyncio.open_connection(endpoint.host, endpoint.port, ssl=tls)
+
+
+def _count(tally: Tally, window: Window, at: float, outcome: str) -> None:
+    if window.start <= at < window.end:
+        tally.outcomes[outcome] += 1
+
+
+async def _drive(spec: LoadSpec, first: int, tls: ssl.SSLContext | None, tally: Tally) -> None:
+    """One keep-alive connection: one request in flight at a time, until the window closes."""
+    window, requests = spec.window, spec.requests
+    latencies, outcomes = tally.latencies, tally.outcomes
+    clock = time.monotonic
+    index = first % len(requests)
+    streams: Streams | None = None
+    with contextlib.suppress(OSError):
+        streams = await _open(spec.endpoint, tls)  # connected before the clock starts
+    await asyncio.sleep(max(0.0, window.begin - clock()))
+    try:
+        while (now := clock()) < window.end:
+            if streams is None:
+                try:
+                    streams = await _open(spec.endpoint, tls)
+                except OSError:
+                    _count(tally, window, now, "connect_failed")
+                    await asyncio.sleep(RECONNECT_PAUSE)
+                    continue
+            reader, writer = streams
+            sent = clock()
+            writer.write(requests[index])
+            index = (index + 1) % len(requests)
+            try:
+                status, keep_alive = await read_response(reader)
+            except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
+                _count(tally, window, clock(), "connection_lost")
+                writer.close()
+                streams = None
+                continue
+            done = clock()
+            if window.start <= done < window.end:
+                latencies.append(done - sent)
+                outcomes[str(status)] += 1
+            if not keep_alive:
+                writer.close()
+                streams = None
+    finally:
+        if streams is not None:
+            streams[1].close()
+
+
+async def _cpu_in_window(window: Window) -> float:
+    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+    before = time.process_time()
+    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+    return time.process_time() - before
+
+
+async def _load(spec: LoadSpec) -> Tally:
+    tally = Tally()
+    tls = ssl.create_default_context() if spec.endpoint.tls else None
+    cpu = asyncio.create_task(_cpu_in_window(spec.window))
+    drivers = [asyncio.create_task(_drive(spec, first, tls, tally)) for first in spec.firsts]
+    timeout = max(0.0, spec.window.end - time.monotonic()) + LOAD_GRACE
+    done, pending = await asyncio.wait(drivers, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    # A request still unanswered LOAD_GRACE after the window is a timeout, not a slow success.
+    if pending:
+        tally.outcomes["timeout"] += len(pending)
+    for task in done:
+        task.result()  # a bug in the driver must not pass for a quiet run
+    tally.cpu_seconds = await cpu
+    return tally
+
+
+def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _load_process(spec: LoadSpec, results: Connection) -> None:
+    """Entry point of a load process (spawned): run the load, send the tally back."""
+    # The parent owns Ctrl-C: it terminates us, so a traceback from here would only be noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+        results.send(runner.run(_load(spec)))
+    results.close()
+
+
+def _split(connections: int, processes: int, bodies: int) -> list[list[int]]:
+    """Connection start indices for each process, spread evenly over the bodies."""
+    firsts = [(i * bodies) // max(connections, 1) for i in range(connections)]
+    return [firsts[k::processes] for k in range(processes)]
+
+
+def _start_load_processes(
+    endpoint: Endpoint, requests: list[bytes], window: Window, connections: int
+) -> list[tuple[multiprocessing.process.BaseProcess, Connection]]:
+    # spawn, not fork: the parent has an event loop and threads that a fork would copy.
+    context = multiprocessing.get_context("spawn")
+    started = []
+    for firsts in _split(connections, LOAD_PROCESSES, len(requests)):
+        receive, send = context.Pipe(duplex=False)
+        spec = LoadSpec(endpoint, requests, window, firsts)
+        process = context.Process(target=_load_process, args=(spec, send), daemon=True)
+        process.start()
+        send.close()
+        started.append((process, receive))
+    return started
+
+
+def _receive(results: Connection) -> Tally:
+    tally = results.recv()
+    assert isinstance(tally, Tally)
+    return tally
+
+
+def _stop_load_processes(
+    started: list[tuple[multiprocessing.process.BaseProcess, Connection]],
+) -> None:
+    for process, results in started:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        results.close()
+
+
+async def run_load(
+    endpoint: Endpoint, requests: list[bytes], window: Window, connections: int
+) -> Tally:
+    started = _start_load_processes(endpoint, requests, window, connections)
+    try:
+        parts = await asyncio.gather(*(asyncio.to_thread(_receive, r) for _, r in started))
+    finally:
+        _stop_load_processes(started)
+    total = Tally()
+    for part in parts:
+        total.merge(part)
+    return total
+
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+def _bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def webhook(request: Request) -> Response:
+        await request.body()
+        return Response(status_code=200)
+
+    return Starlette(routes=[Route(WEBHOOK_PATH, webhook, methods=["POST"])])
+
+
+def _pywa_app(app_secret: str) -> Any:
+    """pywa on a FastAPI app as its docs recommend; no callback_url, so it never calls Meta."""
+    from fastapi import FastAPI
+    from pywa import WhatsApp, types
+
+    app = FastAPI()
+    wa = WhatsApp(
+        phone_id=PYWA_PHONE_ID,
+        token="wa-cloud-bench-token",  # never used: nothing here sends
+        server=app,
+        app_secret=app_secret,
+        verify_token=PYWA_VERIFY_TOKEN,
+        validate_updates=True,
+        webhook_endpoint=WEBHOOK_PATH,
+    )
+
+    @wa.on_message()
+    def ignore(_: WhatsApp, message: types.Message) -> None:
+        """Does nothing: the bench measures pywa's webhook path, not a bot."""
+
+    return app
+
+
+def serve_baseline(kind: str, port: int) -> None:
+    """Run one baseline server in this process until it is signalled (the subprocess side)."""
+    import uvicorn
+
+    app = _bare_app() if kind == "bare" else _pywa_app(os.environ[SECRET_ENV])
+    uvicorn.run(app, port=port, **UVICORN_SETTINGS)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        # A session of its own: Ctrl-C reaches only us, and we stop servers in a known order.
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        logger.warning("bench server ignored SIGTERM; killing it", extra={"pid": process.pid})
+        process.kill()
+        process.wait()
+
+
+def _log_tail(log: Path) -> str:
+    try:
+        data = log.read_bytes()
+    except OSError:
+        return ""
+    return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace").strip()
+
+
+async def _probe(port: int, path: str) -> int:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+        status, _ = await read_response(reader)
+        return status
+    finally:
+        writer.close()
+
+
+async def _wait_ready(
+    process: subprocess.Popen[bytes], port: int, path: str, expect: int | None
+) -> None:
+    """Until GET `path` answers `expect` (any status when None); fail if the process exits."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise StartFailed(f"exited with code {process.returncode}")
+        with contextlib.suppress(OSError, EOFError, ValueError, TimeoutError):
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                status = await _probe(port, path)
+            if expect is None or status == expect:
+                return
+        if time.monotonic() > deadline:
+            raise StartFailed(f"GET {path} did not answer {expect} within {READY_TIMEOUT:.0f} s")
+        await asyncio.sleep(READY_POLL)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    ready_path: str
+    ready_status: int | None
+
+
+@contextlib.asynccontextmanager
+async def local_server(launch: Launch, workdir: Path) -> AsyncIterator[int]:
+    """A server subprocess, ready to serve; yields its pid and stops it on the way out."""
+    log = workdir / f"{launch.name}.log"
+    process = _spawn(launch.argv, launch.env, log)
+    try:
+        try:
+            await _wait_ready(process, launch.port, launch.ready_path, launch.ready_status)
+        except StartFailed as exc:
+            raise StartFailed(f"{exc}\n--- server output ---\n{_log_tail(log)}") from None
+        yield process.pid
+    finally:
+        _stop(process)
+
+
+def _baseline_launch(kind: str, secret: str) -> Launch:
+    port = free_port()
+    argv = [sys.executable, "-m", "wa_cloud.bench", "--serve", kind, "--port", str(port)]
+    if kind == "pywa":
+        query = f"hub.mode=subscribe&hub.verify_token={PYWA_VERIFY_TOKEN}&hub.challenge=1"
+        ready_path, ready_status = f"{WEBHOOK_PATH}?{query}", 200
+    else:
+        ready_path, ready_status = WEBHOOK_PATH, None  # POST-only route: any answer means up
+    env = {**os.environ, SECRET_ENV: secret}
+    return Launch(kind, argv, env, port, ready_path, ready_status)
+
+
+def _wa_cloud_launch(database_url: str, secret: str) -> Launch:
+    port = free_port()
+    argv = [sys.executable, "-m", "wa_cloud.cli", "serve", "--no-worker"]
+    argv += ["--host", HOST, "--port", str(port)]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "WA_SECRET_KEY": secrets.token_urlsafe(32),
+        "WA_APP_SECRET": secret,
+        "WA_ADMIN_TOKEN": "adm_" + secrets.token_urlsafe(24),
+        "WA_LOG_FORMAT": "json",
+    }
+    return Launch("wa-cloud", argv, env, port, "/readyz", 200)
+
+
+def _stop_database(workdir: Path) -> None:
+    import pgserver
+
+    # embedded.start leaves the server running for `wa-cloud dev`; this run's data is
+    # throw-away, so take the handle it opened in this process and stop the server for good.
+    server = pgserver.get_server(workdir / "pg")
+    server.cleanup_mode = "stop"
+    server.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def embedded_database(workdir: Path) -> AsyncIterator[str]:
+    from wa_cloud.db import embedded, migrations
+
+    url = await asyncio.to_thread(embedded.start, workdir)
+    try:
+        await asyncio.to_thread(migrations.upgrade, url)
+        yield url
+    finally:
+        _stop_database(workdir)
+
+
+# --- measuring and reporting --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    outcomes: dict[str, int]
+    client_cpu: float  # share of one core used by the load generator
+    server_cpu: float | None  # share of one core used by the server process, when local
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "requests": self.requests,
+            "rps": round(self.throughput, 1),
+            "p50_ms": round(self.p50_ms, 2),
+            "p99_ms": round(self.p99_ms, 2),
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    name: str
+    stats: Stats | None = None
+    skipped: str | None = None
+    failed: str | None = None
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list (0 when empty)."""
+    if not ordered:
+        return 0.0
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def summarize(tally: Tally, seconds: float, server_cpu: float | None) -> Stats:
+    ordered = sorted(tally.latencies)
+    errors = sum(n for outcome, n in tally.outcomes.items() if outcome != "200")
+    return Stats(
+        requests=sum(tally.outcomes.values()),
+        seconds=seconds,
+        p50_ms=percentile(ordered, 0.50) * 1000,
+        p99_ms=percentile(ordered, 0.99) * 1000,
+        errors=errors,
+        outcomes=dict(tally.outcomes),
+        client_cpu=tally.cpu_seconds / seconds,
+        server_cpu=server_cpu,
+    )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        import psutil  # installed with pgserver; optional all the same
+    except ImportError:
+        return None
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
+
+
+async def _server_cpu(pid: int | None, window: Window) -> float | None:
+    """The server process's share of one core during the measured window."""
+    if pid is None:
+        return None
+    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+    before = _cpu_seconds(pid)
+    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+    after = _cpu_seconds(pid)
+    if before is None or after is None:
+        return None
+    return (after - before) / window.seconds
+
+
+async def measure(
+    endpoint: Endpoint, requests: list[bytes], args: argparse.Namespace, pid: int | None
+) -> Stats:
+    window = Window(time.monotonic() + LOAD_START_ALLOWANCE, args.warmup, args.seconds)
+    server_cpu = asyncio.create_task(_server_cpu(pid, window))
+    tally = await run_load(endpoint, requests, window, args.connections)
+    return summarize(tally, args.seconds, await server_cpu)
+
+
+def _progress(name: str, what: str) -> None:
+    print(f"  {name}: {what}", file=sys.stderr, flush=True)
+
+
+async def _bench_local(
+    launch: Launch, bodies: list[bytes], secret: str, args: argparse.Namespace, workdir: Path
+) -> Outcome:
+    _progress(launch.name, "starting")
+    try:
+        async with local_server(launch, workdir) as pid:
+            _progress(launch.name, f"loading ({args.warmup:g} s warmup + {args.seconds:g} s)")
+            endpoint = Endpoint(HOST, launch.port, WEBHOOK_PATH)
+            stats = await measure(endpoint, build_requests(endpoint, bodies, secret), args, pid)
+    except StartFailed as exc:
+        return Outcome(launch.name, failed=str(exc))
+    return Outcome(launch.name, stats)
+
+
+def _pywa_missing() -> str | None:
+    try:
+        import fastapi  # noqa: F401
+        import pywa  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name} is not installed (pip install 'wa-cloud[bench]')"
+    return None
+
+
+async def bench_pywa(bodies: list[bytes], args: argparse.Namespace, workdir: Path) -> Outcome:
+    if args.no_pywa:
+        return Outcome("pywa", skipped="--no-pywa")
+    missing = await asyncio.to_thread(_pywa_missing)
+    if missing:
+        return Outcome("pywa", skipped=missing)
+    secret = secrets.token_hex(16)
+    return await _bench_local(_baseline_launch("pywa", secret), bodies, secret, args, workdir)
+
+
+async def bench_wa_cloud(bodies: list[bytes], args: argparse.Namespace, workdir: Path) -> Outcome:
+    if args.url:
+        _progress("wa-cloud", f"loading {args.url}")
+        endpoint = Endpoint.from_url(args.url)
+        requests = build_requests(endpoint, bodies, args.secret)
+        return Outcome("wa-cloud", await measure(endpoint, requests, args, None))
+    _progress("wa-cloud", "starting embedded PostgreSQL")
+    async with embedded_database(workdir) as database_url:
+        secret = secrets.token_hex(16)
+        launch = _wa_cloud_launch(database_url, secret)
+        return await _bench_local(launch, bodies, secret, args, workdir)
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render_table(outcomes: list[Outcome]) -> list[str]:
+    columns = "{:<10} {:>9} {:>10} {:>8} {:>8} {:>7} {:>11} {:>11}"
+    lines = [
+        columns.format(
+            "target", "requests", "req/s", "p50 ms", "p99 ms", "errors", "client cpu", "server cpu"
+        )
+    ]
+    for outcome in outcomes:
+        stats = outcome.stats
+        if stats is None:
+            why = f"skipped: {outcome.skipped}" if outcome.skipped else "FAILED to start"
+            lines.append(f"{outcome.name:<10} {why}")
+            continue
+        lines.append(
+            columns.format(
+                outcome.name,
+                stats.requests,
+                f"{stats.throughput:.1f}",
+                f"{stats.p50_ms:.2f}",
+                f"{stats.p99_ms:.2f}",
+                stats.errors,
+                f"{stats.client_cpu:.0%}",
+                _cell(stats.server_cpu, ".0%"),
+            )
+        )
+    return lines
+
+
+def ratios(outcomes: list[Outcome]) -> dict[str, float]:
+    by_name = {o.name: o.stats for o in outcomes if o.stats is not None}
+    bare = by_name.get("bare")
+    if bare is None or bare.throughput == 0:
+        return {}
+    return {
+        f"{name}/bare": round(stats.throughput / bare.throughput, 3)
+        for name, stats in by_name.items()
+        if name != "bare"
+    }
+
+
+def render_report(outcomes: list[Outcome], args: argparse.Namespace, bodies: int) -> list[str]:
+    lines = ["", *render_table(outcomes), ""]
+    for outcome in outcomes:
+        if outcome.failed:
+            lines += [f"{outcome.name} failed to start: {outcome.failed}", ""]
+        elif outcome.stats and outcome.stats.errors:
+            detail = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.stats.outcomes.items()))
+            lines.append(f"{outcome.name} responses: {detail}")
+    found = ratios(outcomes)
+    for name in ("wa-cloud/bare", "pywa/bare"):
+        if name in found:
+            lines.append(f"{name:<14} {found[name]:.2f}x throughput")
+    summary = {
+        "bench": "ingest",
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "bodies": bodies,
+        "load_processes": LOAD_PROCESSES,
+        "targets": {o.name: o.stats.summary() for o in outcomes if o.stats is not None},
+        "ratios": found,
+    }
+    return [*lines, json.dumps(summary)]
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    for outcome in outcomes:
+        if outcome.failed:
+            return 1
+        if outcome.stats is not None and outcome.stats.errors >= outcome.stats.requests:
+            return 1  # every request errored (or none was answered at all)
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.connections < 1 or args.seconds <= 0 or args.warmup < 0:
+        return "--connections must be at least 1, --seconds positive, --warmup not negative"
+    if args.url:
+        if not args.secret:
+            return "--url needs --secret, the app secret that server verifies signatures with"
+        try:
+            Endpoint.from_url(args.url)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _read_bodies() -> list[bytes]:
+    return [path.read_bytes() for path in corpus_files()]
+
+
+@contextlib.contextmanager
+def _cancel_on_sigterm() -> Iterator[None]:
+    """SIGTERM cancels the bench like Ctrl-C does, so its servers and temp dir are cleaned up."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or not a POSIX loop
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_targets(bodies: list[bytes], args: argparse.Namespace) -> list[Outcome]:
+    with tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
+        workdir = Path(tmp)
+        secret = secrets.token_hex(16)
+        targets: list[Callable[[], Coroutine[Any, Any, Outcome]]] = [
+            lambda: _bench_local(_baseline_launch("bare", secret), bodies, secret, args, workdir),
+            lambda: bench_pywa(bodies, args, workdir),
+            lambda: bench_wa_cloud(bodies, args, workdir),
+        ]
+        # One after another: each target has the machine to itself.
+        return [await target() for target in targets]
+
+
+async def run_ingest_bench(args: argparse.Namespace) -> int:
+    problem = _check_args(args)
+    if problem:
+        print(f"wa-cloud bench ingest: {problem}", file=sys.stderr)
+        return 2
+    bodies = await asyncio.to_thread(_read_bodies)
+    print(
+        f"wa-cloud bench ingest: {len(bodies)} corpus bodies, {args.connections} connections, "
+        f"{args.warmup:g} s warmup + {args.seconds:g} s measured per target, "
+        f"{LOAD_PROCESSES} load process(es){'' if _event_loop_factory() else ' (no uvloop)'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        with _cancel_on_sigterm():
+            outcomes = await _run_targets(bodies, args)
+    except asyncio.CancelledError:
+        print("wa-cloud bench ingest: interrupted; servers stopped", file=sys.stderr)
+        return 130
+    print("\n".join(render_report(outcomes, args, len(bodies))), flush=True)
+    return exit_code(outcomes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m wa_cloud.bench --serve bare|pywa --port N`: the baseline server subprocess."""
+    parser = argparse.ArgumentParser(prog="python -m wa_cloud.bench")
+    parser.add_argument("--serve", choices=("bare", "pywa"), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    serve_baseline(args.serve, args.port)
+
+
+if __name__ == "__main__":
+    main()
