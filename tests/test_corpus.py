@@ -62,9 +62,10 @@ async def test_corpus_file_is_indexed(
     rows = await db.fetch("SELECT field, orphaned FROM events")
     assert {(r["field"], r["orphaned"]) for r in rows} == expected["events"]
     # Everything for a number the tenant owns is the tenant's.
-    assert await db.fetchval(
-        "SELECT count(*) FROM messages WHERE tenant_id <> $1::uuid", tenant["id"]
-    ) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM messages WHERE tenant_id <> $1::uuid", tenant["id"])
+        == 0
+    )
 
 
 async def _post(app: Running, db: asyncpg.Connection, name: str) -> None:

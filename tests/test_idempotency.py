@@ -87,8 +87,14 @@ async def test_failed_after_delivered_is_recorded_with_errors(
 ) -> None:
     wamid = "wamid.OUT-fails"
     await _outbound(db, tenant["id"], wamid)
-    errors = [{"code": 131026, "title": "Message undeliverable", "message": "Message undeliverable",
-               "error_data": {"details": "Receiver is incapable of receiving this message"}}]
+    errors = [
+        {
+            "code": 131026,
+            "title": "Message undeliverable",
+            "message": "Message undeliverable",
+            "error_data": {"details": "Receiver is incapable of receiving this message"},
+        }
+    ]
     await app.post_webhook(_status(wamid, "delivered", 1763700020))
     await app.post_webhook(_status(wamid, "failed", 1763700030, errors=errors))
     await wait_idle(db)
@@ -126,7 +132,9 @@ async def test_orphaned_number_is_kept_and_reported(
     assert (await app.post_webhook(body)).status_code == 200
     await wait_idle(db)
     assert await db.fetchval("SELECT count(*) FROM messages") == 0
-    row = await db.fetchrow("SELECT tenant_id, phone_number_id, kind, orphaned, payload FROM events")
+    row = await db.fetchrow(
+        "SELECT tenant_id, phone_number_id, kind, orphaned, payload FROM events"
+    )
     assert row["tenant_id"] is None
     assert row["orphaned"] is True
     assert row["phone_number_id"] == "999999999999999"
