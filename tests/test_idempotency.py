@@ -152,8 +152,8 @@ async def test_a_failing_delivery_is_retried_then_quarantined_without_blocking_o
     document = json.loads(corpus("messages/text.json"))
     message = document["entry"][0]["changes"][0]["value"]["messages"][0]
     await db.execute(
-        "ALTER TABLE contacts ADD CONSTRAINT test_no_such_sender CHECK (wa_id <> $$%s$$)"
-        % message["from"]
+        "ALTER TABLE contacts ADD CONSTRAINT test_no_such_sender"
+        f" CHECK (wa_id <> $${message['from']}$$)"
     )
     await db.execute("UPDATE deliveries SET run_after = now()")
     assert (await app.post_webhook(json.dumps(document).encode())).status_code == 200
