@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from wa_cloud.db.migrations import execute_script
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -180,16 +182,9 @@ DROP TABLE events, statuses, messages, contacts, quarantine, deliveries, numbers
 """
 
 
-def _run(script: str) -> None:
-    # One statement at a time: asyncpg prepares each statement and refuses several at once.
-    for statement in script.split(";\n"):
-        if statement.strip():
-            op.execute(statement)
-
-
 def upgrade() -> None:
-    _run(UPGRADE)
+    execute_script(op, UPGRADE)
 
 
 def downgrade() -> None:
-    _run(DOWNGRADE)
+    execute_script(op, DOWNGRADE)

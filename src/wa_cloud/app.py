@@ -21,7 +21,7 @@ from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable
 from wa_cloud.inbound import routes as webhooks
-from wa_cloud.inbound.committer import GroupCommitter
+from wa_cloud.inbound.store import delivery_store
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.state import AppState
@@ -79,13 +79,13 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
         try:
             async with (
                 httpx.AsyncClient(timeout=timeout, limits=limits) as http,
-                GroupCommitter(pool) as committer,
+                delivery_store(pool) as deliveries,
             ):
                 state = AppState(
                     settings=settings,
                     pool=pool,
                     http=http,
-                    committer=committer,
+                    deliveries=deliveries,
                     box=SecretBox(settings.secret_key),
                     metrics=Metrics(),
                 )

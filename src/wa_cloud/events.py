@@ -54,18 +54,6 @@ class StatusKind(_Open):
     UNKNOWN = "unknown"
 
 
-# A message's status only moves forward along this order; `failed` is recorded whenever it comes.
-STATUS_RANK: Mapping[str, int] = {
-    "queued": 0,
-    "sending": 1,
-    "unknown": 1,
-    "accepted": 2,
-    "sent": 3,
-    "delivered": 4,
-    "read": 5,
-    "played": 6,
-}
-
 # System notices are Meta's, not the user's: they do not open the customer-service window.
 WINDOW_NEUTRAL_TYPES = frozenset({"system"})
 

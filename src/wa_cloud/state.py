@@ -8,7 +8,7 @@ import asyncpg
 import httpx
 
 from wa_cloud.config import Settings
-from wa_cloud.inbound.committer import GroupCommitter
+from wa_cloud.groupcommit import GroupCommit
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox
 
@@ -18,7 +18,7 @@ class AppState:
     settings: Settings
     pool: asyncpg.Pool
     http: httpx.AsyncClient
-    committer: GroupCommitter
+    deliveries: GroupCommit[tuple[str, bytes]]
     box: SecretBox
     metrics: Metrics
     # app_id -> (expires at, app secret, verify token): saves a query per tenant-app webhook.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -32,3 +33,11 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+
+
+def execute_script(op: Any, script: str) -> None:
+    """Run a migration's SQL one statement at a time (asyncpg prepares each statement and
+    refuses several at once). Statements end with a semicolon at the end of a line."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            op.execute(statement)

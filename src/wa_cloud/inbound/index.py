@@ -18,14 +18,12 @@ import asyncpg
 
 from wa_cloud.db.queries import Q
 from wa_cloud.events import (
-    STATUS_RANK,
     Delivery,
     FieldEvent,
     InboundMessage,
+    StatusKind,
     StatusUpdate,
 )
-
-_RANKS = dict(STATUS_RANK)  # jsonb parameter: the pool's codec serialises it
 
 
 @dataclass(slots=True)
@@ -120,17 +118,22 @@ async def _status(
     )
     if inserted is None:
         return False
-    if status.status in STATUS_RANK or status.status == "failed":
+    if status.kind is not StatusKind.UNKNOWN:
         await conn.execute(
             Q.advance_message_status,
             status.route.phone_number_id,
             status.wamid,
             status.status,
-            STATUS_RANK.get(status.status, -1),
-            _RANKS,
             status.timestamp,
             errors,
             pricing,
+        )
+    if status.kind is StatusKind.FAILED and any(e.get("code") == 131047 for e in errors):
+        await conn.execute(
+            Q.close_window,
+            status.route.phone_number_id,
+            status.recipient_id,
+            status.recipient_user_id,
         )
     return True
 

@@ -65,7 +65,7 @@ async def _receive(request: Request, state: AppState, source: str, secret: str) 
     except ApiError as exc:
         state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
         raise
-    await state.committer.submit(source, body)
+    await state.deliveries.submit((source, body))
     state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])
     return _OK
 

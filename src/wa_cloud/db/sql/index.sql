@@ -44,13 +44,18 @@ RETURNING id;
 -- name: advance_message_status
 -- Statuses arrive duplicated and out of order: only move forward; `failed` always lands.
 UPDATE messages
-   SET status = CASE WHEN $3 = 'failed' OR $4::int > coalesce($5::jsonb ->> status, '-1')::int
+   SET status = CASE WHEN $3 = 'failed' OR wa_status_rank($3) > wa_status_rank(status)
                      THEN $3 ELSE status END,
-       status_at = CASE WHEN $3 = 'failed' OR $4::int > coalesce($5::jsonb ->> status, '-1')::int
-                        THEN $6 ELSE status_at END,
-       errors = CASE WHEN $3 = 'failed' THEN $7 ELSE errors END,
-       pricing = coalesce($8, pricing)
+       status_at = CASE WHEN $3 = 'failed' OR wa_status_rank($3) > wa_status_rank(status)
+                        THEN $4 ELSE status_at END,
+       errors = CASE WHEN $3 = 'failed' THEN $5 ELSE errors END,
+       pricing = coalesce($6, pricing)
  WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'out';
+
+-- name: close_window
+-- Meta said 131047: the window is closed for this recipient until they write again.
+UPDATE contacts SET window_closed_at = greatest(window_closed_at, now()), updated_at = now()
+ WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3);
 
 -- name: insert_event
 INSERT INTO events (tenant_id, phone_number_id, waba_id, field, kind, orphaned, payload,

@@ -1,0 +1,216 @@
+"""The Graph API client: one shared httpx.AsyncClient, the token given per call.
+
+Every lower-level failure is translated here, at one boundary, into the `GraphError` tree. A
+send whose request went out but whose answer never came is `SendOutcomeUnknown`, not a
+retryable error: Meta may have accepted it, and sending again could deliver it twice.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from wa_cloud.graph.errors import (
+    GraphError,
+    GraphUnavailable,
+    PermanentGraphError,
+    SendOutcomeUnknown,
+    error_from_response,
+)
+from wa_cloud.graph.retry import call_with_retries
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+class GraphClient:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, version: str) -> None:
+        self._http = http
+        self._root = f"{base_url.rstrip('/')}/{version}"
+
+    def __repr__(self) -> str:
+        return f"GraphClient({self._root!r})"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        files: Any = None,
+        data: Mapping[str, str] | None = None,
+        is_send: bool = False,
+    ) -> Any:
+        """One call, no retries. `is_send` marks a call that must not be repeated blindly."""
+        url = path if path.startswith("http") else f"{self._root}/{path.lstrip('/')}"
+        try:
+            response = await self._http.request(
+                method,
+                url,
+                json=json,
+                params=params,
+                files=files,
+                data=data,
+                headers={"authorization": f"Bearer {token}"} if token else None,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached Meta: safe to try again.
+            raise GraphUnavailable(f"cannot reach the Graph API: {type(exc).__name__}") from exc
+        except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            message = f"no answer from the Graph API: {type(exc).__name__}"
+            if is_send:
+                raise SendOutcomeUnknown(message) from exc
+            raise GraphUnavailable(message) from exc
+        except httpx.HTTPError as exc:
+            raise GraphUnavailable(f"Graph API request failed: {type(exc).__name__}") from exc
+        return self._decode(response, is_send)
+
+    @staticmethod
+    def _decode(response: httpx.Response, is_send: bool) -> Any:
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if response.is_success:
+            if document is None:
+                message = f"Graph API answered HTTP {response.status_code} with a non-JSON body"
+                raise (SendOutcomeUnknown if is_send else GraphUnavailable)(message)
+            return document
+        raise error_from_response(response.status_code, document, _retry_after(response))
+
+    # Messages ----------------------------------------------------------------------------
+    async def send_message(
+        self, phone_number_id: str, token: str, payload: Mapping[str, Any]
+    ) -> str:
+        """POST the message; return Meta's wamid."""
+        document = await self.request(
+            "POST", f"{phone_number_id}/messages", token, json=payload, is_send=True
+        )
+        try:
+            return str(document["messages"][0]["id"])
+        except (KeyError, IndexError, TypeError):
+            raise SendOutcomeUnknown("Graph API accepted the send without a message id") from None
+
+    async def mark_read(
+        self, phone_number_id: str, token: str, wamid: str, *, typing: bool = False
+    ) -> None:
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": wamid,
+        }
+        if typing:
+            payload["typing_indicator"] = {"type": "text"}
+        await call_with_retries(
+            lambda: self.request("POST", f"{phone_number_id}/messages", token, json=payload)
+        )
+
+    # Media -------------------------------------------------------------------------------
+    async def upload_media(
+        self, phone_number_id: str, token: str, content: bytes, mime_type: str, filename: str
+    ) -> str:
+        document = await call_with_retries(
+            lambda: self.request(
+                "POST",
+                f"{phone_number_id}/media",
+                token,
+                files={"file": (filename, content, mime_type)},
+                data={"messaging_product": "whatsapp", "type": mime_type},
+            )
+        )
+        return str(document["id"])
+
+    async def media_info(self, media_id: str, token: str) -> dict[str, Any]:
+        return await call_with_retries(lambda: self.request("GET", media_id, token))
+
+    async def download(self, url: str, token: str, *, max_bytes: int) -> bytes:
+        """Fetch a media URL (valid 5 minutes, bearer token required), refusing oversize."""
+
+        async def fetch() -> bytes:
+            try:
+                async with self._http.stream(
+                    "GET", url, headers={"authorization": f"Bearer {token}"}
+                ) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        raise self._error_of(response)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise PermanentGraphError(f"media is larger than {max_bytes} bytes")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.HTTPError as exc:
+                raise GraphUnavailable(f"media download failed: {type(exc).__name__}") from exc
+
+        return await call_with_retries(fetch)
+
+    @staticmethod
+    def _error_of(response: httpx.Response) -> GraphError:
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        return error_from_response(response.status_code, document, _retry_after(response))
+
+    # Numbers, WABA, templates, onboarding --------------------------------------------------
+    async def phone_number(self, phone_number_id: str, token: str, fields: str) -> dict[str, Any]:
+        return await call_with_retries(
+            lambda: self.request("GET", phone_number_id, token, params={"fields": fields})
+        )
+
+    async def subscribe_app(self, waba_id: str, token: str) -> None:
+        await call_with_retries(lambda: self.request("POST", f"{waba_id}/subscribed_apps", token))
+
+    async def register(self, phone_number_id: str, token: str, pin: str) -> None:
+        payload = {"messaging_product": "whatsapp", "pin": pin}
+        await call_with_retries(
+            lambda: self.request("POST", f"{phone_number_id}/register", token, json=payload)
+        )
+
+    async def deregister(self, phone_number_id: str, token: str) -> None:
+        await call_with_retries(
+            lambda: self.request("POST", f"{phone_number_id}/deregister", token)
+        )
+
+    async def templates(self, waba_id: str, token: str) -> list[dict[str, Any]]:
+        """Every template of the WABA, following `paging.cursors.after`."""
+        found: list[dict[str, Any]] = []
+        params = {"limit": "100"}
+        while True:
+            page = await call_with_retries(
+                lambda p=dict(params): self.request(
+                    "GET", f"{waba_id}/message_templates", token, params=p
+                )
+            )
+            found.extend(page.get("data") or [])
+            after = ((page.get("paging") or {}).get("cursors") or {}).get("after")
+            if not after or not page.get("data") or not (page.get("paging") or {}).get("next"):
+                return found
+            params = {"limit": "100", "after": str(after)}
+
+    async def exchange_code(self, app_id: str, app_secret: str, code: str) -> str:
+        params = {"client_id": app_id, "client_secret": app_secret, "code": code}
+        document = await call_with_retries(
+            lambda: self.request("GET", "oauth/access_token", "", params=params)
+        )
+        token = document.get("access_token") if isinstance(document, Mapping) else None
+        if not isinstance(token, str) or not token:
+            raise PermanentGraphError("the code exchange returned no access_token")
+        return token
