@@ -15,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wa_cloud.api import admin, ops, tenant
+from wa_cloud.api import admin, messages, ops, tenant
 from wa_cloud.api.body import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable
+from wa_cloud.graph.client import GraphClient
 from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.store import delivery_store
 from wa_cloud.metrics import Metrics
@@ -43,6 +44,8 @@ ROUTES = [
     Route("/v1/numbers", tenant.create_number, methods=["POST"]),
     Route("/v1/numbers", tenant.list_numbers, methods=["GET"]),
     Route("/v1/apps", tenant.create_app, methods=["POST"]),
+    Route("/v1/messages", messages.send_message, methods=["POST"]),
+    Route("/v1/messages/{message_id}", messages.get_message, methods=["GET"]),
     Route("/v1/contacts", tenant.list_contacts, methods=["GET"]),
     Route("/v1/contacts/{contact}/messages", tenant.contact_messages, methods=["GET"]),
 ]
@@ -85,13 +88,16 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
                     settings=settings,
                     pool=pool,
                     http=http,
+                    graph=GraphClient(http, settings.graph_base_url, settings.graph_version),
                     deliveries=deliveries,
                     box=SecretBox(settings.secret_key),
                     metrics=Metrics(),
                 )
                 async with contextlib.AsyncExitStack() as stack:
                     if run_worker:
-                        await stack.enter_async_context(Worker(settings, pool, state.metrics))
+                        await stack.enter_async_context(
+                            Worker(settings, pool, state.metrics, state.graph, state.box)
+                        )
                     yield {"wa": state}
         finally:
             await pool.close()

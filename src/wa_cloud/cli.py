@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from wa_cloud import logs
 from wa_cloud.config import Settings
@@ -55,8 +56,6 @@ def _serve(settings: Settings, host: str, port: int, *, run_worker: bool) -> Non
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _production_settings()
     logs.configure(settings.log_format)
-    from dataclasses import replace
-
     settings = replace(settings, database_url=_database_url(settings))
     _serve(settings, args.host, args.port or settings.port, run_worker=not args.no_worker)
 
@@ -64,29 +63,36 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     settings = _production_settings()
     logs.configure(settings.log_format)
-    from dataclasses import replace
+    settings = replace(settings, database_url=_database_url(settings))
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    import signal
+
+    import httpx
 
     from wa_cloud.db.pool import create_pool
+    from wa_cloud.graph.client import GraphClient
     from wa_cloud.metrics import Metrics
+    from wa_cloud.secretbox import SecretBox
     from wa_cloud.worker import Worker
 
-    settings = replace(settings, database_url=_database_url(settings))
-
-    async def run() -> None:
-        import signal
-
-        assert settings.database_url
-        pool = await create_pool(settings.database_url, max_size=4)
-        try:
-            worker = Worker(settings, pool, Metrics())
+    assert settings.database_url and settings.secret_key
+    pool = await create_pool(settings.database_url, max_size=8)
+    try:
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=5.0),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        ) as http:
+            graph = GraphClient(http, settings.graph_base_url, settings.graph_version)
+            worker = Worker(settings, pool, Metrics(), graph, SecretBox(settings.secret_key))
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.stop()))
             await worker.run_forever()
-        finally:
-            await pool.close()
-
-    asyncio.run(run())
+    finally:
+        await pool.close()
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -97,8 +103,6 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from dataclasses import replace
-
     settings = Settings.from_env(dev=True).with_dev_secrets()
     logs.configure(settings.log_format)
     url = _database_url(settings)

@@ -22,6 +22,10 @@ HELP: Mapping[str, tuple[str, str]] = {
         "counter",
         "Delivery processing failures this process's worker will retry.",
     ),
+    "wa_outbox_accepted_total": ("counter", "Sends Meta accepted, by this process."),
+    "wa_outbox_errors_total": ("counter", "Send errors from Meta, by code and what happens next."),
+    "wa_outbox_failed_total": ("counter", "Sends refused before Meta, by reason."),
+    "wa_outbox_recovered_total": ("counter", "Sends whose worker died, by what became of them."),
     "wa_deliveries": ("gauge", "Stored deliveries by state (whole deployment)."),
     "wa_processing_lag_seconds": (
         "gauge",

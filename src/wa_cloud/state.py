@@ -8,6 +8,7 @@ import asyncpg
 import httpx
 
 from wa_cloud.config import Settings
+from wa_cloud.graph.client import GraphClient
 from wa_cloud.groupcommit import GroupCommit
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox
@@ -18,6 +19,7 @@ class AppState:
     settings: Settings
     pool: asyncpg.Pool
     http: httpx.AsyncClient
+    graph: GraphClient
     deliveries: GroupCommit[tuple[str, bytes]]
     box: SecretBox
     metrics: Metrics

@@ -16,8 +16,12 @@ import asyncpg
 
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import connect
+from wa_cloud.graph.client import GraphClient
 from wa_cloud.inbound.processor import RetryPolicy, process_batch
 from wa_cloud.metrics import Metrics
+from wa_cloud.outbox import enqueue
+from wa_cloud.outbox.sender import Sender
+from wa_cloud.secretbox import SecretBox
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +30,24 @@ CHANNEL = "wa_deliveries"
 
 class Worker:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, metrics: Metrics, *, concurrency: int = 2
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        graph: GraphClient,
+        box: SecretBox,
+        *,
+        concurrency: int = 2,
     ) -> None:
         self._settings = settings
+        self._sender = Sender(
+            pool,
+            graph,
+            box,
+            metrics,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_seconds=settings.worker_poll_seconds,
+        )
         self._pool = pool
         self._metrics = metrics
         self._concurrency = concurrency
@@ -39,6 +58,9 @@ class Worker:
 
     async def __aenter__(self) -> Worker:
         self._tasks = [asyncio.create_task(self._listen(), name="worker-listen")]
+        self._tasks.append(
+            asyncio.create_task(self._sender.run(self._stopping), name="worker-sender")
+        )
         self._tasks += [
             asyncio.create_task(self._loop(i), name=f"worker-{i}") for i in range(self._concurrency)
         ]
@@ -57,6 +79,7 @@ class Worker:
         """Let batches in flight finish (they are one transaction each), then stop."""
         self._stopping.set()
         self._wake.set()
+        self._sender.wake.set()
         loops, listener = self._tasks[1:], self._tasks[:1]
         for task in listener:
             task.cancel()
@@ -70,8 +93,11 @@ class Worker:
         async with self:
             await self._stopping.wait()
 
-    def _notified(self, *_: object) -> None:
-        self._wake.set()
+    def _notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        if channel == enqueue.CHANNEL:
+            self._sender.wake.set()
+        else:
+            self._wake.set()
 
     async def _listen(self) -> None:
         assert self._settings.database_url
@@ -81,8 +107,11 @@ class Worker:
             try:
                 connection = await connect(self._settings.database_url)
                 await connection.add_listener(CHANNEL, self._notified)
+                await connection.add_listener(enqueue.CHANNEL, self._notified)
                 backoff = 0.5
-                self._wake.set()  # anything stored while we were not listening
+                # Anything stored while we were not listening.
+                self._wake.set()
+                self._sender.wake.set()
                 while not connection.is_closed():
                     await asyncio.sleep(5)
                     await connection.execute("SELECT 1")  # keepalive: notice a dead socket

@@ -160,7 +160,7 @@ async def list_contacts(request: Request) -> JSONResponse:
         )
     items = []
     for r in rows:
-        window = window_state(r["last_inbound_at"])
+        window = window_state(r["last_inbound_at"], r["window_closed_at"])
         items.append(
             {
                 "id": r["id"],

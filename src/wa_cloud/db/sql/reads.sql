@@ -1,5 +1,5 @@
 -- name: list_contacts
-SELECT id, wa_id, user_id, name, username, last_inbound_at, bot_paused
+SELECT id, wa_id, user_id, name, username, last_inbound_at, window_closed_at, bot_paused
   FROM contacts
  WHERE tenant_id = $1 AND phone_number_id = $2 AND ($3::bigint IS NULL OR id < $3)
  ORDER BY id DESC

@@ -1,0 +1,85 @@
+"""`POST /v1/messages` and `GET /v1/messages/{id}`: sends through the durable outbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from wa_cloud.api.admin import parse_uuid
+from wa_cloud.api.auth import require_tenant
+from wa_cloud.api.body import read_object, reject_unknown
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import NotFound
+from wa_cloud.outbox.compose import SEND_TYPES
+from wa_cloud.outbox.enqueue import enqueue
+from wa_cloud.providers.base import Provider
+from wa_cloud.providers.cloud import CloudProvider
+from wa_cloud.state import AppState
+
+_ALLOWED = {
+    "from",
+    "to",
+    "type",
+    "context",
+    "idempotency_key",
+    "fallback_template",
+    "biz_opaque_callback_data",
+} | SEND_TYPES
+
+
+def provider_for(state: AppState) -> Any:
+    def build(number: asyncpg.Record) -> Provider:
+        pnid = number["phone_number_id"]
+        token = state.box.open(number["access_token_enc"], context=f"numbers.access_token:{pnid}")
+        return CloudProvider(state.graph, pnid, number["waba_id"], token)
+
+    return build
+
+
+async def send_message(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    body = await read_object(request)
+    reject_unknown(body, _ALLOWED)
+    async with state.pool.acquire() as conn:
+        queued = await enqueue(conn, caller.tenant_id, body, provider_for(state))
+    return JSONResponse(
+        {"id": str(queued.id), "status": queued.status}, status_code=202 if queued.created else 200
+    )
+
+
+def message_json(row: asyncpg.Record) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": str(row["id"]),
+        "wamid": row["wamid"],
+        "from": row["phone_number_id"],
+        "to": row["recipient"],
+        "direction": row["direction"],
+        "type": row["type"],
+        "status": row["status"],
+        "errors": row["errors"],
+        "text": row["text"],
+        "used_fallback_template": row["used_fallback"],
+        "pricing": row["pricing"],
+        "attempts": row["attempts"],
+        "idempotency_key": row["idempotency_key"],
+        "created_at": iso(row["created_at"]),
+        "accepted_at": iso(row["accepted_at"]),
+        "status_at": iso(row["status_at"]),
+    }
+
+
+async def get_message(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    message_id = parse_uuid(request.path_params["message_id"])
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow(Q.get_message, message_id, caller.tenant_id)
+    if row is None:
+        raise NotFound("No message with that id.")
+    return JSONResponse(message_json(row))

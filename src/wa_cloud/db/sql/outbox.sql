@@ -1,0 +1,176 @@
+-- name: sender_number
+-- The number a tenant sends from, with what a send needs; scoped by tenant (404 otherwise).
+SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.throughput_mps,
+       t.active
+  FROM numbers n JOIN tenants t ON t.id = n.tenant_id
+ WHERE n.phone_number_id = $1 AND n.tenant_id = $2;
+
+-- name: recipient_contact
+SELECT id, last_inbound_at, window_closed_at FROM contacts
+ WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $2)
+ LIMIT 1;
+
+-- name: find_idempotent
+SELECT id, status FROM messages WHERE tenant_id = $1 AND idempotency_key = $2;
+
+-- name: enqueue_message
+INSERT INTO messages (tenant_id, phone_number_id, contact_id, direction, type, text, payload,
+                      request, recipient, status, idempotency_key, fallback_template, run_after,
+                      context_wamid)
+VALUES ($1, $2, $3, 'out', $4, $5, $6, $7, $8, 'queued', $9, $10, now(), $11)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, status;
+
+-- name: notify_outbox
+SELECT pg_notify('wa_outbox', $1);
+
+-- name: ensure_pacing
+INSERT INTO pacing (phone_number_id) VALUES ($1) ON CONFLICT DO NOTHING;
+
+-- name: claim_number
+-- The number whose next send slot comes first among those with due messages. Its pacing row
+-- stays locked for this claim only: one worker reserves a number's slots at a time.
+SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
+       n.access_token_enc, n.tenant_id
+  FROM pacing p JOIN numbers n ON n.phone_number_id = p.phone_number_id
+  JOIN tenants t ON t.id = n.tenant_id AND t.active
+ WHERE p.next_slot <= now() + make_interval(secs => $1)
+   AND EXISTS (SELECT 1 FROM messages m
+                WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
+                  AND m.status = 'queued' AND m.run_after <= now())
+ ORDER BY p.next_slot
+ LIMIT 1
+ FOR UPDATE OF p SKIP LOCKED;
+
+-- name: claim_messages
+UPDATE messages
+   SET status = 'sending', lease_token = $3, locked_until = now() + make_interval(secs => $4),
+       attempts = attempts + 1
+ WHERE id IN (SELECT id FROM messages
+               WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
+                 AND run_after <= now()
+               ORDER BY run_after, created_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type;
+
+-- name: pair_state
+SELECT recipient, tat, penalty_until FROM pair_pacing
+ WHERE phone_number_id = $1 AND recipient = ANY($2::text[])
+ FOR UPDATE;
+
+-- name: save_pair_state
+INSERT INTO pair_pacing (phone_number_id, recipient, tat)
+SELECT $1, r, t FROM unnest($2::text[], $3::timestamptz[]) AS u(r, t)
+ON CONFLICT (phone_number_id, recipient) DO UPDATE SET tat = excluded.tat;
+
+-- name: reserve_slots
+UPDATE pacing SET next_slot = $2, factor = least(1.0, factor * 1.01 + 0.001),
+                  updated_at = now()
+ WHERE phone_number_id = $1;
+
+-- name: postpone_messages
+UPDATE messages SET status = 'queued', run_after = u.at, lease_token = NULL,
+                    locked_until = NULL, attempts = attempts - 1
+  FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
+ WHERE messages.id = u.id AND messages.lease_token = $3;
+
+-- name: mark_dispatched
+UPDATE messages SET dispatched_at = now()
+ WHERE id = ANY($1::uuid[]) AND status = 'sending';
+
+-- name: record_accepted
+-- Meta took it: keep the wamid; a status webhook that came first already tells how far it got.
+UPDATE messages m
+   SET wamid = u.wamid, accepted_at = now(), lease_token = NULL, locked_until = NULL,
+       request = u.request, used_fallback = u.fallback,
+       type = u.type,
+       status = coalesce(
+           (SELECT s.status FROM statuses s WHERE s.wamid = u.wamid
+             ORDER BY (s.status = 'failed') DESC, wa_status_rank(s.status) DESC LIMIT 1),
+           'accepted'),
+       errors = coalesce(
+           (SELECT s.errors FROM statuses s WHERE s.wamid = u.wamid AND s.status = 'failed'),
+           '[]'::jsonb)
+  FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::boolean[], $5::text[])
+       AS u(id, wamid, request, fallback, type)
+ WHERE m.id = u.id AND m.status = 'sending';
+
+-- name: record_outcome
+-- Failed for good, unknown, or back to the queue with a delay.
+UPDATE messages m
+   SET status = u.status, errors = u.errors, last_error = u.error,
+       run_after = CASE WHEN u.status = 'queued' THEN now() + make_interval(secs => u.delay)
+                        ELSE run_after END,
+       dispatched_at = CASE WHEN u.status = 'queued' THEN NULL ELSE dispatched_at END,
+       lease_token = NULL, locked_until = NULL
+  FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::float8[])
+       AS u(id, status, errors, error, delay)
+ WHERE m.id = u.id AND m.status = 'sending';
+
+-- name: slow_number
+-- Meta said 130429: this number goes slower for a while; claims restore the factor slowly.
+UPDATE pacing SET factor = greatest(0.2, factor * 0.7),
+                  next_slot = greatest(next_slot, now()) + interval '1 second'
+ WHERE phone_number_id = $1;
+
+-- name: penalise_pair
+UPDATE pair_pacing SET tat = greatest(tat, now()) + make_interval(secs => $3)
+ WHERE phone_number_id = $1 AND recipient = $2;
+
+-- name: recover_expired_sends
+-- Leases that ran out: never dispatched means never sent (queue again); dispatched means Meta
+-- may have it (unknown, never re-sent blindly).
+UPDATE messages
+   SET status = CASE WHEN dispatched_at IS NULL THEN 'queued' ELSE 'unknown' END,
+       run_after = now(), lease_token = NULL, locked_until = NULL,
+       errors = CASE WHEN dispatched_at IS NULL THEN errors ELSE
+           jsonb_build_array(jsonb_build_object(
+               'code', NULL, 'title', 'Outcome unknown',
+               'message', 'The worker stopped after sending; Meta may or may not have it.'))
+           END
+ WHERE direction = 'out' AND status = 'sending' AND locked_until < now()
+RETURNING id, status;
+
+-- name: close_window_for
+UPDATE contacts SET window_closed_at = greatest(window_closed_at, now()), updated_at = now()
+ WHERE id = $1;
+
+-- name: get_message
+SELECT id, wamid, phone_number_id, recipient, direction, type, status, errors, created_at,
+       accepted_at, status_at, used_fallback, request, text, pricing, attempts,
+       idempotency_key
+  FROM messages WHERE id = $1 AND tenant_id = $2;
+
+-- name: cached_template
+SELECT name, language, status, category, parameter_format, components, fetched_at
+  FROM templates WHERE waba_id = $1 AND name = $2 AND language = $3;
+
+-- name: save_template
+INSERT INTO templates (waba_id, name, language, template_id, status, category,
+                       parameter_format, components, fetched_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+ON CONFLICT (waba_id, name, language) DO UPDATE
+   SET template_id = excluded.template_id, status = excluded.status,
+       category = excluded.category, parameter_format = excluded.parameter_format,
+       components = excluded.components, fetched_at = now();
+
+-- name: forget_template
+DELETE FROM templates WHERE waba_id = $1 AND name = $2;
+
+-- name: outbox_next_wake
+-- Seconds until there may be something to claim: a number's next slot (less the lookahead)
+-- for numbers with due messages, or the earliest postponed message.
+SELECT extract(epoch FROM least(
+    (SELECT min(p.next_slot) - make_interval(secs => $1) FROM pacing p
+      WHERE EXISTS (SELECT 1 FROM messages m
+                     WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
+                       AND m.status = 'queued' AND m.run_after <= now())),
+    (SELECT min(run_after) FROM messages WHERE direction = 'out' AND status = 'queued')
+) - now())::float8;
+
+-- name: contact_windows
+SELECT id, last_inbound_at, window_closed_at FROM contacts WHERE id = ANY($1::bigint[]);
+
+-- name: db_now
+SELECT now();

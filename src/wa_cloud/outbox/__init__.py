@@ -1,0 +1,1 @@
+"""The durable outbox: enqueue, compose, pace, send, record."""

@@ -1,0 +1,148 @@
+"""Every send starts as a row: checked, then queued durably for the sender.
+
+What Meta would refuse is refused here first: a free-form message to a closed window (unless a
+fallback template is named), a template whose parameters do not match, a number that is not the
+caller's. A repeated `idempotency_key` returns the first message instead of a second send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import Forbidden, NotFound, Unprocessable
+from wa_cloud.graph.errors import GraphError
+from wa_cloud.inbound.parse import message_text
+from wa_cloud.outbox.compose import Composed, compose, template_request
+from wa_cloud.outbox.templates import cached_template, check_parameters, save_templates
+from wa_cloud.providers.base import Provider
+from wa_cloud.window import window_state
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "wa_outbox"
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    id: UUID
+    status: str
+    created: bool  # False when an idempotency key returned an earlier message
+
+
+ProviderFor = Callable[[asyncpg.Record], Provider]
+
+
+async def _check_template(
+    conn: asyncpg.Connection,
+    number: asyncpg.Record,
+    composed: Composed,
+    provider_for: ProviderFor,
+) -> None:
+    template = composed.body["template"]
+    name, language = template["name"], template["language"]["code"]
+    stored = await cached_template(conn, number["waba_id"], name, language)
+    if stored is None:
+        # First use of this template here: fetch the WABA's templates once and keep them.
+        try:
+            fetched = await provider_for(number).templates()
+        except GraphError as exc:
+            raise Unprocessable(
+                f"could not fetch templates from Meta to check '{name}': {exc.message}",
+                "template_unavailable",
+            ) from exc
+        await save_templates(conn, number["waba_id"], fetched)
+        stored = await cached_template(conn, number["waba_id"], name, language)
+    if stored is None:
+        raise Unprocessable(
+            f"template '{name}' ({language}) does not exist on this WABA.", "template_not_found"
+        )
+    if stored["status"] != "APPROVED":
+        raise Unprocessable(
+            f"template '{name}' ({language}) is {stored['status']}, not APPROVED.",
+            "template_not_approved",
+        )
+    check_parameters(dict(stored), template)
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    request: Mapping[str, Any],
+    provider_for: ProviderFor,
+) -> Queued:
+    sender = request.get("from")
+    if not isinstance(sender, str) or not sender:
+        raise Unprocessable("'from' must be one of your phone_number_ids.", "missing_field")
+    composed = compose(request)
+    number = await conn.fetchrow(Q.sender_number, sender, tenant_id)
+    if number is None:
+        raise NotFound("No number with that phone_number_id is yours.")
+    if not number["active"]:
+        raise Forbidden("This tenant is deactivated.", "tenant_inactive")
+
+    key = request.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+        raise Unprocessable("'idempotency_key' must be a string of 1 to 200 characters.")
+    if key is not None:
+        existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
+        if existing is not None:
+            return Queued(existing["id"], existing["status"], created=False)
+
+    fallback: Composed | None = None
+    if request.get("fallback_template") is not None:
+        if not isinstance(request["fallback_template"], Mapping):
+            raise Unprocessable("'fallback_template' must be a template object.")
+        fallback = template_request(composed.recipient, request["fallback_template"])
+
+    contact = await conn.fetchrow(Q.recipient_contact, sender, composed.recipient)
+    if not composed.is_template:
+        window = window_state(
+            contact["last_inbound_at"] if contact else None,
+            contact["window_closed_at"] if contact else None,
+        )
+        if not window.open and fallback is None:
+            raise Unprocessable(
+                "The customer-service window with this contact is closed (no message from them "
+                "in the last 24 hours): send a template, or name a fallback_template.",
+                "outside_customer_service_window",
+            )
+    for template in (composed, fallback):
+        if template is not None and template.is_template:
+            await _check_template(conn, number, template, provider_for)
+
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            Q.enqueue_message,
+            tenant_id,
+            sender,
+            contact["id"] if contact else None,
+            composed.kind,
+            message_text(composed.body),
+            dict(request),
+            composed.body,
+            composed.recipient,
+            key,
+            fallback.body if fallback else None,
+            (composed.body.get("context") or {}).get("message_id"),
+        )
+        if row is None:  # a concurrent call with the same key won the race
+            existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
+            return Queued(existing["id"], existing["status"], created=False)
+        await conn.execute(Q.ensure_pacing, sender)
+        await conn.execute(Q.notify_outbox, sender)
+    logger.info(
+        "message queued",
+        extra={
+            "tenant_id": str(tenant_id),
+            "message_id": str(row["id"]),
+            "phone_number_id": sender,
+        },
+    )
+    return Queued(row["id"], row["status"], created=True)

@@ -1,0 +1,316 @@
+"""The sender: claim a number's due messages with their send slots, send each on time, record.
+
+A claim is one short transaction: lock the number's pacing row (SKIP LOCKED), take up to a
+quarter-second of its throughput in messages, apply the 24-hour window and the pair rate,
+reserve send slots and commit. Each message is then marked dispatched (group-committed) just
+before its request leaves, so a worker killed at any point leaves a row that is either sent
+again (never dispatched) or reported `unknown` (dispatched, outcome not recorded) — never lost,
+never blindly doubled. One number's backlog never holds another's: claims go to the number
+whose next slot comes first, a quarter-second at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import DatabaseUnavailable
+from wa_cloud.graph.client import GraphClient
+from wa_cloud.graph.errors import (
+    GraphError,
+    OutsideWindow,
+    PairRateLimited,
+    SendOutcomeUnknown,
+    ThroughputExceeded,
+)
+from wa_cloud.graph.retry import MAX_SEND_ATTEMPTS, delay_for
+from wa_cloud.groupcommit import DATABASE_ERRORS, GroupCommit
+from wa_cloud.metrics import Metrics
+from wa_cloud.outbox.pacing import LOOKAHEAD_SECONDS, batch_size, pair_pace, reserve_slots
+from wa_cloud.providers.cloud import CloudProvider
+from wa_cloud.secretbox import SecretBox
+from wa_cloud.window import window_state
+
+logger = logging.getLogger(__name__)
+
+WINDOW_CLOSED_ERROR = {
+    "code": 131047,
+    "title": "Re-engagement message",
+    "message": "More than 24 hours have passed since the customer last replied; checked before "
+    "sending, so Meta was not asked.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: uuid.UUID
+    body: Mapping[str, Any]
+    kind: str
+    used_fallback: bool
+    attempts: int
+    recipient: str
+    contact_id: int | None
+    due: float  # loop time at which to send
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    phone_number_id: str
+    provider: CloudProvider
+    items: list[Item]
+
+
+Accepted = tuple[uuid.UUID, str, Mapping[str, Any], bool, str]
+Outcome = tuple[uuid.UUID, str, list[dict[str, Any]], str, float]
+
+
+class Sender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        graph: GraphClient,
+        box: SecretBox,
+        metrics: Metrics,
+        *,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 2.0,
+        max_in_flight: int = 256,
+    ) -> None:
+        self._pool = pool
+        self._graph = graph
+        self._box = box
+        self._metrics = metrics
+        self._lease = max(lease_seconds, 5.0)
+        self._poll = poll_seconds
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._dispatches: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self._marks: GroupCommit[uuid.UUID] = GroupCommit("outbox-dispatch", self._write_marks)
+        self._accepted: GroupCommit[Accepted] = GroupCommit("outbox-accepted", self._write_accepted)
+        self._outcomes: GroupCommit[Outcome] = GroupCommit("outbox-outcomes", self._write_outcomes)
+
+    # Writes (group-committed) ---------------------------------------------------------------
+    async def _write_marks(self, ids: list[uuid.UUID]) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(Q.mark_dispatched, ids)
+
+    async def _write_accepted(self, rows: list[Accepted]) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                Q.record_accepted,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [dict(r[2]) for r in rows],
+                [r[3] for r in rows],
+                [r[4] for r in rows],
+            )
+
+    async def _write_outcomes(self, rows: list[Outcome]) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                Q.record_outcome,
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+                [r[3] for r in rows],
+                [r[4] for r in rows],
+            )
+
+    # The loop ------------------------------------------------------------------------------
+    async def run(self, stopping: asyncio.Event) -> None:
+        async with self._marks, self._accepted, self._outcomes:
+            next_recovery = 0.0
+            backoff = 0.5
+            while not stopping.is_set():
+                self.wake.clear()
+                try:
+                    if time.monotonic() >= next_recovery:
+                        await self._recover()
+                        next_recovery = time.monotonic() + self._lease / 3
+                    batch = await self._claim()
+                    if batch is not None:
+                        task = asyncio.create_task(self._dispatch(batch))
+                        self._dispatches.add(task)
+                        task.add_done_callback(self._dispatches.discard)
+                        continue
+                    wait = await self._next_wake()
+                    backoff = 0.5
+                except DATABASE_ERRORS as exc:
+                    logger.warning("sender cannot reach the database", extra={"error": repr(exc)})
+                    wait = backoff
+                    backoff = min(backoff * 2, 10)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), wait)
+            if self._dispatches:
+                await asyncio.wait(self._dispatches, timeout=10)
+
+    async def _next_wake(self) -> float:
+        async with self._pool.acquire() as conn:
+            seconds = await conn.fetchval(Q.outbox_next_wake, LOOKAHEAD_SECONDS)
+        if seconds is None:
+            return self._poll
+        return min(self._poll, max(0.001, seconds))
+
+    async def _recover(self) -> None:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(Q.recover_expired_sends)
+        for row in rows:
+            logger.warning(
+                "send lease expired", extra={"message_id": str(row["id"]), "now": row["status"]}
+            )
+            self._metrics.inc("wa_outbox_recovered_total", status=row["status"])
+
+    async def _claim(self) -> Batch | None:
+        lease = uuid.uuid4()
+        async with self._pool.acquire() as conn, conn.transaction():
+            number = await conn.fetchrow(Q.claim_number, LOOKAHEAD_SECONDS)
+            if number is None:
+                return None
+            pnid = number["phone_number_id"]
+            rate = float(number["throughput_mps"]) * float(number["factor"])
+            rows = await conn.fetch(Q.claim_messages, pnid, batch_size(rate), lease, self._lease)
+            now: datetime = await conn.fetchval(Q.db_now)
+            loop_now = asyncio.get_running_loop().time()
+            windows = {
+                r["id"]: r
+                for r in await conn.fetch(
+                    Q.contact_windows, [r["contact_id"] for r in rows if r["contact_id"]]
+                )
+            }
+            sendable: list[tuple[asyncpg.Record, Mapping[str, Any], bool]] = []
+            refused: list[Outcome] = []
+            for row in rows:
+                body, fallback = row["request"], False
+                if row["type"] != "template":
+                    contact = windows.get(row["contact_id"])
+                    state = window_state(
+                        contact["last_inbound_at"] if contact else None,
+                        contact["window_closed_at"] if contact else None,
+                        now,
+                    )
+                    if not state.open:
+                        if row["fallback_template"] is None:
+                            refused.append(
+                                (
+                                    row["id"],
+                                    "failed",
+                                    [WINDOW_CLOSED_ERROR],
+                                    "outside_customer_service_window",
+                                    0.0,
+                                )
+                            )
+                            continue
+                        body, fallback = row["fallback_template"], True
+                sendable.append((row, body, fallback))
+
+            pairs = await conn.fetch(
+                Q.pair_state, pnid, sorted({r["recipient"] for r, _, _ in sendable})
+            )
+            decision = pair_pace(
+                [r["recipient"] for r, _, _ in sendable],
+                {p["recipient"]: p["tat"] for p in pairs},
+                now,
+            )
+            if decision.tats:
+                await conn.execute(
+                    Q.save_pair_state, pnid, list(decision.tats), list(decision.tats.values())
+                )
+            if decision.postponed:
+                await conn.execute(
+                    Q.postpone_messages,
+                    [sendable[i][0]["id"] for i, _ in decision.postponed],
+                    [at for _, at in decision.postponed],
+                    lease,
+                )
+            allowed = [sendable[i] for i in decision.allowed]
+            slots, next_slot = reserve_slots(number["next_slot"], now, rate, len(allowed))
+            await conn.execute(Q.reserve_slots, pnid, next_slot if allowed else number["next_slot"])
+            if refused:
+                await conn.execute(
+                    Q.record_outcome,
+                    [r[0] for r in refused],
+                    [r[1] for r in refused],
+                    [r[2] for r in refused],
+                    [r[3] for r in refused],
+                    [r[4] for r in refused],
+                )
+        if refused:
+            self._metrics.inc("wa_outbox_failed_total", len(refused), reason="window_closed")
+        token = self._box.open(number["access_token_enc"], context=f"numbers.access_token:{pnid}")
+        provider = CloudProvider(self._graph, pnid, None, token)
+        items = [
+            Item(
+                id=row["id"],
+                body=body,
+                kind=str(body.get("type") or row["type"]),
+                used_fallback=fallback,
+                attempts=row["attempts"],
+                recipient=row["recipient"],
+                contact_id=row["contact_id"],
+                due=loop_now + (slot - now).total_seconds(),
+            )
+            for (row, body, fallback), slot in zip(allowed, slots, strict=True)
+        ]
+        return Batch(pnid, provider, items)
+
+    async def _dispatch(self, batch: Batch) -> None:
+        await asyncio.gather(*(self._send_one(batch, item) for item in batch.items))
+
+    async def _send_one(self, batch: Batch, item: Item) -> None:
+        loop = asyncio.get_running_loop()
+        delay = item.due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        async with self._in_flight:
+            try:
+                await self._marks.submit(item.id)
+            except DatabaseUnavailable:
+                return  # not marked, so not sent: the lease runs out and it is queued again
+            try:
+                wamid = await batch.provider.send(item.body)
+            except GraphError as exc:
+                await self._failed(batch, item, exc)
+                return
+            self._metrics.inc("wa_outbox_accepted_total")
+            with contextlib.suppress(DatabaseUnavailable):  # recovery reports it as unknown
+                await self._accepted.submit(
+                    (item.id, wamid, item.body, item.used_fallback, item.kind)
+                )
+
+    async def _failed(self, batch: Batch, item: Item, exc: GraphError) -> None:
+        errors = [exc.as_dict()]
+        reason = f"{type(exc).__name__}: {exc.message}"[:1000]
+        if isinstance(exc, SendOutcomeUnknown):
+            outcome: Outcome = (item.id, "unknown", errors, reason, 0.0)
+        elif exc.retryable and item.attempts < MAX_SEND_ATTEMPTS:
+            outcome = (item.id, "queued", [], reason, delay_for(exc, item.attempts))
+        else:
+            outcome = (item.id, "failed", errors, reason, 0.0)
+        self._metrics.inc("wa_outbox_errors_total", code=str(exc.code), outcome=outcome[1])
+        with contextlib.suppress(*DATABASE_ERRORS):
+            async with self._pool.acquire() as conn:
+                if isinstance(exc, ThroughputExceeded):
+                    await conn.execute(Q.slow_number, batch.phone_number_id)
+                elif isinstance(exc, PairRateLimited):
+                    await conn.execute(
+                        Q.penalise_pair, batch.phone_number_id, item.recipient, outcome[4]
+                    )
+                elif isinstance(exc, OutsideWindow) and item.contact_id is not None:
+                    await conn.execute(Q.close_window_for, item.contact_id)
+        with contextlib.suppress(DatabaseUnavailable):
+            await self._outcomes.submit(outcome)
+        if outcome[1] != "queued":
+            logger.warning(
+                "send failed",
+                extra={"message_id": str(item.id), "code": exc.code, "status": outcome[1]},
+            )

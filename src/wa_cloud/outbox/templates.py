@@ -1,0 +1,111 @@
+"""Template sends checked against the template as last fetched from the WABA.
+
+Meta refuses a template whose parameters do not match with 132000 (count) or 132012 (format),
+after the send was queued and paced. We hold each WABA's templates (fetched on first use and
+refreshed when a template status webhook arrives) and refuse the mismatch with a clear 422.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import Unprocessable
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_MEDIA_FORMATS = {
+    "IMAGE": "image",
+    "VIDEO": "video",
+    "DOCUMENT": "document",
+    "LOCATION": "location",
+}
+
+
+def placeholders(text: str | None) -> list[str]:
+    """The distinct placeholders of a template text, in order of first appearance."""
+    seen: list[str] = []
+    for name in _PLACEHOLDER.findall(text or ""):
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def _params(components: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
+    for component in components:
+        if str(component.get("type", "")).lower() == kind:
+            params = component.get("parameters") or []
+            return [p for p in params if isinstance(p, Mapping)]
+    return []
+
+
+def _mismatch(message: str) -> Unprocessable:
+    return Unprocessable(message, "template_parameter_mismatch")
+
+
+def check_parameters(template: Mapping[str, Any], sent: Mapping[str, Any]) -> None:
+    """Compare the components of a send with the stored template; raise 422 on a mismatch."""
+    stored = [c for c in template.get("components") or [] if isinstance(c, Mapping)]
+    given = [c for c in sent.get("components") or [] if isinstance(c, Mapping)]
+    named = str(template.get("parameter_format") or "POSITIONAL").upper() == "NAMED"
+    for component in stored:
+        kind = str(component.get("type", "")).upper()
+        if kind == "BODY" or (kind == "HEADER" and component.get("format") == "TEXT"):
+            expected = placeholders(component.get("text"))
+            params = _params(given, kind.lower())
+            if len(params) != len(expected):
+                raise _mismatch(
+                    f"template {kind.lower()} expects {len(expected)} parameter(s), "
+                    f"got {len(params)}."
+                )
+            if named:
+                names = [p.get("parameter_name") for p in params]
+                if sorted(map(str, names)) != sorted(expected):
+                    raise _mismatch(
+                        f"template {kind.lower()} expects parameters named {', '.join(expected)}."
+                    )
+            for param in params:
+                if param.get("type") not in ("text", "currency", "date_time"):
+                    raise _mismatch(f"template {kind.lower()} parameters must be text.")
+        elif kind == "HEADER" and component.get("format") in _MEDIA_FORMATS:
+            media = _MEDIA_FORMATS[str(component["format"])]
+            params = _params(given, "header")
+            if len(params) != 1 or params[0].get("type") != media:
+                raise _mismatch(f"template header expects one {media} parameter.")
+        elif kind == "BUTTONS":
+            for index, button in enumerate(component.get("buttons") or []):
+                needs = button.get("type") in ("URL",) and placeholders(button.get("url"))
+                needs = needs or button.get("type") == "COPY_CODE"
+                sent_buttons = [
+                    c
+                    for c in given
+                    if str(c.get("type")).lower() == "button" and str(c.get("index")) == str(index)
+                ]
+                if needs and not sent_buttons:
+                    raise _mismatch(f"template button {index} expects a parameter.")
+
+
+async def cached_template(
+    conn: asyncpg.Connection, waba_id: str, name: str, language: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(Q.cached_template, waba_id, name, language)
+
+
+async def save_templates(
+    conn: asyncpg.Connection, waba_id: str, templates: Sequence[Mapping[str, Any]]
+) -> None:
+    for t in templates:
+        await conn.execute(
+            Q.save_template,
+            waba_id,
+            t.get("name"),
+            t.get("language"),
+            str(t.get("id")) if t.get("id") is not None else None,
+            t.get("status") or "UNKNOWN",
+            t.get("category"),
+            t.get("parameter_format"),
+            list(t.get("components") or []),
+        )

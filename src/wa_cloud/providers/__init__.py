@@ -1,0 +1,1 @@
+"""Providers: the one interface through which everything sends, whatever carries it."""

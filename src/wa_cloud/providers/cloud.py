@@ -1,0 +1,62 @@
+"""Meta's Cloud API as a Provider, for one number and its token."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from wa_cloud.graph.client import GraphClient
+from wa_cloud.graph.errors import PermanentGraphError
+from wa_cloud.providers.base import Capabilities, MediaFile
+
+CLOUD_CAPABILITIES = Capabilities(
+    templates=True,
+    customer_service_window=True,
+    groups=False,
+    session_lifecycle=False,
+    read_receipts=True,
+    typing_indicator=True,
+)
+
+
+class CloudProvider:
+    def __init__(
+        self, graph: GraphClient, phone_number_id: str, waba_id: str | None, token: str
+    ) -> None:
+        self._graph = graph
+        self._phone_number_id = phone_number_id
+        self._waba_id = waba_id
+        self._token = token
+
+    def __repr__(self) -> str:  # the token never shows
+        return f"CloudProvider(phone_number_id={self._phone_number_id!r}, token='***')"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CLOUD_CAPABILITIES
+
+    async def send(self, body: Mapping[str, Any]) -> str:
+        return await self._graph.send_message(self._phone_number_id, self._token, body)
+
+    async def mark_read(self, message_id: str, *, typing: bool = False) -> None:
+        await self._graph.mark_read(self._phone_number_id, self._token, message_id, typing=typing)
+
+    async def upload_media(self, content: bytes, mime_type: str, filename: str) -> str:
+        return await self._graph.upload_media(
+            self._phone_number_id, self._token, content, mime_type, filename
+        )
+
+    async def download_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
+        info = await self._graph.media_info(media_id, self._token)
+        content = await self._graph.download(str(info["url"]), self._token, max_bytes=max_bytes)
+        digest = hashlib.sha256(content).hexdigest()
+        expected = info.get("sha256")
+        if expected and expected != digest:
+            raise PermanentGraphError(f"media {media_id} does not match its sha256")
+        return MediaFile(content, str(info.get("mime_type") or ""), digest)
+
+    async def templates(self) -> list[dict[str, Any]]:
+        if not self._waba_id:
+            return []
+        return await self._graph.templates(self._waba_id, self._token)
