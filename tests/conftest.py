@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -155,27 +156,43 @@ class Running:
         )
 
 
+def bound_socket() -> socket.socket:
+    """A loopback socket bound now, so its URL is known before the server on it starts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @contextlib.asynccontextmanager
-async def serve(settings: Settings, *, run_worker: bool) -> AsyncIterator[Running]:
-    app = create_app(settings, run_worker=run_worker)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"
-    )
+async def serve_asgi(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on loopback (lifespan on); yield its base URL."""
+    sock = sock or bound_socket()
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
             raise RuntimeError("server stopped during start-up")
         await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
-            yield Running(base_url, client, settings)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    settings: Settings, *, run_worker: bool, sock: socket.socket | None = None
+) -> AsyncIterator[Running]:
+    async with (
+        serve_asgi(create_app(settings, run_worker=run_worker), sock) as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=15) as client,
+    ):
+        yield Running(base_url, client, settings)
 
 
 @pytest.fixture
@@ -213,5 +230,111 @@ def corpus(name: str) -> bytes:
     return (CORPUS / name).read_bytes()
 
 
-def fast_settings(settings: Settings, **changes: Any) -> Settings:
-    return replace(settings, **changes)
+@dataclass
+class Meta:
+    """The sandbox Meta on loopback and our app (with worker) talking to it."""
+
+    app: Running
+    sandbox: httpx.AsyncClient
+    api_key: str
+    tenant_id: str
+
+    def tenant(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"}
+
+    async def customer_writes(self, text: str = "hi", sender: str = "16505551234") -> str:
+        """The customer messages number A through the sandbox; wait until we indexed it."""
+        response = await self.sandbox.post(
+            "/_sandbox/inbound", json={"phone_number_id": NUMBER_A, "from": sender, "text": text}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["webhook_status"] == 200
+        wamid = str(response.json()["id"])
+        async with asyncio.timeout(10):
+            while True:
+                listed = await self.app.client.get(
+                    f"/v1/contacts/{sender}/messages",
+                    params={"phone_number_id": NUMBER_A},
+                    headers=self.tenant(),
+                )
+                if listed.status_code == 200 and any(
+                    m["wamid"] == wamid for m in listed.json()["data"]
+                ):
+                    return wamid
+                await asyncio.sleep(0.02)
+
+    async def send(self, **request: Any) -> httpx.Response:
+        return await self.app.client.post(
+            "/v1/messages", json={"from": NUMBER_A, **request}, headers=self.tenant()
+        )
+
+    async def message(self, message_id: str) -> dict[str, Any]:
+        response = await self.app.client.get(f"/v1/messages/{message_id}", headers=self.tenant())
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def wait_status(
+        self, message_id: str, *statuses: str, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.message(message_id)
+                if message["status"] in statuses:
+                    return message
+                assert message["status"] != "failed", message["errors"]
+                await asyncio.sleep(0.05)
+
+    async def sent_bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of every message send the sandbox received, oldest first."""
+        response = await self.sandbox.get(
+            "/_sandbox/requests", params={"path_contains": "/messages"}
+        )
+        return [
+            r["body"]
+            for r in response.json()["data"]
+            if r["method"] == "POST" and isinstance(r["body"], dict) and r["body"].get("type")
+        ]
+
+
+@contextlib.asynccontextmanager
+async def meta_running(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[Meta]:
+    from wa_cloud.sandbox.app import create_sandbox
+    from wa_cloud.sandbox.config import SandboxConfig
+
+    app_sock = bound_socket()
+    app_url = f"http://127.0.0.1:{app_sock.getsockname()[1]}"
+    config = SandboxConfig(
+        webhook_url=app_url + "/webhook",
+        app_secret=settings.app_secret or "",
+        sent_delay=0.02,
+        delivered_delay=0.04,
+        read_delay=0.06,
+    )
+    async with (
+        serve_asgi(create_sandbox(config)) as sandbox_url,
+        httpx.AsyncClient(base_url=sandbox_url, timeout=15) as sandbox,
+    ):
+        token = "EAAG-test-token-" + NUMBER_A
+        seeded = await sandbox.post(
+            "/_sandbox/numbers",
+            json={
+                "phone_number_id": NUMBER_A,
+                "waba_id": WABA,
+                "access_token": token,
+                "display_phone_number": "15550783881",
+                "throughput_mps": 80,
+            },
+        )
+        assert seeded.status_code == 201, seeded.text
+        local = replace(settings, graph_base_url=sandbox_url)
+        async with serve(local, run_worker=run_worker, sock=app_sock) as app:
+            tenant = await app.create_tenant("Sender Co")
+            added = await app.add_number(tenant["api_key"], NUMBER_A)
+            assert added.status_code == 201, added.text
+            yield Meta(app, sandbox, tenant["api_key"], tenant["id"])
+
+
+@pytest.fixture
+async def meta(settings: Settings) -> AsyncIterator[Meta]:
+    async with meta_running(settings) as running:
+        yield running
