@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,7 +19,7 @@ from wa_cloud.api.body import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable
-from wa_cloud.graph.client import GraphClient
+from wa_cloud.graph.client import GraphClient, new_http_client
 from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.store import delivery_store
 from wa_cloud.metrics import Metrics
@@ -77,11 +76,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
         assert settings.database_url and settings.secret_key
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
-        timeout = httpx.Timeout(10.0, connect=5.0)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         try:
             async with (
-                httpx.AsyncClient(timeout=timeout, limits=limits) as http,
+                new_http_client(settings.graph_timeout_seconds) as http,
                 delivery_store(pool) as deliveries,
             ):
                 state = AppState(

@@ -70,10 +70,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
 async def _run_worker(settings: Settings) -> None:
     import signal
 
-    import httpx
-
     from wa_cloud.db.pool import create_pool
-    from wa_cloud.graph.client import GraphClient
+    from wa_cloud.graph.client import GraphClient, new_http_client
     from wa_cloud.metrics import Metrics
     from wa_cloud.secretbox import SecretBox
     from wa_cloud.worker import Worker
@@ -81,10 +79,7 @@ async def _run_worker(settings: Settings) -> None:
     assert settings.database_url and settings.secret_key
     pool = await create_pool(settings.database_url, max_size=8)
     try:
-        async with httpx.AsyncClient(
-            timeout=httpx.Timeout(10.0, connect=5.0),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
-        ) as http:
+        async with new_http_client(settings.graph_timeout_seconds) as http:
             graph = GraphClient(http, settings.graph_base_url, settings.graph_version)
             worker = Worker(settings, pool, Metrics(), graph, SecretBox(settings.secret_key))
             loop = asyncio.get_running_loop()

@@ -52,6 +52,8 @@ class Settings:
     worker_batch_size: int = 100
     worker_poll_seconds: float = 2.0
     db_pool_size: int = 10
+    # Graph API: how long a call may take before it is an error (a send: outcome unknown).
+    graph_timeout_seconds: float = 10.0
 
     def __repr__(self) -> str:
         shown = {
@@ -112,6 +114,7 @@ class Settings:
             worker_batch_size=int(number("WA_WORKER_BATCH_SIZE", 100, int)),
             worker_poll_seconds=number("WA_WORKER_POLL_SECONDS", 2.0),
             db_pool_size=int(number("WA_DB_POOL_SIZE", 10, int)),
+            graph_timeout_seconds=number("WA_GRAPH_TIMEOUT_SECONDS", 10.0),
         )
         if settings.log_format not in ("json", "console"):
             raise ConfigurationError("WA_LOG_FORMAT must be 'json' or 'console'")

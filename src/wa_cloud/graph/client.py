@@ -35,6 +35,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
+def new_http_client(timeout_seconds: float) -> httpx.AsyncClient:
+    """The process's one HTTP client: explicit timeouts, and room for a fast number's sends."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_seconds, connect=5.0),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
+    )
+
+
 class GraphClient:
     def __init__(self, http: httpx.AsyncClient, base_url: str, version: str) -> None:
         self._http = http

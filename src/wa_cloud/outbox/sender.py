@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -74,6 +75,17 @@ Accepted = tuple[uuid.UUID, str, Mapping[str, Any], bool, str]
 Outcome = tuple[uuid.UUID, str, list[dict[str, Any]], str, float]
 
 
+async def record_outcomes(conn: asyncpg.Connection, rows: list[Outcome]) -> None:
+    await conn.execute(
+        Q.record_outcome,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [json.dumps(r[2]) for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+    )
+
+
 class Sender:
     def __init__(
         self,
@@ -117,14 +129,7 @@ class Sender:
 
     async def _write_outcomes(self, rows: list[Outcome]) -> None:
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                Q.record_outcome,
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [r[2] for r in rows],
-                [r[3] for r in rows],
-                [r[4] for r in rows],
-            )
+            await record_outcomes(conn, rows)
 
     # The loop ------------------------------------------------------------------------------
     async def run(self, stopping: asyncio.Event) -> None:
@@ -236,14 +241,7 @@ class Sender:
             slots, next_slot = reserve_slots(number["next_slot"], now, rate, len(allowed))
             await conn.execute(Q.reserve_slots, pnid, next_slot if allowed else number["next_slot"])
             if refused:
-                await conn.execute(
-                    Q.record_outcome,
-                    [r[0] for r in refused],
-                    [r[1] for r in refused],
-                    [r[2] for r in refused],
-                    [r[3] for r in refused],
-                    [r[4] for r in refused],
-                )
+                await record_outcomes(conn, refused)
         if refused:
             self._metrics.inc("wa_outbox_failed_total", len(refused), reason="window_closed")
         token = self._box.open(number["access_token_enc"], context=f"numbers.access_token:{pnid}")

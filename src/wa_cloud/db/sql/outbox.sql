@@ -99,12 +99,13 @@ UPDATE messages m
 -- name: record_outcome
 -- Failed for good, unknown, or back to the queue with a delay.
 UPDATE messages m
-   SET status = u.status, errors = u.errors, last_error = u.error,
+   SET status = u.status, errors = u.errors::jsonb, last_error = u.error,
        run_after = CASE WHEN u.status = 'queued' THEN now() + make_interval(secs => u.delay)
                         ELSE run_after END,
        dispatched_at = CASE WHEN u.status = 'queued' THEN NULL ELSE dispatched_at END,
        lease_token = NULL, locked_until = NULL
-  FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::float8[])
+  -- errors travel as JSON text: asyncpg would read a list inside an array as a dimension.
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[])
        AS u(id, status, errors, error, delay)
  WHERE m.id = u.id AND m.status = 'sending';
 
