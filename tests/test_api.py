@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -9,10 +10,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
-from tests.conftest import NUMBER_A, NUMBER_B, WABA, Running
+from tests.conftest import NUMBER_A, NUMBER_B, WABA, Running, corpus, wait_idle
 
+OTHER_WABA = "102290129349999"  # a second tenant's own WABA: claims never overlap by accident
 NUMBER_FIELDS = {
     "phone_number_id",
     "waba_id",
@@ -345,7 +346,9 @@ async def test_duplicate_number_is_409_for_owner_and_others(
 
     again = await web.add_number(owner["api_key"], NUMBER_A)
     assert_error(again, 409, "number_exists")
-    stolen = await web.add_number(other["api_key"], NUMBER_A, access_token="EAAG-hijack")
+    stolen = await web.add_number(
+        other["api_key"], NUMBER_A, OTHER_WABA, access_token="EAAG-hijack"
+    )
     assert_error(stolen, 409, "number_exists")
 
     rows = await db.fetch("SELECT * FROM numbers")
@@ -411,7 +414,7 @@ async def test_list_numbers_shows_only_own_numbers(web: Running) -> None:
     first = await web.create_tenant("First")
     second = await web.create_tenant("Second")
     assert (await web.add_number(first["api_key"], NUMBER_A)).status_code == 201
-    assert (await web.add_number(second["api_key"], NUMBER_B)).status_code == 201
+    assert (await web.add_number(second["api_key"], NUMBER_B, OTHER_WABA)).status_code == 201
     extra = "106540352242999"
     assert (await web.add_number(first["api_key"], extra)).status_code == 201
 
@@ -446,13 +449,107 @@ async def test_wrong_method_is_405_json(web: Running) -> None:
         assert_error(response, 405, "method_not_allowed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app._http_error drops HTTPException.headers, so a 405 has no Allow header "
-    "(RFC 9110 requires one); with one Route per method Starlette would also name only one",
-)
 async def test_405_names_the_allowed_methods(web: Running) -> None:
     response = await web.client.request("DELETE", "/v1/numbers", headers=web.admin())
     assert_error(response, 405, "method_not_allowed")
     allowed = {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
     assert {"GET", "POST"} <= allowed
+
+
+# --- hostile input must get a 4xx JSON error, never a 500 -------------------------------------
+
+
+def cursor_of(*values: Any) -> str:
+    """A cursor in the API's own encoding (url-safe base64 of a JSON list), with any content."""
+    text = json.dumps(values, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+async def test_tampered_tenants_cursor_is_400(web: Running) -> None:
+    for values in (
+        ("2026-11-22T00:00:00+00:00", "not-a-uuid"),
+        ("2026-11-22T00:00:00+00:00", 5),
+        (None, "not-a-uuid"),
+    ):
+        response = await web.client.get(
+            "/v1/admin/tenants", params={"cursor": cursor_of(*values)}, headers=web.admin()
+        )
+        assert_error(response, 400, "invalid_cursor")
+
+
+async def test_tampered_contact_cursors_are_400(
+    app: Running, tenant: dict[str, Any], db: asyncpg.Connection
+) -> None:
+    assert (await app.post_webhook(corpus("messages/text.json"))).status_code == 200
+    await wait_idle(db)
+    auth = bearer(tenant["api_key"])
+    listed = await app.client.get(
+        "/v1/contacts", params={"phone_number_id": NUMBER_A}, headers=auth
+    )
+    assert [c["wa_id"] for c in listed.json()["data"]] == ["16505551234"]
+
+    messages = await app.client.get(
+        "/v1/contacts/16505551234/messages",
+        params={
+            "phone_number_id": NUMBER_A,
+            "cursor": cursor_of("2026-11-22T00:00:00+00:00", "not-a-uuid"),
+        },
+        headers=auth,
+    )
+    assert_error(messages, 400, "invalid_cursor")
+    contacts = await app.client.get(
+        "/v1/contacts",
+        params={"phone_number_id": NUMBER_A, "cursor": cursor_of(10**30)},
+        headers=auth,
+    )
+    assert_error(contacts, 400, "invalid_cursor")
+
+
+async def test_limit_with_a_non_ascii_digit_is_400(web: Running) -> None:
+    response = await web.client.get("/v1/admin/tenants", params={"limit": "²"}, headers=web.admin())
+    assert_error(response, 400, "invalid_limit")
+
+
+async def test_deeply_nested_json_is_a_4xx(web: Running, db: asyncpg.Connection) -> None:
+    body = b"[" * 200_000 + b"]" * 200_000
+    response = await web.client.post("/v1/admin/tenants", content=body, headers=web.admin())
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["error"]["code"] in ("invalid_json", "validation_error")
+    assert await db.fetchval("SELECT count(*) FROM tenants") == 0
+
+
+async def test_nul_character_in_a_field_is_422(web: Running, db: asyncpg.Connection) -> None:
+    response = await web.client.post(
+        "/v1/admin/tenants", json={"name": "Acme\u0000Corp"}, headers=web.admin()
+    )
+    assert_error(response, 422, "invalid_field")
+    assert await db.fetchval("SELECT count(*) FROM tenants") == 0
+
+
+async def test_nul_character_in_a_query_parameter_is_not_a_500(web: Running) -> None:
+    tenant = await web.create_tenant()
+    response = await web.client.get(
+        "/v1/contacts",
+        params={"phone_number_id": "1065\u00004035"},
+        headers=bearer(tenant["api_key"]),
+    )
+    assert response.status_code < 500, response.text
+    body = response.json()
+    assert body == {"data": [], "next": None} or body["error"]["code"] in (
+        "invalid_field",
+        "bad_request",
+    )
+
+
+async def test_only_ascii_digits_are_digits(web: Running, db: asyncpg.Connection) -> None:
+    tenant = await web.create_tenant()
+    arabic_number = "".join(chr(0x0660 + int(d)) for d in NUMBER_A)
+    response = await web.add_number(tenant["api_key"], arabic_number)
+    assert_error(response, 422, "invalid_field")
+    response = await web.add_number(
+        tenant["api_key"], NUMBER_A, waba_id="".join(chr(0xFF10 + int(d)) for d in WABA)
+    )
+    assert_error(response, 422, "invalid_field")
+    response = await web.add_number(tenant["api_key"], NUMBER_A, pin="١٢٣٤٥٦")
+    assert_error(response, 422, "invalid_field")
+    assert await db.fetchval("SELECT count(*) FROM numbers") == 0

@@ -253,7 +253,8 @@ async def test_idempotency_key_returns_the_first_message(meta: Meta) -> None:
 
 async def test_cannot_send_from_another_tenants_number(meta: Meta) -> None:
     other = await meta.app.create_tenant("Other")
-    assert (await meta.app.add_number(other["api_key"], NUMBER_B)).status_code == 201
+    added = await meta.app.add_number(other["api_key"], NUMBER_B, waba_id="102290129349999")
+    assert added.status_code == 201, added.text
     response = await meta.send(to=CUSTOMER, type="text", text={"body": "x"})
     assert response.status_code == 422  # ours, but closed window
     stolen = await meta.app.client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 from starlette.applications import Starlette
@@ -29,24 +29,33 @@ from wa_cloud.worker import Worker
 
 logger = logging.getLogger(__name__)
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def resource(path: str, **handlers: Endpoint) -> Route:
+    """One route per path with a handler per method, so a 405 names every allowed method."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, endpoint, methods=list(handlers), name=path)
+
+
 ROUTES = [
-    Route("/webhook", webhooks.platform_verify, methods=["GET"]),
-    Route("/webhook", webhooks.platform_receive, methods=["POST"]),
-    Route("/webhook/apps/{app_id}", webhooks.app_verify, methods=["GET"]),
-    Route("/webhook/apps/{app_id}", webhooks.app_receive, methods=["POST"]),
-    Route("/healthz", ops.healthz, methods=["GET"]),
-    Route("/readyz", ops.readyz, methods=["GET"]),
-    Route("/metrics", ops.metrics, methods=["GET"]),
-    Route("/v1/admin/tenants", admin.create_tenant, methods=["POST"]),
-    Route("/v1/admin/tenants", admin.list_tenants, methods=["GET"]),
-    Route("/v1/admin/tenants/{tenant_id}", admin.get_tenant, methods=["GET"]),
-    Route("/v1/numbers", tenant.create_number, methods=["POST"]),
-    Route("/v1/numbers", tenant.list_numbers, methods=["GET"]),
-    Route("/v1/apps", tenant.create_app, methods=["POST"]),
-    Route("/v1/messages", messages.send_message, methods=["POST"]),
-    Route("/v1/messages/{message_id}", messages.get_message, methods=["GET"]),
-    Route("/v1/contacts", tenant.list_contacts, methods=["GET"]),
-    Route("/v1/contacts/{contact}/messages", tenant.contact_messages, methods=["GET"]),
+    resource("/webhook", GET=webhooks.platform_verify, POST=webhooks.platform_receive),
+    resource("/webhook/apps/{app_id}", GET=webhooks.app_verify, POST=webhooks.app_receive),
+    resource("/healthz", GET=ops.healthz),
+    resource("/readyz", GET=ops.readyz),
+    resource("/metrics", GET=ops.metrics),
+    resource("/v1/admin/tenants", POST=admin.create_tenant, GET=admin.list_tenants),
+    resource("/v1/admin/tenants/{tenant_id}", GET=admin.get_tenant),
+    resource("/v1/numbers", POST=tenant.create_number, GET=tenant.list_numbers),
+    resource("/v1/apps", POST=tenant.create_app),
+    resource("/v1/messages", POST=messages.send_message),
+    resource("/v1/messages/{message_id}", GET=messages.get_message),
+    resource("/v1/contacts", GET=tenant.list_contacts),
+    resource("/v1/contacts/{contact}/messages", GET=tenant.contact_messages),
 ]
 
 
@@ -58,7 +67,15 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    response = error_response(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not the caller's fault: the JSON shape still holds and the log has the details.
+    logger.exception("unhandled error", extra={"path": request.url.path})
+    return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
 async def _database_down(request: Request, exc: Exception) -> Response:
@@ -109,5 +126,6 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
             asyncpg.PostgresConnectionError: _database_down,
             asyncpg.CannotConnectNowError: _database_down,
             ConnectionError: _database_down,
+            Exception: _unexpected,
         },
     )

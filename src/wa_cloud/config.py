@@ -151,8 +151,10 @@ class Settings:
         }
         if generated != stored:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(generated, indent=2))
-            path.chmod(0o600)
+            # Created private: never readable by others, not even for a moment.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(json.dumps(generated, indent=2))
         return replace(
             self,
             secret_key=self.secret_key or generated["WA_SECRET_KEY"],

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_admin
 from wa_cloud.api.body import field_str, read_object, reject_unknown
-from wa_cloud.api.pages import cursor_time, decode_cursor, limit_of, page
+from wa_cloud.api.pages import cursor_time, cursor_uuid, decode_cursor, limit_of, page
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound
 from wa_cloud.tenants.keys import new_key
@@ -47,15 +47,9 @@ async def create_tenant(request: Request) -> JSONResponse:
 async def list_tenants(request: Request) -> JSONResponse:
     state = require_admin(request)
     limit = limit_of(request)
-    cursor = decode_cursor(request, 2)
-    after, after_id = (None, None) if cursor is None else cursor
+    after, after_id = decode_cursor(request, cursor_time, cursor_uuid) or (None, None)
     async with state.pool.acquire() as conn:
-        rows = await conn.fetch(
-            Q.list_tenants,
-            cursor_time(after),
-            after_id,
-            limit + 1,
-        )
+        rows = await conn.fetch(Q.list_tenants, after, after_id, limit + 1)
     items = [tenant_json(r) for r in rows]
     return JSONResponse(page(items, limit, "created_at", "id"))
 

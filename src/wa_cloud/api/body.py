@@ -46,7 +46,7 @@ async def read_object(request: Request) -> dict[str, Any]:
     raw = await read_limited(request, MAX_API_BODY)
     try:
         document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest("The body is not valid JSON.", "invalid_json") from None
     if not isinstance(document, dict):
         raise Unprocessable("The body must be a JSON object.")
@@ -68,6 +68,8 @@ def field_str(
         return default
     if not isinstance(value, str) or not value.strip():
         raise Unprocessable(f"'{name}' must be a non-empty string.", "invalid_field")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise Unprocessable(f"'{name}' must not contain NUL characters.", "invalid_field")
     if len(value) > max_length:
         raise Unprocessable(f"'{name}' is longer than {max_length} characters.", "invalid_field")
     return value.strip()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from starlette.requests import Request
 
@@ -17,7 +18,7 @@ def limit_of(request: Request, default: int = 50, maximum: int = 200) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise BadRequest(f"'limit' must be a whole number from 1 to {maximum}.", "invalid_limit")
     return int(raw)
 
@@ -27,17 +28,35 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(request: Request, arity: int) -> list[Any] | None:
+def decode_cursor(request: Request, *kinds: Callable[[Any], Any]) -> list[Any] | None:
+    """The cursor's values, each passed through its kind (e.g. `cursor_time`, `UUID`); any
+    cursor this API did not give out is a 400, never a database error."""
     raw = request.query_params.get("cursor")
     if not raw:
         return None
     try:
         values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except ValueError:
+        if not isinstance(values, list) or len(values) != len(kinds):
+            raise ValueError("wrong arity")
+        return [kind(value) for kind, value in zip(kinds, values, strict=True)]
+    except (ValueError, TypeError, AttributeError, OverflowError):
         raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor") from None
-    if not isinstance(values, list) or len(values) != arity:
-        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor")
-    return values
+
+
+def cursor_time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError("cursor time must be a string")
+    return datetime.fromisoformat(value)
+
+
+def cursor_uuid(value: Any) -> UUID:
+    return UUID(str(value))
+
+
+def cursor_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise ValueError("cursor id out of range")
+    return value
 
 
 def page(items: Sequence[dict[str, Any]], limit: int, *cursor_of: str) -> dict[str, Any]:
@@ -46,12 +65,3 @@ def page(items: Sequence[dict[str, Any]], limit: int, *cursor_of: str) -> dict[s
     shown = list(items[:limit])
     next_cursor = encode_cursor(*(shown[-1][k] for k in cursor_of)) if more and shown else None
     return {"data": shown, "next": next_cursor}
-
-
-def cursor_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor") from None

@@ -15,15 +15,15 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.api.body import field_str, read_object, reject_unknown
-from wa_cloud.api.pages import cursor_time, decode_cursor, limit_of, page
+from wa_cloud.api.pages import cursor_id, cursor_time, cursor_uuid, decode_cursor, limit_of, page
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
 from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
 
-_DIGITS = re.compile(r"^\d{5,20}$")
-_PIN = re.compile(r"^\d{6}$")
+_DIGITS = re.compile(r"^[0-9]{5,20}$")
+_PIN = re.compile(r"^[0-9]{6}$")
 
 
 def number_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -81,6 +81,8 @@ async def create_number(request: Request) -> JSONResponse:
         raise Unprocessable("'provider' must be 'cloud'.", "invalid_field")
     assert phone_number_id is not None and token is not None
     async with state.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(Q.waba_owner, waba_id, caller.tenant_id) is not None:
+            raise Conflict("That WABA belongs to another tenant.", "waba_owned_elsewhere")
         if (
             app_id is not None
             and await conn.fetchval(Q.tenant_owns_app, app_id, caller.tenant_id) is None
@@ -143,6 +145,8 @@ def _phone_number_id(request: Request) -> str:
     value = request.query_params.get("phone_number_id")
     if not value:
         raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
+    if not _DIGITS.match(value):
+        raise BadRequest("'phone_number_id' must be digits only.", "invalid_field")
     return value
 
 
@@ -150,10 +154,7 @@ async def list_contacts(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     phone_number_id = _phone_number_id(request)
     limit = limit_of(request)
-    cursor = decode_cursor(request, 1)
-    after = None if cursor is None else cursor[0]
-    if after is not None and not isinstance(after, int):
-        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor")
+    (after,) = decode_cursor(request, cursor_id) or (None,)
     async with state.pool.acquire() as conn:
         rows = await conn.fetch(
             Q.list_contacts, caller.tenant_id, phone_number_id, after, limit + 1
@@ -184,8 +185,7 @@ async def contact_messages(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     phone_number_id = _phone_number_id(request)
     limit = limit_of(request)
-    cursor = decode_cursor(request, 2)
-    after, after_id = (None, None) if cursor is None else cursor
+    after, after_id = decode_cursor(request, cursor_time, cursor_uuid) or (None, None)
     async with state.pool.acquire() as conn:
         contact_id = await conn.fetchval(
             Q.find_tenant_contact,
@@ -199,7 +199,7 @@ async def contact_messages(request: Request) -> JSONResponse:
             Q.contact_messages,
             caller.tenant_id,
             contact_id,
-            cursor_time(after),
+            after,
             after_id,
             limit + 1,
         )

@@ -105,7 +105,11 @@ class GraphError(Exception):
         super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"message": self.message, "type": "OAuthException", "code": self.code}
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": "OAuthException",
+            "code": self.code,
+        }
         if self.subcode is not None:
             error["error_subcode"] = self.subcode
         error["error_data"] = {"messaging_product": "whatsapp", "details": self.details}
@@ -126,11 +130,15 @@ class GraphError(Exception):
         headers = {}
         if self.status == 401:
             # Graph's 401s carry an OAuth challenge; clients may key on it.
-            headers["www-authenticate"] = f'OAuth "Facebook Platform" "invalid_token" "{self.message}"'
+            headers["www-authenticate"] = (
+                f'OAuth "Facebook Platform" "invalid_token" "{self.message}"'
+            )
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
 
-def invalid_token(details: str = "Invalid OAuth access token - Cannot parse access token") -> GraphError:
+def invalid_token(
+    details: str = "Invalid OAuth access token - Cannot parse access token",
+) -> GraphError:
     return GraphError(190, details, message=details)
 
 

@@ -67,7 +67,9 @@ def inbound(
     return envelope(number.waba_id, "messages", value, at=None)
 
 
-def template_status(template: Template, event: str, at: int, reason: str = "NONE") -> dict[str, Any]:
+def template_status(
+    template: Template, event: str, at: int, reason: str = "NONE"
+) -> dict[str, Any]:
     value = {
         "event": event,
         "message_template_id": int(template.id),

@@ -38,3 +38,7 @@ RETURNING app_id, created_at;
 
 -- name: tenant_owns_app
 SELECT 1 FROM apps WHERE app_id = $1 AND tenant_id = $2;
+
+-- name: waba_owner
+-- A WABA belongs to one business: its numbers, and its template and account news, are theirs.
+SELECT tenant_id FROM numbers WHERE waba_id = $1 AND tenant_id <> $2 LIMIT 1;

@@ -1,0 +1,363 @@
+"""Tenant isolation: a tenant's key never reads or changes another tenant's rows (404, not 403).
+
+Two tenants each own one corpus number; one webhook batch carries messages for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import NUMBER_A, NUMBER_B, WABA, Running, corpus, wait_idle
+from wa_cloud.app import ROUTES
+
+# Contacts of the batch by number (5511987654321 writes to both numbers).
+CONTACTS_A = {"16505551234", "447700900123", "5511987654321", "4915112345678"}
+CONTACTS_B = {"5511987654321", "919820012345"}
+SHARED = "5511987654321"
+OTHER_WABA = "102290129349999"
+
+
+@dataclass
+class Side:
+    name: str
+    waba: str
+    tenant_id: str
+    key: str
+    number: str
+    app_id: str
+    app_secret: str
+    only_contact: str  # a wa_id that wrote to this side's number only
+    secrets_in_text: tuple[str, ...]  # strings only this side's data contains
+
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"}
+
+
+@dataclass
+class World:
+    app: Running
+    a: Side
+    b: Side
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
+
+
+async def _side(
+    app: Running,
+    name: str,
+    number: str,
+    waba: str,
+    app_id: str,
+    only: str,
+    texts: tuple[str, ...],
+) -> Side:
+    tenant = await app.create_tenant(name)
+    response = await app.add_number(tenant["api_key"], number, waba)
+    assert response.status_code == 201, response.text
+    secret = f"app-secret-of-{name}"
+    response = await app.client.post(
+        "/v1/apps",
+        json={"app_id": app_id, "app_secret": secret, "verify_token": f"vt-{name}"},
+        headers={"authorization": f"Bearer {tenant['api_key']}"},
+    )
+    assert response.status_code == 201, response.text
+    return Side(name, waba, tenant["id"], tenant["api_key"], number, app_id, secret, only, texts)
+
+
+@pytest.fixture
+async def world(app: Running, db: asyncpg.Connection) -> World:
+    a = await _side(
+        app,
+        "Alpha",
+        NUMBER_A,
+        WABA,
+        "3000000000000001",
+        "16505551234",
+        ("Sheena Nelson", "Marta Müller", "Is there a student discount?", "16505551234"),
+    )
+    b = await _side(
+        app,
+        "Beta",
+        NUMBER_B,
+        # The batch's entries all name one WABA; routing is by phone_number_id, and giving B a
+        # WABA of its own keeps this test apart from how a shared WABA claim is resolved.
+        OTHER_WABA,
+        "3000000000000002",
+        "919820012345",
+        ("Priya Raman", "Haben Sie das auch in Schwarz?", "Danke schön!", "919820012345"),
+    )
+    response = await app.post_webhook(corpus("batch/three_entries_two_changes.json"))
+    assert response.status_code == 200
+    await wait_idle(db)
+    assert await db.fetchval("SELECT count(*) FROM deliveries WHERE state = 'processed'") == 1
+    return World(app, a, b)
+
+
+async def _contacts(world: World, caller: Side, number: str) -> httpx.Response:
+    return await world.app.client.get(
+        "/v1/contacts", params={"phone_number_id": number}, headers=caller.headers()
+    )
+
+
+async def _messages(world: World, caller: Side, contact: str, number: str) -> httpx.Response:
+    return await world.app.client.get(
+        f"/v1/contacts/{contact}/messages",
+        params={"phone_number_id": number},
+        headers=caller.headers(),
+    )
+
+
+async def test_batch_lands_with_each_numbers_owner(world: World, db: asyncpg.Connection) -> None:
+    rows = await db.fetch(
+        "SELECT phone_number_id, tenant_id::text AS t, count(*) AS n FROM messages"
+        " GROUP BY 1, 2 ORDER BY 1"
+    )
+    assert [(r["phone_number_id"], r["t"], r["n"]) for r in rows] == [
+        (NUMBER_A, world.a.tenant_id, 8),
+        (NUMBER_B, world.b.tenant_id, 7),
+    ]
+    contacts = await db.fetch("SELECT phone_number_id, tenant_id::text AS t, wa_id FROM contacts")
+    for side, expected in ((world.a, CONTACTS_A), (world.b, CONTACTS_B)):
+        mine = [c for c in contacts if c["phone_number_id"] == side.number]
+        assert {c["wa_id"] for c in mine} == expected
+        assert {c["t"] for c in mine} == {side.tenant_id}
+    assert await db.fetchval("SELECT count(*) FROM events WHERE orphaned") == 0
+
+
+async def test_each_key_sees_only_its_own_contacts(world: World) -> None:
+    for side, expected in ((world.a, CONTACTS_A), (world.b, CONTACTS_B)):
+        response = await _contacts(world, side, side.number)
+        assert response.status_code == 200, response.text
+        assert response.json()["next"] is None
+        assert {c["wa_id"] for c in response.json()["data"]} == expected
+
+
+@pytest.mark.parametrize("direction", ["a_reads_b", "b_reads_a"])
+async def test_other_tenants_number_lists_no_contacts(world: World, direction: str) -> None:
+    caller, victim = (world.a, world.b) if direction == "a_reads_b" else (world.b, world.a)
+    response = await _contacts(world, caller, victim.number)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": [], "next": None}
+
+
+@pytest.mark.parametrize("direction", ["a_reads_b", "b_reads_a"])
+async def test_other_tenants_contact_messages_are_404(world: World, direction: str) -> None:
+    caller, victim = (world.a, world.b) if direction == "a_reads_b" else (world.b, world.a)
+    for contact, number in (
+        (victim.only_contact, victim.number),  # the victim's contact on the victim's number
+        (victim.only_contact, caller.number),  # ... asked for on the caller's own number
+        (SHARED, victim.number),  # a wa_id both know, but on the victim's number
+    ):
+        response = await _messages(world, caller, contact, number)
+        assert_error(response, 404, "not_found")
+        for text in victim.secrets_in_text:
+            assert text not in response.text
+
+
+async def test_shared_wa_id_is_two_separate_contacts(world: World) -> None:
+    a = await _messages(world, world.a, SHARED, NUMBER_A)
+    assert a.status_code == 200, a.text
+    assert [m["text"] for m in a.json()["data"]] == ["Is there a student discount?"]
+    b = await _messages(world, world.b, SHARED, NUMBER_B)
+    assert b.status_code == 200, b.text
+    assert [m["text"] for m in b.json()["data"]] == [
+        "Please cancel the second item.",
+        "好的\uff0c明天见。",
+        "I'll call you back in 5 minutes.",
+        "Haben Sie das auch in Schwarz?",
+    ]
+    assert {m["direction"] for m in b.json()["data"]} == {"in"}
+
+
+# --- every tenant route, called with the other tenant's ids ---------------------------------
+
+Probe = Callable[[World, Side, Side, asyncpg.Connection], Awaitable[list[httpx.Response]]]
+
+
+async def _probe_create_number(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    taken = await world.app.add_number(
+        caller.key, victim.number, caller.waba, access_token="EAAG-hijack"
+    )
+    assert_error(taken, 409, "number_exists")
+    with_their_app = await world.app.add_number(
+        caller.key, "106540352249999", caller.waba, app_id=victim.app_id
+    )
+    assert_error(with_their_app, 422, "unknown_app")
+    after = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    assert dict(after) == dict(before)
+    assert await db.fetchval("SELECT count(*) FROM numbers") == 2
+    return [taken, with_their_app]
+
+
+async def _probe_list_numbers(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    response = await world.app.client.get("/v1/numbers", headers=caller.headers())
+    assert response.status_code == 200, response.text
+    assert [n["phone_number_id"] for n in response.json()["data"]] == [caller.number]
+    return [response]
+
+
+async def _probe_create_app(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await db.fetchrow("SELECT * FROM apps WHERE app_id = $1", victim.app_id)
+    response = await world.app.client.post(
+        "/v1/apps",
+        json={"app_id": victim.app_id, "app_secret": "hijack", "verify_token": "hijack"},
+        headers=caller.headers(),
+    )
+    assert_error(response, 409, "app_exists")
+    after = await db.fetchrow("SELECT * FROM apps WHERE app_id = $1", victim.app_id)
+    assert dict(after) == dict(before)
+    return [response]
+
+
+async def _probe_list_contacts(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    response = await _contacts(world, caller, victim.number)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": [], "next": None}
+    return [response]
+
+
+async def _probe_contact_messages(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    response = await _messages(world, caller, victim.only_contact, victim.number)
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
+async def _probe_send_message(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    outbound = "SELECT count(*) FROM messages WHERE direction = 'out'"
+    before = await db.fetchval(outbound)
+    response = await world.app.client.post(
+        "/v1/messages",
+        json={
+            "from": victim.number,
+            "to": victim.only_contact,  # the window with the victim's number is open
+            "type": "text",
+            "text": {"body": "sent from someone else's number"},
+        },
+        headers=caller.headers(),
+    )
+    assert_error(response, 404, "not_found")
+    assert await db.fetchval(outbound) == before
+    return [response]
+
+
+async def _probe_get_message(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    message_id = await db.fetchval(
+        "SELECT id::text FROM messages WHERE tenant_id = $1::uuid LIMIT 1", victim.tenant_id
+    )
+    assert message_id is not None
+    own = await world.app.client.get(f"/v1/messages/{message_id}", headers=victim.headers())
+    assert own.status_code == 200, own.text  # the id is real: the probe below means something
+    response = await world.app.client.get(f"/v1/messages/{message_id}", headers=caller.headers())
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
+PROBES: dict[tuple[str, str], Probe] = {
+    ("POST", "/v1/numbers"): _probe_create_number,
+    ("GET", "/v1/numbers"): _probe_list_numbers,
+    ("POST", "/v1/apps"): _probe_create_app,
+    ("POST", "/v1/messages"): _probe_send_message,
+    ("GET", "/v1/messages/{message_id}"): _probe_get_message,
+    ("GET", "/v1/contacts"): _probe_list_contacts,
+    ("GET", "/v1/contacts/{contact}/messages"): _probe_contact_messages,
+}
+
+
+def tenant_routes() -> set[tuple[str, str]]:
+    found = set()
+    for route in ROUTES:
+        path = route.path
+        if not path.startswith("/v1/") or path.startswith("/v1/admin"):
+            continue
+        for method in route.methods or ():
+            if method != "HEAD":
+                found.add((method, path))
+    return found
+
+
+def _leaks(response: httpx.Response, victim: Side) -> list[str]:
+    return [
+        s
+        for s in (victim.tenant_id, victim.app_secret, victim.key, *victim.secrets_in_text)
+        if s in response.text
+    ]
+
+
+async def test_every_tenant_route_refuses_the_other_tenants_ids(
+    world: World, db: asyncpg.Connection
+) -> None:
+    routes = tenant_routes()
+    assert routes, "no /v1 tenant routes found in wa_cloud.app.ROUTES"
+    unknown = sorted(routes - set(PROBES))
+    assert not unknown, (
+        f"new tenant route(s) {unknown}: add an isolation probe for them to PROBES in "
+        "tests/test_isolation.py"
+    )
+    for caller, victim in ((world.a, world.b), (world.b, world.a)):
+        for method, path in sorted(routes):
+            responses = await PROBES[(method, path)](world, caller, victim, db)
+            assert responses
+            for response in responses:
+                leaked = _leaks(response, victim)
+                assert not leaked, f"{method} {path} as {caller.name} shows {leaked}"
+                if response.is_success:
+                    data = response.json()["data"]
+                    assert isinstance(data, list)
+                    for item in data:
+                        assert victim.number not in str(item.values())
+    # Nothing of the victim's was changed along the way.
+    owners = await db.fetch("SELECT phone_number_id, tenant_id::text AS t FROM numbers")
+    assert {(r["phone_number_id"], r["t"]) for r in owners} == {
+        (NUMBER_A, world.a.tenant_id),
+        (NUMBER_B, world.b.tenant_id),
+    }
+    assert await db.fetchval("SELECT count(*) FROM apps") == 2
+
+
+def test_probe_table_has_no_stale_routes() -> None:
+    stale = sorted(set(PROBES) - tenant_routes())
+    assert not stale, f"PROBES names routes that no longer exist: {stale}"
+
+
+async def test_claiming_another_tenants_waba_does_not_divert_its_events(
+    app: Running, db: asyncpg.Connection
+) -> None:
+    owner = await app.create_tenant("WABA owner")
+    assert (await app.add_number(owner["api_key"], NUMBER_A)).status_code == 201
+    intruder = await app.create_tenant("Intruder")
+    # The intruder may be refused outright (409/422) or accepted; either way it gets nothing.
+    claim = await app.add_number(intruder["api_key"], "106540352249999")
+    assert claim.status_code in (201, 409, 422), claim.text
+
+    body = corpus("fields/message_template_status_update.json")
+    assert (await app.post_webhook(body)).status_code == 200
+    await wait_idle(db)
+    rows = await db.fetch(
+        "SELECT tenant_id::text AS t FROM events WHERE field = 'message_template_status_update'"
+    )
+    assert rows, "the template event was not stored"
+    assert intruder["id"] not in {r["t"] for r in rows}
+    assert {r["t"] for r in rows} <= {owner["id"], None}
