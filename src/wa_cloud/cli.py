@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from wa_cloud import logs
 from wa_cloud.config import Settings
@@ -36,13 +38,10 @@ def _migrate(url: str) -> None:
     migrations.upgrade(url)
 
 
-def _serve(settings: Settings, host: str, port: int, *, run_worker: bool) -> None:
+def _uvicorn_config(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
-    from wa_cloud.app import create_app
-
-    app = create_app(settings, run_worker=run_worker)
-    uvicorn.run(
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -50,6 +49,26 @@ def _serve(settings: Settings, host: str, port: int, *, run_worker: bool) -> Non
         access_log=False,
         proxy_headers=True,
         timeout_graceful_shutdown=10,
+    )
+
+
+def _serve(settings: Settings, host: str, port: int, *, run_worker: bool) -> None:
+    import uvicorn
+
+    from wa_cloud.app import create_app
+
+    app = create_app(settings, run_worker=run_worker)
+    uvicorn.Server(_uvicorn_config(app, host, port)).run()
+
+
+def _sandbox_config(settings: Settings, webhook_url: str | None) -> Any:
+    from wa_cloud.sandbox import SandboxConfig
+
+    return SandboxConfig(
+        graph_version=settings.graph_version,
+        webhook_url=webhook_url or None,
+        app_secret=settings.app_secret or "",
+        app_id=settings.app_id or "",
     )
 
 
@@ -98,29 +117,78 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from wa_cloud.app import create_app
+    from wa_cloud.sandbox import create_sandbox
+
     settings = Settings.from_env(dev=True).with_dev_secrets()
     logs.configure(settings.log_format)
     url = _database_url(settings)
     _migrate(url)
-    settings = replace(settings, database_url=url)
     port = args.port or settings.port
+    sandbox_port = args.sandbox_port
     base = f"http://localhost:{port}"
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    # Unless a real Graph API is named, the service talks to the local sandbox Meta.
+    explicit_graph = bool(os.environ.get("WA_GRAPH_BASE_URL"))
+    settings = replace(
+        settings,
+        database_url=url,
+        graph_base_url=settings.graph_base_url if explicit_graph else sandbox_url,
+    )
+    admin = f"-H 'Authorization: Bearer {settings.admin_token}'"
     print(
         "\n".join(
             [
                 "wa-cloud dev",
                 f"  API and webhooks  {base}  (POST {base}/webhook, GET {base}/readyz)",
+                f"  sandbox Meta      {sandbox_url}  (Graph API emulator; control: /_sandbox/)",
+                f"  Graph API used    {settings.graph_base_url}",
                 f"  admin token       {settings.admin_token}",
                 f"  app secret        {settings.app_secret}   (signs webhooks to /webhook)",
                 f"  verify token      {settings.verify_token}",
                 f"  data              {settings.data_dir.resolve()}",
-                "  create a tenant:  curl -s -X POST -H 'Authorization: Bearer "
-                f'{settings.admin_token}\' -d \'{{"name": "Acme"}}\' {base}/v1/admin/tenants',
+                f'  create a tenant:  curl -s -X POST {admin} -d \'{{"name": "Acme"}}\' '
+                f"{base}/v1/admin/tenants",
+                "  post a message:   wa-cloud simulate --url "
+                f"http://127.0.0.1:{port}/webhook --text 'hello'",
             ]
         ),
         flush=True,
     )
-    _serve(settings, args.host, port, run_worker=True)
+
+    async def run() -> None:
+        servers = [
+            uvicorn.Server(_uvicorn_config(create_app(settings, run_worker=True), args.host, port)),
+            uvicorn.Server(
+                _uvicorn_config(
+                    create_sandbox(_sandbox_config(settings, f"http://127.0.0.1:{port}/webhook")),
+                    "127.0.0.1",
+                    sandbox_port,
+                )
+            ),
+        ]
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(run())
+
+
+def cmd_sandbox(args: argparse.Namespace) -> None:
+    from wa_cloud.sandbox import create_sandbox
+
+    # The dev secrets, so the webhooks it posts verify against `wa-cloud dev` or `serve`.
+    settings = Settings.from_env(dev=True).with_dev_secrets()
+    logs.configure(settings.log_format)
+    config = _sandbox_config(settings, args.webhook_url)
+    print(
+        f"wa-cloud sandbox  http://{args.host}:{args.port}  (set WA_GRAPH_BASE_URL to this); "
+        f"webhooks to {config.webhook_url}",
+        flush=True,
+    )
+    import uvicorn
+
+    uvicorn.Server(_uvicorn_config(create_sandbox(config), args.host, args.port)).run()
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -159,7 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="everything on one machine: embedded database, web, worker")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=None)
+    dev.add_argument("--sandbox-port", type=int, default=8100)
     dev.set_defaults(func=cmd_dev)
+
+    sandbox = sub.add_parser("sandbox", help="the Meta Graph API emulator alone")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.add_argument(
+        "--webhook-url",
+        default="http://127.0.0.1:8000/webhook",
+        help="where status, inbound and template webhooks are posted ('' for nowhere)",
+    )
+    sandbox.set_defaults(func=cmd_sandbox)
 
     simulate = sub.add_parser("simulate", help="post signed webhooks to a running server")
     simulate.add_argument("--url", default="http://127.0.0.1:8000/webhook")

@@ -18,8 +18,11 @@ def server(pgdata: Path, *, keep_running: bool = True) -> Any:
     """
     pgdata = pgdata.resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    # pgserver asks platformdirs for a runtime dir at import; without one it warns.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
+    # pgserver asks platformdirs for a private runtime dir at import; without one it warns.
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        runtime = pgdata.parent / "run"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     import pgserver  # imported here: production with DATABASE_URL never needs it
 
     return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "delete")
