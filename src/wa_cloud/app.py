@@ -21,6 +21,7 @@ from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable
 from wa_cloud.graph.client import GraphClient, new_http_client
 from wa_cloud.inbound import routes as webhooks
+from wa_cloud.inbound.receiver import WebhookReceiver
 from wa_cloud.inbound.store import delivery_store
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox
@@ -43,8 +44,9 @@ def resource(path: str, **handlers: Endpoint) -> Route:
 
 
 ROUTES = [
-    resource("/webhook", GET=webhooks.platform_verify, POST=webhooks.platform_receive),
-    resource("/webhook/apps/{app_id}", GET=webhooks.app_verify, POST=webhooks.app_receive),
+    # POSTs to these two paths are taken before the router by receiver.WebhookReceiver.
+    resource("/webhook", GET=webhooks.platform_verify),
+    resource("/webhook/apps/{app_id}", GET=webhooks.app_verify),
     resource("/healthz", GET=ops.healthz),
     resource("/readyz", GET=ops.readyz),
     resource("/metrics", GET=ops.metrics),
@@ -83,7 +85,7 @@ async def _database_down(request: Request, exc: Exception) -> Response:
     return error_response(503, "database_unavailable", "The database is not reachable; retry.")
 
 
-def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
+def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiver:
     if not settings.database_url:
         raise ValueError("create_app needs settings.database_url")
     if not settings.secret_key:
@@ -116,7 +118,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
         finally:
             await pool.close()
 
-    return Starlette(
+    starlette = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
         exception_handlers={
@@ -129,3 +131,4 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Starlette:
             Exception: _unexpected,
         },
     )
+    return WebhookReceiver(starlette)

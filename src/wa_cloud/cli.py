@@ -257,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--connections", type=int, default=64)
     ingest.add_argument("--seconds", type=float, default=10.0)
     ingest.add_argument("--warmup", type=float, default=2.0)
+    ingest.add_argument("--rounds", type=int, default=3, help="alternating rounds per target")
     ingest.add_argument("--no-pywa", action="store_true", help="skip pywa's webhook server")
     ingest.set_defaults(func=cmd_bench)
     return parser

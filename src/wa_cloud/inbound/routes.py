@@ -1,7 +1,7 @@
-"""The webhook endpoints: a thin adapter from HTTP to signature check and group commit.
+"""The webhook verification handshakes (GET), and the secrets of tenants' own apps.
 
-The POST path does only what must happen before Meta gets its 200: bound the size, verify the
-signature, commit the raw bytes. Parsing, routing to tenants and indexing are the worker's.
+The POSTs are taken by `receiver.WebhookReceiver` before the router: they do only what must
+happen before Meta gets its 200. Parsing, routing to tenants and indexing are the worker's.
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ import time
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from wa_cloud.api.body import read_limited
-from wa_cloud.config import MAX_WEBHOOK_BYTES
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, NotFound
-from wa_cloud.inbound.signature import verify
 from wa_cloud.state import AppState
 
 logger = logging.getLogger(__name__)
 
-_OK = Response(status_code=200)
 _APP_CACHE_SECONDS = 30.0
 
 
@@ -43,7 +39,7 @@ def _handshake(request: Request, verify_token: str | None) -> Response:
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
-async def _app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
+async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
     """(app secret, verify token) of a tenant's own app, cached briefly per process."""
     cached = state.app_cache.get(app_id)
     if cached is not None and cached[0] > time.monotonic():
@@ -58,35 +54,11 @@ async def _app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
     return secret, token
 
 
-async def _receive(request: Request, state: AppState, source: str, secret: str) -> Response:
-    try:
-        body = await read_limited(request, MAX_WEBHOOK_BYTES)
-        verify(body, request.headers.get("x-hub-signature-256"), secret)
-    except ApiError as exc:
-        state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
-        raise
-    await state.deliveries.submit((source, body))
-    state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])
-    return _OK
-
-
 async def platform_verify(request: Request) -> Response:
     return _handshake(request, request.state.wa.settings.verify_token)
 
 
-async def platform_receive(request: Request) -> Response:
-    state: AppState = request.state.wa
-    return await _receive(request, state, "platform", state.settings.app_secret or "")
-
-
 async def app_verify(request: Request) -> Response:
     state: AppState = request.state.wa
-    _, token = await _app_secrets(state, request.path_params["app_id"])
+    _, token = await app_secrets(state, request.path_params["app_id"])
     return _handshake(request, token)
-
-
-async def app_receive(request: Request) -> Response:
-    state: AppState = request.state.wa
-    app_id = request.path_params["app_id"]
-    secret, _ = await _app_secrets(state, app_id)
-    return await _receive(request, state, f"app:{app_id}", secret)

@@ -1,0 +1,131 @@
+"""The webhook POST path as plain ASGI: the lean path Meta's deliveries take.
+
+A delivery needs four things before its 200: a size bound, the signature check, the durable
+commit and the answer. Going through the framework's router, request object, state wrapper and
+exception layers costs more CPU than the other four together, so `WebhookReceiver` sits in
+front of the Starlette app and takes `POST /webhook` and `POST /webhook/apps/{app_id}` itself;
+everything else (including the GET handshakes) goes on to Starlette.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from wa_cloud.config import MAX_WEBHOOK_BYTES
+from wa_cloud.errors import ApiError, DatabaseUnavailable
+from wa_cloud.inbound.routes import app_secrets
+from wa_cloud.inbound.signature import verify
+from wa_cloud.state import AppState
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_APPS_PREFIX = "/webhook/apps/"
+_OK_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+_OK_BODY = {"type": "http.response.body", "body": b""}
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self) -> None:
+        super().__init__(
+            413, "payload_too_large", f"The body is larger than {MAX_WEBHOOK_BYTES} bytes."
+        )
+
+
+async def _error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    length = signature = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value
+        elif name == b"x-hub-signature-256":
+            signature = value
+    return length, signature
+
+
+async def _body(receive: Receive, declared: bytes | None) -> bytes:
+    if declared is not None:
+        try:
+            if int(declared) > MAX_WEBHOOK_BYTES:
+                raise PayloadTooLarge()
+        except ValueError:
+            raise ApiError(400, "bad_request", "Content-Length is not a number.") from None
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > MAX_WEBHOOK_BYTES:
+            raise PayloadTooLarge()
+        return body
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:  # never buffer more than the limit
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class WebhookReceiver:
+    """Pure-ASGI front: webhook POSTs here, the rest to `app`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == "/webhook":
+            app_id = None
+        elif path.startswith(_APPS_PREFIX) and "/" not in path[len(_APPS_PREFIX) :]:
+            app_id = path[len(_APPS_PREFIX) :]
+        else:
+            await self.app(scope, receive, send)
+            return
+        state: AppState = scope["state"]["wa"]
+        try:
+            await self._receive(state, scope, receive, app_id)
+        except ApiError as exc:
+            state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
+            await _error(send, exc.status, exc.code, exc.message)
+            return
+        except DatabaseUnavailable:
+            state.metrics.inc("wa_webhook_rejected_total", reason="database_unavailable")
+            await _error(send, 503, "database_unavailable", "The database is not reachable; retry.")
+            return
+        await send(_OK_START)
+        await send(_OK_BODY)
+
+    @staticmethod
+    async def _receive(state: AppState, scope: Scope, receive: Receive, app_id: str | None) -> None:
+        length, signature = _headers(scope)
+        if app_id is None:
+            source, secret = "platform", state.settings.app_secret or ""
+        else:
+            source, (secret, _) = f"app:{app_id}", await app_secrets(state, app_id)
+        body = await _body(receive, length)
+        verify(body, None if signature is None else signature.decode("latin-1"), secret)
+        await state.deliveries.submit((source, body))
+        state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])
