@@ -553,3 +553,32 @@ async def test_only_ascii_digits_are_digits(web: Running, db: asyncpg.Connection
     response = await web.add_number(tenant["api_key"], NUMBER_A, pin="١٢٣٤٥٦")
     assert_error(response, 422, "invalid_field")
     assert await db.fetchval("SELECT count(*) FROM numbers") == 0
+
+
+async def test_patch_number_sets_bot_and_throughput(app: Running) -> None:
+    tenant = await app.create_tenant()
+    headers = {"authorization": f"Bearer {tenant['api_key']}"}
+    assert (await app.add_number(tenant["api_key"], "106540352242922")).status_code == 201
+    response = await app.client.patch(
+        "/v1/numbers/106540352242922",
+        json={"bot_enabled": False, "throughput_mps": 1000},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    assert (response.json()["bot_enabled"], response.json()["throughput_mps"]) == (False, 1000)
+    got = await app.client.get("/v1/numbers/106540352242922", headers=headers)
+    assert got.json()["throughput_mps"] == 1000
+    for body, code in (
+        ({"throughput_mps": 1001}, "invalid_field"),
+        ({"throughput_mps": 0}, "invalid_field"),
+        ({"bot_enabled": "yes"}, "invalid_field"),
+        ({}, "missing_field"),
+        ({"provider": "x"}, "unknown_field"),
+    ):
+        refused = await app.client.patch("/v1/numbers/106540352242922", json=body, headers=headers)
+        assert refused.status_code == 422, body
+        assert refused.json()["error"]["code"] == code
+    missing = await app.client.patch(
+        "/v1/numbers/999999999", json={"bot_enabled": True}, headers=headers
+    )
+    assert missing.status_code == 404

@@ -209,6 +209,31 @@ async def _probe_list_numbers(
     return [response]
 
 
+async def _probe_get_number(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    own = await world.app.client.get(f"/v1/numbers/{caller.number}", headers=caller.headers())
+    assert own.status_code == 200, own.text
+    response = await world.app.client.get(f"/v1/numbers/{victim.number}", headers=caller.headers())
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
+async def _probe_update_number(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    response = await world.app.client.patch(
+        f"/v1/numbers/{victim.number}",
+        json={"bot_enabled": False, "throughput_mps": 1},
+        headers=caller.headers(),
+    )
+    assert_error(response, 404, "not_found")
+    after = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    assert dict(after) == dict(before)
+    return [response]
+
+
 async def _probe_create_app(
     world: World, caller: Side, victim: Side, db: asyncpg.Connection
 ) -> list[httpx.Response]:
@@ -278,6 +303,8 @@ async def _probe_get_message(
 PROBES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/numbers"): _probe_create_number,
     ("GET", "/v1/numbers"): _probe_list_numbers,
+    ("GET", "/v1/numbers/{phone_number_id}"): _probe_get_number,
+    ("PATCH", "/v1/numbers/{phone_number_id}"): _probe_update_number,
     ("POST", "/v1/apps"): _probe_create_app,
     ("POST", "/v1/messages"): _probe_send_message,
     ("GET", "/v1/messages/{message_id}"): _probe_get_message,

@@ -308,3 +308,49 @@ async def test_bad_sends_are_refused_with_a_clear_422(
     assert response.json()["error"]["code"] == code
     assert response.json()["error"]["message"]
     assert await meta.sent_bodies() == []
+
+
+async def test_template_status_webhook_refreshes_the_cached_template(meta: Meta) -> None:
+    await _seed_template(meta)
+    first = await meta.send(to=CUSTOMER, type="template", template=TEMPLATE)
+    assert first.status_code == 202, first.text  # fetched and cached: two parameters
+    await _seed_template(meta, body="Hi {{1}}, order {{2}} ships on {{3}}.")
+    three = {
+        **TEMPLATE,
+        "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": t} for t in "abc"]}
+        ],
+    }
+    stale = await meta.send(to=CUSTOMER, type="template", template=three)
+    assert stale.status_code == 422  # still the cached copy
+    update = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": WABA,
+                "time": 1763700000,
+                "changes": [
+                    {
+                        "field": "message_template_status_update",
+                        "value": {
+                            "event": "APPROVED",
+                            "message_template_id": 1,
+                            "message_template_name": "order_update",
+                            "message_template_language": "en_US",
+                            "reason": "NONE",
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    import json
+
+    assert (await meta.app.post_webhook(json.dumps(update).encode())).status_code == 200
+    async with asyncio.timeout(10):
+        while True:
+            fresh = await meta.send(to=CUSTOMER, type="template", template=three)
+            if fresh.status_code == 202:
+                break
+            await asyncio.sleep(0.05)
+    await meta.wait_status(fresh.json()["id"], "read")

@@ -53,6 +53,7 @@ ROUTES = [
     resource("/v1/admin/tenants", POST=admin.create_tenant, GET=admin.list_tenants),
     resource("/v1/admin/tenants/{tenant_id}", GET=admin.get_tenant),
     resource("/v1/numbers", POST=tenant.create_number, GET=tenant.list_numbers),
+    resource("/v1/numbers/{phone_number_id}", GET=tenant.get_number, PATCH=tenant.update_number),
     resource("/v1/apps", POST=tenant.create_app),
     resource("/v1/messages", POST=messages.send_message),
     resource("/v1/messages/{message_id}", GET=messages.get_message),

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.body import field_str, read_object, reject_unknown
+from wa_cloud.api.body import field_bool, field_int, field_str, read_object, reject_unknown
 from wa_cloud.api.pages import cursor_id, cursor_time, cursor_uuid, decode_cursor, limit_of, page
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
@@ -113,6 +113,45 @@ async def list_numbers(request: Request) -> JSONResponse:
     async with state.pool.acquire() as conn:
         rows = await conn.fetch(Q.list_numbers, caller.tenant_id)
     return JSONResponse({"data": [number_json(r) for r in rows], "next": None})
+
+
+async def get_number(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            Q.get_number, request.path_params["phone_number_id"], caller.tenant_id
+        )
+    if row is None:
+        raise NotFound("No number with that phone_number_id is yours.")
+    return JSONResponse(number_json(row))
+
+
+async def update_number(request: Request) -> JSONResponse:
+    """Turn the bot on or off, or set the number's send rate (Meta's throughput: 80/s by
+    default, up to 1,000/s once Meta raises it; 20/s for coexistence numbers)."""
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    body = await read_object(request)
+    reject_unknown(body, {"bot_enabled", "throughput_mps"})
+    if not body:
+        raise Unprocessable("Give bot_enabled, throughput_mps or both.", "missing_field")
+    bot_enabled = field_bool(body, "bot_enabled")
+    throughput = field_int(body, "throughput_mps", low=1, high=1000)
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            Q.update_number,
+            request.path_params["phone_number_id"],
+            caller.tenant_id,
+            bot_enabled,
+            throughput,
+        )
+    if row is None:
+        raise NotFound("No number with that phone_number_id is yours.")
+    logger.info(
+        "number updated",
+        extra={"tenant_id": str(caller.tenant_id), "phone_number_id": row["phone_number_id"]},
+    )
+    return JSONResponse(number_json(row))
 
 
 async def create_app(request: Request) -> JSONResponse:

@@ -167,6 +167,24 @@ async def _field_event(
     return status.endswith(" 1")
 
 
+# Template news: the cached copy is dropped, so the next send of it fetches Meta's current one.
+TEMPLATE_FIELDS = frozenset(
+    {
+        "message_template_status_update",
+        "template_category_update",
+        "message_template_quality_update",
+        "message_template_components_update",
+    }
+)
+
+
+async def _forget_template(conn: asyncpg.Connection, event: FieldEvent) -> None:
+    value = event.raw.get("value")
+    name = value.get("message_template_name") if isinstance(value, Mapping) else None
+    if event.route.waba_id and isinstance(name, str):
+        await conn.execute(Q.forget_template, event.route.waba_id, name)
+
+
 async def index_delivery(
     conn: asyncpg.Connection, delivery: Delivery, delivery_id: int
 ) -> IndexResult:
@@ -184,6 +202,8 @@ async def index_delivery(
         if isinstance(event, FieldEvent) and event.route.phone_number_id is None:
             # WABA-level news (templates, account): the tenant that owns numbers of that WABA.
             tenant_id = by_waba.get(event.route.waba_id or "")
+        if isinstance(event, FieldEvent) and event.field in TEMPLATE_FIELDS:
+            await _forget_template(conn, event)
         if tenant_id is None or isinstance(event, FieldEvent):
             if await _field_event(conn, tenant_id, event, delivery_id):
                 result.events += 1

@@ -42,3 +42,16 @@ SELECT 1 FROM apps WHERE app_id = $1 AND tenant_id = $2;
 -- name: waba_owner
 -- A WABA belongs to one business: its numbers, and its template and account news, are theirs.
 SELECT tenant_id FROM numbers WHERE waba_id = $1 AND tenant_id <> $2 LIMIT 1;
+
+-- name: get_number
+SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, app_id,
+       provider, bot_enabled, throughput_mps, created_at
+  FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2;
+
+-- name: update_number
+UPDATE numbers
+   SET bot_enabled = coalesce($3, bot_enabled), throughput_mps = coalesce($4, throughput_mps),
+       updated_at = now()
+ WHERE phone_number_id = $1 AND tenant_id = $2
+RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, app_id,
+          provider, bot_enabled, throughput_mps, created_at;
