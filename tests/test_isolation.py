@@ -234,6 +234,16 @@ async def _probe_update_number(
     return [response]
 
 
+async def _probe_list_events(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    response = await world.app.client.get("/v1/events", headers=caller.headers())
+    assert response.status_code == 200, response.text
+    assert response.json()["data"], "the caller's own changes are in its log"
+    assert {e["tenant_id"] for e in response.json()["data"]} == {caller.tenant_id}
+    return [response]
+
+
 async def _probe_create_app(
     world: World, caller: Side, victim: Side, db: asyncpg.Connection
 ) -> list[httpx.Response]:
@@ -309,6 +319,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/messages"): _probe_send_message,
     ("GET", "/v1/messages/{message_id}"): _probe_get_message,
     ("GET", "/v1/contacts"): _probe_list_contacts,
+    ("GET", "/v1/events"): _probe_list_events,
     ("GET", "/v1/contacts/{contact}/messages"): _probe_contact_messages,
 }
 

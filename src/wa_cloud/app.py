@@ -51,13 +51,17 @@ ROUTES = [
     resource("/readyz", GET=ops.readyz),
     resource("/metrics", GET=ops.metrics),
     resource("/v1/admin/tenants", POST=admin.create_tenant, GET=admin.list_tenants),
-    resource("/v1/admin/tenants/{tenant_id}", GET=admin.get_tenant),
+    resource("/v1/admin/tenants/{tenant_id}", GET=admin.get_tenant, PATCH=admin.update_tenant),
+    resource("/v1/admin/tenants/{tenant_id}/keys", POST=admin.create_key, GET=admin.list_keys),
+    resource("/v1/admin/tenants/{tenant_id}/keys/{key_id}", DELETE=admin.revoke_key),
+    resource("/v1/admin/events", GET=admin.list_events),
     resource("/v1/numbers", POST=tenant.create_number, GET=tenant.list_numbers),
     resource("/v1/numbers/{phone_number_id}", GET=tenant.get_number, PATCH=tenant.update_number),
     resource("/v1/apps", POST=tenant.create_app),
     resource("/v1/messages", POST=messages.send_message),
     resource("/v1/messages/{message_id}", GET=messages.get_message),
     resource("/v1/contacts", GET=tenant.list_contacts),
+    resource("/v1/events", GET=tenant.list_events),
     resource("/v1/contacts/{contact}/messages", GET=tenant.contact_messages),
 ]
 

@@ -11,10 +11,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_admin
-from wa_cloud.api.body import field_str, read_object, reject_unknown
-from wa_cloud.api.pages import cursor_time, cursor_uuid, decode_cursor, limit_of, page
+from wa_cloud.api.body import field_bool, field_str, read_object, reject_unknown
+from wa_cloud.api.pages import (
+    cursor_id,
+    cursor_time,
+    cursor_uuid,
+    decode_cursor,
+    limit_of,
+    page,
+)
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound
+from wa_cloud.tenants import audit
 from wa_cloud.tenants.keys import new_key
 
 logger = logging.getLogger(__name__)
@@ -40,6 +48,7 @@ async def create_tenant(request: Request) -> JSONResponse:
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(Q.insert_tenant, name, email)
         await conn.execute(Q.insert_api_key, row["id"], key_hash, prefix)
+        await audit.record(conn, "tenant.created", tenant_id=row["id"], actor=audit.ADMIN)
     logger.info("tenant created", extra={"tenant_id": str(row["id"])})
     return JSONResponse({**tenant_json(row), "api_key": key}, status_code=201)
 
@@ -69,3 +78,114 @@ def parse_uuid(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise NotFound("No such resource.") from None
+
+
+async def update_tenant(request: Request) -> JSONResponse:
+    """`{"active": false}` stops sends and replies (inbound is still stored); name and email."""
+    state = require_admin(request)
+    tenant_id = parse_uuid(request.path_params["tenant_id"])
+    body = await read_object(request)
+    reject_unknown(body, {"active", "name", "email"})
+    active = field_bool(body, "active")
+    name = field_str(body, "name", required=False, max_length=200)
+    email = field_str(body, "email", required=False, max_length=320)
+    async with state.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(Q.update_tenant, tenant_id, active, name, email)
+        if row is None:
+            raise NotFound("No tenant with that id.")
+        await audit.record(
+            conn,
+            "tenant.updated",
+            tenant_id=tenant_id,
+            actor=audit.ADMIN,
+            severity="warning" if active is False else "info",
+            detail={k: body[k] for k in ("active", "name", "email") if k in body},
+        )
+    return JSONResponse(tenant_json(row))
+
+
+def _key_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "prefix": row["prefix"],
+        "created_at": row["created_at"].isoformat(),
+        "revoked_at": None if row["revoked_at"] is None else row["revoked_at"].isoformat(),
+    }
+
+
+async def _tenant_exists(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    if await conn.fetchrow(Q.get_tenant, tenant_id) is None:
+        raise NotFound("No tenant with that id.")
+
+
+async def create_key(request: Request) -> JSONResponse:
+    """Another key for the tenant (rotation: create the new one, move over, revoke the old)."""
+    state = require_admin(request)
+    tenant_id = parse_uuid(request.path_params["tenant_id"])
+    key, key_hash, prefix = new_key()
+    async with state.pool.acquire() as conn, conn.transaction():
+        await _tenant_exists(conn, tenant_id)
+        key_id = await conn.fetchval(Q.insert_api_key, tenant_id, key_hash, prefix)
+        await audit.record(
+            conn,
+            "api_key.created",
+            tenant_id=tenant_id,
+            actor=audit.ADMIN,
+            detail={"key_id": str(key_id), "prefix": prefix},
+        )
+    return JSONResponse({"id": str(key_id), "prefix": prefix, "api_key": key}, status_code=201)
+
+
+async def list_keys(request: Request) -> JSONResponse:
+    state = require_admin(request)
+    tenant_id = parse_uuid(request.path_params["tenant_id"])
+    async with state.pool.acquire() as conn:
+        await _tenant_exists(conn, tenant_id)
+        rows = await conn.fetch(Q.list_keys, tenant_id)
+    return JSONResponse({"data": [_key_json(r) for r in rows], "next": None})
+
+
+async def revoke_key(request: Request) -> JSONResponse:
+    state = require_admin(request)
+    tenant_id = parse_uuid(request.path_params["tenant_id"])
+    key_id = parse_uuid(request.path_params["key_id"])
+    async with state.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(Q.revoke_key, key_id, tenant_id)
+        if row is None:
+            raise NotFound("No key with that id for that tenant.")
+        await audit.record(
+            conn,
+            "api_key.revoked",
+            tenant_id=tenant_id,
+            actor=audit.ADMIN,
+            severity="warning",
+            detail={"key_id": str(key_id), "prefix": row["prefix"]},
+        )
+    return JSONResponse(_key_json(row))
+
+
+def audit_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "created_at": row["created_at"].isoformat(),
+        "tenant_id": None if row["tenant_id"] is None else str(row["tenant_id"]),
+        "actor": row["actor"],
+        "severity": row["severity"],
+        "action": row["action"],
+        "detail": row["detail"],
+    }
+
+
+async def list_audit(state: Any, request: Request, tenant_id: uuid.UUID | None) -> JSONResponse:
+    limit = limit_of(request)
+    (before,) = decode_cursor(request, cursor_id) or (None,)
+    async with state.pool.acquire() as conn:
+        rows = await conn.fetch(Q.list_audit, tenant_id, before, limit + 1)
+    return JSONResponse(page([audit_json(r) for r in rows], limit, "id"))
+
+
+async def list_events(request: Request) -> JSONResponse:
+    """The audit log of the whole platform, or of one tenant with `?tenant_id=`."""
+    state = require_admin(request)
+    raw = request.query_params.get("tenant_id")
+    return await list_audit(state, request, parse_uuid(raw) if raw else None)

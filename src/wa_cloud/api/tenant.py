@@ -13,11 +13,13 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from wa_cloud.api.admin import list_audit
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.api.body import field_bool, field_int, field_str, read_object, reject_unknown
 from wa_cloud.api.pages import cursor_id, cursor_time, cursor_uuid, decode_cursor, limit_of, page
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
+from wa_cloud.tenants import audit
 from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
@@ -99,8 +101,15 @@ async def create_number(request: Request) -> JSONResponse:
             state.box.seal(token, context=f"numbers.access_token:{phone_number_id}"),
             None if pin is None else state.box.seal(pin, context=f"numbers.pin:{phone_number_id}"),
         )
-    if row is None:
-        raise Conflict("That phone_number_id is already registered.", "number_exists")
+        if row is None:
+            raise Conflict("That phone_number_id is already registered.", "number_exists")
+        await audit.record(
+            conn,
+            "number.registered",
+            tenant_id=caller.tenant_id,
+            actor=audit.tenant_actor(caller.tenant_id),
+            detail={"phone_number_id": phone_number_id, "waba_id": waba_id},
+        )
     logger.info(
         "number registered",
         extra={"tenant_id": str(caller.tenant_id), "phone_number_id": phone_number_id},
@@ -137,7 +146,7 @@ async def update_number(request: Request) -> JSONResponse:
         raise Unprocessable("Give bot_enabled, throughput_mps or both.", "missing_field")
     bot_enabled = field_bool(body, "bot_enabled")
     throughput = field_int(body, "throughput_mps", low=1, high=1000)
-    async with state.pool.acquire() as conn:
+    async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             Q.update_number,
             request.path_params["phone_number_id"],
@@ -145,8 +154,15 @@ async def update_number(request: Request) -> JSONResponse:
             bot_enabled,
             throughput,
         )
-    if row is None:
-        raise NotFound("No number with that phone_number_id is yours.")
+        if row is None:
+            raise NotFound("No number with that phone_number_id is yours.")
+        await audit.record(
+            conn,
+            "number.updated",
+            tenant_id=caller.tenant_id,
+            actor=audit.tenant_actor(caller.tenant_id),
+            detail={"phone_number_id": row["phone_number_id"], **body},
+        )
     logger.info(
         "number updated",
         extra={"tenant_id": str(caller.tenant_id), "phone_number_id": row["phone_number_id"]},
@@ -163,7 +179,7 @@ async def create_app(request: Request) -> JSONResponse:
     secret = field_str(body, "app_secret", max_length=200)
     verify_token = field_str(body, "verify_token", max_length=200)
     assert app_id is not None and secret is not None and verify_token is not None
-    async with state.pool.acquire() as conn:
+    async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             Q.insert_app,
             app_id,
@@ -171,8 +187,15 @@ async def create_app(request: Request) -> JSONResponse:
             state.box.seal(secret, context=f"apps.app_secret:{app_id}"),
             state.box.seal(verify_token, context=f"apps.verify_token:{app_id}"),
         )
-    if row is None:
-        raise Conflict("That app_id is already registered.", "app_exists")
+        if row is None:
+            raise Conflict("That app_id is already registered.", "app_exists")
+        await audit.record(
+            conn,
+            "app.registered",
+            tenant_id=caller.tenant_id,
+            actor=audit.tenant_actor(caller.tenant_id),
+            detail={"app_id": app_id},
+        )
     callback = f"{state.settings.base_url}/webhook/apps/{app_id}"
     return JSONResponse(
         {"app_id": app_id, "callback_url": callback, "created_at": row["created_at"].isoformat()},
@@ -263,3 +286,9 @@ async def contact_messages(request: Request) -> JSONResponse:
 
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
+
+
+async def list_events(request: Request) -> JSONResponse:
+    """This tenant's own rows of the audit log."""
+    state, caller = await require_tenant(request)
+    return await list_audit(state, request, caller.tenant_id)

@@ -55,3 +55,19 @@ UPDATE numbers
  WHERE phone_number_id = $1 AND tenant_id = $2
 RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, app_id,
           provider, bot_enabled, throughput_mps, created_at;
+
+-- name: update_tenant
+UPDATE tenants
+   SET active = coalesce($2, active), name = coalesce($3, name), email = coalesce($4, email),
+       updated_at = now()
+ WHERE id = $1
+RETURNING id, name, email, active, created_at;
+
+-- name: list_keys
+SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1
+ ORDER BY created_at, id;
+
+-- name: revoke_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
+ WHERE id = $1 AND tenant_id = $2
+RETURNING id, prefix, created_at, revoked_at;
