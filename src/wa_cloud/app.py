@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wa_cloud.api import admin, messages, ops, tenant
+from wa_cloud.api import admin, invites, media, messages, ops, tenant
 from wa_cloud.api.body import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
@@ -24,6 +24,7 @@ from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.receiver import WebhookReceiver
 from wa_cloud.inbound.store import delivery_store
 from wa_cloud.metrics import Metrics
+from wa_cloud.pages import status
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.state import AppState
 from wa_cloud.worker import Worker
@@ -50,16 +51,20 @@ ROUTES = [
     resource("/healthz", GET=ops.healthz),
     resource("/readyz", GET=ops.readyz),
     resource("/metrics", GET=ops.metrics),
+    resource("/t/{token}", GET=status.status_page),
     resource("/v1/admin/tenants", POST=admin.create_tenant, GET=admin.list_tenants),
     resource("/v1/admin/tenants/{tenant_id}", GET=admin.get_tenant, PATCH=admin.update_tenant),
     resource("/v1/admin/tenants/{tenant_id}/keys", POST=admin.create_key, GET=admin.list_keys),
     resource("/v1/admin/tenants/{tenant_id}/keys/{key_id}", DELETE=admin.revoke_key),
+    resource("/v1/admin/tenants/{tenant_id}/invite", POST=invites.invite_tenant),
     resource("/v1/admin/events", GET=admin.list_events),
     resource("/v1/numbers", POST=tenant.create_number, GET=tenant.list_numbers),
     resource("/v1/numbers/{phone_number_id}", GET=tenant.get_number, PATCH=tenant.update_number),
     resource("/v1/apps", POST=tenant.create_app),
     resource("/v1/messages", POST=messages.send_message),
     resource("/v1/messages/{message_id}", GET=messages.get_message),
+    resource("/v1/media", POST=media.upload_media),
+    resource("/v1/media/{media_id}", GET=media.get_media),
     resource("/v1/contacts", GET=tenant.list_contacts),
     resource("/v1/events", GET=tenant.list_events),
     resource("/v1/contacts/{contact}/messages", GET=tenant.contact_messages),
@@ -111,7 +116,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                     http=http,
                     graph=GraphClient(http, settings.graph_base_url, settings.graph_version),
                     deliveries=deliveries,
-                    box=SecretBox(settings.secret_key),
+                    box=SecretBox(settings.secret_key, settings.previous_secret_keys),
                     metrics=Metrics(),
                 )
                 async with contextlib.AsyncExitStack() as stack:

@@ -36,6 +36,8 @@ class Settings:
     graph_version: str = "v23.0"
     admin_token: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
+    # Old master keys, still able to open what they sealed while `wa-cloud rotate-key` runs.
+    previous_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     public_url: str | None = None
     openai_api_key: str | None = field(default=None, repr=False)
     openai_base_url: str | None = None
@@ -99,6 +101,9 @@ class Settings:
             graph_version=get("WA_GRAPH_VERSION") or "v23.0",
             admin_token=get("WA_ADMIN_TOKEN"),
             secret_key=get("WA_SECRET_KEY"),
+            previous_secret_keys=tuple(
+                k.strip() for k in (get("WA_PREVIOUS_SECRET_KEYS") or "").split(",") if k.strip()
+            ),
             public_url=get("WA_PUBLIC_URL"),
             openai_api_key=get("OPENAI_API_KEY"),
             openai_base_url=get("OPENAI_BASE_URL"),

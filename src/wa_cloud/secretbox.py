@@ -58,6 +58,10 @@ class SecretBox:
     def key_id(self) -> str:
         return self._current.key_id.hex()
 
+    def is_current(self, blob: bytes) -> bool:
+        """Whether `blob` was sealed with the current key (rotation skips those)."""
+        return blob[1 : 1 + _KEY_ID_BYTES] == self._current.key_id
+
     def seal(self, plaintext: str, *, context: str) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._current.aead.encrypt(nonce, plaintext.encode(), context.encode())

@@ -16,7 +16,7 @@ from wa_cloud.errors import NotFound
 from wa_cloud.outbox.compose import SEND_TYPES
 from wa_cloud.outbox.enqueue import enqueue
 from wa_cloud.providers.base import Provider
-from wa_cloud.providers.cloud import CloudProvider
+from wa_cloud.providers.cloud import cloud_provider
 from wa_cloud.state import AppState
 
 _ALLOWED = {
@@ -32,9 +32,7 @@ _ALLOWED = {
 
 def provider_for(state: AppState) -> Any:
     def build(number: asyncpg.Record) -> Provider:
-        pnid = number["phone_number_id"]
-        token = state.box.open(number["access_token_enc"], context=f"numbers.access_token:{pnid}")
-        return CloudProvider(state.graph, pnid, number["waba_id"], token)
+        return cloud_provider(state.graph, state.box, dict(number))
 
     return build
 

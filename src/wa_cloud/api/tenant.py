@@ -19,7 +19,7 @@ from wa_cloud.api.body import field_bool, field_int, field_str, read_object, rej
 from wa_cloud.api.pages import cursor_id, cursor_time, cursor_uuid, decode_cursor, limit_of, page
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
-from wa_cloud.tenants import audit
+from wa_cloud.tenants import audit, sealed
 from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
@@ -98,8 +98,10 @@ async def create_number(request: Request) -> JSONResponse:
             display,
             app_id,
             provider,
-            state.box.seal(token, context=f"numbers.access_token:{phone_number_id}"),
-            None if pin is None else state.box.seal(pin, context=f"numbers.pin:{phone_number_id}"),
+            state.box.seal(token, context=sealed.NUMBER_TOKEN.context(phone_number_id)),
+            None
+            if pin is None
+            else state.box.seal(pin, context=sealed.NUMBER_PIN.context(phone_number_id)),
         )
         if row is None:
             raise Conflict("That phone_number_id is already registered.", "number_exists")
@@ -184,8 +186,8 @@ async def create_app(request: Request) -> JSONResponse:
             Q.insert_app,
             app_id,
             caller.tenant_id,
-            state.box.seal(secret, context=f"apps.app_secret:{app_id}"),
-            state.box.seal(verify_token, context=f"apps.verify_token:{app_id}"),
+            state.box.seal(secret, context=sealed.APP_SECRET.context(app_id)),
+            state.box.seal(verify_token, context=sealed.APP_VERIFY_TOKEN.context(app_id)),
         )
         if row is None:
             raise Conflict("That app_id is already registered.", "app_exists")

@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, NotFound
 from wa_cloud.state import AppState
+from wa_cloud.tenants import sealed
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,8 @@ async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
         row = await conn.fetchrow(Q.app_secret, app_id)
     if row is None:
         raise NotFound("No app with that id is registered.", "unknown_app")
-    secret = state.box.open(row["app_secret_enc"], context=f"apps.app_secret:{app_id}")
-    token = state.box.open(row["verify_token_enc"], context=f"apps.verify_token:{app_id}")
+    secret = state.box.open(row["app_secret_enc"], context=sealed.APP_SECRET.context(app_id))
+    token = state.box.open(row["verify_token_enc"], context=sealed.APP_VERIFY_TOKEN.context(app_id))
     state.app_cache[app_id] = (time.monotonic() + _APP_CACHE_SECONDS, secret, token)
     return secret, token
 

@@ -38,7 +38,7 @@ from wa_cloud.graph.retry import MAX_SEND_ATTEMPTS, delay_for
 from wa_cloud.groupcommit import DATABASE_ERRORS, GroupCommit
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.pacing import LOOKAHEAD_SECONDS, batch_size, pair_pace, reserve_slots
-from wa_cloud.providers.cloud import CloudProvider
+from wa_cloud.providers.cloud import CloudProvider, cloud_provider
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.window import window_state
 
@@ -244,8 +244,7 @@ class Sender:
                 await record_outcomes(conn, refused)
         if refused:
             self._metrics.inc("wa_outbox_failed_total", len(refused), reason="window_closed")
-        token = self._box.open(number["access_token_enc"], context=f"numbers.access_token:{pnid}")
-        provider = CloudProvider(self._graph, pnid, None, token)
+        provider = cloud_provider(self._graph, self._box, dict(number))
         items = [
             Item(
                 id=row["id"],

@@ -9,6 +9,8 @@ from typing import Any
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.graph.errors import PermanentGraphError
 from wa_cloud.providers.base import Capabilities, MediaFile
+from wa_cloud.secretbox import SecretBox
+from wa_cloud.tenants import sealed
 
 CLOUD_CAPABILITIES = Capabilities(
     templates=True,
@@ -60,3 +62,11 @@ class CloudProvider:
         if not self._waba_id:
             return []
         return await self._graph.templates(self._waba_id, self._token)
+
+
+def cloud_provider(graph: GraphClient, box: SecretBox, number: Mapping[str, Any]) -> CloudProvider:
+    """The provider of a number row (`phone_number_id`, `access_token_enc`, `waba_id`?); the
+    token is unsealed here, only when a call is about to be made."""
+    pnid = str(number["phone_number_id"])
+    token = box.open(number["access_token_enc"], context=sealed.NUMBER_TOKEN.context(pnid))
+    return CloudProvider(graph, pnid, number.get("waba_id"), token)

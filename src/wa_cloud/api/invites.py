@@ -1,0 +1,78 @@
+"""`POST /v1/admin/tenants/{tenant_id}/invite`: mail a tenant the signed link to its status page.
+
+Body (optional): `{"email"}` to send somewhere other than the tenant's stored address.
+Answers 202 `{"sent_to", "expires_at"}`: accepted by the mail server (or logged when none is
+configured), not yet delivered to a mailbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from wa_cloud.api.admin import parse_uuid
+from wa_cloud.api.auth import require_admin
+from wa_cloud.api.body import MAX_API_BODY, field_str, read_limited, reject_unknown
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import ApiError, BadRequest, NotFound, Unprocessable
+from wa_cloud.tenants.links import expires_at, make_link
+from wa_cloud.tenants.mail import MailNotSent, compose_invitation, send_invitation
+
+logger = logging.getLogger(__name__)
+
+# Deliberately loose (the mail server is the judge), but one address and no header tricks.
+_EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$")
+
+
+async def invite_tenant(request: Request) -> JSONResponse:
+    state = require_admin(request)
+    tenant_id = parse_uuid(request.path_params["tenant_id"])
+    body = await _optional_object(request)
+    reject_unknown(body, {"email"})
+    override = field_str(body, "email", required=False, max_length=320)
+    async with state.pool.acquire() as conn:
+        tenant = await conn.fetchrow(Q.get_tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("No tenant with that id.")
+    to = override or tenant["email"]
+    if not to:
+        raise Unprocessable(
+            "The tenant has no email address; give one as 'email'.", "missing_email"
+        )
+    if not _EMAIL.match(to):
+        raise Unprocessable("'email' is not an email address.", "invalid_email")
+
+    issued = time.time()
+    link = make_link(state.settings, tenant_id, clock=lambda: issued)
+    expires = expires_at(issued)
+    message = compose_invitation(
+        state.settings, to=to, tenant_name=tenant["name"], link=link, expires_at=expires
+    )
+    try:
+        await send_invitation(state.settings, message, link)
+    except MailNotSent as exc:
+        if exc.refused:
+            raise Unprocessable(str(exc), "email_refused") from None
+        raise ApiError(503, "mail_unavailable", str(exc)) from None
+    logger.info("tenant invited", extra={"tenant_id": str(tenant_id)})
+    return JSONResponse({"sent_to": to, "expires_at": expires.isoformat()}, status_code=202)
+
+
+async def _optional_object(request: Request) -> dict[str, Any]:
+    """The JSON object body, or {} when there is no body at all."""
+    raw = await read_limited(request, MAX_API_BODY)
+    if not raw.strip():
+        return {}
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("The body is not valid JSON.", "invalid_json") from None
+    if not isinstance(document, dict):
+        raise Unprocessable("The body must be a JSON object.")
+    return document

@@ -1,0 +1,258 @@
+"""`POST /v1/media` (upload to Meta through the number's provider) and `GET /v1/media/{id}`
+(the bytes of an inbound media file we downloaded and kept).
+
+An upload is checked against Meta's table before any Graph call: a wrong type, a file too large
+or bytes that contradict the declared type are a 422 here, not a 131053 from Meta later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from wa_cloud import formdata
+from wa_cloud.api.auth import require_tenant
+from wa_cloud.api.body import (
+    field_bool,
+    field_str,
+    read_limited,
+    read_object,
+    reject_unknown,
+)
+from wa_cloud.api.messages import provider_for
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import ApiError, BadRequest, Conflict, NotFound, Unprocessable
+from wa_cloud.graph.errors import GraphError
+from wa_cloud.media import (
+    MAX_MEDIA_BYTES,
+    MB,
+    AudioConversionError,
+    check_media,
+    fetch_url,
+    rule_for,
+    to_voice_note,
+)
+from wa_cloud.providers.base import Provider
+from wa_cloud.state import AppState
+
+logger = logging.getLogger(__name__)
+
+# The largest file Meta takes (a 100 MB document) and room for the multipart framing.
+MAX_UPLOAD_BODY: Final = MAX_MEDIA_BYTES + MB
+# Audio to be converted may be larger than the 16 MB Opus it becomes (e.g. WAV), within reason.
+MAX_VOICE_INPUT: Final = 50 * MB
+_MULTIPART_FIELDS: Final = frozenset({"file", "type", "from", "voice"})
+_JSON_FIELDS: Final = frozenset({"from", "type", "url", "voice", "filename"})
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
+_EXTENSIONS: Final = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "audio/ogg": ".ogg",
+    "audio/mpeg": ".mp3",
+    "audio/mp4": ".m4a",
+    "audio/aac": ".aac",
+    "audio/amr": ".amr",
+    "video/mp4": ".mp4",
+    "video/3gpp": ".3gp",
+    "application/pdf": ".pdf",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    sender: str
+    kind: str
+    voice: bool
+    content: bytes | None  # None: fetch `url`
+    mime_type: str | None
+    filename: str | None
+    url: str | None = None
+
+
+class GraphUnavailableError(ApiError):
+    def __init__(self) -> None:
+        super().__init__(503, "graph_unavailable", "Meta's Graph API is not answering; retry.")
+
+
+# Reading the request -------------------------------------------------------------------------
+async def _read_upload(request: Request) -> Upload:
+    content_type = request.headers.get("content-type", "")
+    if formdata.is_multipart(content_type):
+        return await _read_multipart(request, content_type)
+    body = await read_object(request)
+    reject_unknown(body, set(_JSON_FIELDS))
+    url = field_str(body, "url", max_length=4000)
+    return Upload(
+        sender=_sender(body),
+        kind=_kind(body),
+        voice=bool(field_bool(body, "voice")),
+        content=None,
+        mime_type=None,
+        filename=field_str(body, "filename", required=False, max_length=200),
+        url=url,
+    )
+
+
+async def _read_multipart(request: Request, content_type: str) -> Upload:
+    raw = await read_limited(request, MAX_UPLOAD_BODY)
+    # The standard-library parser is CPU-bound (about a second for 16 MB): not on the loop.
+    parts = await asyncio.to_thread(formdata.parse, raw, content_type)
+    if not parts:
+        raise BadRequest("The body is not a readable multipart/form-data form.", "invalid_form")
+    reject_unknown(parts, set(_MULTIPART_FIELDS))
+    file = parts.get("file")
+    if file is None:
+        raise Unprocessable("'file' is required.", "missing_field")
+    fields = {name: part.text for name, part in parts.items() if name != "file"}
+    return Upload(
+        sender=_sender(fields),
+        kind=_kind(fields),
+        voice=_form_bool(fields, "voice"),
+        content=file.data,
+        mime_type=file.content_type,
+        filename=file.filename,
+    )
+
+
+def _sender(fields: Mapping[str, Any]) -> str:
+    sender = field_str(fields, "from", max_length=30)
+    assert sender is not None
+    return sender
+
+
+def _kind(fields: Mapping[str, Any]) -> str:
+    kind = field_str(fields, "type", max_length=30)
+    assert kind is not None
+    rule_for(kind)  # an unknown type is refused before anything is read or fetched
+    return kind
+
+
+def _form_bool(fields: Mapping[str, str], name: str) -> bool:
+    value = fields.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise Unprocessable(f"'{name}' must be true or false.", "invalid_field")
+
+
+def _filename(given: str | None, mime_type: str, kind: str) -> str:
+    # Only the last path segment of what the client named, printable, and never empty.
+    name = os.path.basename((given or "").replace("\\", "/"))
+    name = "".join(c for c in name if c.isprintable())[:200]
+    return name or kind + _EXTENSIONS.get(mime_type, "")
+
+
+# Getting the bytes ready -------------------------------------------------------------------
+async def _with_content(state: AppState, upload: Upload) -> Upload:
+    limit = MAX_VOICE_INPUT if upload.voice else rule_for(upload.kind).max_bytes
+    if upload.content is not None:
+        if upload.voice and len(upload.content) > limit:
+            raise Unprocessable(
+                f"Audio to convert may be at most {limit} bytes.", "media_too_large"
+            )
+        return upload
+    assert upload.url is not None
+    fetched = await fetch_url(state.http, upload.url, max_bytes=limit)
+    return replace(
+        upload,
+        content=fetched.content,
+        mime_type=fetched.mime_type,
+        filename=upload.filename or fetched.filename,
+    )
+
+
+async def _as_voice_note(upload: Upload) -> Upload:
+    if upload.kind != "audio":
+        raise Unprocessable("'voice' applies to audio only.", "invalid_field")
+    assert upload.content is not None
+    try:
+        # ffmpeg runs for a while on long audio: in a thread, so the loop keeps serving.
+        converted = await asyncio.to_thread(to_voice_note, upload.content)
+    except AudioConversionError as exc:
+        raise Unprocessable(
+            f"The audio could not be converted to a voice note: {exc}", "unsupported_media_type"
+        ) from exc
+    return replace(upload, content=converted, mime_type="audio/ogg", filename="voice.ogg")
+
+
+async def _send_to_meta(provider: Provider, content: bytes, mime_type: str, filename: str) -> str:
+    try:
+        return await provider.upload_media(content, mime_type, filename)
+    except GraphError as exc:
+        if exc.retryable:
+            raise GraphUnavailableError() from exc
+        raise Unprocessable(
+            f"Meta refused the media: {exc.details or exc.message}", "media_upload_failed"
+        ) from exc
+
+
+# Routes ----------------------------------------------------------------------------------
+async def upload_media(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    upload = await _read_upload(request)
+    async with state.pool.acquire() as conn:
+        number = await conn.fetchrow(Q.sender_number, upload.sender, caller.tenant_id)
+    if number is None:
+        raise NotFound("No number with that phone_number_id is yours.")
+    upload = await _with_content(state, upload)
+    if upload.voice:
+        upload = await _as_voice_note(upload)
+    content = upload.content
+    assert content is not None
+    mime_type = check_media(upload.kind, upload.mime_type, len(content), content)
+    filename = _filename(upload.filename, mime_type, upload.kind)
+    media_id = await _send_to_meta(provider_for(state)(number), content, mime_type, filename)
+    logger.info(
+        "media uploaded",
+        extra={
+            "tenant_id": str(caller.tenant_id),
+            "phone_number_id": upload.sender,
+            "kind": upload.kind,
+            "size": len(content),
+        },
+    )
+    return JSONResponse(
+        {
+            "id": media_id,
+            "mime_type": mime_type,
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "size": len(content),
+        },
+        status_code=201,
+    )
+
+
+async def get_media(request: Request) -> Response:
+    state, caller = await require_tenant(request)
+    media_id = str(request.path_params["media_id"])
+    if len(media_id) > 255 or "\x00" in media_id:
+        raise NotFound("No media with that id.")
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow(Q.tenant_media, caller.tenant_id, media_id)
+    if row is None:
+        raise NotFound("No media with that id.")
+    if row["state"] == "pending":
+        raise Conflict("The media has not been downloaded from Meta yet.", "media_pending")
+    if row["state"] == "failed":
+        raise Conflict(f"The media could not be downloaded: {row['last_error']}", "media_failed")
+    return Response(
+        bytes(row["content"]),
+        media_type=row["mime_type"] or "application/octet-stream",
+        headers={
+            # The bytes come from a customer: never let a browser render them as a page.
+            "content-disposition": "attachment",
+            "x-content-type-options": "nosniff",
+            "etag": f'"{row["sha256"]}"',
+        },
+    )
