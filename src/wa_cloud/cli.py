@@ -100,7 +100,13 @@ async def _run_worker(settings: Settings) -> None:
     try:
         async with new_http_client(settings.graph_timeout_seconds) as http:
             graph = GraphClient(http, settings.graph_base_url, settings.graph_version)
-            worker = Worker(settings, pool, Metrics(), graph, SecretBox(settings.secret_key))
+            worker = Worker(
+                settings,
+                pool,
+                Metrics(),
+                graph,
+                SecretBox(settings.secret_key, settings.previous_secret_keys),
+            )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.stop()))
@@ -191,6 +197,29 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     uvicorn.Server(_uvicorn_config(create_sandbox(config), args.host, args.port)).run()
 
 
+def cmd_rotate_key(args: argparse.Namespace) -> None:
+    settings = _production_settings()
+    logs.configure(settings.log_format)
+    from wa_cloud.db.pool import connect
+    from wa_cloud.secretbox import SecretBox
+    from wa_cloud.tenants.rotation import rotate
+
+    assert settings.secret_key
+    box = SecretBox(settings.secret_key, settings.previous_secret_keys)
+
+    async def run() -> dict[str, int]:
+        conn = await connect(_database_url(settings))
+        try:
+            return await rotate(conn, box)
+        finally:
+            await conn.close()
+
+    counts = asyncio.run(run())
+    for name, count in counts.items():
+        print(f"{name}: {count} re-sealed")
+    print(f"every secret is now sealed with key {box.key_id}")
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     from wa_cloud.simulate import simulate
 
@@ -206,6 +235,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from wa_cloud.bench import run_ingest_bench
 
     sys.exit(asyncio.run(run_ingest_bench(args)))
+
+
+def cmd_bench_send(args: argparse.Namespace) -> None:
+    from wa_cloud.bench_send import run_send_bench
+
+    sys.exit(asyncio.run(run_send_bench(args)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=None)
     dev.add_argument("--sandbox-port", type=int, default=8100)
     dev.set_defaults(func=cmd_dev)
+
+    rotate = sub.add_parser(
+        "rotate-key",
+        help="re-seal every secret with WA_SECRET_KEY (old keys in WA_PREVIOUS_SECRET_KEYS)",
+    )
+    rotate.set_defaults(func=cmd_rotate_key)
 
     sandbox = sub.add_parser("sandbox", help="the Meta Graph API emulator alone")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -260,6 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--rounds", type=int, default=3, help="alternating rounds per target")
     ingest.add_argument("--no-pywa", action="store_true", help="skip pywa's webhook server")
     ingest.set_defaults(func=cmd_bench)
+    send = bench_sub.add_parser("send", help="outbound pacing against the sandbox Meta")
+    send.add_argument("--numbers", type=int, default=10, help="numbers at --rate")
+    send.add_argument("--rate", type=int, default=80, help="their throughput (messages/s)")
+    send.add_argument("--fast-rate", type=int, default=1000, help="one more number (0: none)")
+    send.add_argument("--seconds", type=float, default=20.0, help="backlog per number, in s")
+    send.add_argument("--workers", type=int, default=1, help="worker processes (0: in serve)")
+    send.add_argument("--webhooks", action="store_true", help="sandbox posts status webhooks")
+    send.add_argument("--enqueue", choices=("sql", "api"), default="sql")
+    send.add_argument("--connections", type=int, default=32, help="with --enqueue api")
+    send.add_argument("--timeout", type=float, default=None, help="default: 3 x seconds + 30")
+    send.set_defaults(func=cmd_bench_send)
     return parser
 
 
