@@ -14,6 +14,8 @@ import itertools
 import os
 import secrets
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -118,6 +120,7 @@ class Running:
     base_url: str
     client: httpx.AsyncClient
     settings: Settings
+    sandbox: httpx.AsyncClient  # the sandbox Meta this app's Graph calls go to
 
     async def post_webhook(
         self, body: bytes, *, secret: str | None = None, path: str = "/webhook"
@@ -141,15 +144,38 @@ class Running:
         assert response.status_code == 201, response.text
         return response.json()
 
+    async def seed_number(
+        self, phone_number_id: str, waba_id: str = WABA, token: str | None = None, **extra: Any
+    ) -> str:
+        """Make the number exist at (sandbox) Meta with its token, as onboarding expects."""
+        token = token or "EAAG-test-token-" + phone_number_id
+        seeded = await self.sandbox.post(
+            "/_sandbox/numbers",
+            json={
+                "phone_number_id": phone_number_id,
+                "waba_id": waba_id,
+                "access_token": token,
+                **extra,
+            },
+        )
+        assert seeded.status_code == 201, seeded.text
+        return token
+
     async def add_number(
         self, api_key: str, phone_number_id: str, waba_id: str = WABA, **extra: Any
     ) -> httpx.Response:
+        """Register a number through the API, after it was made to exist at Meta."""
+        # Meta knows the number's display number and PIN; a malformed PIN is the API's to refuse.
+        seed = {k: v for k, v in extra.items() if k == "display_phone_number"}
+        if isinstance(extra.get("pin"), str) and extra["pin"].isdigit() and len(extra["pin"]) == 6:
+            seed["pin"] = extra["pin"]
+        token = await self.seed_number(phone_number_id, waba_id, **seed)
         return await self.client.post(
             "/v1/numbers",
             json={
                 "phone_number_id": phone_number_id,
                 "waba_id": waba_id,
-                "access_token": "EAAG-test-token-" + phone_number_id,
+                "access_token": token,
                 **extra,
             },
             headers={"authorization": f"Bearer {api_key}"},
@@ -186,13 +212,31 @@ async def serve_asgi(app: Any, sock: socket.socket | None = None) -> AsyncIterat
 
 @contextlib.asynccontextmanager
 async def serve(
-    settings: Settings, *, run_worker: bool, sock: socket.socket | None = None
+    settings: Settings,
+    *,
+    run_worker: bool,
+    sock: socket.socket | None = None,
+    sandbox: httpx.AsyncClient | None = None,
 ) -> AsyncIterator[Running]:
-    async with (
-        serve_asgi(create_app(settings, run_worker=run_worker), sock) as base_url,
-        httpx.AsyncClient(base_url=base_url, timeout=15) as client,
-    ):
-        yield Running(base_url, client, settings)
+    """The app on loopback. Its Graph API is a sandbox Meta: the one given, or a fresh one
+    (posting no webhooks) when the settings still name Meta's real address."""
+    from wa_cloud.sandbox.app import create_sandbox
+    from wa_cloud.sandbox.config import SandboxConfig
+
+    async with contextlib.AsyncExitStack() as stack:
+        if sandbox is None:
+            assert settings.graph_base_url == Settings().graph_base_url, "pass its sandbox"
+            config = SandboxConfig(webhook_url=None, app_secret=settings.app_secret or "")
+            sandbox_url = await stack.enter_async_context(serve_asgi(create_sandbox(config)))
+            sandbox = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=sandbox_url, timeout=15)
+            )
+            settings = replace(settings, graph_base_url=sandbox_url)
+        base_url = await stack.enter_async_context(
+            serve_asgi(create_app(settings, run_worker=run_worker), sock)
+        )
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=15))
+        yield Running(base_url, client, settings, sandbox)
 
 
 @pytest.fixture
@@ -327,7 +371,7 @@ async def meta_running(settings: Settings, *, run_worker: bool = True) -> AsyncI
         )
         assert seeded.status_code == 201, seeded.text
         local = replace(settings, graph_base_url=sandbox_url)
-        async with serve(local, run_worker=run_worker, sock=app_sock) as app:
+        async with serve(local, run_worker=run_worker, sock=app_sock, sandbox=sandbox) as app:
             tenant = await app.create_tenant("Sender Co")
             added = await app.add_number(tenant["api_key"], NUMBER_A)
             assert added.status_code == 201, added.text
@@ -338,3 +382,26 @@ async def meta_running(settings: Settings, *, run_worker: bool = True) -> AsyncI
 async def meta(settings: Settings) -> AsyncIterator[Meta]:
     async with meta_running(settings) as running:
         yield running
+
+
+def start_worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
+    """`wa-cloud worker` as its own process against the test's database (to kill it)."""
+    assert settings.database_url and settings.secret_key
+    environ = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "WA_SECRET_KEY": settings.secret_key,
+        "WA_APP_SECRET": settings.app_secret or "",
+        "WA_ADMIN_TOKEN": settings.admin_token or "",
+        "WA_GRAPH_BASE_URL": settings.graph_base_url,
+        "WA_WORKER_LEASE_SECONDS": "1",
+        "WA_WORKER_POLL_SECONDS": "0.2",
+        "WA_LOG_FORMAT": "json",
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "wa_cloud.cli", "worker"],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -20,6 +20,10 @@ NUMBER_FIELDS = {
     "display_phone_number",
     "verified_name",
     "quality_rating",
+    "name_status",
+    "code_verification_status",
+    "throughput_level",
+    "registered",
     "app_id",
     "provider",
     "bot_enabled",
@@ -326,6 +330,7 @@ async def test_create_number_shape_never_shows_the_token(
 
 async def test_create_number_accepts_numeric_ids(web: Running, db: asyncpg.Connection) -> None:
     tenant = await web.create_tenant()
+    await web.seed_number(NUMBER_A, WABA, token="EAAG-x")
     response = await web.client.post(
         "/v1/numbers",
         json={"phone_number_id": int(NUMBER_A), "waba_id": int(WABA), "access_token": "EAAG-x"},

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
-from tests.conftest import NUMBER_A, Running, corpus, serve
+from tests.conftest import NUMBER_A, Running, corpus, serve, start_worker
 from wa_cloud.config import Settings
 from wa_cloud.corpus import text_message
 
@@ -104,27 +101,6 @@ async def test_database_down_answers_503_and_stores_nothing_half_written(
     assert bodies == [first, during]
 
 
-def _worker(settings: Settings) -> subprocess.Popen[bytes]:
-    assert settings.database_url and settings.secret_key
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "WA_SECRET_KEY": settings.secret_key,
-        "WA_APP_SECRET": settings.app_secret or "",
-        "WA_ADMIN_TOKEN": settings.admin_token or "",
-        "WA_WORKER_BATCH_SIZE": "25",
-        "WA_WORKER_LEASE_SECONDS": "1",
-        "WA_WORKER_POLL_SECONDS": "0.2",
-        "WA_LOG_FORMAT": "json",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "wa_cloud.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
     web: Running, db: asyncpg.Connection
 ) -> None:
@@ -139,7 +115,7 @@ async def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
     assert (await web.post_webhook(bodies[0])).status_code == 200
     assert (await web.post_webhook(corpus("messages/text.json"))).status_code == 200
 
-    first = _worker(web.settings)
+    first = start_worker(web.settings, WA_WORKER_BATCH_SIZE="25")
     try:
         async with asyncio.timeout(60):
             while not await db.fetchval("SELECT count(*) FROM messages"):
@@ -152,7 +128,7 @@ async def test_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(
     pending = await db.fetchval("SELECT count(*) FROM deliveries WHERE state = 'pending'")
     assert pending > 0, "the worker finished before it was killed; make the backlog larger"
 
-    second = _worker(web.settings)
+    second = start_worker(web.settings, WA_WORKER_BATCH_SIZE="25")
     try:
         async with asyncio.timeout(60):
             while await db.fetchval("SELECT count(*) FROM deliveries WHERE state = 'pending'"):

@@ -219,6 +219,67 @@ async def _probe_get_number(
     return [response]
 
 
+async def _probe_delete_number(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    response = await world.app.client.delete(
+        f"/v1/numbers/{victim.number}", headers=caller.headers()
+    )
+    assert_error(response, 404, "not_found")
+    after = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    assert dict(after) == dict(before)
+    return [response]
+
+
+async def _probe_embedded_signup(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    response = await world.app.client.post(
+        "/v1/onboarding/embedded-signup",
+        json={"code": "any-code", "waba_id": victim.waba, "phone_number_id": victim.number},
+        headers=caller.headers(),
+    )
+    # Refused before Meta is asked (the number is taken) or by Meta (no such code): never 2xx.
+    assert response.status_code in (409, 422), response.text
+    after = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    assert dict(after) == dict(before)
+    return [response]
+
+
+async def _probe_upload_media(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    response = await world.app.client.post(
+        "/v1/media",
+        files={"file": ("a.jpg", b"\xff\xd8\xff\xe0" + bytes(64), "image/jpeg")},
+        data={"from": victim.number, "type": "image"},
+        headers=caller.headers(),
+    )
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
+async def _probe_get_media(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    media_id = f"media-of-{victim.name}"
+    await db.execute(
+        "INSERT INTO media (tenant_id, phone_number_id, media_id, mime_type, content, size, state)"
+        " VALUES ($1::uuid, $2, $3, 'image/jpeg', $4, 4, 'stored') ON CONFLICT DO NOTHING",
+        victim.tenant_id,
+        victim.number,
+        media_id,
+        b"\xff\xd8\xff\x00",
+    )
+    own = await world.app.client.get(f"/v1/media/{media_id}", headers=victim.headers())
+    assert own.status_code == 200
+    response = await world.app.client.get(f"/v1/media/{media_id}", headers=caller.headers())
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
 async def _probe_update_number(
     world: World, caller: Side, victim: Side, db: asyncpg.Connection
 ) -> list[httpx.Response]:
@@ -310,17 +371,122 @@ async def _probe_get_message(
     return [response]
 
 
+# --- /v1/webhooks: the victim has a webhook (and a delivery), the caller none -------------
+
+
+def _hook_url(side: Side) -> str:
+    return f"http://127.0.0.1:9/hook-of-{side.name}"  # nothing listens: never reached
+
+
+async def _victim_webhook(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> asyncpg.Record:
+    """The victim's webhook as it stands, the caller's removed."""
+    await world.app.client.delete("/v1/webhooks", headers=caller.headers())
+    response = await world.app.client.put(
+        "/v1/webhooks",
+        json={"url": _hook_url(victim), "events": ["bot.reply"]},
+        headers=victim.headers(),
+    )
+    assert response.status_code == 200, response.text
+    row = await db.fetchrow(
+        "SELECT * FROM tenant_webhooks WHERE tenant_id = $1::uuid", victim.tenant_id
+    )
+    assert row is not None
+    return row
+
+
+async def _victim_webhook_unchanged(
+    db: asyncpg.Connection, victim: Side, before: asyncpg.Record
+) -> None:
+    after = await db.fetchrow(
+        "SELECT * FROM tenant_webhooks WHERE tenant_id = $1::uuid", victim.tenant_id
+    )
+    assert after is not None and dict(after) == dict(before)
+
+
+async def _probe_put_webhook(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await _victim_webhook(world, caller, victim, db)
+    own = await world.app.client.put(
+        "/v1/webhooks",
+        json={"url": _hook_url(caller), "events": ["bot.reply"]},
+        headers=caller.headers(),
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["url"] == _hook_url(caller)
+    assert _hook_url(victim) not in own.text and not _leaks(own, victim)
+    await _victim_webhook_unchanged(db, victim, before)
+    deleted = await world.app.client.delete("/v1/webhooks", headers=caller.headers())
+    assert deleted.status_code == 204, deleted.text
+    await _victim_webhook_unchanged(db, victim, before)
+    gone = await world.app.client.get("/v1/webhooks", headers=caller.headers())
+    assert_error(gone, 404, "not_found")
+    return [gone]
+
+
+async def _probe_get_webhook(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    await _victim_webhook(world, caller, victim, db)
+    theirs = await world.app.client.get("/v1/webhooks", headers=victim.headers())
+    assert theirs.status_code == 200 and theirs.json()["url"] == _hook_url(victim)
+    response = await world.app.client.get("/v1/webhooks", headers=caller.headers())
+    assert_error(response, 404, "not_found")
+    assert _hook_url(victim) not in response.text
+    return [response]
+
+
+async def _probe_delete_webhook(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await _victim_webhook(world, caller, victim, db)
+    response = await world.app.client.delete("/v1/webhooks", headers=caller.headers())
+    assert_error(response, 404, "not_found")
+    await _victim_webhook_unchanged(db, victim, before)
+    return [response]
+
+
+async def _probe_list_deliveries(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    await _victim_webhook(world, caller, victim, db)
+    delivered = await db.fetchval(
+        "INSERT INTO forwards (tenant_id, event, payload, dedup_key, state, attempts,"
+        " last_status, delivered_at)"
+        " VALUES ($1::uuid, 'bot.reply', $2, gen_random_uuid()::text::bytea, 'delivered', 1,"
+        " 200, now()) RETURNING id::text",
+        victim.tenant_id,
+        {"text": victim.secrets_in_text[0]},
+    )
+    theirs = await world.app.client.get("/v1/webhooks/deliveries", headers=victim.headers())
+    assert delivered in {d["id"] for d in theirs.json()["data"]}
+    response = await world.app.client.get("/v1/webhooks/deliveries", headers=caller.headers())
+    assert response.status_code == 200, response.text
+    assert delivered not in response.text
+    return [response]
+
+
 PROBES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/numbers"): _probe_create_number,
     ("GET", "/v1/numbers"): _probe_list_numbers,
     ("GET", "/v1/numbers/{phone_number_id}"): _probe_get_number,
     ("PATCH", "/v1/numbers/{phone_number_id}"): _probe_update_number,
+    ("DELETE", "/v1/numbers/{phone_number_id}"): _probe_delete_number,
+    ("POST", "/v1/onboarding/embedded-signup"): _probe_embedded_signup,
+    ("POST", "/v1/media"): _probe_upload_media,
+    ("GET", "/v1/media/{media_id}"): _probe_get_media,
     ("POST", "/v1/apps"): _probe_create_app,
     ("POST", "/v1/messages"): _probe_send_message,
     ("GET", "/v1/messages/{message_id}"): _probe_get_message,
     ("GET", "/v1/contacts"): _probe_list_contacts,
     ("GET", "/v1/events"): _probe_list_events,
     ("GET", "/v1/contacts/{contact}/messages"): _probe_contact_messages,
+    ("PUT", "/v1/webhooks"): _probe_put_webhook,
+    ("GET", "/v1/webhooks"): _probe_get_webhook,
+    ("DELETE", "/v1/webhooks"): _probe_delete_webhook,
+    ("GET", "/v1/webhooks/deliveries"): _probe_list_deliveries,
 }
 
 

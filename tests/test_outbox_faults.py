@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from dataclasses import replace
 
 import asyncpg
 import pytest
 
-from tests.conftest import NUMBER_A, Meta, meta_running
+from tests.conftest import NUMBER_A, Meta, meta_running, start_worker
 from wa_cloud.config import Settings
 from wa_cloud.corpus import text_message
 
@@ -75,27 +72,6 @@ async def test_timeout_after_sending_is_unknown_not_resent(settings: Settings) -
         assert (await meta.message(response.json()["id"]))["status"] == "unknown"
 
 
-def _worker(settings: Settings, graph_url: str) -> subprocess.Popen[bytes]:
-    assert settings.database_url and settings.secret_key
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "WA_SECRET_KEY": settings.secret_key,
-        "WA_APP_SECRET": settings.app_secret or "",
-        "WA_ADMIN_TOKEN": settings.admin_token or "",
-        "WA_GRAPH_BASE_URL": graph_url,
-        "WA_WORKER_LEASE_SECONDS": "1",
-        "WA_WORKER_POLL_SECONDS": "0.2",
-        "WA_GRAPH_TIMEOUT_SECONDS": "30",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "wa_cloud.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def test_worker_killed_between_send_and_record_reports_unknown(
     settings: Settings, db: asyncpg.Connection
 ) -> None:
@@ -105,7 +81,7 @@ async def test_worker_killed_between_send_and_record_reports_unknown(
         )
         await meta.app.post_webhook(text_message(NUMBER_A, CUSTOMER, "hi"))
         # No in-process worker: index the inbound message with a worker of its own.
-        worker = _worker(meta.app.settings, str(meta.sandbox.base_url))
+        worker = start_worker(meta.app.settings, WA_GRAPH_TIMEOUT_SECONDS="30")
         try:
             async with asyncio.timeout(20):
                 while not await db.fetchval("SELECT count(*) FROM contacts"):
@@ -127,7 +103,7 @@ async def test_worker_killed_between_send_and_record_reports_unknown(
             "SELECT status, dispatched_at FROM messages WHERE direction = 'out'"
         )
         assert row["status"] == "sending" and row["dispatched_at"] is not None
-        second = _worker(meta.app.settings, str(meta.sandbox.base_url))
+        second = start_worker(meta.app.settings, WA_GRAPH_TIMEOUT_SECONDS="30")
         try:
             message = await _terminal(meta, response.json()["id"])
         finally:
@@ -178,7 +154,7 @@ async def test_worker_killed_mid_backlog_loses_and_doubles_nothing(
             )
             assert response.status_code == 202, response.text
             ids.append(response.json()["id"])
-        first = _worker(meta.app.settings, str(meta.sandbox.base_url))
+        first = start_worker(meta.app.settings, WA_GRAPH_TIMEOUT_SECONDS="30")
         try:
             async with asyncio.timeout(30):
                 while len(await meta.sent_bodies()) < 30:
@@ -188,7 +164,7 @@ async def test_worker_killed_mid_backlog_loses_and_doubles_nothing(
         finally:
             if first.poll() is None:
                 first.kill()
-        second = _worker(meta.app.settings, str(meta.sandbox.base_url))
+        second = start_worker(meta.app.settings, WA_GRAPH_TIMEOUT_SECONDS="30")
         try:
             async with asyncio.timeout(60):
                 while await db.fetchval(

@@ -156,6 +156,7 @@ async def test_secrets_never_stored_returned_or_logged_in_the_clear(
         "pin": PIN,
         "app_id": APP_ID,
     }
+    await app.seed_number(NUMBER_A, "102290129340398", token=ACCESS_TOKEN, pin=PIN)
     registered = await call("POST", "/v1/numbers", json=number, headers=auth)
     assert registered.status_code == 201, registered.text
     # Refusals must not echo what they were sent either.

@@ -23,14 +23,16 @@ ALTER TABLE numbers
     ADD COLUMN messaging_limit           text,
     ADD COLUMN registered                boolean NOT NULL DEFAULT false,
     ADD COLUMN subscribed                boolean NOT NULL DEFAULT false,
-    ADD COLUMN verified_at               timestamptz
+    ADD COLUMN verified_at               timestamptz,
+    -- DELETE keeps the number's history but forgets its secrets; it can be registered again.
+    ADD COLUMN removed_at                timestamptz
 """
 
 DOWNGRADE = """
 ALTER TABLE numbers
     DROP COLUMN code_verification_status, DROP COLUMN throughput_level,
     DROP COLUMN messaging_limit, DROP COLUMN registered, DROP COLUMN subscribed,
-    DROP COLUMN verified_at
+    DROP COLUMN verified_at, DROP COLUMN removed_at
 """
 
 

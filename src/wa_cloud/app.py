@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wa_cloud.api import admin, invites, media, messages, ops, tenant
+from wa_cloud.api import admin, invites, media, messages, onboarding, openapi, ops, tenant
+from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.api.body import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
@@ -51,6 +52,7 @@ ROUTES = [
     resource("/healthz", GET=ops.healthz),
     resource("/readyz", GET=ops.readyz),
     resource("/metrics", GET=ops.metrics),
+    resource("/openapi.json", GET=openapi.spec),
     resource("/t/{token}", GET=status.status_page),
     resource("/v1/admin/tenants", POST=admin.create_tenant, GET=admin.list_tenants),
     resource("/v1/admin/tenants/{tenant_id}", GET=admin.get_tenant, PATCH=admin.update_tenant),
@@ -59,7 +61,13 @@ ROUTES = [
     resource("/v1/admin/tenants/{tenant_id}/invite", POST=invites.invite_tenant),
     resource("/v1/admin/events", GET=admin.list_events),
     resource("/v1/numbers", POST=tenant.create_number, GET=tenant.list_numbers),
-    resource("/v1/numbers/{phone_number_id}", GET=tenant.get_number, PATCH=tenant.update_number),
+    resource(
+        "/v1/numbers/{phone_number_id}",
+        GET=tenant.get_number,
+        PATCH=tenant.update_number,
+        DELETE=tenant.delete_number,
+    ),
+    resource("/v1/onboarding/embedded-signup", POST=onboarding.embedded_signup),
     resource("/v1/apps", POST=tenant.create_app),
     resource("/v1/messages", POST=messages.send_message),
     resource("/v1/messages/{message_id}", GET=messages.get_message),
@@ -68,12 +76,19 @@ ROUTES = [
     resource("/v1/contacts", GET=tenant.list_contacts),
     resource("/v1/events", GET=tenant.list_events),
     resource("/v1/contacts/{contact}/messages", GET=tenant.contact_messages),
+    resource(
+        "/v1/webhooks",
+        PUT=tenant_webhooks.put_webhook,
+        GET=tenant_webhooks.get_webhook,
+        DELETE=tenant_webhooks.delete_webhook,
+    ),
+    resource("/v1/webhooks/deliveries", GET=tenant_webhooks.list_deliveries),
 ]
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.extra)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -122,7 +137,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                 async with contextlib.AsyncExitStack() as stack:
                     if run_worker:
                         await stack.enter_async_context(
-                            Worker(settings, pool, state.metrics, state.graph, state.box)
+                            Worker(settings, pool, state.metrics, state.graph, state.box, http=http)
                         )
                     yield {"wa": state}
         finally:

@@ -106,6 +106,7 @@ async def _run_worker(settings: Settings) -> None:
                 Metrics(),
                 graph,
                 SecretBox(settings.secret_key, settings.previous_secret_keys),
+                http=http,
             )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

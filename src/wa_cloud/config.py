@@ -56,6 +56,10 @@ class Settings:
     db_pool_size: int = 10
     # Graph API: how long a call may take before it is an error (a send: outcome unknown).
     graph_timeout_seconds: float = 10.0
+    # Events forwarded to tenants' webhooks: the first retry's wait (it doubles, with jitter)
+    # and how many attempts before a forward is given up.
+    forward_retry_base_seconds: float = 5.0
+    forward_max_attempts: int = 15
 
     def __repr__(self) -> str:
         shown = {
@@ -120,6 +124,8 @@ class Settings:
             worker_poll_seconds=number("WA_WORKER_POLL_SECONDS", 2.0),
             db_pool_size=int(number("WA_DB_POOL_SIZE", 10, int)),
             graph_timeout_seconds=number("WA_GRAPH_TIMEOUT_SECONDS", 10.0),
+            forward_retry_base_seconds=number("WA_FORWARD_RETRY_BASE_SECONDS", 5.0),
+            forward_max_attempts=int(number("WA_FORWARD_MAX_ATTEMPTS", 15, int)),
         )
         if settings.log_format not in ("json", "console"):
             raise ConfigurationError("WA_LOG_FORMAT must be 'json' or 'console'")

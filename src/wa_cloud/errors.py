@@ -7,6 +7,8 @@ errors stay `TypeError`/`ValueError`.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WaCloudError(Exception):
     """Root of every error this package raises on purpose."""
@@ -23,11 +25,14 @@ class DatabaseUnavailable(WaCloudError):
 class ApiError(WaCloudError):
     """An error with an HTTP status and a machine code, shown to the client as JSON."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, extra: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra  # more machine-readable detail, e.g. Meta's own error
 
 
 class BadRequest(ApiError):

@@ -56,3 +56,6 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     # uvicorn's access log repeats every request; our own logs carry what matters.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO: a tenant's webhook URL may carry its
+    # credentials (user:pass@, ?token=), and Meta's media URLs are signed.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -26,6 +26,15 @@ HELP: Mapping[str, tuple[str, str]] = {
     "wa_outbox_errors_total": ("counter", "Send errors from Meta, by code and what happens next."),
     "wa_outbox_failed_total": ("counter", "Sends refused before Meta, by reason."),
     "wa_outbox_recovered_total": ("counter", "Sends whose worker died, by what became of them."),
+    "wa_forwards_delivered_total": (
+        "counter",
+        "Events this process forwarded to a tenant's webhook and it accepted (2xx).",
+    ),
+    "wa_forwards_retried_total": (
+        "counter",
+        "Forwarding attempts that failed and will be retried, by reason.",
+    ),
+    "wa_forwards_failed_total": ("counter", "Forwards given up, by reason."),
     "wa_deliveries": ("gauge", "Stored deliveries by state (whole deployment)."),
     "wa_processing_lag_seconds": (
         "gauge",

@@ -13,10 +13,13 @@ import logging
 from types import TracebackType
 
 import asyncpg
+import httpx
 
+from wa_cloud import forwarding, media_worker
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import connect
 from wa_cloud.graph.client import GraphClient
+from wa_cloud.graph.retry import Backoff
 from wa_cloud.inbound.processor import RetryPolicy, process_batch
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox import enqueue
@@ -38,6 +41,7 @@ class Worker:
         box: SecretBox,
         *,
         concurrency: int = 2,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         self._settings = settings
         self._sender = Sender(
@@ -45,6 +49,26 @@ class Worker:
             graph,
             box,
             metrics,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_seconds=settings.worker_poll_seconds,
+        )
+        self._media = media_worker.MediaFetcher(
+            pool,
+            media_worker.cloud_providers(graph, box),
+            max_attempts=settings.worker_max_attempts,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_seconds=settings.worker_poll_seconds,
+        )
+        # Events to tenants' webhooks, on the process's shared client (its own when not given).
+        self._forwarder = forwarding.Forwarder(
+            pool,
+            box,
+            metrics,
+            http=http,
+            backoff=Backoff(
+                base=settings.forward_retry_base_seconds, cap=forwarding.RETRY_CAP_SECONDS
+            ),
+            max_attempts=settings.forward_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,
         )
@@ -60,6 +84,12 @@ class Worker:
         self._tasks = [asyncio.create_task(self._listen(), name="worker-listen")]
         self._tasks.append(
             asyncio.create_task(self._sender.run(self._stopping), name="worker-sender")
+        )
+        self._tasks.append(
+            asyncio.create_task(self._media.run(self._stopping), name="worker-media")
+        )
+        self._tasks.append(
+            asyncio.create_task(self._forwarder.run(self._stopping), name="worker-forwarder")
         )
         self._tasks += [
             asyncio.create_task(self._loop(i), name=f"worker-{i}") for i in range(self._concurrency)
@@ -80,6 +110,8 @@ class Worker:
         self._stopping.set()
         self._wake.set()
         self._sender.wake.set()
+        self._media.wake.set()
+        self._forwarder.wake.set()
         loops, listener = self._tasks[1:], self._tasks[:1]
         for task in listener:
             task.cancel()
@@ -96,6 +128,10 @@ class Worker:
     def _notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
         if channel == enqueue.CHANNEL:
             self._sender.wake.set()
+        elif channel == media_worker.CHANNEL:
+            self._media.wake.set()
+        elif channel == forwarding.CHANNEL:
+            self._forwarder.wake.set()
         else:
             self._wake.set()
 
@@ -108,10 +144,14 @@ class Worker:
                 connection = await connect(self._settings.database_url)
                 await connection.add_listener(CHANNEL, self._notified)
                 await connection.add_listener(enqueue.CHANNEL, self._notified)
+                await connection.add_listener(media_worker.CHANNEL, self._notified)
+                await connection.add_listener(forwarding.CHANNEL, self._notified)
                 backoff = 0.5
                 # Anything stored while we were not listening.
                 self._wake.set()
                 self._sender.wake.set()
+                self._media.wake.set()
+                self._forwarder.wake.set()
                 while not connection.is_closed():
                     await asyncio.sleep(5)
                     await connection.execute("SELECT 1")  # keepalive: notice a dead socket

@@ -14,8 +14,12 @@ from wa_cloud.errors import ApiError, BadRequest, Unprocessable
 MAX_API_BODY = 1024 * 1024
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, extra: Mapping[str, Any] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **(extra or {})}}, status_code=status
+    )
 
 
 class PayloadTooLarge(ApiError):
@@ -50,7 +54,20 @@ async def read_object(request: Request) -> dict[str, Any]:
         raise BadRequest("The body is not valid JSON.", "invalid_json") from None
     if not isinstance(document, dict):
         raise Unprocessable("The body must be a JSON object.")
+    if _has_nul(document):
+        # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, for every route.
+        raise Unprocessable("Strings must not contain NUL characters.", "invalid_field")
     return document
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def field_str(

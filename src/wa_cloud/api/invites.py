@@ -11,8 +11,11 @@ import json
 import logging
 import re
 import time
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
+import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -21,6 +24,7 @@ from wa_cloud.api.auth import require_admin
 from wa_cloud.api.body import MAX_API_BODY, field_str, read_limited, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, BadRequest, NotFound, Unprocessable
+from wa_cloud.tenants import audit
 from wa_cloud.tenants.links import expires_at, make_link
 from wa_cloud.tenants.mail import MailNotSent, compose_invitation, send_invitation
 
@@ -57,11 +61,28 @@ async def invite_tenant(request: Request) -> JSONResponse:
     try:
         await send_invitation(state.settings, message, link)
     except MailNotSent as exc:
+        await _record(state.pool, tenant_id, "tenant.invite_failed", "warning", to, expires)
         if exc.refused:
             raise Unprocessable(str(exc), "email_refused") from None
         raise ApiError(503, "mail_unavailable", str(exc)) from None
+    await _record(state.pool, tenant_id, "tenant.invited", "info", to, expires)
     logger.info("tenant invited", extra={"tenant_id": str(tenant_id)})
     return JSONResponse({"sent_to": to, "expires_at": expires.isoformat()}, status_code=202)
+
+
+async def _record(
+    pool: asyncpg.Pool, tenant_id: UUID, action: str, severity: str, to: str, expires: datetime
+) -> None:
+    # The link itself stays out of the audit log: it opens the page for a week.
+    async with pool.acquire() as conn:
+        await audit.record(
+            conn,
+            action,
+            tenant_id=tenant_id,
+            actor=audit.ADMIN,
+            severity=severity,
+            detail={"sent_to": to, "expires_at": expires.isoformat()},
+        )
 
 
 async def _optional_object(request: Request) -> dict[str, Any]:

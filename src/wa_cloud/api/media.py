@@ -172,8 +172,6 @@ async def _with_content(state: AppState, upload: Upload) -> Upload:
 
 
 async def _as_voice_note(upload: Upload) -> Upload:
-    if upload.kind != "audio":
-        raise Unprocessable("'voice' applies to audio only.", "invalid_field")
     assert upload.content is not None
     try:
         # ffmpeg runs for a while on long audio: in a thread, so the loop keeps serving.
@@ -201,6 +199,8 @@ async def upload_media(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     caller.require_active()
     upload = await _read_upload(request)
+    if upload.voice and upload.kind != "audio":
+        raise Unprocessable("'voice' applies to audio only.", "invalid_field")
     async with state.pool.acquire() as conn:
         number = await conn.fetchrow(Q.sender_number, upload.sender, caller.tenant_id)
     if number is None:

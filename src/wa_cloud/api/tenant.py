@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from starlette.requests import Request
@@ -19,13 +20,18 @@ from wa_cloud.api.body import field_bool, field_int, field_str, read_object, rej
 from wa_cloud.api.pages import cursor_id, cursor_time, cursor_uuid, decode_cursor, limit_of, page
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
+from wa_cloud.forward_events import NUMBER_UPDATED, enqueue_forward
+from wa_cloud.graph.errors import GraphError
+from wa_cloud.providers.cloud import cloud_provider
+from wa_cloud.state import AppState
 from wa_cloud.tenants import audit, sealed
+from wa_cloud.tenants.onboarding import verify_and_register
 from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
 
-_DIGITS = re.compile(r"^[0-9]{5,20}$")
-_PIN = re.compile(r"^[0-9]{6}$")
+DIGITS = re.compile(r"^[0-9]{5,20}$")
+PIN = re.compile(r"^[0-9]{6}$")
 
 
 def number_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -35,6 +41,10 @@ def number_json(row: asyncpg.Record) -> dict[str, Any]:
         "display_phone_number": row["display_phone_number"],
         "verified_name": row["verified_name"],
         "quality_rating": row["quality_rating"],
+        "name_status": row["name_status"],
+        "code_verification_status": row["code_verification_status"],
+        "throughput_level": row["throughput_level"],
+        "registered": row["registered"],
         "app_id": row["app_id"],
         "provider": row["provider"],
         "bot_enabled": row["bot_enabled"],
@@ -43,15 +53,23 @@ def number_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+def digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
         body[name] = value
     text = field_str(body, name, required=required, max_length=20)
-    if text is not None and not _DIGITS.match(text):
+    if text is not None and not DIGITS.match(text):
         raise Unprocessable(f"'{name}' must be digits only.", "invalid_field")
     return text
+
+
+def pin_of(body: dict[str, Any]) -> str | None:
+    """The optional two-step verification PIN: six ASCII digits."""
+    pin = field_str(body, "pin", required=False, max_length=6)
+    if pin is not None and not PIN.match(pin):
+        raise Unprocessable("'pin' must be six digits.", "invalid_field")
+    return pin
 
 
 async def create_number(request: Request) -> JSONResponse:
@@ -70,53 +88,138 @@ async def create_number(request: Request) -> JSONResponse:
             "provider",
         },
     )
-    phone_number_id = _digits(body, "phone_number_id")
-    waba_id = _digits(body, "waba_id")
+    phone_number_id = digits(body, "phone_number_id")
+    waba_id = digits(body, "waba_id")
     token = field_str(body, "access_token", max_length=4096)
-    display = _digits(body, "display_phone_number", required=False)
-    app_id = _digits(body, "app_id", required=False)
-    pin = field_str(body, "pin", required=False, max_length=6)
-    if pin is not None and not _PIN.match(pin):
-        raise Unprocessable("'pin' must be six digits.", "invalid_field")
+    if token is not None and not (token.isascii() and token.isprintable()):
+        raise Unprocessable("'access_token' is not a Meta access token.", "invalid_field")
+    display = digits(body, "display_phone_number", required=False)
+    app_id = digits(body, "app_id", required=False)
+    pin = pin_of(body)
     provider = field_str(body, "provider", required=False, default="cloud")
     if provider != "cloud":
         raise Unprocessable("'provider' must be 'cloud'.", "invalid_field")
-    assert phone_number_id is not None and token is not None
-    async with state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval(Q.waba_owner, waba_id, caller.tenant_id) is not None:
-            raise Conflict("That WABA belongs to another tenant.", "waba_owned_elsewhere")
-        if (
-            app_id is not None
-            and await conn.fetchval(Q.tenant_owns_app, app_id, caller.tenant_id) is None
-        ):
-            raise Unprocessable("'app_id' is not one of your registered apps.", "unknown_app")
-        row = await conn.fetchrow(
-            Q.insert_number,
-            phone_number_id,
-            caller.tenant_id,
-            waba_id,
-            display,
-            app_id,
-            provider,
-            state.box.seal(token, context=sealed.NUMBER_TOKEN.context(phone_number_id)),
-            None
-            if pin is None
-            else state.box.seal(pin, context=sealed.NUMBER_PIN.context(phone_number_id)),
-        )
-        if row is None:
-            raise Conflict("That phone_number_id is already registered.", "number_exists")
-        await audit.record(
-            conn,
-            "number.registered",
-            tenant_id=caller.tenant_id,
-            actor=audit.tenant_actor(caller.tenant_id),
-            detail={"phone_number_id": phone_number_id, "waba_id": waba_id},
-        )
-    logger.info(
-        "number registered",
-        extra={"tenant_id": str(caller.tenant_id), "phone_number_id": phone_number_id},
+    assert phone_number_id is not None and waba_id is not None and token is not None
+    row = await register_number(
+        state,
+        caller.tenant_id,
+        phone_number_id=phone_number_id,
+        waba_id=waba_id,
+        token=token,
+        pin=pin,
+        app_id=app_id,
+        display=display,
     )
     return JSONResponse(number_json(row), status_code=201)
+
+
+async def register_number(
+    state: AppState,
+    tenant_id: UUID,
+    *,
+    phone_number_id: str,
+    waba_id: str,
+    token: str,
+    pin: str | None,
+    app_id: str | None = None,
+    display: str | None = None,
+) -> asyncpg.Record:
+    """Check what we can locally, run Meta's onboarding steps, then store the number (with its
+    token and PIN sealed) in one transaction: a failure anywhere stores nothing."""
+    async with state.pool.acquire() as conn:
+        if await conn.fetchval(Q.number_taken, phone_number_id, tenant_id) is not None:
+            raise Conflict("That phone_number_id is already registered.", "number_exists")
+        if await conn.fetchval(Q.waba_owner, waba_id, tenant_id) is not None:
+            raise Conflict("That WABA belongs to another tenant.", "waba_owned_elsewhere")
+        if app_id is not None and await conn.fetchval(Q.tenant_owns_app, app_id, tenant_id) is None:
+            raise Unprocessable("'app_id' is not one of your registered apps.", "unknown_app")
+        facts = await verify_and_register(
+            conn,
+            state.graph,
+            tenant_id,
+            phone_number_id=phone_number_id,
+            waba_id=waba_id,
+            token=token,
+            pin=pin,
+        )
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                Q.insert_number,
+                phone_number_id,
+                tenant_id,
+                waba_id,
+                facts.display_phone_number or display,
+                app_id,
+                "cloud",
+                state.box.seal(token, context=sealed.NUMBER_TOKEN.context(phone_number_id)),
+                None
+                if pin is None
+                else state.box.seal(pin, context=sealed.NUMBER_PIN.context(phone_number_id)),
+                facts.verified_name,
+                facts.quality_rating,
+                facts.name_status,
+                facts.code_verification_status,
+                facts.throughput_level,
+                facts.registered,
+            )
+            if row is None:  # registered by someone else while Meta was being asked
+                raise Conflict("That phone_number_id is already registered.", "number_exists")
+            await audit.record(
+                conn,
+                "number.registered",
+                tenant_id=tenant_id,
+                actor=audit.tenant_actor(tenant_id),
+                detail={
+                    "phone_number_id": phone_number_id,
+                    "waba_id": waba_id,
+                    "registered": facts.registered,
+                },
+            )
+    logger.info(
+        "number registered",
+        extra={"tenant_id": str(tenant_id), "phone_number_id": phone_number_id},
+    )
+    return row
+
+
+async def delete_number(request: Request) -> JSONResponse:
+    """Deregister the number at Meta, forget its token and PIN; its history stays."""
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    phone_number_id = request.path_params["phone_number_id"]
+    async with state.pool.acquire() as conn:
+        row = await conn.fetchrow(Q.number_secrets, phone_number_id, caller.tenant_id)
+        if row is None:
+            raise NotFound("No number with that phone_number_id is yours.")
+        deregistered, meta_error = True, None
+        try:
+            provider = cloud_provider(state.graph, state.box, dict(row))
+            await provider.deregister()
+        except GraphError as exc:
+            # The number is removed here all the same: its secrets must not outlive the wish.
+            deregistered, meta_error = False, exc.as_dict()
+        async with conn.transaction():
+            await conn.execute(Q.remove_number, phone_number_id, caller.tenant_id)
+            await audit.record(
+                conn,
+                "number.removed",
+                tenant_id=caller.tenant_id,
+                actor=audit.tenant_actor(caller.tenant_id),
+                severity="info" if deregistered else "warning",
+                detail={
+                    "phone_number_id": phone_number_id,
+                    "deregistered": deregistered,
+                    **({"meta": meta_error} if meta_error else {}),
+                },
+            )
+    return JSONResponse(
+        {
+            "phone_number_id": phone_number_id,
+            "removed": True,
+            "deregistered": deregistered,
+            "meta_error": meta_error,
+        }
+    )
 
 
 async def list_numbers(request: Request) -> JSONResponse:
@@ -165,6 +268,19 @@ async def update_number(request: Request) -> JSONResponse:
             actor=audit.tenant_actor(caller.tenant_id),
             detail={"phone_number_id": row["phone_number_id"], **body},
         )
+        await enqueue_forward(
+            conn,
+            caller.tenant_id,
+            NUMBER_UPDATED,
+            {
+                "source": "api",
+                "phone_number_id": row["phone_number_id"],
+                "waba_id": row["waba_id"],
+                "changes": body,
+                "number": number_json(row),
+            },
+            None,  # every change is an event of its own
+        )
     logger.info(
         "number updated",
         extra={"tenant_id": str(caller.tenant_id), "phone_number_id": row["phone_number_id"]},
@@ -177,7 +293,7 @@ async def create_app(request: Request) -> JSONResponse:
     caller.require_active()
     body = await read_object(request)
     reject_unknown(body, {"app_id", "app_secret", "verify_token"})
-    app_id = _digits(body, "app_id")
+    app_id = digits(body, "app_id")
     secret = field_str(body, "app_secret", max_length=200)
     verify_token = field_str(body, "verify_token", max_length=200)
     assert app_id is not None and secret is not None and verify_token is not None
@@ -209,7 +325,7 @@ def _phone_number_id(request: Request) -> str:
     value = request.query_params.get("phone_number_id")
     if not value:
         raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
-    if not _DIGITS.match(value):
+    if not DIGITS.match(value):
         raise BadRequest("'phone_number_id' must be digits only.", "invalid_field")
     return value
 

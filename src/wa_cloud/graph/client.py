@@ -183,6 +183,12 @@ class GraphClient:
             lambda: self.request("GET", phone_number_id, token, params={"fields": fields})
         )
 
+    async def waba_numbers(self, waba_id: str, token: str) -> list[dict[str, Any]]:
+        document = await call_with_retries(
+            lambda: self.request("GET", f"{waba_id}/phone_numbers", token)
+        )
+        return list(document.get("data") or [])
+
     async def subscribe_app(self, waba_id: str, token: str) -> None:
         await call_with_retries(lambda: self.request("POST", f"{waba_id}/subscribed_apps", token))
 

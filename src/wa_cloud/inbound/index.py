@@ -24,6 +24,8 @@ from wa_cloud.events import (
     StatusKind,
     StatusUpdate,
 )
+from wa_cloud.forward_events import forward_indexed
+from wa_cloud.media_worker import queue_inbound_media
 
 
 @dataclass(slots=True)
@@ -92,7 +94,10 @@ async def _message(
         message.timestamp,
         delivery_id,
     )
-    return inserted is not None
+    if inserted is None:
+        return False
+    await queue_inbound_media(conn, tenant_id, message, inserted)
+    return True
 
 
 async def _status(
@@ -191,11 +196,13 @@ async def index_delivery(
     """Write every event of `delivery`; events for numbers no tenant owns are kept as orphaned."""
     by_number: dict[str, UUID] = {}
     by_waba: dict[str, UUID] = {}
+    forwarded: dict[UUID, frozenset[str]] = {}  # events each owner's webhook takes
     wabas = {e.route.waba_id for e in delivery.events if e.route.waba_id}
     if delivery.phone_number_ids or wabas:
         rows = await conn.fetch(Q.number_owners, list(delivery.phone_number_ids), list(wabas))
         by_number = {r["phone_number_id"]: r["tenant_id"] for r in rows}
         by_waba = {r["waba_id"]: r["tenant_id"] for r in rows}
+        forwarded = {r["tenant_id"]: frozenset(r["forward_events"]) for r in rows}
     result = IndexResult()
     for event in delivery.events:
         tenant_id = by_number.get(event.route.phone_number_id or "")
@@ -208,15 +215,19 @@ async def index_delivery(
             if await _field_event(conn, tenant_id, event, delivery_id):
                 result.events += 1
                 result.orphaned += tenant_id is None
+                if tenant_id is not None:
+                    await forward_indexed(conn, tenant_id, event, forwarded.get(tenant_id, ()))
             else:
                 result.duplicates += 1
         elif isinstance(event, InboundMessage):
             if await _message(conn, tenant_id, event, delivery_id):
                 result.messages += 1
+                await forward_indexed(conn, tenant_id, event, forwarded.get(tenant_id, ()))
             else:
                 result.duplicates += 1
         elif await _status(conn, tenant_id, event, delivery_id):
             result.statuses += 1
+            await forward_indexed(conn, tenant_id, event, forwarded.get(tenant_id, ()))
         else:
             result.duplicates += 1
     return result

@@ -58,6 +58,9 @@ class CloudProvider:
             raise PermanentGraphError(f"media {media_id} does not match its sha256")
         return MediaFile(content, str(info.get("mime_type") or ""), digest)
 
+    async def deregister(self) -> None:
+        await self._graph.deregister(self._phone_number_id, self._token)
+
     async def templates(self) -> list[dict[str, Any]]:
         if not self._waba_id:
             return []

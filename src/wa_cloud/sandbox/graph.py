@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from wa_cloud.sandbox import formdata
+from wa_cloud import formdata
 from wa_cloud.sandbox.errors import (
     GraphError,
     bad_param,

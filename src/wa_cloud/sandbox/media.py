@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from wa_cloud.sandbox import formdata
+from wa_cloud import formdata
 from wa_cloud.sandbox.errors import GraphError, bad_param, no_permission, no_such_object
 from wa_cloud.sandbox.graph import GraphRequest
 from wa_cloud.sandbox.state import Media, new_id

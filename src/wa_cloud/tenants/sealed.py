@@ -27,5 +27,9 @@ NUMBER_TOKEN = SealedColumn(
 NUMBER_PIN = SealedColumn("numbers", "phone_number_id", "pin_enc", "numbers.pin")
 APP_SECRET = SealedColumn("apps", "app_id", "app_secret_enc", "apps.app_secret")
 APP_VERIFY_TOKEN = SealedColumn("apps", "app_id", "verify_token_enc", "apps.verify_token")
+# The key is the tenant id (its canonical text form, as str(UUID) gives it).
+WEBHOOK_SECRET = SealedColumn(
+    "tenant_webhooks", "tenant_id", "secret_enc", "tenant_webhooks.secret"
+)
 
-ALL = (NUMBER_TOKEN, NUMBER_PIN, APP_SECRET, APP_VERIFY_TOKEN)
+ALL = (NUMBER_TOKEN, NUMBER_PIN, APP_SECRET, APP_VERIFY_TOKEN, WEBHOOK_SECRET)

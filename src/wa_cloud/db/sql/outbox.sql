@@ -3,7 +3,7 @@
 SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.throughput_mps,
        t.active
   FROM numbers n JOIN tenants t ON t.id = n.tenant_id
- WHERE n.phone_number_id = $1 AND n.tenant_id = $2;
+ WHERE n.phone_number_id = $1 AND n.tenant_id = $2 AND n.removed_at IS NULL;
 
 -- name: recipient_contact
 SELECT id, last_inbound_at, window_closed_at FROM contacts
@@ -34,7 +34,7 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
        n.access_token_enc, n.tenant_id
   FROM pacing p JOIN numbers n ON n.phone_number_id = p.phone_number_id
   JOIN tenants t ON t.id = n.tenant_id AND t.active
- WHERE p.next_slot <= now() + make_interval(secs => $1)
+ WHERE n.removed_at IS NULL AND p.next_slot <= now() + make_interval(secs => $1)
    AND EXISTS (SELECT 1 FROM messages m
                 WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
                   AND m.status = 'queued' AND m.run_after <= now())

@@ -18,18 +18,34 @@ SELECT id, name, email, active, created_at FROM tenants WHERE id = $1;
 SELECT t.id, t.name, t.active FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
  WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
 
+-- name: number_taken
+-- Taken unless this tenant removed it (then registering again brings it back).
+SELECT 1 FROM numbers WHERE phone_number_id = $1 AND (removed_at IS NULL OR tenant_id <> $2);
+
 -- name: insert_number
 INSERT INTO numbers (phone_number_id, tenant_id, waba_id, display_phone_number, app_id, provider,
-                     access_token_enc, pin_enc)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (phone_number_id) DO NOTHING
+                     access_token_enc, pin_enc, verified_name, quality_rating, name_status,
+                     code_verification_status, throughput_level, registered, subscribed,
+                     verified_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, true, now())
+ON CONFLICT (phone_number_id) DO UPDATE
+   SET waba_id = excluded.waba_id, display_phone_number = excluded.display_phone_number,
+       app_id = excluded.app_id, access_token_enc = excluded.access_token_enc,
+       pin_enc = excluded.pin_enc, verified_name = excluded.verified_name,
+       quality_rating = excluded.quality_rating, name_status = excluded.name_status,
+       code_verification_status = excluded.code_verification_status,
+       throughput_level = excluded.throughput_level, registered = excluded.registered,
+       subscribed = true, verified_at = now(), removed_at = NULL, updated_at = now()
+ WHERE numbers.tenant_id = excluded.tenant_id AND numbers.removed_at IS NOT NULL
 RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
-          app_id, provider, bot_enabled, throughput_mps, created_at;
+          name_status, code_verification_status, throughput_level, registered, app_id,
+          provider, bot_enabled, throughput_mps, created_at;
 
 -- name: list_numbers
-SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, app_id,
+SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
+       name_status, code_verification_status, throughput_level, registered, app_id,
        provider, bot_enabled, throughput_mps, created_at
-  FROM numbers WHERE tenant_id = $1 ORDER BY created_at, phone_number_id;
+  FROM numbers WHERE tenant_id = $1 AND removed_at IS NULL ORDER BY created_at, phone_number_id;
 
 -- name: insert_app
 INSERT INTO apps (app_id, tenant_id, app_secret_enc, verify_token_enc) VALUES ($1, $2, $3, $4)
@@ -41,19 +57,22 @@ SELECT 1 FROM apps WHERE app_id = $1 AND tenant_id = $2;
 
 -- name: waba_owner
 -- A WABA belongs to one business: its numbers, and its template and account news, are theirs.
-SELECT tenant_id FROM numbers WHERE waba_id = $1 AND tenant_id <> $2 LIMIT 1;
+SELECT tenant_id FROM numbers
+ WHERE waba_id = $1 AND tenant_id <> $2 AND removed_at IS NULL LIMIT 1;
 
 -- name: get_number
-SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, app_id,
+SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
+       name_status, code_verification_status, throughput_level, registered, app_id,
        provider, bot_enabled, throughput_mps, created_at
-  FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2;
+  FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
 
 -- name: update_number
 UPDATE numbers
    SET bot_enabled = coalesce($3, bot_enabled), throughput_mps = coalesce($4, throughput_mps),
        updated_at = now()
- WHERE phone_number_id = $1 AND tenant_id = $2
-RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating, app_id,
+ WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL
+RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
+          name_status, code_verification_status, throughput_level, registered, app_id,
           provider, bot_enabled, throughput_mps, created_at;
 
 -- name: update_tenant
@@ -71,3 +90,14 @@ SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1
 UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
  WHERE id = $1 AND tenant_id = $2
 RETURNING id, prefix, created_at, revoked_at;
+
+-- name: number_secrets
+SELECT phone_number_id, waba_id, access_token_enc FROM numbers
+ WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL
+ FOR UPDATE;
+
+-- name: remove_number
+-- History stays; the secrets go.
+UPDATE numbers SET access_token_enc = NULL, pin_enc = NULL, registered = false,
+                   subscribed = false, removed_at = now(), updated_at = now()
+ WHERE phone_number_id = $1 AND tenant_id = $2;

@@ -1,7 +1,8 @@
 """multipart/form-data parsing with the standard library.
 
-The media upload is the only multipart endpoint; parsing it with `email` avoids a dependency
-(Starlette's `Request.form()` needs python-multipart, which the project does not install).
+Media uploads (ours, `POST /v1/media`, and the sandbox Meta's) are the only multipart bodies;
+parsing them with `email` avoids a dependency (Starlette's `Request.form()` needs
+python-multipart, which the project does not install).
 """
 
 from __future__ import annotations

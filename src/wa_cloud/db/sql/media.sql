@@ -1,0 +1,56 @@
+-- name: queue_inbound_media
+-- Queued in the indexer's transaction: the message and its download commit together. A media
+-- id seen again (a redelivered webhook) queues nothing and wakes nobody.
+WITH queued AS (
+    INSERT INTO media (tenant_id, phone_number_id, media_id, message_id, mime_type, sha256)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (phone_number_id, media_id) DO NOTHING
+    RETURNING id
+)
+SELECT pg_notify('wa_media', '') FROM queued;
+
+-- name: claim_media
+-- Due downloads with a lease: `run_after` moves to the lease's end, so a row whose worker died
+-- is due again then, and the partial index on pending rows finds it.
+WITH due AS (
+    SELECT id FROM media
+     WHERE state = 'pending' AND run_after <= now()
+     ORDER BY run_after
+     LIMIT $1
+     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE media m
+       SET attempts = m.attempts + 1,
+           locked_until = now() + make_interval(secs => $2),
+           run_after = now() + make_interval(secs => $2)
+      FROM due
+     WHERE m.id = due.id
+    RETURNING m.id, m.tenant_id, m.phone_number_id, m.media_id, m.mime_type, m.sha256,
+              m.attempts
+)
+SELECT c.id, c.tenant_id, c.phone_number_id, c.media_id, c.mime_type, c.sha256, c.attempts,
+       n.phone_number_id IS NOT NULL AS registered, n.waba_id, n.access_token_enc
+  FROM claimed c
+  LEFT JOIN numbers n ON n.phone_number_id = c.phone_number_id AND n.tenant_id = c.tenant_id;
+
+-- name: media_stored
+UPDATE media
+   SET state = 'stored', content = $2, size = $3, mime_type = coalesce($4, mime_type),
+       sha256 = $5, locked_until = NULL, last_error = NULL
+ WHERE id = $1 AND state = 'pending';
+
+-- name: media_retry
+UPDATE media
+   SET run_after = now() + make_interval(secs => $3), locked_until = NULL, last_error = $2
+ WHERE id = $1 AND state = 'pending';
+
+-- name: media_failed
+UPDATE media SET state = 'failed', locked_until = NULL, last_error = $2
+ WHERE id = $1 AND state = 'pending';
+
+-- name: tenant_media
+-- A tenant's copy of a Meta media id; another tenant's is simply not found.
+SELECT state, mime_type, sha256, size, content, last_error FROM media
+ WHERE tenant_id = $1 AND media_id = $2
+ ORDER BY (state = 'stored') DESC, created_at DESC
+ LIMIT 1;

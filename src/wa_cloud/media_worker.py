@@ -1,0 +1,215 @@
+"""Inbound media kept past Meta's 30 days: queued by the indexer, downloaded by the worker.
+
+The indexer queues a `media` row in the transaction that stores the message. `MediaFetcher`
+claims due rows with `FOR UPDATE SKIP LOCKED` and a lease, asks the number's provider for the
+file (Meta's URL lives 5 minutes, so it is fetched right before the download), checks it against
+the webhook's SHA-256 and stores the bytes. Transient failures come back later with backoff;
+a permanent one, or too many attempts, ends the row `failed` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+
+from wa_cloud.db.queries import Q
+from wa_cloud.events import InboundMessage
+from wa_cloud.graph.client import GraphClient
+from wa_cloud.graph.errors import GraphError
+from wa_cloud.graph.retry import DEFAULT, delay_for
+from wa_cloud.groupcommit import DATABASE_ERRORS
+from wa_cloud.media import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
+from wa_cloud.providers.base import MediaFile, Provider
+from wa_cloud.providers.cloud import cloud_provider
+from wa_cloud.secretbox import SecretBox
+
+logger = logging.getLogger(__name__)
+
+CHANNEL: Final = "wa_media"
+# Users' files are not bound by Meta's upload table; the largest Meta serves is a document.
+INBOUND_MAX_BYTES: Final = MAX_MEDIA_BYTES
+CLAIM_BATCH: Final = 4
+# A download (URL lookup, up to 100 MB, in-process retries) must finish inside its lease.
+MIN_LEASE_SECONDS: Final = 120.0
+
+ProviderFor = Callable[[asyncpg.Record], Provider]
+
+
+def _text(value: Any, limit: int = 255) -> str | None:
+    # Webhook strings go into text columns: PostgreSQL refuses NUL, and nothing here is long.
+    if isinstance(value, str) and value and "\x00" not in value and len(value) <= limit:
+        return value
+    return None
+
+
+async def queue_inbound_media(
+    conn: asyncpg.Connection, tenant_id: UUID, message: InboundMessage, message_id: UUID
+) -> None:
+    """Queue the download of the message's media, if it has one, on the caller's connection."""
+    body = message.raw.get(message.type)
+    if message.type not in MEDIA_KINDS or not isinstance(body, Mapping):
+        return
+    media_id = _text(body.get("id"))
+    if media_id is None:
+        return
+    await conn.execute(
+        Q.queue_inbound_media,
+        tenant_id,
+        message.route.phone_number_id,
+        media_id,
+        message_id,
+        _text(body.get("mime_type")),
+        _text(body.get("sha256")),
+    )
+
+
+def cloud_providers(graph: GraphClient, box: SecretBox) -> ProviderFor:
+    """A Cloud API provider for a claimed row's number (its token opened just for this)."""
+    return lambda row: cloud_provider(graph, box, dict(row))
+
+
+class MediaRefused(Exception):
+    """A download that will fail the same way every time (no number, wrong bytes)."""
+
+
+class MediaFetcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        provider_for: ProviderFor,
+        *,
+        max_attempts: int,
+        lease_seconds: float = MIN_LEASE_SECONDS,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self._pool = pool
+        self._provider_for = provider_for
+        self._max_attempts = max(1, max_attempts)
+        self._lease = max(lease_seconds, MIN_LEASE_SECONDS)
+        self._poll = poll_seconds
+        self.wake = asyncio.Event()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        backoff = 0.5
+        while not stopping.is_set():
+            # Cleared before claiming: a NOTIFY that lands while we work wakes the next wait.
+            self.wake.clear()
+            try:
+                if await self._run_until_stopped(stopping):
+                    continue  # there may be more: go again without waiting
+                wait, backoff = self._poll, 0.5
+            except DATABASE_ERRORS as exc:
+                logger.warning(
+                    "media fetcher cannot reach the database", extra={"error": repr(exc)}
+                )
+                wait, backoff = backoff, min(backoff * 2, 10)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), wait)
+
+    async def _run_until_stopped(self, stopping: asyncio.Event) -> int:
+        """One batch, abandoned when the worker stops: a download can take minutes, and an
+        abandoned row is simply claimed again when its lease runs out."""
+        batch = asyncio.create_task(self.run_once())
+        stop = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait({batch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            batch.cancel()  # a no-op when the batch is done
+        await asyncio.wait({batch})  # let a cancellation land
+        return 0 if batch.cancelled() else batch.result()
+
+    async def run_once(self) -> int:
+        """Claim and download one batch; the number of rows claimed."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(Q.claim_media, CLAIM_BATCH, self._lease)
+        await asyncio.gather(*(self._fetch(row) for row in rows))
+        return len(rows)
+
+    async def _fetch(self, row: asyncpg.Record) -> None:
+        try:
+            file, digest = await self._download(row)
+        except Exception as exc:  # every failure is recorded on the row, none stops the loop
+            await self._failed_attempt(row, exc)
+            return
+        await self._record(
+            row, Q.media_stored, file.content, len(file.content), file.mime_type or None, digest
+        )
+        logger.info(
+            "inbound media stored",
+            extra={
+                "media_row": row["id"],
+                "tenant_id": str(row["tenant_id"]),
+                "size": len(file.content),
+            },
+        )
+
+    async def _download(self, row: asyncpg.Record) -> tuple[MediaFile, str]:
+        if row["attempts"] > self._max_attempts:
+            # Claimed again after its lease ran out each time: the download kills its worker.
+            raise MediaRefused(f"gave up: the lease expired on {row['attempts'] - 1} attempts")
+        if not row["registered"]:
+            raise MediaRefused("the number is no longer registered with this tenant")
+        if row["access_token_enc"] is None:
+            raise MediaRefused("the number has no Cloud API access token to download with")
+        provider = self._provider_for(row)
+        file = await provider.download_media(row["media_id"], max_bytes=INBOUND_MAX_BYTES)
+        digest = hashlib.sha256(file.content).digest()
+        expected = row["sha256"]
+        matches = sha256_matches(expected, digest) if expected else None
+        if matches is False:
+            raise MediaRefused(
+                f"sha256 mismatch: the webhook gave {expected}, the downloaded bytes are "
+                f"{digest.hex()}"
+            )
+        if expected and matches is None:
+            logger.warning(
+                "inbound media sha256 unreadable, stored unchecked", extra={"media_row": row["id"]}
+            )
+        return file, digest.hex()
+
+    async def _failed_attempt(self, row: asyncpg.Record, exc: Exception) -> None:
+        reason = _reason(exc)
+        permanent = isinstance(exc, MediaRefused) or (
+            isinstance(exc, GraphError) and not exc.retryable
+        )
+        attempts = int(row["attempts"])
+        if permanent or attempts >= self._max_attempts:
+            if not permanent:
+                reason = f"gave up after {attempts} attempts: {reason}"
+            await self._record(row, Q.media_failed, reason)
+            logger.warning(
+                "inbound media failed",
+                extra={"media_row": row["id"], "tenant_id": str(row["tenant_id"]), "error": reason},
+            )
+            return
+        if not isinstance(exc, GraphError):
+            logger.exception("inbound media download error", extra={"media_row": row["id"]})
+        delay = delay_for(exc, attempts) if isinstance(exc, GraphError) else DEFAULT.delay(attempts)
+        await self._record(row, Q.media_retry, reason, delay)
+
+    async def _record(self, row: asyncpg.Record, query: str, *args: object) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(query, row["id"], *args)
+        except DATABASE_ERRORS as exc:
+            # Not recorded: the lease runs out and the row is claimed again.
+            logger.warning(
+                "media outcome not recorded", extra={"media_row": row["id"], "error": repr(exc)}
+            )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, GraphError):
+        code = f" ({exc.code})" if exc.code is not None else ""
+        return f"{type(exc).__name__}{code}: {exc.message}"[:1000]
+    if isinstance(exc, MediaRefused):
+        return str(exc)[:1000]
+    return f"{type(exc).__name__}: {exc}"[:1000]

@@ -1,0 +1,85 @@
+"""Signed, expiring links to a tenant's status page: `{base_url}/t/{token}`.
+
+The token is the tenant id signed with itsdangerous (HMAC-SHA256, a timestamp inside). Its key
+is derived from `WA_SECRET_KEY` with a salt of its own, so a token signed for this purpose is
+worthless anywhere else the master key signs something. Nothing is stored: a link is valid
+until it is older than its lifetime, or until the key that signed it is neither
+`WA_SECRET_KEY` nor one of `WA_PREVIOUS_SECRET_KEYS`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+from wa_cloud.config import Settings
+
+SALT = "tenant-status-page"
+LIFETIME = timedelta(days=7)
+# Longer than any token we sign (about 90 characters): anything bigger is junk, not worth a MAC.
+MAX_TOKEN_LENGTH = 512
+
+Clock = Callable[[], float]
+
+
+class _ClockedSigner(TimestampSigner):
+    """A TimestampSigner reading a clock it is given, so expiry is testable without sleeping."""
+
+    def __init__(self, *args: Any, clock: Clock = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
+def _serializer(settings: Settings, clock: Clock) -> URLSafeTimedSerializer:
+    if not settings.secret_key:
+        raise ValueError("signed links need settings.secret_key")
+    return URLSafeTimedSerializer(
+        # Signs with the last key, opens with any: links mailed before `wa-cloud rotate-key`
+        # keep opening while the old key is listed in WA_PREVIOUS_SECRET_KEYS.
+        [*settings.previous_secret_keys, settings.secret_key],
+        salt=SALT,
+        signer=_ClockedSigner,
+        # HMAC key derivation and SHA-256 rather than itsdangerous's SHA-1 defaults.
+        signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256, "clock": clock},
+    )
+
+
+def make_token(settings: Settings, tenant_id: UUID, *, clock: Clock = time.time) -> str:
+    return str(_serializer(settings, clock).dumps(str(tenant_id)))
+
+
+def make_link(settings: Settings, tenant_id: UUID, *, clock: Clock = time.time) -> str:
+    return f"{settings.base_url}/t/{make_token(settings, tenant_id, clock=clock)}"
+
+
+def expires_at(issued_at: float, lifetime: timedelta = LIFETIME) -> datetime:
+    """When a link signed at `issued_at` (a clock reading) stops opening."""
+    return datetime.fromtimestamp(int(issued_at), UTC) + lifetime
+
+
+def read_link(
+    settings: Settings,
+    token: str,
+    max_age: timedelta = LIFETIME,
+    *,
+    clock: Clock = time.time,
+) -> UUID | None:
+    """The tenant id in `token`, or None when it is expired, tampered with or not ours."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        payload = _serializer(settings, clock).loads(token, max_age=max_age.total_seconds())
+        return UUID(payload)
+    except (BadData, ValueError, TypeError, AttributeError):
+        # BadData covers a bad signature, an expired timestamp and an undecodable payload;
+        # the rest is a validly signed payload that is not a UUID string (never ours).
+        return None
