@@ -19,7 +19,7 @@ from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.api.body import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
-from wa_cloud.errors import ApiError, DatabaseUnavailable
+from wa_cloud.errors import ApiError, DatabaseUnavailable, NotFound
 from wa_cloud.graph.client import GraphClient, new_http_client
 from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.receiver import WebhookReceiver
@@ -39,6 +39,8 @@ def resource(path: str, **handlers: Endpoint) -> Route:
     """One route per path with a handler per method, so a 405 names every allowed method."""
 
     async def endpoint(request: Request) -> Response:
+        if any("\x00" in str(v) for v in request.path_params.values()):
+            raise NotFound()  # no id holds a NUL, and PostgreSQL text cannot even compare it
         method = "GET" if request.method == "HEAD" else request.method
         return await handlers[method](request)
 

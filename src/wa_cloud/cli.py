@@ -83,7 +83,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
     settings = _production_settings()
     logs.configure(settings.log_format)
     settings = replace(settings, database_url=_database_url(settings))
-    asyncio.run(_run_worker(settings))
+    try:
+        import uvloop  # installed with uvicorn[standard]; the web process runs on it too
+    except ImportError:
+        asyncio.run(_run_worker(settings))
+    else:
+        uvloop.run(_run_worker(settings))
 
 
 async def _run_worker(settings: Settings) -> None:

@@ -25,6 +25,10 @@ HELP: Mapping[str, tuple[str, str]] = {
     "wa_outbox_accepted_total": ("counter", "Sends Meta accepted, by this process."),
     "wa_outbox_errors_total": ("counter", "Send errors from Meta, by code and what happens next."),
     "wa_outbox_failed_total": ("counter", "Sends refused before Meta, by reason."),
+    "wa_outbox_requeued_late_total": (
+        "counter",
+        "Sends too late for their slot, queued again instead of bunched.",
+    ),
     "wa_outbox_recovered_total": ("counter", "Sends whose worker died, by what became of them."),
     "wa_forwards_delivered_total": (
         "counter",

@@ -30,8 +30,8 @@ from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
 
-DIGITS = re.compile(r"^[0-9]{5,20}$")
-PIN = re.compile(r"^[0-9]{6}$")
+DIGITS = re.compile(r"[0-9]{5,20}")
+PIN = re.compile(r"[0-9]{6}")
 
 
 def number_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | N
         value = str(value)
         body[name] = value
     text = field_str(body, name, required=required, max_length=20)
-    if text is not None and not DIGITS.match(text):
+    if text is not None and not DIGITS.fullmatch(text):
         raise Unprocessable(f"'{name}' must be digits only.", "invalid_field")
     return text
 
@@ -67,7 +67,7 @@ def digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | N
 def pin_of(body: dict[str, Any]) -> str | None:
     """The optional two-step verification PIN: six ASCII digits."""
     pin = field_str(body, "pin", required=False, max_length=6)
-    if pin is not None and not PIN.match(pin):
+    if pin is not None and not PIN.fullmatch(pin):
         raise Unprocessable("'pin' must be six digits.", "invalid_field")
     return pin
 
@@ -325,7 +325,7 @@ def _phone_number_id(request: Request) -> str:
     value = request.query_params.get("phone_number_id")
     if not value:
         raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
-    if not DIGITS.match(value):
+    if not DIGITS.fullmatch(value):
         raise BadRequest("'phone_number_id' must be digits only.", "invalid_field")
     return value
 

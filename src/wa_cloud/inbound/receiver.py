@@ -101,6 +101,9 @@ class WebhookReceiver:
             app_id = None
         elif path.startswith(_APPS_PREFIX) and "/" not in path[len(_APPS_PREFIX) :]:
             app_id = path[len(_APPS_PREFIX) :]
+            if not app_id.isdigit() or not app_id.isascii():  # Meta app ids are digits
+                await _error(send, 404, "unknown_app", "No app with that id is registered.")
+                return
         else:
             await self.app(scope, receive, send)
             return

@@ -30,8 +30,8 @@ SEND_TYPES = frozenset(
 )
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 _CAPTIONED = frozenset({"image", "video", "document"})
-_USER_ID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9.]+$")
-_WA_ID = re.compile(r"^\+?\d{6,20}$")
+_USER_ID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9.]+")
+_WA_ID = re.compile(r"\+?[0-9]{6,20}")
 
 
 def _fail(message: str, code: str = "invalid_message") -> Unprocessable:
@@ -169,7 +169,9 @@ class Composed:
 def compose(request: Mapping[str, Any]) -> Composed:
     """Validate a `/v1/messages` request and build Meta's body (without the sender)."""
     recipient = request.get("to")
-    if not isinstance(recipient, str) or not (_WA_ID.match(recipient) or _USER_ID.match(recipient)):
+    if not isinstance(recipient, str) or not (
+        _WA_ID.fullmatch(recipient) or _USER_ID.fullmatch(recipient)
+    ):
         raise _fail(
             "'to' must be a WhatsApp id (digits) or a user id (CC.xxxx).", "invalid_recipient"
         )
@@ -186,7 +188,7 @@ def compose(request: Mapping[str, Any]) -> Composed:
         _check(kind, _object(content, kind))
     body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
     # Usernames (2026): a BSUID is addressed with "recipient" instead of "to".
-    if _USER_ID.match(recipient):
+    if _USER_ID.fullmatch(recipient):
         body["recipient"] = recipient
     else:
         body["to"] = recipient.lstrip("+")

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -37,7 +37,13 @@ from wa_cloud.graph.errors import (
 from wa_cloud.graph.retry import MAX_SEND_ATTEMPTS, delay_for
 from wa_cloud.groupcommit import DATABASE_ERRORS, GroupCommit
 from wa_cloud.metrics import Metrics
-from wa_cloud.outbox.pacing import LOOKAHEAD_SECONDS, batch_size, pair_pace, reserve_slots
+from wa_cloud.outbox.pacing import (
+    LATE_SECONDS,
+    LOOKAHEAD_SECONDS,
+    batch_size,
+    pair_pace,
+    reserve_slots,
+)
 from wa_cloud.providers.cloud import CloudProvider, cloud_provider
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.window import window_state
@@ -69,6 +75,7 @@ class Batch:
     phone_number_id: str
     provider: CloudProvider
     items: list[Item]
+    lease: uuid.UUID
 
 
 Accepted = tuple[uuid.UUID, str, Mapping[str, Any], bool, str]
@@ -178,14 +185,15 @@ class Sender:
     async def _claim(self) -> Batch | None:
         lease = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.claim_commit_async)
             number = await conn.fetchrow(Q.claim_number, LOOKAHEAD_SECONDS)
             if number is None:
                 return None
+            now: datetime = number["now"]
+            loop_now = asyncio.get_running_loop().time()
             pnid = number["phone_number_id"]
             rate = float(number["throughput_mps"]) * float(number["factor"])
             rows = await conn.fetch(Q.claim_messages, pnid, batch_size(rate), lease, self._lease)
-            now: datetime = await conn.fetchval(Q.db_now)
-            loop_now = asyncio.get_running_loop().time()
             windows = {
                 r["id"]: r
                 for r in await conn.fetch(
@@ -258,7 +266,7 @@ class Sender:
             )
             for (row, body, fallback), slot in zip(allowed, slots, strict=True)
         ]
-        return Batch(pnid, provider, items)
+        return Batch(pnid, provider, items, lease)
 
     async def _dispatch(self, batch: Batch) -> None:
         await asyncio.gather(*(self._send_one(batch, item) for item in batch.items))
@@ -268,6 +276,9 @@ class Sender:
         delay = item.due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        if loop.time() - item.due > LATE_SECONDS:
+            await self._requeue_late(batch, item)
+            return
         async with self._in_flight:
             try:
                 await self._marks.submit(item.id)
@@ -283,6 +294,14 @@ class Sender:
                 await self._accepted.submit(
                     (item.id, wamid, item.body, item.used_fallback, item.kind)
                 )
+
+    async def _requeue_late(self, batch: Batch, item: Item) -> None:
+        """Too late for its slot: back to the queue (attempt not counted), never sent in a
+        bunch that would exceed the number's throughput."""
+        self._metrics.inc("wa_outbox_requeued_late_total")
+        with contextlib.suppress(*DATABASE_ERRORS):
+            async with self._pool.acquire() as conn:
+                await conn.execute(Q.postpone_messages, [item.id], [datetime.now(UTC)], batch.lease)
 
     async def _failed(self, batch: Batch, item: Item, exc: GraphError) -> None:
         errors = [exc.as_dict()]

@@ -29,15 +29,18 @@ INSERT INTO pacing (phone_number_id) VALUES ($1) ON CONFLICT DO NOTHING;
 
 -- name: claim_number
 -- The number whose next send slot comes first among those with due messages. Its pacing row
--- stays locked for this claim only: one worker reserves a number's slots at a time.
+-- stays locked for this claim only: one worker reserves a number's slots at a time. LATERAL
+-- with LIMIT 1 (not EXISTS): with a sudden backlog the planner's statistics lag and an EXISTS
+-- became a scan of every queued row.
 SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
-       n.access_token_enc, n.tenant_id
+       n.access_token_enc, n.tenant_id, clock_timestamp() AS now
   FROM pacing p JOIN numbers n ON n.phone_number_id = p.phone_number_id
   JOIN tenants t ON t.id = n.tenant_id AND t.active
+  CROSS JOIN LATERAL (SELECT 1 FROM messages m
+                       WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
+                         AND m.status = 'queued' AND m.run_after <= now()
+                       LIMIT 1) AS due
  WHERE n.removed_at IS NULL AND p.next_slot <= now() + make_interval(secs => $1)
-   AND EXISTS (SELECT 1 FROM messages m
-                WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
-                  AND m.status = 'queued' AND m.run_after <= now())
  ORDER BY p.next_slot
  LIMIT 1
  FOR UPDATE OF p SKIP LOCKED;
@@ -160,18 +163,21 @@ ON CONFLICT (waba_id, name, language) DO UPDATE
 DELETE FROM templates WHERE waba_id = $1 AND name = $2;
 
 -- name: outbox_next_wake
--- Seconds until there may be something to claim: a number's next slot (less the lookahead)
--- for numbers with due messages, or the earliest postponed message.
-SELECT extract(epoch FROM least(
-    (SELECT min(p.next_slot) - make_interval(secs => $1) FROM pacing p
-      WHERE EXISTS (SELECT 1 FROM messages m
-                     WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
-                       AND m.status = 'queued' AND m.run_after <= now())),
-    (SELECT min(run_after) FROM messages WHERE direction = 'out' AND status = 'queued')
-) - now())::float8;
+-- Seconds until there may be something to claim: per number, the later of its next slot (less
+-- the lookahead) and its earliest queued message.
+SELECT extract(epoch FROM min(greatest(p.next_slot - make_interval(secs => $1), q.run_after))
+               - now())::float8
+  FROM pacing p JOIN numbers n ON n.phone_number_id = p.phone_number_id AND n.removed_at IS NULL
+  JOIN tenants t ON t.id = n.tenant_id AND t.active
+  CROSS JOIN LATERAL (SELECT m.run_after FROM messages m
+                       WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
+                         AND m.status = 'queued'
+                       ORDER BY m.run_after LIMIT 1) AS q;
 
 -- name: contact_windows
 SELECT id, last_inbound_at, window_closed_at FROM contacts WHERE id = ANY($1::bigint[]);
 
--- name: db_now
-SELECT now();
+-- name: claim_commit_async
+-- A claim needs no fsync of its own: no message leaves before its dispatch mark commits
+-- synchronously, and that commit flushes the log through this one first.
+SET LOCAL synchronous_commit = off;
