@@ -3,6 +3,11 @@ the client's one boundary (httpx's MockTransport stands in for the network)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+
+import aiohttp
 import httpx
 import pytest
 
@@ -102,55 +107,121 @@ def test_pair_rate_backs_off_much_longer_and_retry_after_wins() -> None:
     assert delay_for(e.GraphUnavailable("x", retry_after=120.0), 1) == 120.0
 
 
-def _client(handler: httpx.MockTransport) -> GraphClient:
-    return GraphClient(httpx.AsyncClient(transport=handler), "https://graph.test", "v23.0")
+@contextlib.asynccontextmanager
+async def _client(handler: httpx.MockTransport, base_url: str = "https://graph.test"):
+    """Management calls through httpx's MockTransport; sends over aiohttp to `base_url`."""
+    async with (
+        httpx.AsyncClient(transport=handler) as http,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as sends,
+    ):
+        yield GraphClient(http, sends, base_url, "v23.0")
+
+
+def _refuse(request: httpx.Request) -> httpx.Response:
+    raise AssertionError("sends must not go through httpx")
 
 
 @pytest.mark.parametrize(
-    ("raised", "send_cls", "other_cls"),
+    ("raised", "cls"),
     [
-        (httpx.ConnectError("refused"), e.GraphUnavailable, e.GraphUnavailable),
-        (httpx.ConnectTimeout("slow"), e.GraphUnavailable, e.GraphUnavailable),
-        (httpx.ReadTimeout("no answer"), e.SendOutcomeUnknown, e.GraphUnavailable),
-        (httpx.RemoteProtocolError("dropped"), e.SendOutcomeUnknown, e.GraphUnavailable),
-        (httpx.ReadError("reset"), e.SendOutcomeUnknown, e.GraphUnavailable),
-        (httpx.WriteError("broken pipe"), e.GraphUnavailable, e.GraphUnavailable),
+        (httpx.ConnectError("refused"), e.GraphUnavailable),
+        (httpx.ConnectTimeout("slow"), e.GraphUnavailable),
+        (httpx.ReadTimeout("no answer"), e.GraphUnavailable),
+        (httpx.RemoteProtocolError("dropped"), e.GraphUnavailable),
+        (httpx.ReadError("reset"), e.GraphUnavailable),
+        (httpx.WriteError("broken pipe"), e.GraphUnavailable),
     ],
 )
-async def test_network_failures_are_translated(
-    raised: Exception, send_cls: type, other_cls: type
+async def test_network_failures_of_management_calls_are_transient(
+    raised: Exception, cls: type
 ) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise raised
 
-    client = _client(httpx.MockTransport(handler))
-    with pytest.raises(send_cls) as sent:
-        await client.send_message("1", "tok", {"type": "text"})
-    assert isinstance(sent.value.__cause__, httpx.HTTPError)
-    with pytest.raises(other_cls):
-        await client.request("GET", "1", "tok")
+    async with _client(httpx.MockTransport(handler)) as client:
+        with pytest.raises(cls) as caught:
+            await client.request("GET", "1", "tok")
+    assert isinstance(caught.value.__cause__, httpx.HTTPError)
 
 
-async def test_a_proxy_502_page_is_transient_not_a_key_error() -> None:
-    client = _client(
-        httpx.MockTransport(lambda r: httpx.Response(502, text="<html>Bad Gateway</html>"))
-    )
-    with pytest.raises(e.GraphUnavailable):
-        await client.send_message("1", "tok", {"type": "text"})
+@contextlib.asynccontextmanager
+async def _meta_that(behaviour: bytes | None):
+    """A loopback server that reads one request, then answers `behaviour` (raw HTTP), or
+    closes without a word (b"close"), or never answers (None)."""
+    seen: list[bytes] = []
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            seen.append(await reader.readuntil(b"\r\n\r\n"))
+            if behaviour is None:
+                await asyncio.sleep(5)
+            elif behaviour != b"close":
+                writer.write(behaviour)
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
 
 
-async def test_a_200_without_a_message_id_is_unknown() -> None:
-    client = _client(httpx.MockTransport(lambda r: httpx.Response(200, json={"ok": 1})))
-    with pytest.raises(e.SendOutcomeUnknown):
-        await client.send_message("1", "tok", {"type": "text"})
+def _http(status: str, body: bytes, *headers: str) -> bytes:
+    head = [f"HTTP/1.1 {status}", f"content-length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls"),
+    [
+        (None, e.SendOutcomeUnknown),  # went out, no answer in time
+        (b"close", e.SendOutcomeUnknown),  # went out, connection dropped
+        (_http("502 Bad Gateway", b"<html>Bad Gateway</html>"), e.GraphUnavailable),
+        (_http("200 OK", b'{"ok": 1}', "content-type: application/json"), e.SendOutcomeUnknown),
+        (_http("200 OK", b"<html>", "content-type: text/html"), e.SendOutcomeUnknown),
+    ],
+    ids=["timeout", "dropped", "proxy-502-page", "200-without-id", "200-not-json"],
+)
+async def test_send_failures_are_translated(answer: bytes | None, cls: type) -> None:
+    async with _meta_that(answer) as (url, seen), _client(httpx.MockTransport(_refuse), url) as c:
+        with pytest.raises(cls):
+            await c.send_message("1", "tok", {"type": "text"})
+    assert seen and seen[0].startswith(b"POST /v23.0/1/messages")
+    assert b"authorization: Bearer tok" in seen[0].lower().replace(b"bearer", b"Bearer")
+
+
+async def test_send_to_a_closed_port_is_safe_to_retry() -> None:
+    async with _meta_that(b"close") as (url, _):
+        closed = url  # the server closes on leaving the block
+    async with _client(httpx.MockTransport(_refuse), closed) as client:
+        with pytest.raises(e.GraphUnavailable):
+            await client.send_message("1", "tok", {"type": "text"})
+
+
+async def test_send_error_json_and_retry_after_are_read() -> None:
+    answer = _http("429 Too Many Requests", json.dumps(meta_error(4)).encode(), "retry-after: 7")
+    async with _meta_that(answer) as (url, _), _client(httpx.MockTransport(_refuse), url) as c:
+        with pytest.raises(e.ApiRateLimited) as raised:
+            await c.send_message("1", "tok", {"type": "text"})
+    assert raised.value.retry_after == 7.0
+    assert raised.value.code == 4
 
 
 async def test_retry_after_header_is_read() -> None:
-    client = _client(
-        httpx.MockTransport(
-            lambda r: httpx.Response(429, json=meta_error(4), headers={"retry-after": "7"})
-        )
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(429, json=meta_error(4), headers={"retry-after": "7"})
     )
-    with pytest.raises(e.ApiRateLimited) as raised:
-        await client.request("GET", "1", "tok")
+    async with _client(transport) as client:
+        with pytest.raises(e.ApiRateLimited) as raised:
+            await client.request("GET", "1", "tok")
     assert raised.value.retry_after == 7.0

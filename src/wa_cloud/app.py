@@ -20,7 +20,7 @@ from wa_cloud.api.body import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable, NotFound
-from wa_cloud.graph.client import GraphClient, new_http_client
+from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
 from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.receiver import WebhookReceiver
 from wa_cloud.inbound.store import delivery_store
@@ -125,13 +125,14 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
         try:
             async with (
                 new_http_client(settings.graph_timeout_seconds) as http,
+                new_send_session(settings.graph_timeout_seconds) as sends,
                 delivery_store(pool) as deliveries,
             ):
                 state = AppState(
                     settings=settings,
                     pool=pool,
                     http=http,
-                    graph=GraphClient(http, settings.graph_base_url, settings.graph_version),
+                    graph=GraphClient(http, sends, settings.graph_base_url, settings.graph_version),
                     deliveries=deliveries,
                     box=SecretBox(settings.secret_key, settings.previous_secret_keys),
                     metrics=Metrics(),

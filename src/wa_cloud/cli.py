@@ -95,7 +95,7 @@ async def _run_worker(settings: Settings) -> None:
     import signal
 
     from wa_cloud.db.pool import create_pool
-    from wa_cloud.graph.client import GraphClient, new_http_client
+    from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
     from wa_cloud.metrics import Metrics
     from wa_cloud.secretbox import SecretBox
     from wa_cloud.worker import Worker
@@ -103,8 +103,11 @@ async def _run_worker(settings: Settings) -> None:
     assert settings.database_url and settings.secret_key
     pool = await create_pool(settings.database_url, max_size=8)
     try:
-        async with new_http_client(settings.graph_timeout_seconds) as http:
-            graph = GraphClient(http, settings.graph_base_url, settings.graph_version)
+        async with (
+            new_http_client(settings.graph_timeout_seconds) as http,
+            new_send_session(settings.graph_timeout_seconds) as sends,
+        ):
+            graph = GraphClient(http, sends, settings.graph_base_url, settings.graph_version)
             worker = Worker(
                 settings,
                 pool,
