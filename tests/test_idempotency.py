@@ -173,3 +173,17 @@ async def test_a_failing_delivery_is_retried_then_quarantined_without_blocking_o
     assert row["code"] == "processing_failed"
     assert "test_no_such_sender" in row["reason"]
     assert await db.fetchval("SELECT count(*) FROM messages") == 1
+
+
+async def test_delivered_processed_after_failed_does_not_undo_it(
+    app: Running, tenant: dict[str, Any], db: asyncpg.Connection
+) -> None:
+    wamid = "wamid.OUT-failed-first"
+    await _outbound(db, tenant["id"], wamid)
+    errors = [{"code": 131026, "title": "Message undeliverable", "message": "undeliverable"}]
+    await app.post_webhook(_status(wamid, "failed", 1763700030, errors=errors))
+    await wait_idle(db)
+    await app.post_webhook(_status(wamid, "delivered", 1763700020))
+    await wait_idle(db)
+    row = await db.fetchrow("SELECT status, errors FROM messages WHERE wamid = $1", wamid)
+    assert (row["status"], row["errors"]) == ("failed", errors)

@@ -166,6 +166,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 f"  data              {settings.data_dir.resolve()}",
                 f'  create a tenant:  curl -s -X POST {admin} -d \'{{"name": "Acme"}}\' '
                 f"{base}/v1/admin/tenants",
+                "  a number at Meta: curl -s -X POST "
+                f'{sandbox_url}/_sandbox/numbers -d \'{{"phone_number_id": "106540352242922", '
+                '"waba_id": "102290129340398", "access_token": "EAAG-dev"}\'',
                 "  post a message:   wa-cloud simulate --url "
                 f"http://127.0.0.1:{port}/webhook --text 'hello'",
             ]

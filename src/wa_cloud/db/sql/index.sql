@@ -46,11 +46,14 @@ ON CONFLICT (wamid, status) DO NOTHING
 RETURNING id;
 
 -- name: advance_message_status
--- Statuses arrive duplicated and out of order: only move forward; `failed` always lands.
+-- Statuses arrive duplicated and out of order: only move forward; `failed` always lands and
+-- stays (a `delivered` processed after it, by another worker or another delivery, is older news).
 UPDATE messages
-   SET status = CASE WHEN $3 = 'failed' OR wa_status_rank($3) > wa_status_rank(status)
+   SET status = CASE WHEN $3 = 'failed' OR (status <> 'failed'
+                          AND wa_status_rank($3) > wa_status_rank(status))
                      THEN $3 ELSE status END,
-       status_at = CASE WHEN $3 = 'failed' OR wa_status_rank($3) > wa_status_rank(status)
+       status_at = CASE WHEN $3 = 'failed' OR (status <> 'failed'
+                             AND wa_status_rank($3) > wa_status_rank(status))
                         THEN $4 ELSE status_at END,
        errors = CASE WHEN $3 = 'failed' THEN $5 ELSE errors END,
        pricing = coalesce($6, pricing)
