@@ -53,11 +53,6 @@ EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 10}
 # is open, schemathesis 5xx on its operations xfail the fuzz test rather than fail it; anything
 # else it finds still fails. Fixing a bug turns its xfail into an XPASS (strict: a failure):
 # then delete it here and drop the test's xfail mark (it stays as the regression test).
-BUG_NUL_IN_PATH = (
-    "a NUL (%00) in a path parameter is a 500 (CharacterNotInRepertoireError) on "
-    "GET|PATCH|DELETE /v1/numbers/{id}, GET /v1/contacts/{contact}/messages and "
-    "GET|POST /webhook/apps/{app_id} (a plain-text 500 there), not a 404"
-)
 OPEN_BUGS: dict[str, str] = {}
 SERVER_ERROR_TITLES = {"Server error", "Undocumented status code"}
 

@@ -19,6 +19,8 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import Response
 
+from wa_cloud.outbox import compose
+
 Schema = dict[str, Any]
 
 HTTP_METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -160,19 +162,7 @@ MESSAGE_STATUSES: Final = [
     "failed",
     "unknown",
 ]
-SEND_TYPES: Final = [
-    "text",
-    "image",
-    "audio",
-    "video",
-    "document",
-    "sticker",
-    "location",
-    "contacts",
-    "interactive",
-    "reaction",
-    "template",
-]
+SEND_TYPES: Final = sorted(compose.SEND_TYPES)
 FORWARDED_EVENTS: Final = [
     "message.received",
     "message.status",
