@@ -608,6 +608,15 @@ def png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
+async def _shot(tmp_path: Path, name: str, path: Path, link: str) -> None:
+    await chromium(
+        f"--user-data-dir={tmp_path / ('profile-' + name)}",
+        "--window-size=412,900",
+        f"--screenshot={path}",
+        link,
+    )
+
+
 async def test_status_page_renders_in_headless_chromium(
     settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -634,7 +643,22 @@ async def test_status_page_renders_in_headless_chromium(
                 link,
             ),
         )
+        # The pixels: the same page renders to the same picture, and a picture that changes
+        # when only the number's display digits (or only the bot switch) change shows them.
+        again, changed, switched = (tmp_path / f"{n}.png" for n in ("again", "number", "bot"))
+        await _shot(tmp_path, "again", again, link)
+        await db.execute(
+            "UPDATE numbers SET display_phone_number = '15550000000' WHERE display_phone_number"
+            " = $1",
+            DISPLAY_ON,
+        )
+        await _shot(tmp_path, "number", changed, link)
+        await db.execute("UPDATE numbers SET bot_enabled = NOT bot_enabled")
+        await _shot(tmp_path, "bot", switched, link)
     assert screenshot.exists() and png_size(screenshot) == (412, 900)
+    assert again.read_bytes() == screenshot.read_bytes(), "rendering is not repeatable"
+    assert changed.read_bytes() != screenshot.read_bytes(), "the number is not in the picture"
+    assert switched.read_bytes() != changed.read_bytes(), "the bot state is not in the picture"
     text = dom.decode()
     on, off = sections(text)
     assert DISPLAY_ON in on and "Bot on" in on and "Connected" in on
