@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -29,12 +28,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.errors import FailureGroup
 
-from tests import conftest
-from tests.conftest import NUMBER_A, NUMBER_B, WABA, Meta, Running, meta_running
+from tests.conftest import NUMBER_A, NUMBER_B, WABA, Meta, Running
 from wa_cloud.api.openapi import DOCUMENT, HTTP_METHODS, described_operations
 from wa_cloud.api.webhooks import STATES
 from wa_cloud.app import ROUTES
-from wa_cloud.config import Settings
 from wa_cloud.forwarding import EVENTS
 from wa_cloud.media import MEDIA_KINDS
 from wa_cloud.outbox.compose import SEND_TYPES
@@ -239,24 +236,6 @@ class World:
             parts = urlsplit(body["url"])
             if parts.scheme in ("http", "https") and parts.hostname:
                 body["url"] = f"{self.sink_url}/{quote(parts.path.lstrip('/'))}"
-
-
-def _tcp_socket() -> socket.socket:
-    """conftest.bound_socket with IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets
-    whose proto says TCP, and without it every answer written in two parts (headers, body)
-    waits ~40 ms for the client's delayed ACK, which makes thousands of requests a minute."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@pytest.fixture
-async def meta(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Meta]:
-    """conftest's `meta`, served on sockets with TCP_NODELAY."""
-    monkeypatch.setattr(conftest, "bound_socket", _tcp_socket)
-    async with meta_running(settings) as running:
-        yield running
 
 
 @pytest.fixture

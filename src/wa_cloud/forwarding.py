@@ -28,10 +28,10 @@ from uuid import UUID
 import asyncpg
 import httpx
 
+from wa_cloud.backoff import Backoff
 from wa_cloud.db.queries import Q
 from wa_cloud.forward_events import CHANNEL, EVENTS, enqueue_forward
 from wa_cloud.graph.client import new_http_client
-from wa_cloud.graph.retry import Backoff
 from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox, SecretUnreadable

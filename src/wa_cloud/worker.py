@@ -16,10 +16,10 @@ import asyncpg
 import httpx
 
 from wa_cloud import forwarding, media_worker
+from wa_cloud.backoff import Backoff
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import connect
 from wa_cloud.graph.client import GraphClient
-from wa_cloud.graph.retry import Backoff
 from wa_cloud.inbound.processor import RetryPolicy, process_batch
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox import enqueue

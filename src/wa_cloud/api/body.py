@@ -46,8 +46,11 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_object(request: Request) -> dict[str, Any]:
+async def read_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The JSON object of the body; with `optional`, an empty body is `{}`."""
     raw = await read_limited(request, MAX_API_BODY)
+    if optional and not raw.strip():
+        return {}
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):

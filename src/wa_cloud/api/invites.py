@@ -7,12 +7,10 @@ configured), not yet delivered to a mailbox.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -21,9 +19,9 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.admin import parse_uuid
 from wa_cloud.api.auth import require_admin
-from wa_cloud.api.body import MAX_API_BODY, field_str, read_limited, reject_unknown
+from wa_cloud.api.body import field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import ApiError, BadRequest, NotFound, Unprocessable
+from wa_cloud.errors import ApiError, NotFound, Unprocessable
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.links import expires_at, make_link
 from wa_cloud.tenants.mail import MailNotSent, compose_invitation, send_invitation
@@ -37,7 +35,7 @@ _EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$")
 async def invite_tenant(request: Request) -> JSONResponse:
     state = require_admin(request)
     tenant_id = parse_uuid(request.path_params["tenant_id"])
-    body = await _optional_object(request)
+    body = await read_object(request, optional=True)
     reject_unknown(body, {"email"})
     override = field_str(body, "email", required=False, max_length=320)
     async with state.pool.acquire() as conn:
@@ -83,17 +81,3 @@ async def _record(
             severity=severity,
             detail={"sent_to": to, "expires_at": expires.isoformat()},
         )
-
-
-async def _optional_object(request: Request) -> dict[str, Any]:
-    """The JSON object body, or {} when there is no body at all."""
-    raw = await read_limited(request, MAX_API_BODY)
-    if not raw.strip():
-        return {}
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadRequest("The body is not valid JSON.", "invalid_json") from None
-    if not isinstance(document, dict):
-        raise Unprocessable("The body must be a JSON object.")
-    return document

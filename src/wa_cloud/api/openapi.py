@@ -171,16 +171,7 @@ FORWARDED_EVENTS: Final = [
     "bot.reply",
 ]
 DELIVERY_STATES: Final = ["pending", "delivered", "failed"]
-INTERACTIVE_TYPES: Final = [
-    "button",
-    "list",
-    "cta_url",
-    "flow",
-    "product",
-    "product_list",
-    "location_request_message",
-    "address_message",
-]
+INTERACTIVE_TYPES: Final = sorted(compose.INTERACTIVE_TYPES)
 
 _TENANT: Final[dict[str, Schema]] = {
     "id": UUID,

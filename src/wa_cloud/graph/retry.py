@@ -6,26 +6,15 @@ templates, phone number reads) retry in-process with tenacity using the same num
 
 from __future__ import annotations
 
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from wa_cloud.backoff import Backoff
 from wa_cloud.graph.errors import GraphError, PairRateLimited, ThroughputExceeded
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    base: float
-    cap: float
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.cap, self.base * 2 ** max(0, attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)  # jitter: retries do not march in step
 
 
 DEFAULT = Backoff(base=1.0, cap=300.0)

@@ -9,12 +9,12 @@ Marking a delivery processed checks the lease, so two workers never both commit 
 from __future__ import annotations
 
 import logging
-import random
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
 
+from wa_cloud.backoff import Backoff
 from wa_cloud.db.queries import Q
 from wa_cloud.inbound.index import IndexResult, index_delivery
 from wa_cloud.inbound.parse import InvalidDelivery, parse_delivery
@@ -27,18 +27,17 @@ class LeaseLost(Exception):
     """Our lease ran out and another worker may own the delivery now."""
 
 
+PROCESSING_BACKOFF = Backoff(base=1.0, cap=600.0)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """When a delivery that failed to process is tried again, and when we give up."""
 
     max_attempts: int = 8
-    base_seconds: float = 1.0
-    max_seconds: float = 600.0
 
     def delay(self, attempt: int) -> float:
-        # Exponential with full jitter: failures caused by one bad row do not retry in lockstep.
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return PROCESSING_BACKOFF.delay(attempt)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,18 @@ SEND_TYPES = frozenset(
         "template",
     }
 )
+INTERACTIVE_TYPES = frozenset(
+    {
+        "button",
+        "list",
+        "cta_url",
+        "flow",
+        "product",
+        "product_list",
+        "location_request_message",
+        "address_message",
+    }
+)
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 _CAPTIONED = frozenset({"image", "video", "document"})
 _USER_ID = re.compile(r"[A-Z]{2}\.[A-Za-z0-9.]+")
@@ -72,16 +84,7 @@ def _check_interactive(body: Mapping[str, Any]) -> None:
     kind = body.get("type")
     _object(body.get("action"), "interactive.action")
     action = body["action"]
-    if kind not in (
-        "button",
-        "list",
-        "cta_url",
-        "flow",
-        "product",
-        "product_list",
-        "location_request_message",
-        "address_message",
-    ):
+    if kind not in INTERACTIVE_TYPES:
         raise _fail(f"'interactive.type' {kind!r} is not one Meta sends.")
     if kind in ("button", "list", "cta_url", "flow"):
         _text(
