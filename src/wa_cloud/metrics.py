@@ -66,9 +66,6 @@ class Metrics:
         if amount:
             self._values[(name, tuple(sorted(labels.items())))] += amount
 
-    def value(self, name: str, **labels: str) -> float:
-        return self._values.get((name, tuple(sorted(labels.items()))), 0.0)
-
     def render(self, gauges: Iterable[tuple[str, Mapping[str, str], float]] = ()) -> str:
         samples: dict[str, list[str]] = defaultdict(list)
         for (name, labels), value in sorted(self._values.items()):

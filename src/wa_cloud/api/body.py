@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from starlette.requests import Request
@@ -27,9 +27,13 @@ class PayloadTooLarge(ApiError):
         super().__init__(413, "payload_too_large", f"The body is larger than {limit} bytes.")
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) anything over `limit` without buffering more than that."""
-    declared = request.headers.get("content-length")
+async def read_capped(
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    declared: bytes | str | None,
+    limit: int,
+) -> bytes:
+    """An ASGI body, refusing (413) anything over `limit` without buffering more than that:
+    a declared Content-Length over it is refused before a byte is read."""
     if declared is not None:
         try:
             if int(declared) > limit:
@@ -38,12 +42,20 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise BadRequest("Content-Length is not a number.") from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await receive()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(limit)
         chunks.append(chunk)
+        more = bool(message.get("more_body"))
     return b"".join(chunks)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    return await read_capped(request.receive, request.headers.get("content-length"), limit)
 
 
 async def read_object(request: Request, *, optional: bool = False) -> dict[str, Any]:

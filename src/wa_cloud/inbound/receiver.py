@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from wa_cloud.api.body import read_capped
 from wa_cloud.config import MAX_WEBHOOK_BYTES
 from wa_cloud.errors import ApiError, DatabaseUnavailable
 from wa_cloud.inbound.routes import app_secrets
@@ -27,13 +28,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _APPS_PREFIX = "/webhook/apps/"
 _OK_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
 _OK_BODY = {"type": "http.response.body", "body": b""}
-
-
-class PayloadTooLarge(ApiError):
-    def __init__(self) -> None:
-        super().__init__(
-            413, "payload_too_large", f"The body is larger than {MAX_WEBHOOK_BYTES} bytes."
-        )
 
 
 async def _error(send: Send, status: int, code: str, message: str) -> None:
@@ -59,31 +53,6 @@ def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
         elif name == b"x-hub-signature-256":
             signature = value
     return length, signature
-
-
-async def _body(receive: Receive, declared: bytes | None) -> bytes:
-    if declared is not None:
-        try:
-            if int(declared) > MAX_WEBHOOK_BYTES:
-                raise PayloadTooLarge()
-        except ValueError:
-            raise ApiError(400, "bad_request", "Content-Length is not a number.") from None
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > MAX_WEBHOOK_BYTES:
-            raise PayloadTooLarge()
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body"):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_WEBHOOK_BYTES:  # never buffer more than the limit
-            raise PayloadTooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class WebhookReceiver:
@@ -128,7 +97,7 @@ class WebhookReceiver:
             source, secret = "platform", state.settings.app_secret or ""
         else:
             source, (secret, _) = f"app:{app_id}", await app_secrets(state, app_id)
-        body = await _body(receive, length)
+        body = await read_capped(receive, length, MAX_WEBHOOK_BYTES)
         verify(body, None if signature is None else signature.decode("latin-1"), secret)
         await state.deliveries.submit((source, body))
         state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])
