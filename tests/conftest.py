@@ -97,12 +97,14 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         app_id="1000000000000001",
         app_secret="platform-app-secret",
         verify_token="platform-verify-token",
-        admin_token="adm_" + secrets.token_urlsafe(16),
+        admin_token="adm_" + secrets.token_urlsafe(24),
         secret_key=secrets.token_urlsafe(32),
         log_format="json",
         worker_poll_seconds=0.2,
         worker_lease_seconds=5.0,
         worker_max_attempts=3,
+        # The fakes (sandbox Meta, tenants' endpoints) listen on loopback.
+        allow_private_urls=True,
     )
 
 
@@ -398,6 +400,7 @@ def start_worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
         "WA_WORKER_LEASE_SECONDS": "1",
         "WA_WORKER_POLL_SECONDS": "0.2",
         "WA_LOG_FORMAT": "json",
+        "WA_ALLOW_PRIVATE_URLS": "true" if settings.allow_private_urls else "false",
         **env,
     }
     return subprocess.Popen(

@@ -111,8 +111,33 @@ def test_require_production_secrets_names_every_missing_one_in_one_line() -> Non
     assert "WA_SECRET_KEY" not in message
 
     Settings.from_env(
-        {"WA_SECRET_KEY": "k", "WA_APP_SECRET": "s", "WA_ADMIN_TOKEN": "a"}
+        {"WA_SECRET_KEY": "k" * 32, "WA_APP_SECRET": "s", "WA_ADMIN_TOKEN": "a" * 32}
     ).require_production_secrets()
+
+
+def test_production_refuses_short_master_key_and_admin_token() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env(
+            {"WA_SECRET_KEY": "k" * 31, "WA_APP_SECRET": "s", "WA_ADMIN_TOKEN": "a" * 32}
+        ).require_production_secrets()
+    message = str(caught.value)
+    assert "WA_SECRET_KEY" in message and "WA_ADMIN_TOKEN" not in message
+    assert "k" * 31 not in message
+    with pytest.raises(ConfigurationError, match="WA_ADMIN_TOKEN"):
+        Settings.from_env(
+            {"WA_SECRET_KEY": "k" * 32, "WA_APP_SECRET": "s", "WA_ADMIN_TOKEN": "short"}
+        ).require_production_secrets()
+
+
+def test_private_urls_are_refused_unless_allowed_and_dev_allows_them() -> None:
+    assert Settings.from_env({}).allow_private_urls is False
+    assert Settings.from_env({}, dev=True).allow_private_urls is True
+    assert Settings.from_env({"WA_ALLOW_PRIVATE_URLS": "true"}).allow_private_urls is True
+    assert Settings.from_env({"WA_ALLOW_PRIVATE_URLS": "0"}, dev=True).allow_private_urls is False
+    with pytest.raises(ConfigurationError, match="WA_ALLOW_PRIVATE_URLS"):
+        Settings.from_env({"WA_ALLOW_PRIVATE_URLS": "maybe"})
+    assert Settings.from_env({}).raw_retention_days == 7
+    assert Settings.from_env({"WA_RAW_RETENTION_DAYS": "2"}).raw_retention_days == 2
 
 
 def _environment_without_secrets(tmp_path: Path, **extra: str) -> dict[str, str]:

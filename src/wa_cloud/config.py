@@ -17,6 +17,8 @@ from pathlib import Path
 from wa_cloud.errors import ConfigurationError
 
 REQUIRED_IN_PRODUCTION = ("WA_SECRET_KEY", "WA_APP_SECRET", "WA_ADMIN_TOKEN")
+# A bearer token or master key shorter than this can be guessed or brute-forced offline.
+MIN_SECRET_LENGTH = 32
 MAX_WEBHOOK_BYTES = 3 * 1024 * 1024
 
 
@@ -60,6 +62,18 @@ class Settings:
     # and how many attempts before a forward is given up.
     forward_retry_base_seconds: float = 5.0
     forward_max_attempts: int = 15
+    # Tenant-supplied URLs (media by URL, forwarding, tools, gateways) may reach loopback and
+    # private addresses only when this is set: `wa-cloud dev` and tests with loopback fakes.
+    allow_private_urls: bool = False
+    # Raw webhook bodies and forwarded payloads are deleted after this (Meta retries for 7 days).
+    raw_retention_days: float = 7.0
+    # When set, /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: str | None = field(default=None, repr=False)
+    # Connections kept for webhook ingest alone, so API traffic can never starve it.
+    ingest_pool_size: int = 4
+    # Per API key: sustained requests a second and the burst above it (429 with Retry-After).
+    api_rate_per_second: float = 50.0
+    api_rate_burst: int = 200
 
     def __repr__(self) -> str:
         shown = {
@@ -94,6 +108,16 @@ class Settings:
             except ValueError:
                 raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
+        def flag(name: str, *, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
         settings = cls(
             database_url=get("DATABASE_URL"),
             port=int(number("PORT", 8000, int)),
@@ -126,6 +150,12 @@ class Settings:
             graph_timeout_seconds=number("WA_GRAPH_TIMEOUT_SECONDS", 10.0),
             forward_retry_base_seconds=number("WA_FORWARD_RETRY_BASE_SECONDS", 5.0),
             forward_max_attempts=int(number("WA_FORWARD_MAX_ATTEMPTS", 15, int)),
+            allow_private_urls=flag("WA_ALLOW_PRIVATE_URLS", default=dev),
+            raw_retention_days=number("WA_RAW_RETENTION_DAYS", 7.0),
+            metrics_token=get("WA_METRICS_TOKEN"),
+            ingest_pool_size=int(number("WA_INGEST_POOL_SIZE", 4, int)),
+            api_rate_per_second=number("WA_API_RATE_PER_SECOND", 50.0),
+            api_rate_burst=int(number("WA_API_RATE_BURST", 200, int)),
         )
         if settings.log_format not in ("json", "console"):
             raise ConfigurationError("WA_LOG_FORMAT must be 'json' or 'console'")
@@ -145,6 +175,18 @@ class Settings:
         if missing:
             raise ConfigurationError(
                 "missing required environment variable(s): " + ", ".join(missing)
+            )
+        short = [
+            name
+            for name, value in (
+                ("WA_SECRET_KEY", self.secret_key),
+                ("WA_ADMIN_TOKEN", self.admin_token),
+            )
+            if value is not None and len(value) < MIN_SECRET_LENGTH
+        ]
+        if short:
+            raise ConfigurationError(
+                f"too short (at least {MIN_SECRET_LENGTH} characters): " + ", ".join(short)
             )
 
     def with_dev_secrets(self) -> Settings:
