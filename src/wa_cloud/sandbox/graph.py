@@ -26,6 +26,13 @@ from wa_cloud.sandbox.state import Grant, Number, SandboxState
 VERSION = re.compile(r"v\d+\.\d+")
 # Meta's largest upload is a 100 MB document; leave room for the multipart framing.
 MAX_BODY_BYTES = 101 * 1024 * 1024
+# Graph's forms are a media upload (`file`, `type`, `messaging_product`) or a few parameters.
+FORM_LIMITS = formdata.FormLimits(
+    max_body_bytes=MAX_BODY_BYTES,
+    max_file_bytes=MAX_BODY_BYTES,
+    max_parts=16,
+    max_field_bytes=64 * 1024,
+)
 
 
 @dataclass(slots=True)
@@ -81,7 +88,11 @@ def parse_body(raw: bytes, content_type: str) -> Any:
             fields[key] = _maybe_json(value)
         return fields
     if formdata.is_multipart(content_type):
-        return {k: p.text for k, p in formdata.parse(raw, content_type).items() if not p.filename}
+        try:
+            parts = formdata.parse(raw, content_type, FORM_LIMITS)
+        except formdata.FormError as exc:
+            raise bad_param(exc.message) from None
+        return {k: p.text for k, p in parts.items() if not p.filename}
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -107,11 +118,11 @@ def bearer(request: Request) -> str | None:
 
 
 def _log_body(raw: bytes, content_type: str) -> Any:
-    if formdata.is_multipart(content_type):
-        return formdata.summary(formdata.parse(raw, content_type))
     try:
+        if formdata.is_multipart(content_type):
+            return formdata.summary(formdata.parse(raw, content_type, FORM_LIMITS))
         return parse_body(raw, content_type)
-    except GraphError:
+    except (GraphError, formdata.FormError):
         return {"unparsable_bytes": len(raw)}
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from wa_cloud import formdata
 from wa_cloud.sandbox.errors import GraphError, bad_param, no_permission, no_such_object
-from wa_cloud.sandbox.graph import GraphRequest
+from wa_cloud.sandbox.graph import FORM_LIMITS, GraphRequest
 from wa_cloud.sandbox.state import Media, new_id
 
 MB = 1024 * 1024
@@ -88,7 +88,10 @@ async def upload(req: GraphRequest) -> dict[str, Any]:
     number = req.number(req.param("phone_number_id"))
     if not formdata.is_multipart(req.content_type):
         raise bad_param("Media upload needs a multipart/form-data body.")
-    parts = formdata.parse(req.raw, req.content_type)
+    try:
+        parts = formdata.parse(req.raw, req.content_type, FORM_LIMITS)
+    except formdata.FormError as exc:
+        raise bad_param(exc.message) from None
     product = parts.get("messaging_product")
     if product is None:
         raise bad_param("The parameter messaging_product is required.")
