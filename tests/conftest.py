@@ -163,6 +163,13 @@ class Running:
         assert seeded.status_code == 201, seeded.text
         return token
 
+    async def seed_app(self, app_id: str, app_secret: str) -> None:
+        """Make a Meta app exist at (sandbox) Meta, so its owner can prove it to us."""
+        seeded = await self.sandbox.post(
+            "/_sandbox/apps", json={"app_id": app_id, "app_secret": app_secret}
+        )
+        assert seeded.status_code == 201, seeded.text
+
     async def add_number(
         self, api_key: str, phone_number_id: str, waba_id: str = WABA, **extra: Any
     ) -> httpx.Response:

@@ -354,7 +354,12 @@ async def test_duplicate_number_is_409_for_owner_and_others(
     stolen = await web.add_number(
         other["api_key"], NUMBER_A, OTHER_WABA, access_token="EAAG-hijack"
     )
-    assert_error(stolen, 409, "number_exists")
+    # Meta is asked before anything is told: a token Meta refuses learns nothing about us.
+    assert stolen.status_code == 422, stolen.text
+    assert stolen.json()["error"]["code"] == "meta_token_invalid"
+    assert "exists" not in stolen.text and "registered" not in stolen.text
+    asked = await web.sandbox.get("/_sandbox/requests", params={"path_contains": NUMBER_A})
+    assert any(r["path"].endswith(NUMBER_A) for r in asked.json()["data"])
 
     rows = await db.fetch("SELECT * FROM numbers")
     assert len(rows) == 1
@@ -403,6 +408,7 @@ async def test_unknown_app_id_is_422(web: Running, db: asyncpg.Connection) -> No
     assert_error(response, 422, "unknown_app")
     assert await db.fetchval("SELECT count(*) FROM numbers") == 0
 
+    await web.seed_app("2000000000000002", "s3cret")
     created = await web.client.post(
         "/v1/apps",
         json={"app_id": "2000000000000002", "app_secret": "s3cret", "verify_token": "vt"},

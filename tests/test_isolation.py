@@ -63,6 +63,7 @@ async def _side(
     response = await app.add_number(tenant["api_key"], number, waba)
     assert response.status_code == 201, response.text
     secret = f"app-secret-of-{name}"
+    await app.seed_app(app_id, secret)
     response = await app.client.post(
         "/v1/apps",
         json={"app_id": app_id, "app_secret": secret, "verify_token": f"vt-{name}"},
@@ -141,11 +142,11 @@ async def test_each_key_sees_only_its_own_contacts(world: World) -> None:
 
 
 @pytest.mark.parametrize("direction", ["a_reads_b", "b_reads_a"])
-async def test_other_tenants_number_lists_no_contacts(world: World, direction: str) -> None:
+async def test_other_tenants_number_is_404_for_contacts(world: World, direction: str) -> None:
+    # An empty list would still tell the caller the number is served here.
     caller, victim = (world.a, world.b) if direction == "a_reads_b" else (world.b, world.a)
     response = await _contacts(world, caller, victim.number)
-    assert response.status_code == 200, response.text
-    assert response.json() == {"data": [], "next": None}
+    assert_error(response, 404, "not_found")
 
 
 @pytest.mark.parametrize("direction", ["a_reads_b", "b_reads_a"])
@@ -189,7 +190,9 @@ async def _probe_create_number(
     taken = await world.app.add_number(
         caller.key, victim.number, caller.waba, access_token="EAAG-hijack"
     )
-    assert_error(taken, 409, "number_exists")
+    # Meta is asked first: whether the number is registered here is not told to a stranger.
+    assert taken.status_code == 422, taken.text
+    assert taken.json()["error"]["code"] == "meta_token_invalid"
     with_their_app = await world.app.add_number(
         caller.key, "106540352249999", caller.waba, app_id=victim.app_id
     )
@@ -314,9 +317,43 @@ async def _probe_create_app(
         json={"app_id": victim.app_id, "app_secret": "hijack", "verify_token": "hijack"},
         headers=caller.headers(),
     )
-    assert_error(response, 409, "app_exists")
+    # Meta does not confirm the app id with another secret: not stored, nothing told.
+    assert_error(response, 422, "app_not_verified")
     after = await db.fetchrow("SELECT * FROM apps WHERE app_id = $1", victim.app_id)
     assert dict(after) == dict(before)
+    return [response]
+
+
+async def _probe_list_apps(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    response = await world.app.client.get("/v1/apps", headers=caller.headers())
+    assert response.status_code == 200, response.text
+    assert [a["app_id"] for a in response.json()["data"]] == [caller.app_id]
+    return [response]
+
+
+async def _probe_update_app(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await db.fetchrow("SELECT * FROM apps WHERE app_id = $1", victim.app_id)
+    response = await world.app.client.put(
+        f"/v1/apps/{victim.app_id}",
+        json={"app_secret": victim.app_secret, "verify_token": "hijack"},
+        headers=caller.headers(),
+    )
+    assert_error(response, 404, "not_found")
+    after = await db.fetchrow("SELECT * FROM apps WHERE app_id = $1", victim.app_id)
+    assert dict(after) == dict(before)
+    return [response]
+
+
+async def _probe_delete_app(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    response = await world.app.client.delete(f"/v1/apps/{victim.app_id}", headers=caller.headers())
+    assert_error(response, 404, "not_found")
+    assert await db.fetchval("SELECT count(*) FROM apps WHERE app_id = $1", victim.app_id) == 1
     return [response]
 
 
@@ -324,8 +361,7 @@ async def _probe_list_contacts(
     world: World, caller: Side, victim: Side, db: asyncpg.Connection
 ) -> list[httpx.Response]:
     response = await _contacts(world, caller, victim.number)
-    assert response.status_code == 200, response.text
-    assert response.json() == {"data": [], "next": None}
+    assert_error(response, 404, "not_found")
     return [response]
 
 
@@ -478,6 +514,9 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/media"): _probe_upload_media,
     ("GET", "/v1/media/{media_id}"): _probe_get_media,
     ("POST", "/v1/apps"): _probe_create_app,
+    ("GET", "/v1/apps"): _probe_list_apps,
+    ("PUT", "/v1/apps/{app_id}"): _probe_update_app,
+    ("DELETE", "/v1/apps/{app_id}"): _probe_delete_app,
     ("POST", "/v1/messages"): _probe_send_message,
     ("GET", "/v1/messages/{message_id}"): _probe_get_message,
     ("GET", "/v1/contacts"): _probe_list_contacts,

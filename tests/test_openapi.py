@@ -267,6 +267,7 @@ async def world(meta: Meta) -> World:
     assert created.status_code == 201, created.text
     other = created.json()
     keys = await client.get(f"/v1/admin/tenants/{other['id']}/keys", headers=app.admin())
+    await app.seed_app("777000111", "own-secret")
     own_app = await client.post(
         "/v1/apps",
         json={"app_id": "777000111", "app_secret": "own-secret", "verify_token": "own-verify"},

@@ -22,6 +22,7 @@ async def test_rotate_key_reseals_everything_and_the_service_follows(
 ) -> None:
     tenant = await app.create_tenant()
     assert (await app.add_number(tenant["api_key"], NUMBER_A, pin="123456")).status_code == 201
+    await app.seed_app("2000000000000002", "s3cret")
     created = await app.client.post(
         "/v1/apps",
         json={"app_id": "2000000000000002", "app_secret": "s3cret", "verify_token": "vt"},
@@ -36,7 +37,7 @@ async def test_rotate_key_reseals_everything_and_the_service_follows(
         "WA_SECRET_KEY": new_key,
         "WA_PREVIOUS_SECRET_KEYS": old_key,
         "WA_APP_SECRET": "x",
-        "WA_ADMIN_TOKEN": "y",
+        "WA_ADMIN_TOKEN": "y" * 32,  # production refuses a short one
         "WA_LOG_FORMAT": "json",
     }
     done = await asyncio.to_thread(

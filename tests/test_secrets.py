@@ -142,6 +142,7 @@ async def test_secrets_never_stored_returned_or_logged_in_the_clear(
     api_key = created.json()["api_key"]
     auth = {"authorization": f"Bearer {api_key}"}
 
+    await app.seed_app(APP_ID, APP_SECRET)
     new_app = await call(
         "POST",
         "/v1/apps",

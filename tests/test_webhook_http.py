@@ -190,6 +190,7 @@ async def test_tenant_app_webhooks_use_that_apps_secret(
 ) -> None:
     tenant = await app.create_tenant()
     headers = {"authorization": f"Bearer {tenant['api_key']}"}
+    await app.seed_app("2000000000000002", "tenant-secret")
     created = await app.client.post(
         "/v1/apps",
         json={

@@ -21,9 +21,19 @@ UPGRADE = """
 CREATE INDEX messages_tenant_day ON messages (tenant_id, created_at);
 -- GET /v1/media/{id}: a tenant's media by Meta's id.
 CREATE INDEX media_tenant ON media (tenant_id, media_id);
+-- An orphaned event keeps the source that sent it and why it was not indexed, so a number
+-- registered later adopts only what its own source said about it.
+ALTER TABLE events ADD COLUMN source text, ADD COLUMN orphan_reason text;
+CREATE INDEX events_orphaned_number ON events (phone_number_id, created_at) WHERE orphaned;
+-- A number that cannot send (its sealed token does not open, or sending it crashed): its
+-- claimed messages fail with the reason, the sender skips it for a while, the API says why.
+ALTER TABLE numbers ADD COLUMN flagged_reason text, ADD COLUMN flagged_at timestamptz;
 """
 
 DOWNGRADE = """
+ALTER TABLE numbers DROP COLUMN flagged_reason, DROP COLUMN flagged_at;
+DROP INDEX events_orphaned_number;
+ALTER TABLE events DROP COLUMN source, DROP COLUMN orphan_reason;
 DROP INDEX media_tenant;
 DROP INDEX messages_tenant_day
 """

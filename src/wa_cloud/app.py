@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wa_cloud.api import admin, invites, media, messages, onboarding, openapi, ops, tenant
+from wa_cloud.api import admin, apps, invites, media, messages, onboarding, openapi, ops, tenant
 from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.api.body import error_response
 from wa_cloud.config import Settings
@@ -28,11 +28,20 @@ from wa_cloud.metrics import Metrics
 from wa_cloud.pages import status
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.state import AppState
+from wa_cloud.urlguard import UrlGuard
 from wa_cloud.worker import Worker
 
 logger = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+# How long a request waits for a pooled connection before it is a 503: a pool that stays busy
+# this long is overloaded, and queueing more only makes every caller late.
+API_ACQUIRE_TIMEOUT_SECONDS = 5.0
+INGEST_ACQUIRE_TIMEOUT_SECONDS = 3.0
+# A tenant's URL answering slower than this per read is an error (media fetches also have
+# an overall bound, forwards their own).
+TENANT_URL_TIMEOUT_SECONDS = 10.0
 
 
 def resource(path: str, **handlers: Endpoint) -> Route:
@@ -57,7 +66,12 @@ ROUTES = [
     resource("/openapi.json", GET=openapi.spec),
     resource("/t/{token}", GET=status.status_page),
     resource("/v1/admin/tenants", POST=admin.create_tenant, GET=admin.list_tenants),
-    resource("/v1/admin/tenants/{tenant_id}", GET=admin.get_tenant, PATCH=admin.update_tenant),
+    resource(
+        "/v1/admin/tenants/{tenant_id}",
+        GET=admin.get_tenant,
+        PATCH=admin.update_tenant,
+        DELETE=admin.delete_tenant,
+    ),
     resource("/v1/admin/tenants/{tenant_id}/keys", POST=admin.create_key, GET=admin.list_keys),
     resource("/v1/admin/tenants/{tenant_id}/keys/{key_id}", DELETE=admin.revoke_key),
     resource("/v1/admin/tenants/{tenant_id}/invite", POST=invites.invite_tenant),
@@ -70,7 +84,8 @@ ROUTES = [
         DELETE=tenant.delete_number,
     ),
     resource("/v1/onboarding/embedded-signup", POST=onboarding.embedded_signup),
-    resource("/v1/apps", POST=tenant.create_app),
+    resource("/v1/apps", POST=apps.create_app, GET=apps.list_apps),
+    resource("/v1/apps/{app_id}", PUT=apps.update_app, DELETE=apps.delete_app),
     resource("/v1/messages", POST=messages.send_message),
     resource("/v1/messages/{message_id}", GET=messages.get_message),
     resource("/v1/media", POST=media.upload_media),
@@ -121,17 +136,32 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
         assert settings.database_url and settings.secret_key
-        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+        pool = await create_pool(
+            settings.database_url,
+            max_size=settings.db_pool_size,
+            acquire_timeout=API_ACQUIRE_TIMEOUT_SECONDS,
+        )
+        ingest_pool = await create_pool(
+            settings.database_url,
+            max_size=settings.ingest_pool_size,
+            acquire_timeout=INGEST_ACQUIRE_TIMEOUT_SECONDS,
+        )
         try:
             async with (
                 new_http_client(settings.graph_timeout_seconds) as http,
                 new_send_session(settings.graph_timeout_seconds) as sends,
-                delivery_store(pool) as deliveries,
+                # Tenants' URLs: its own client, through the URL guard, keeping no cookies.
+                UrlGuard(allow_private=settings.allow_private_urls).client(
+                    timeout=TENANT_URL_TIMEOUT_SECONDS, max_connections=256
+                ) as tenant_http,
+                delivery_store(ingest_pool) as deliveries,
             ):
                 state = AppState(
                     settings=settings,
                     pool=pool,
+                    ingest_pool=ingest_pool,
                     http=http,
+                    tenant_http=tenant_http,
                     graph=GraphClient(http, sends, settings.graph_base_url, settings.graph_version),
                     deliveries=deliveries,
                     box=SecretBox(settings.secret_key, settings.previous_secret_keys),
@@ -140,10 +170,18 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                 async with contextlib.AsyncExitStack() as stack:
                     if run_worker:
                         await stack.enter_async_context(
-                            Worker(settings, pool, state.metrics, state.graph, state.box, http=http)
+                            Worker(
+                                settings,
+                                pool,
+                                state.metrics,
+                                state.graph,
+                                state.box,
+                                http=tenant_http,  # the forwarder's: tenants' webhooks
+                            )
                         )
                     yield {"wa": state}
         finally:
+            await ingest_pool.close()
             await pool.close()
 
     starlette = Starlette(
@@ -156,6 +194,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
             asyncpg.PostgresConnectionError: _database_down,
             asyncpg.CannotConnectNowError: _database_down,
             ConnectionError: _database_down,
+            TimeoutError: _database_down,
             Exception: _unexpected,
         },
     )

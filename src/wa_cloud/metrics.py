@@ -39,6 +39,11 @@ HELP: Mapping[str, tuple[str, str]] = {
         "Forwarding attempts that failed and will be retried, by reason.",
     ),
     "wa_forwards_failed_total": ("counter", "Forwards given up, by reason."),
+    "wa_events_orphaned_total": (
+        "counter",
+        "Events kept as orphaned by this process's worker: the number is unknown, or the "
+        "delivery's source (platform app or a tenant's app) may not speak for it.",
+    ),
     "wa_deliveries": ("gauge", "Stored deliveries by state (whole deployment)."),
     "wa_processing_lag_seconds": (
         "gauge",

@@ -11,7 +11,9 @@ from wa_cloud.config import Settings
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.groupcommit import GroupCommit
 from wa_cloud.metrics import Metrics
+from wa_cloud.outbox.templates import TemplateFetches
 from wa_cloud.secretbox import SecretBox
+from wa_cloud.urlguard import GuardedClient
 
 
 @dataclass(slots=True)
@@ -19,9 +21,17 @@ class AppState:
     settings: Settings
     pool: asyncpg.Pool
     http: httpx.AsyncClient
+    # Tenant-supplied URLs (media by URL, forwarding): every connection through the URL guard.
+    tenant_http: GuardedClient
     graph: GraphClient
     deliveries: GroupCommit[tuple[str, bytes]]
     box: SecretBox
     metrics: Metrics
-    # app_id -> (expires at, app secret, verify token): saves a query per tenant-app webhook.
-    app_cache: dict[str, tuple[float, str, str]] = field(default_factory=dict, repr=False)
+    # Webhook ingest's own connections: API traffic or a slow query elsewhere never starves it.
+    ingest_pool: asyncpg.Pool
+    # app_id -> (expires at, app secret, verify token), secrets None for an unknown app: saves a
+    # query per tenant-app webhook, and per made-up app id.
+    app_cache: dict[str, tuple[float, str | None, str | None]] = field(
+        default_factory=dict, repr=False
+    )
+    template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)

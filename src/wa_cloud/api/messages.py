@@ -43,8 +43,9 @@ async def send_message(request: Request) -> JSONResponse:
     body = await read_object(request)
     # The type's own key is allowed through so an unknown type is named as such, not as a field.
     reject_unknown(body, _ALLOWED | {str(body.get("type"))})
-    async with state.pool.acquire() as conn:
-        queued = await enqueue(conn, caller.tenant_id, body, provider_for(state))
+    queued = await enqueue(
+        state.pool, caller.tenant_id, body, provider_for(state), state.template_fetches
+    )
     return JSONResponse(
         {"id": str(queued.id), "status": queued.status}, status_code=202 if queued.created else 200
     )

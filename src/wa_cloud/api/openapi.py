@@ -262,6 +262,30 @@ SCHEMAS: Final[dict[str, Schema]] = {
         },
         optional=("active", "name", "email"),
     ),
+    "TenantDeleted": closed(
+        {
+            "id": UUID,
+            "deleted": {
+                "type": "object",
+                "description": "Rows removed, per kind.",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "required": [
+                    "numbers",
+                    "contacts",
+                    "messages",
+                    "statuses",
+                    "events",
+                    "media",
+                    "forwards",
+                    "webhooks",
+                    "apps",
+                    "api_keys",
+                    "templates",
+                    "audit_events",
+                ],
+            },
+        }
+    ),
     "ApiKey": closed(
         {
             **_API_KEY,
@@ -386,6 +410,18 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "verify_token": text(200, "For Meta's subscription handshake; never shown."),
         }
     ),
+    "AppSecrets": {
+        **closed(
+            {
+                "app_secret": text(200, "The app's new secret; never shown."),
+                "verify_token": text(200, "A new verify token; never shown."),
+            },
+            optional=("app_secret", "verify_token"),
+        ),
+        "minProperties": 1,
+    },
+    "AppList": page_of("App", single=True),
+    "AppDeleted": closed({"app_id": {"type": "string"}, "deleted": {"const": True}}),
     "App": closed(
         {
             "app_id": {"type": "string"},
@@ -696,6 +732,12 @@ PARAMETERS: Final[dict[str, Schema]] = {
     "TenantId": {"name": "tenant_id", "in": "path", "required": True, "schema": UUID},
     "KeyId": {"name": "key_id", "in": "path", "required": True, "schema": UUID},
     "MessageId": {"name": "message_id", "in": "path", "required": True, "schema": UUID},
+    "AppId": {
+        "name": "app_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": DIGITS},
+    },
     "PhoneNumberId": {
         "name": "phone_number_id",
         "in": "path",
@@ -845,8 +887,22 @@ def _paths() -> dict[str, Schema]:
                 ],
                 responses={
                     "200": ok("The page.", _HTML, media_type="text/html"),
+                    "403": {
+                        "description": "The tenant is deactivated: a friendly page.",
+                        "content": {
+                            "text/html": {"schema": _HTML},
+                            "application/json": {"schema": ref("Error")},
+                        },
+                    },
                     "404": {
                         "description": "Expired, tampered with or unknown: a friendly page.",
+                        "content": {
+                            "text/html": {"schema": _HTML},
+                            "application/json": {"schema": ref("Error")},
+                        },
+                    },
+                    "410": {
+                        "description": "Replaced by a newer invitation's link: a friendly page.",
                         "content": {
                             "text/html": {"schema": _HTML},
                             "application/json": {"schema": ref("Error")},
@@ -898,6 +954,23 @@ def _paths() -> dict[str, Schema]:
                     **_errors(400, 404, 413, 422),
                 },
             ),
+            "delete": operation(
+                "deleteTenant",
+                "Delete a deactivated tenant and everything it owns",
+                tag="admin",
+                security="admin",
+                description=(
+                    "Numbers (and their sealed tokens), contacts, messages, statuses, events, "
+                    "media, forwards, its webhook, apps, API keys, its audit rows, and the "
+                    "templates of WABAs no other tenant uses, in one transaction. 409 "
+                    "`tenant_active` unless the tenant was deactivated first. Raw webhook "
+                    "bodies are not per tenant: the retention job clears them."
+                ),
+                responses={
+                    "200": ok("Deleted; what was removed.", ref("TenantDeleted")),
+                    **_errors(404, 409),
+                },
+            ),
         },
         "/v1/admin/tenants/{tenant_id}/keys": {
             "parameters": tenant_id,
@@ -938,7 +1011,9 @@ def _paths() -> dict[str, Schema]:
                 security="admin",
                 description=(
                     "To the tenant's email, or to `email` when given. 202: accepted by the mail "
-                    "server (or logged when none is configured), not yet delivered."
+                    "server (in dev, logged when none is configured), not yet delivered. Every "
+                    "invitation revokes the links sent before it, even when the mail fails "
+                    "(503 `mail_unavailable`, or `mail_not_configured` without SMTP_URL)."
                 ),
                 body=json_body(ref("Invitation"), required=False),
                 responses={
@@ -1038,10 +1113,45 @@ def _paths() -> dict[str, Schema]:
                 "Register your own Meta app",
                 tag="tenant",
                 security="tenant",
+                description=(
+                    "Ownership is proven first: Graph `GET /{app_id}` with the app access token "
+                    "`app_id|app_secret` must answer with that id (422 `app_not_verified`)."
+                ),
                 body=json_body(ref("NewApp")),
                 responses={
                     "201": ok("Registered; point Meta at callback_url.", ref("App")),
                     **_errors(400, 403, 409, 413, 422),
+                },
+            ),
+            "get": operation(
+                "listApps",
+                "Your own Meta apps",
+                tag="tenant",
+                security="tenant",
+                responses={"200": ok("All your apps.", ref("AppList")), **_errors()},
+            ),
+        },
+        "/v1/apps/{app_id}": {
+            "parameters": [param("AppId")],
+            "put": operation(
+                "updateApp",
+                "A new app secret (proven with Meta again) or verify token",
+                tag="tenant",
+                security="tenant",
+                body=json_body(ref("AppSecrets")),
+                responses={
+                    "200": ok("Updated.", ref("App")),
+                    **_errors(400, 403, 404, 413, 422),
+                },
+            ),
+            "delete": operation(
+                "deleteApp",
+                "Forget one of your apps (409 while numbers are bound to it)",
+                tag="tenant",
+                security="tenant",
+                responses={
+                    "200": ok("Deleted.", ref("AppDeleted")),
+                    **_errors(403, 404, 409),
                 },
             ),
         },
@@ -1129,7 +1239,10 @@ def _paths() -> dict[str, Schema]:
                 tag="tenant",
                 security="tenant",
                 parameters=[param("PhoneNumberIdQuery"), *_LIST],
-                responses={"200": ok("A page of contacts.", ref("ContactPage")), **_errors(400)},
+                responses={
+                    "200": ok("A page of contacts.", ref("ContactPage")),
+                    **_errors(400, 404),
+                },
             ),
         },
         "/v1/contacts/{contact}/messages": {

@@ -22,10 +22,12 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
 from wa_cloud.forward_events import NUMBER_UPDATED, enqueue_forward
 from wa_cloud.graph.errors import GraphError
+from wa_cloud.inbound.index import source_of
 from wa_cloud.providers.cloud import cloud_provider
+from wa_cloud.secretbox import SecretUnreadable
 from wa_cloud.state import AppState
 from wa_cloud.tenants import audit, sealed
-from wa_cloud.tenants.onboarding import verify_and_register
+from wa_cloud.tenants.onboarding import subscribe_and_register, verify_number
 from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
@@ -124,57 +126,80 @@ async def register_number(
     app_id: str | None = None,
     display: str | None = None,
 ) -> asyncpg.Record:
-    """Check what we can locally, run Meta's onboarding steps, then store the number (with its
-    token and PIN sealed) in one transaction: a failure anywhere stores nothing."""
+    """Prove the token with Meta, then check the number is free here, then subscribe and
+    register at Meta, then store the number (token and PIN sealed) in one transaction: a failure
+    anywhere stores nothing.
+
+    Whether a number or WABA is registered here is told only to a caller whose token Meta
+    accepted for it: asking first would let anyone probe which numbers we serve. No database
+    connection is held while Meta answers.
+    """
+    if app_id is not None:
+        async with state.pool.acquire() as conn:
+            if await conn.fetchval(Q.tenant_owns_app, app_id, tenant_id) is None:
+                raise Unprocessable("'app_id' is not one of your registered apps.", "unknown_app")
+    info = await verify_number(
+        state.pool,
+        state.graph,
+        tenant_id,
+        phone_number_id=phone_number_id,
+        waba_id=waba_id,
+        token=token,
+    )
     async with state.pool.acquire() as conn:
         if await conn.fetchval(Q.number_taken, phone_number_id, tenant_id) is not None:
             raise Conflict("That phone_number_id is already registered.", "number_exists")
         if await conn.fetchval(Q.waba_owner, waba_id, tenant_id) is not None:
             raise Conflict("That WABA belongs to another tenant.", "waba_owned_elsewhere")
-        if app_id is not None and await conn.fetchval(Q.tenant_owns_app, app_id, tenant_id) is None:
-            raise Unprocessable("'app_id' is not one of your registered apps.", "unknown_app")
-        facts = await verify_and_register(
-            conn,
-            state.graph,
+    facts = await subscribe_and_register(
+        state.pool,
+        state.graph,
+        tenant_id,
+        info,
+        phone_number_id=phone_number_id,
+        waba_id=waba_id,
+        token=token,
+        pin=pin,
+    )
+    async with state.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            Q.insert_number,
+            phone_number_id,
             tenant_id,
-            phone_number_id=phone_number_id,
-            waba_id=waba_id,
-            token=token,
-            pin=pin,
+            waba_id,
+            facts.display_phone_number or display,
+            app_id,
+            "cloud",
+            state.box.seal(token, context=sealed.NUMBER_TOKEN.context(phone_number_id)),
+            None
+            if pin is None
+            else state.box.seal(pin, context=sealed.NUMBER_PIN.context(phone_number_id)),
+            facts.verified_name,
+            facts.quality_rating,
+            facts.name_status,
+            facts.code_verification_status,
+            facts.throughput_level,
+            facts.registered,
         )
-        async with conn.transaction():
-            row = await conn.fetchrow(
-                Q.insert_number,
-                phone_number_id,
-                tenant_id,
-                waba_id,
-                facts.display_phone_number or display,
-                app_id,
-                "cloud",
-                state.box.seal(token, context=sealed.NUMBER_TOKEN.context(phone_number_id)),
-                None
-                if pin is None
-                else state.box.seal(pin, context=sealed.NUMBER_PIN.context(phone_number_id)),
-                facts.verified_name,
-                facts.quality_rating,
-                facts.name_status,
-                facts.code_verification_status,
-                facts.throughput_level,
-                facts.registered,
-            )
-            if row is None:  # registered by someone else while Meta was being asked
-                raise Conflict("That phone_number_id is already registered.", "number_exists")
-            await audit.record(
-                conn,
-                "number.registered",
-                tenant_id=tenant_id,
-                actor=audit.tenant_actor(tenant_id),
-                detail={
-                    "phone_number_id": phone_number_id,
-                    "waba_id": waba_id,
-                    "registered": facts.registered,
-                },
-            )
+        if row is None:  # registered by someone else while Meta was being asked
+            raise Conflict("That phone_number_id is already registered.", "number_exists")
+        # What Meta sent before the number was stored here (subscribing comes first) was
+        # kept as orphaned: its deliveries are indexed again now, for this number only.
+        adopted = await conn.fetchval(
+            Q.adopt_orphaned_events, phone_number_id, waba_id, source_of(app_id)
+        )
+        await audit.record(
+            conn,
+            "number.registered",
+            tenant_id=tenant_id,
+            actor=audit.tenant_actor(tenant_id),
+            detail={
+                "phone_number_id": phone_number_id,
+                "waba_id": waba_id,
+                "registered": facts.registered,
+                "adopted_deliveries": adopted,
+            },
+        )
     logger.info(
         "number registered",
         extra={"tenant_id": str(tenant_id), "phone_number_id": phone_number_id},
@@ -189,29 +214,31 @@ async def delete_number(request: Request) -> JSONResponse:
     phone_number_id = request.path_params["phone_number_id"]
     async with state.pool.acquire() as conn:
         row = await conn.fetchrow(Q.number_secrets, phone_number_id, caller.tenant_id)
-        if row is None:
-            raise NotFound("No number with that phone_number_id is yours.")
-        deregistered, meta_error = True, None
-        try:
-            provider = cloud_provider(state.graph, state.box, dict(row))
-            await provider.deregister()
-        except GraphError as exc:
-            # The number is removed here all the same: its secrets must not outlive the wish.
-            deregistered, meta_error = False, exc.as_dict()
-        async with conn.transaction():
-            await conn.execute(Q.remove_number, phone_number_id, caller.tenant_id)
-            await audit.record(
-                conn,
-                "number.removed",
-                tenant_id=caller.tenant_id,
-                actor=audit.tenant_actor(caller.tenant_id),
-                severity="info" if deregistered else "warning",
-                detail={
-                    "phone_number_id": phone_number_id,
-                    "deregistered": deregistered,
-                    **({"meta": meta_error} if meta_error else {}),
-                },
-            )
+    if row is None:
+        raise NotFound("No number with that phone_number_id is yours.")
+    deregistered, meta_error = True, None
+    try:
+        provider = cloud_provider(state.graph, state.box, dict(row))
+        await provider.deregister()
+    except GraphError as exc:
+        # The number is removed here all the same: its secrets must not outlive the wish.
+        deregistered, meta_error = False, exc.as_dict()
+    except SecretUnreadable:
+        deregistered, meta_error = False, {"message": "the access token could not be opened"}
+    async with state.pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.remove_number, phone_number_id, caller.tenant_id)
+        await audit.record(
+            conn,
+            "number.removed",
+            tenant_id=caller.tenant_id,
+            actor=audit.tenant_actor(caller.tenant_id),
+            severity="info" if deregistered else "warning",
+            detail={
+                "phone_number_id": phone_number_id,
+                "deregistered": deregistered,
+                **({"meta": meta_error} if meta_error else {}),
+            },
+        )
     return JSONResponse(
         {
             "phone_number_id": phone_number_id,
@@ -288,39 +315,6 @@ async def update_number(request: Request) -> JSONResponse:
     return JSONResponse(number_json(row))
 
 
-async def create_app(request: Request) -> JSONResponse:
-    state, caller = await require_tenant(request)
-    caller.require_active()
-    body = await read_object(request)
-    reject_unknown(body, {"app_id", "app_secret", "verify_token"})
-    app_id = digits(body, "app_id")
-    secret = field_str(body, "app_secret", max_length=200)
-    verify_token = field_str(body, "verify_token", max_length=200)
-    assert app_id is not None and secret is not None and verify_token is not None
-    async with state.pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            Q.insert_app,
-            app_id,
-            caller.tenant_id,
-            state.box.seal(secret, context=sealed.APP_SECRET.context(app_id)),
-            state.box.seal(verify_token, context=sealed.APP_VERIFY_TOKEN.context(app_id)),
-        )
-        if row is None:
-            raise Conflict("That app_id is already registered.", "app_exists")
-        await audit.record(
-            conn,
-            "app.registered",
-            tenant_id=caller.tenant_id,
-            actor=audit.tenant_actor(caller.tenant_id),
-            detail={"app_id": app_id},
-        )
-    callback = f"{state.settings.base_url}/webhook/apps/{app_id}"
-    return JSONResponse(
-        {"app_id": app_id, "callback_url": callback, "created_at": row["created_at"].isoformat()},
-        status_code=201,
-    )
-
-
 def _phone_number_id(request: Request) -> str:
     value = request.query_params.get("phone_number_id")
     if not value:
@@ -330,12 +324,20 @@ def _phone_number_id(request: Request) -> str:
     return value
 
 
+async def require_own_number(conn: asyncpg.Connection, tenant_id: UUID, number: str) -> None:
+    """404 unless `number` is (or was: its history stays) one of the tenant's numbers. An empty
+    answer for someone else's number would still say "we have no contacts there"."""
+    if await conn.fetchval(Q.tenant_has_number, number, tenant_id) is None:
+        raise NotFound("No number with that phone_number_id is yours.")
+
+
 async def list_contacts(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     phone_number_id = _phone_number_id(request)
     limit = limit_of(request)
     (after,) = decode_cursor(request, cursor_id) or (None,)
     async with state.pool.acquire() as conn:
+        await require_own_number(conn, caller.tenant_id, phone_number_id)
         rows = await conn.fetch(
             Q.list_contacts, caller.tenant_id, phone_number_id, after, limit + 1
         )
@@ -367,6 +369,7 @@ async def contact_messages(request: Request) -> JSONResponse:
     limit = limit_of(request)
     after, after_id = decode_cursor(request, cursor_time, cursor_uuid) or (None, None)
     async with state.pool.acquire() as conn:
+        await require_own_number(conn, caller.tenant_id, phone_number_id)
         contact_id = await conn.fetchval(
             Q.find_tenant_contact,
             caller.tenant_id,

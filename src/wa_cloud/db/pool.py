@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -44,16 +45,37 @@ class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
-async def create_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
+    """A pool whose `acquire` gives up after `acquire_timeout` (TimeoutError: the API answers
+    503) instead of queueing forever behind work that holds every connection."""
+
+    acquire_timeout: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    url: str, *, max_size: int = 10, acquire_timeout: float | None = None
+) -> asyncpg.Pool:
+    # Built like asyncpg.create_pool builds its pool, with our class.
+    pool = BoundedPool(
         asyncpg_url(url),
         connection_class=_PooledConnection,
+        record_class=asyncpg.Record,
         min_size=1,
         max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connect=None,
+        setup=None,
         init=_init_connection,
+        reset=None,
         # Fail fast when the database is down: the webhook answers 503 and Meta retries.
         timeout=5,
         command_timeout=30,
     )
-    assert pool is not None
+    pool.acquire_timeout = acquire_timeout
+    await pool
     return pool

@@ -250,6 +250,12 @@ class GraphClient:
                 return found
             params = {"limit": "100", "after": str(after)}
 
+    async def app(self, app_id: str, app_token: str) -> dict[str, Any]:
+        """The app's node, read with its app access token (`{app_id}|{app_secret}`): Meta
+        answers only when the secret is the app's, which proves who registers it."""
+        document = await call_with_retries(lambda: self.request("GET", app_id, app_token))
+        return dict(document) if isinstance(document, Mapping) else {}
+
     async def exchange_code(self, app_id: str, app_secret: str, code: str) -> str:
         params = {"client_id": app_id, "client_secret": app_secret, "code": code}
         document = await call_with_retries(

@@ -35,6 +35,19 @@ class IndexResult:
     events: int = 0
     orphaned: int = 0
     duplicates: int = 0
+    # Orphaned because the source may not speak for a number that is registered here.
+    refused_source: int = 0
+
+
+# Why an event was kept as orphaned instead of indexed.
+UNKNOWN_NUMBER = "unknown_number"
+SOURCE_NOT_BOUND = "source_not_bound"
+PLATFORM_SOURCE = "platform"
+
+
+def source_of(app_id: str | None) -> str:
+    """The delivery source that speaks for a number bound to `app_id` (None: the platform app)."""
+    return PLATFORM_SOURCE if app_id is None else f"app:{app_id}"
 
 
 def _dedup_key(*parts: object) -> bytes:
@@ -139,6 +152,7 @@ async def _status(
             status.route.phone_number_id,
             status.recipient_id,
             status.recipient_user_id,
+            status.timestamp,
         )
     return True
 
@@ -148,6 +162,8 @@ async def _field_event(
     tenant_id: UUID | None,
     event: FieldEvent | InboundMessage | StatusUpdate,
     delivery_id: int,
+    source: str,
+    orphan_reason: str | None,
 ) -> bool:
     route = event.route
     raw: Mapping[str, Any] = event.raw
@@ -168,6 +184,8 @@ async def _field_event(
         dict(raw),
         _dedup_key(route.waba_id, route.phone_number_id, field, kind, key_time, raw),
         delivery_id,
+        source if tenant_id is None else None,
+        orphan_reason if tenant_id is None else None,
     )
     return status.endswith(" 1")
 
@@ -191,30 +209,47 @@ async def _forget_template(conn: asyncpg.Connection, event: FieldEvent) -> None:
 
 
 async def index_delivery(
-    conn: asyncpg.Connection, delivery: Delivery, delivery_id: int
+    conn: asyncpg.Connection, delivery: Delivery, delivery_id: int, source: str
 ) -> IndexResult:
-    """Write every event of `delivery`; events for numbers no tenant owns are kept as orphaned."""
+    """Write every event of `delivery`; events for numbers no tenant owns, or that `source` may
+    not speak for, are kept as orphaned with the reason.
+
+    The trust rule: the platform app speaks for the numbers registered without an `app_id`, a
+    tenant's own app (`app:<id>`) only for the numbers bound to it. A body signed by tenant A's
+    app that names tenant B's number never touches B's rows, windows or webhooks.
+    """
     by_number: dict[str, UUID] = {}
     by_waba: dict[str, UUID] = {}
+    bound_elsewhere: set[str] = set()  # numbers and WABAs registered here, but not to `source`
     forwarded: dict[UUID, frozenset[str]] = {}  # events each owner's webhook takes
     wabas = {e.route.waba_id for e in delivery.events if e.route.waba_id}
     if delivery.phone_number_ids or wabas:
         rows = await conn.fetch(Q.number_owners, list(delivery.phone_number_ids), list(wabas))
-        by_number = {r["phone_number_id"]: r["tenant_id"] for r in rows}
-        by_waba = {r["waba_id"]: r["tenant_id"] for r in rows}
-        forwarded = {r["tenant_id"]: frozenset(r["forward_events"]) for r in rows}
+        for r in rows:
+            if source_of(r["app_id"]) != source:
+                bound_elsewhere.update((r["phone_number_id"], r["waba_id"]))
+                continue
+            by_number[r["phone_number_id"]] = r["tenant_id"]
+            by_waba[r["waba_id"]] = r["tenant_id"]
+            forwarded[r["tenant_id"]] = frozenset(r["forward_events"])
     result = IndexResult()
     for event in delivery.events:
-        tenant_id = by_number.get(event.route.phone_number_id or "")
-        if isinstance(event, FieldEvent) and event.route.phone_number_id is None:
+        key = event.route.phone_number_id
+        tenant_id = by_number.get(key or "")
+        if isinstance(event, FieldEvent) and key is None:
             # WABA-level news (templates, account): the tenant that owns numbers of that WABA.
-            tenant_id = by_waba.get(event.route.waba_id or "")
-        if isinstance(event, FieldEvent) and event.field in TEMPLATE_FIELDS:
+            key = event.route.waba_id
+            tenant_id = by_waba.get(key or "")
+        reason = None
+        if tenant_id is None:
+            reason = SOURCE_NOT_BOUND if key in bound_elsewhere else UNKNOWN_NUMBER
+        if isinstance(event, FieldEvent) and event.field in TEMPLATE_FIELDS and tenant_id:
             await _forget_template(conn, event)
         if tenant_id is None or isinstance(event, FieldEvent):
-            if await _field_event(conn, tenant_id, event, delivery_id):
+            if await _field_event(conn, tenant_id, event, delivery_id, source, reason):
                 result.events += 1
                 result.orphaned += tenant_id is None
+                result.refused_source += reason == SOURCE_NOT_BOUND
                 if tenant_id is not None:
                     await forward_indexed(conn, tenant_id, event, forwarded.get(tenant_id, ()))
             else:

@@ -92,6 +92,11 @@ async def process_batch(
                     failures.append((row, exc))
                 else:
                     processed += 1
+                    unknown = result.orphaned - result.refused_source
+                    metrics.inc("wa_events_orphaned_total", unknown, reason="unknown_number")
+                    metrics.inc(
+                        "wa_events_orphaned_total", result.refused_source, reason="source_not_bound"
+                    )
                     logger.debug(
                         "delivery processed",
                         extra={**log, "messages": result.messages, "statuses": result.statuses},
@@ -131,7 +136,7 @@ async def _process_one(
     conn: asyncpg.Connection, row: asyncpg.Record, lease: uuid.UUID
 ) -> IndexResult:
     delivery = parse_delivery(bytes(row["body"]))
-    result = await index_delivery(conn, delivery, row["id"])
+    result = await index_delivery(conn, delivery, row["id"], row["source"])
     status = await conn.execute(Q.finish_delivery, row["id"], lease, "processed")
     if status != "UPDATE 1":
         raise LeaseLost(f"lease on delivery {row['id']} ran out")

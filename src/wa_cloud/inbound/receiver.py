@@ -16,6 +16,7 @@ from typing import Any
 from wa_cloud.api.body import read_capped
 from wa_cloud.config import MAX_WEBHOOK_BYTES
 from wa_cloud.errors import ApiError, DatabaseUnavailable
+from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.inbound.routes import app_secrets
 from wa_cloud.inbound.signature import verify
 from wa_cloud.state import AppState
@@ -83,7 +84,7 @@ class WebhookReceiver:
             state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
             await _error(send, exc.status, exc.code, exc.message)
             return
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, *DATABASE_ERRORS):
             state.metrics.inc("wa_webhook_rejected_total", reason="database_unavailable")
             await _error(send, 503, "database_unavailable", "The database is not reachable; retry.")
             return

@@ -21,6 +21,8 @@ from wa_cloud.tenants import sealed
 logger = logging.getLogger(__name__)
 
 _APP_CACHE_SECONDS = 30.0
+_UNKNOWN_APP_SECONDS = 10.0
+_APP_CACHE_ENTRIES = 10_000
 
 
 class HandshakeRefused(ApiError):
@@ -41,18 +43,32 @@ def _handshake(request: Request, verify_token: str | None) -> Response:
 
 
 async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
-    """(app secret, verify token) of a tenant's own app, cached briefly per process."""
+    """(app secret, verify token) of a tenant's own app, cached briefly per process.
+
+    An unknown id is cached too (for less time): a flood of webhooks naming made-up app ids
+    costs no database query each, and an app registered meanwhile is forgotten from the cache
+    by the process that registered it (others see it within `_UNKNOWN_APP_SECONDS`)."""
     cached = state.app_cache.get(app_id)
     if cached is not None and cached[0] > time.monotonic():
+        if cached[1] is None or cached[2] is None:
+            raise NotFound("No app with that id is registered.", "unknown_app")
         return cached[1], cached[2]
-    async with state.pool.acquire() as conn:
+    async with state.ingest_pool.acquire() as conn:
         row = await conn.fetchrow(Q.app_secret, app_id)
     if row is None:
+        if len(state.app_cache) >= _APP_CACHE_ENTRIES:
+            state.app_cache.clear()  # made-up ids must not grow the process without bound
+        state.app_cache[app_id] = (time.monotonic() + _UNKNOWN_APP_SECONDS, None, None)
         raise NotFound("No app with that id is registered.", "unknown_app")
     secret = state.box.open(row["app_secret_enc"], context=sealed.APP_SECRET.context(app_id))
     token = state.box.open(row["verify_token_enc"], context=sealed.APP_VERIFY_TOKEN.context(app_id))
     state.app_cache[app_id] = (time.monotonic() + _APP_CACHE_SECONDS, secret, token)
     return secret, token
+
+
+def forget_app(state: AppState, app_id: str) -> None:
+    """Drop this process's cached secrets (or absence) of `app_id` after a change."""
+    state.app_cache.pop(app_id, None)
 
 
 async def platform_verify(request: Request) -> Response:

@@ -16,11 +16,16 @@ from uuid import UUID
 import asyncpg
 
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import Forbidden, NotFound, Unprocessable
+from wa_cloud.errors import Conflict, Forbidden, NotFound, Unprocessable
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.inbound.parse import message_text
 from wa_cloud.outbox.compose import Composed, compose, template_request
-from wa_cloud.outbox.templates import cached_template, check_parameters, save_templates
+from wa_cloud.outbox.templates import (
+    TemplateFetches,
+    cached_template,
+    check_parameters,
+    save_templates,
+)
 from wa_cloud.providers.base import Provider
 from wa_cloud.window import window_state
 
@@ -40,29 +45,47 @@ ProviderFor = Callable[[asyncpg.Record], Provider]
 
 
 async def _check_template(
-    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
     number: asyncpg.Record,
     composed: Composed,
     provider_for: ProviderFor,
+    fetches: TemplateFetches,
 ) -> None:
+    """Check a template send against the WABA's template as we hold it, fetching the WABA's
+    list from Meta on first use. No connection is held while Meta answers."""
     template = composed.body["template"]
     name, language = template["name"], template["language"]["code"]
-    stored = await cached_template(conn, number["waba_id"], name, language)
+    waba_id = number["waba_id"]
+    not_found = Unprocessable(
+        f"template '{name}' ({language}) does not exist on this WABA.", "template_not_found"
+    )
+    if fetches.known_missing(waba_id, name, language):
+        raise not_found
+    async with pool.acquire() as conn:
+        stored = await cached_template(conn, waba_id, name, language)
     if stored is None:
-        # First use of this template here: fetch the WABA's templates once and keep them.
-        try:
-            fetched = await provider_for(number).templates()
-        except GraphError as exc:
-            raise Unprocessable(
-                f"could not fetch templates from Meta to check '{name}': {exc.message}",
-                "template_unavailable",
-            ) from exc
-        await save_templates(conn, number["waba_id"], fetched)
-        stored = await cached_template(conn, number["waba_id"], name, language)
+
+        async def fetch() -> list[dict[str, Any]]:
+            try:
+                return await provider_for(number).templates()
+            except GraphError as exc:
+                raise Unprocessable(
+                    f"could not fetch templates from Meta to check '{name}': {exc.message}",
+                    "template_unavailable",
+                ) from exc
+
+        async def now_cached() -> bool:
+            async with pool.acquire() as conn:
+                return await cached_template(conn, waba_id, name, language) is not None
+
+        fetched = await fetches.fetch_once(waba_id, fetch, now_cached)
+        async with pool.acquire() as conn:
+            if fetched is not None:
+                await save_templates(conn, waba_id, fetched)
+            stored = await cached_template(conn, waba_id, name, language)
     if stored is None:
-        raise Unprocessable(
-            f"template '{name}' ({language}) does not exist on this WABA.", "template_not_found"
-        )
+        fetches.remember_missing(waba_id, name, language)
+        raise not_found
     if stored["status"] != "APPROVED":
         raise Unprocessable(
             f"template '{name}' ({language}) is {stored['status']}, not APPROVED.",
@@ -72,36 +95,40 @@ async def _check_template(
 
 
 async def enqueue(
-    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
     tenant_id: UUID,
     request: Mapping[str, Any],
     provider_for: ProviderFor,
+    fetches: TemplateFetches,
 ) -> Queued:
     sender = request.get("from")
     if not isinstance(sender, str) or not sender:
         raise Unprocessable("'from' must be one of your phone_number_ids.", "missing_field")
     composed = compose(request)
-    number = await conn.fetchrow(Q.sender_number, sender, tenant_id)
-    if number is None:
-        raise NotFound("No number with that phone_number_id is yours.")
-    if not number["active"]:
-        raise Forbidden("This tenant is deactivated.", "tenant_inactive")
-
     key = request.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
         raise Unprocessable("'idempotency_key' must be a string of 1 to 200 characters.")
-    if key is not None:
-        existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
-        if existing is not None:
-            return Queued(existing["id"], existing["status"], created=False)
-
     fallback: Composed | None = None
     if request.get("fallback_template") is not None:
         if not isinstance(request["fallback_template"], Mapping):
             raise Unprocessable("'fallback_template' must be a template object.")
         fallback = template_request(composed.recipient, request["fallback_template"])
 
-    contact = await conn.fetchrow(Q.recipient_contact, sender, composed.recipient)
+    async with pool.acquire() as conn:
+        number = await conn.fetchrow(Q.sender_number, sender, tenant_id)
+        if number is None:
+            raise NotFound("No number with that phone_number_id is yours.")
+        if not number["active"]:
+            raise Forbidden("This tenant is deactivated.", "tenant_inactive")
+        if number["flagged_reason"] is not None:
+            raise Conflict(
+                f"This number cannot send now: {number['flagged_reason']}", "number_unavailable"
+            )
+        if key is not None:
+            existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
+            if existing is not None:
+                return Queued(existing["id"], existing["status"], created=False)
+        contact = await conn.fetchrow(Q.recipient_contact, sender, composed.recipient)
     if not composed.is_template:
         window = window_state(
             contact["last_inbound_at"] if contact else None,
@@ -115,8 +142,22 @@ async def enqueue(
             )
     for template in (composed, fallback):
         if template is not None and template.is_template:
-            await _check_template(conn, number, template, provider_for)
+            await _check_template(pool, number, template, provider_for, fetches)
 
+    async with pool.acquire() as conn:
+        return await _insert(conn, tenant_id, sender, request, composed, fallback, contact, key)
+
+
+async def _insert(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    sender: str,
+    request: Mapping[str, Any],
+    composed: Composed,
+    fallback: Composed | None,
+    contact: asyncpg.Record | None,
+    key: str | None,
+) -> Queued:
     async with conn.transaction():
         row = await conn.fetchrow(
             Q.enqueue_message,

@@ -7,8 +7,10 @@ refreshed when a template status webhook arrives) and refuse the mismatch with a
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -109,3 +111,41 @@ async def save_templates(
             t.get("parameter_format"),
             list(t.get("components") or []),
         )
+
+
+# After the WABA's list was fetched and a name was not on it, sends naming it are refused from
+# memory for this long: a flood of sends with made-up names costs Meta one call per WABA.
+UNKNOWN_TEMPLATE_SECONDS = 30.0
+
+
+class TemplateFetches:
+    """This process's fetches of WABAs' template lists: one at a time per WABA (concurrent
+    sends that miss the cache wait for the same fetch), and brief memory of names not found."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._missing: dict[tuple[str, str, str], float] = {}
+
+    def known_missing(self, waba_id: str, name: str, language: str) -> bool:
+        until = self._missing.get((waba_id, name, language))
+        return until is not None and until > time.monotonic()
+
+    def remember_missing(self, waba_id: str, name: str, language: str) -> None:
+        if len(self._missing) > 10_000:
+            self._missing.clear()
+        self._missing[(waba_id, name, language)] = time.monotonic() + UNKNOWN_TEMPLATE_SECONDS
+
+    async def fetch_once(
+        self,
+        waba_id: str,
+        fetch: Callable[[], Awaitable[Sequence[Mapping[str, Any]]]],
+        cached: Callable[[], Awaitable[bool]],
+    ) -> Sequence[Mapping[str, Any]] | None:
+        """Run `fetch` unless another caller in this process is already fetching this WABA;
+        then wait for it and return None if `cached()` now finds what we need."""
+        lock = self._locks.setdefault(waba_id, asyncio.Lock())
+        waited = lock.locked()
+        async with lock:
+            if waited and await cached():
+                return None
+            return await fetch()

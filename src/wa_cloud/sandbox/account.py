@@ -57,6 +57,11 @@ def _pick(fields: dict[str, Any], asked: str | None) -> dict[str, Any]:
 async def get_object(req: GraphRequest) -> dict[str, Any]:
     object_id = req.param("object_id")
     state = req.state
+    if req.grant is not None and req.grant.app_id is not None:
+        # An app access token reads its own app node and nothing else.
+        if object_id != req.grant.app_id:
+            raise no_such_object(object_id, "GET")
+        return {"id": object_id, "name": state.app_names.get(object_id, "")}
     if object_id in state.media:
         return media.describe(req, state.media[object_id])
     if object_id in state.numbers:

@@ -23,6 +23,7 @@ ROUTES = [
     Route("/_sandbox/numbers", control.control(control.list_numbers), methods=["GET"]),
     Route("/_sandbox/templates", control.control(control.add_template, 201), methods=["POST"]),
     Route("/_sandbox/codes", control.control(control.add_code, 201), methods=["POST"]),
+    Route("/_sandbox/apps", control.control(control.add_app, 201), methods=["POST"]),
     Route("/_sandbox/inbound", control.control(control.inbound), methods=["POST"]),
     Route("/_sandbox/windows", control.control(control.open_window), methods=["POST"]),
     Route("/_sandbox/requests", control.control(control.list_requests), methods=["GET"]),

@@ -173,6 +173,18 @@ async def add_code(request: Request, state: SandboxState) -> dict[str, Any]:
     return {"code": code, "waba_id": waba_id}
 
 
+async def add_app(request: Request, state: SandboxState) -> dict[str, Any]:
+    """A Meta app (id and secret): Graph `GET /{app_id}` with its app access token proves it."""
+    body = await _body(request)
+    app_id, secret = _str(body, "app_id"), _str(body, "app_secret")
+    name = _str(body, "name", required=False) or f"App {app_id}"
+    assert app_id and secret
+    if not app_id.isdigit():
+        raise ControlError("app_id must be digits.")
+    state.add_app(app_id, secret, name)
+    return {"app_id": app_id, "name": name}
+
+
 def _open_window(state: SandboxState, pnid: str, users: list[str], at: float) -> None:
     for user in users:
         state.windows[(pnid, user)] = at

@@ -79,6 +79,8 @@ class Grant:
     numbers: set[str] = field(default_factory=set)
     wabas: set[str] = field(default_factory=set)
     whole_wabas: set[str] = field(default_factory=set)
+    # An app access token (`{app_id}|{app_secret}`) reads that app's own node.
+    app_id: str | None = None
 
     def covers_number(self, number: Number) -> bool:
         return number.phone_number_id in self.numbers or number.waba_id in self.whole_wabas
@@ -169,6 +171,7 @@ class SandboxState:
     pair_limits: dict[tuple[str, str], Gcra] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    app_names: dict[str, str] = field(default_factory=dict)
     requests: deque[dict[str, Any]] = field(default_factory=deque)
     # Signs media download URLs so a URL cannot be forged or extended.
     url_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
@@ -194,6 +197,14 @@ class SandboxState:
         grant = self.grant(token)
         grant.numbers.add(number.phone_number_id)
         grant.wabas.add(number.waba_id)
+
+    def add_app(self, app_id: str, app_secret: str, name: str) -> None:
+        """A Meta app: its app access token is `{app_id}|{app_secret}`."""
+        for token, grant in list(self.tokens.items()):
+            if grant.app_id == app_id:
+                del self.tokens[token]  # a new secret retires the old app token
+        self.grant(f"{app_id}|{app_secret}").app_id = app_id
+        self.app_names[app_id] = name
 
     def waba_numbers(self, waba_id: str) -> list[Number]:
         return [n for n in self.numbers.values() if n.waba_id == waba_id]

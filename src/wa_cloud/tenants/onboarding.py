@@ -79,65 +79,85 @@ def _digits(value: object) -> str | None:
 
 
 async def _step(
-    conn: asyncpg.Connection, tenant_id: UUID, step: str, phone_number_id: str, call: Any
+    pool: asyncpg.Pool, tenant_id: UUID, step: str, phone_number_id: str, call: Any
 ) -> Any:
     try:
         return await call
     except GraphError as exc:
+        await _failed(
+            pool,
+            tenant_id,
+            {"step": step, "phone_number_id": phone_number_id, "meta": exc.as_dict()},
+        )
+        raise OnboardingFailed(step, exc) from exc
+
+
+async def _failed(pool: asyncpg.Pool, tenant_id: UUID, detail: Mapping[str, Any]) -> None:
+    # A connection only for the audit row: none is held while Meta is asked.
+    async with pool.acquire() as conn:
         await audit.record(
             conn,
             "onboarding.failed",
             tenant_id=tenant_id,
             actor=audit.tenant_actor(tenant_id),
             severity="error",
-            detail={"step": step, "phone_number_id": phone_number_id, "meta": exc.as_dict()},
+            detail=detail,
         )
-        raise OnboardingFailed(step, exc) from exc
 
 
-async def verify_and_register(
-    conn: asyncpg.Connection,
+async def verify_number(
+    pool: asyncpg.Pool,
     graph: GraphClient,
     tenant_id: UUID,
     *,
     phone_number_id: str,
     waba_id: str,
     token: str,
-    pin: str | None,
-) -> NumberFacts:
-    """Run Meta's onboarding steps with the number's token; raise `OnboardingFailed`."""
+) -> Mapping[str, Any]:
+    """Prove with Meta that `token` reads the number and that it belongs to the WABA; return
+    what Meta says of it. Raise `OnboardingFailed` (or 422 `number_not_in_waba`).
+
+    Holds no database connection while Meta answers (a slow Meta must not starve the pool)."""
     info = await _step(
-        conn,
+        pool,
         tenant_id,
         "verify",
         phone_number_id,
         graph.phone_number(phone_number_id, token, FIELDS),
     )
     numbers = await _step(
-        conn, tenant_id, "verify", phone_number_id, graph.waba_numbers(waba_id, token)
+        pool, tenant_id, "verify", phone_number_id, graph.waba_numbers(waba_id, token)
     )
     if phone_number_id not in {str(n.get("id")) for n in numbers}:
-        await audit.record(
-            conn,
-            "onboarding.failed",
-            tenant_id=tenant_id,
-            actor=audit.tenant_actor(tenant_id),
-            severity="error",
-            detail={
-                "step": "verify",
-                "phone_number_id": phone_number_id,
-                "reason": "number not in WABA",
-            },
+        await _failed(
+            pool,
+            tenant_id,
+            {"step": "verify", "phone_number_id": phone_number_id, "reason": "number not in WABA"},
         )
         raise ApiError(
             422,
             "number_not_in_waba",
             f"Meta does not list {phone_number_id} among the numbers of WABA {waba_id}.",
         )
-    await _step(conn, tenant_id, "subscribe", phone_number_id, graph.subscribe_app(waba_id, token))
+    return dict(info)
+
+
+async def subscribe_and_register(
+    pool: asyncpg.Pool,
+    graph: GraphClient,
+    tenant_id: UUID,
+    info: Mapping[str, Any],
+    *,
+    phone_number_id: str,
+    waba_id: str,
+    token: str,
+    pin: str | None,
+) -> NumberFacts:
+    """Subscribe the app to the WABA and register the number (with its PIN, when given)."""
+    await _step(pool, tenant_id, "subscribe", phone_number_id, graph.subscribe_app(waba_id, token))
     if pin is not None:
         await _step(
-            conn,
+            pool,
             tenant_id,
             "register",
             phone_number_id,

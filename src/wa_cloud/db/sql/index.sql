@@ -1,7 +1,8 @@
 -- name: number_owners
 -- With the events each owner's webhook takes (none: empty), so indexing spends no statement on
 -- forwarding for tenants without a webhook.
-SELECT n.phone_number_id, n.waba_id, n.tenant_id, coalesce(w.events, '{}') AS forward_events
+SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
+       coalesce(w.events, '{}') AS forward_events
   FROM numbers n
   LEFT JOIN tenant_webhooks w ON w.tenant_id = n.tenant_id
  WHERE n.phone_number_id = ANY($1::text[]) OR n.waba_id = ANY($2::text[]);
@@ -60,12 +61,15 @@ UPDATE messages
  WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'out';
 
 -- name: close_window
--- Meta said 131047: the window is closed for this recipient until they write again.
-UPDATE contacts SET window_closed_at = greatest(window_closed_at, now()), updated_at = now()
+-- Meta said 131047: the window is closed for this recipient until they write again. Closed as
+-- of the failure's own time, not ours: Meta does not order webhooks, and a late 131047 about an
+-- older send must not close the window a newer inbound message opened.
+UPDATE contacts
+   SET window_closed_at = greatest(window_closed_at, coalesce($4, now())), updated_at = now()
  WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3);
 
 -- name: insert_event
 INSERT INTO events (tenant_id, phone_number_id, waba_id, field, kind, orphaned, payload,
-                    dedup_key, delivery_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    dedup_key, delivery_id, source, orphan_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (dedup_key) DO NOTHING;

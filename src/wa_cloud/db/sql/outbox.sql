@@ -1,7 +1,7 @@
 -- name: sender_number
 -- The number a tenant sends from, with what a send needs; scoped by tenant (404 otherwise).
 SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.throughput_mps,
-       t.active
+       n.flagged_reason, t.active
   FROM numbers n JOIN tenants t ON t.id = n.tenant_id
  WHERE n.phone_number_id = $1 AND n.tenant_id = $2 AND n.removed_at IS NULL;
 

@@ -52,6 +52,21 @@ INSERT INTO apps (app_id, tenant_id, app_secret_enc, verify_token_enc) VALUES ($
 ON CONFLICT (app_id) DO NOTHING
 RETURNING app_id, created_at;
 
+-- name: list_apps
+SELECT app_id, created_at FROM apps WHERE tenant_id = $1 ORDER BY created_at, app_id;
+
+-- name: update_app
+UPDATE apps SET app_secret_enc = coalesce($3, app_secret_enc),
+                verify_token_enc = coalesce($4, verify_token_enc)
+ WHERE app_id = $1 AND tenant_id = $2
+RETURNING app_id, created_at;
+
+-- name: numbers_of_app
+SELECT count(*) FROM numbers WHERE app_id = $1 AND removed_at IS NULL;
+
+-- name: delete_app
+DELETE FROM apps WHERE app_id = $1 AND tenant_id = $2;
+
 -- name: tenant_owns_app
 SELECT 1 FROM apps WHERE app_id = $1 AND tenant_id = $2;
 
@@ -93,11 +108,35 @@ RETURNING id, prefix, created_at, revoked_at;
 
 -- name: number_secrets
 SELECT phone_number_id, waba_id, access_token_enc FROM numbers
- WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL
- FOR UPDATE;
+ WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
 
 -- name: remove_number
 -- History stays; the secrets go.
 UPDATE numbers SET access_token_enc = NULL, pin_enc = NULL, registered = false,
                    subscribed = false, removed_at = now(), updated_at = now()
  WHERE phone_number_id = $1 AND tenant_id = $2;
+
+-- name: adopt_orphaned_events
+-- Deliveries of the last 7 days (Meta's retry horizon) whose events for this number (or its
+-- WABA) were orphaned because it was not registered yet, and that came from the source the
+-- number is bound to, go back to the queue; their orphaned rows go, so indexing them again
+-- writes the real rows. Indexing is idempotent: the delivery's other events change nothing.
+WITH candidates AS (
+    SELECT e.id, e.delivery_id FROM events e JOIN deliveries d ON d.id = e.delivery_id
+     WHERE e.orphaned AND e.orphan_reason = 'unknown_number' AND e.source = $3
+       AND (e.phone_number_id = $1 OR (e.phone_number_id IS NULL AND e.waba_id = $2))
+       AND e.created_at > now() - interval '7 days'
+       AND d.state = 'processed' AND coalesce(octet_length(d.body), 0) > 0
+), dropped AS (
+    DELETE FROM events WHERE id IN (SELECT id FROM candidates)
+), requeued AS (
+    UPDATE deliveries
+       SET state = 'pending', run_after = now(), attempts = 0, lease_token = NULL,
+           locked_until = NULL, processed_at = NULL
+     WHERE id IN (SELECT delivery_id FROM candidates)
+    RETURNING id
+)
+SELECT count(*) FROM requeued, pg_notify('wa_deliveries', '') AS notified;
+
+-- name: tenant_has_number
+SELECT 1 FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2;
