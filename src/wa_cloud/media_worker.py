@@ -27,7 +27,7 @@ from wa_cloud.graph.retry import DEFAULT, delay_for
 from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.media import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
 from wa_cloud.providers.base import MediaFile, Provider
-from wa_cloud.providers.cloud import cloud_provider
+from wa_cloud.providers.cloud import cloud_provider, is_media_id
 from wa_cloud.secretbox import SecretBox
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,17 @@ async def queue_inbound_media(
         return
     media_id = _text(body.get("id"))
     if media_id is None:
+        return
+    if not is_media_id(media_id):
+        await conn.execute(
+            Q.refuse_inbound_media,
+            tenant_id,
+            message.route.phone_number_id,
+            media_id,
+            message_id,
+            _text(body.get("mime_type")),
+            "refused: the media id is not one of Meta's (digits); nothing was fetched",
+        )
         return
     await conn.execute(
         Q.queue_inbound_media,

@@ -98,7 +98,9 @@ class GraphClient:
         is_send: bool = False,
     ) -> Any:
         """One call, no retries. `is_send` marks a call that must not be repeated blindly."""
-        url = path if path.startswith("http") else f"{self._root}/{path.lstrip('/')}"
+        # Always under the configured Graph base: the token is never sent anywhere else from
+        # here (an id that is really a URL stays a path segment of graph's own host).
+        url = f"{self._root}/{path.lstrip('/')}"
         try:
             response = await self._http.request(
                 method,

@@ -22,6 +22,12 @@ CLOUD_CAPABILITIES = Capabilities(
 )
 
 
+def is_media_id(value: str) -> bool:
+    """Meta's media ids are digits. Anything else (a URL above all) is never looked up: the
+    lookup carries the number's token."""
+    return value.isascii() and value.isdigit() and len(value) <= 30
+
+
 class CloudProvider:
     def __init__(
         self, graph: GraphClient, phone_number_id: str, waba_id: str | None, token: str
@@ -50,6 +56,9 @@ class CloudProvider:
         )
 
     async def download_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
+        if not is_media_id(media_id):
+            raise PermanentGraphError(f"{media_id[:40]!r} is not a Meta media id")
+        # The token goes to the Graph API and to the download URL Meta returned for this id.
         info = await self._graph.media_info(media_id, self._token)
         content = await self._graph.download(str(info["url"]), self._token, max_bytes=max_bytes)
         digest = hashlib.sha256(content).hexdigest()

@@ -9,6 +9,14 @@ WITH queued AS (
 )
 SELECT pg_notify('wa_media', '') FROM queued;
 
+-- name: refuse_inbound_media
+-- A media id that cannot be Meta's (Meta's are digits): the message is kept, its media marked
+-- unavailable with the reason, and nothing is ever fetched for it.
+INSERT INTO media (tenant_id, phone_number_id, media_id, message_id, mime_type, state,
+                   last_error)
+VALUES ($1, $2, $3, $4, $5, 'failed', $6)
+ON CONFLICT (phone_number_id, media_id) DO NOTHING;
+
 -- name: claim_media
 -- Due downloads with a lease: `run_after` moves to the lease's end, so a row whose worker died
 -- is due again then, and the partial index on pending rows finds it.
