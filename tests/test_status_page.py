@@ -441,11 +441,12 @@ def rendered_logs(records: Iterable[logging.LogRecord]) -> str:
     return "\n".join(f"{json_format.format(r)}\n{console.format(r)}" for r in records)
 
 
-async def test_invite_without_smtp_logs_the_mail(
+async def test_invite_without_smtp_logs_the_mail_in_dev(
     settings: Settings, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="wa_cloud")
-    async with running(settings) as app:
+    # Only in dev: production never logs the link (tests/test_lifecycle.py).
+    async with running(settings, dev=True) as app:
         seeded = await seed(app, db)
         path = f"/v1/admin/tenants/{seeded.tenant_id}/invite"
         before = datetime.now(UTC)
@@ -507,7 +508,8 @@ async def test_invite_over_smtp_delivers_a_link_that_opens_the_page(
     caplog.set_level(logging.DEBUG, logger="wa_cloud")
     fake = FakeSmtp(SMTP_USER, SMTP_PASSWORD, mechanisms=(mechanism,))
     async with smtp_server(fake) as port:
-        smtp_url = f"smtp://mailer%40example.test:s3cret%3Ap%40ss%2Fword@127.0.0.1:{port}"
+        # The fake speaks no TLS: plain text only because the URL says so.
+        smtp_url = f"smtp+insecure://mailer%40example.test:s3cret%3Ap%40ss%2Fword@127.0.0.1:{port}"
         async with running(settings, smtp_url=smtp_url, mail_from="WA Cloud <wa@ops.test>") as app:
             seeded = await seed(app, db)
             response = await app.client.post(
@@ -550,8 +552,8 @@ async def test_invite_when_the_mail_server_fails(
             path = f"/v1/admin/tenants/{seeded.tenant_id}/invite"
             down = await app.client.post(path, headers=app.admin())
             assert down.status_code == 503 and down.json()["error"]["code"] == "mail_unavailable"
-        refusing = f"smtp://u:right-pw@127.0.0.1:{port}"
-        wrong_password = f"smtp://u:hunter2-pw@127.0.0.1:{port}"
+        refusing = f"smtp+insecure://u:right-pw@127.0.0.1:{port}"
+        wrong_password = f"smtp+insecure://u:hunter2-pw@127.0.0.1:{port}"
         async with running(settings, smtp_url=refusing) as app:
             refused = await app.client.post(path, headers=app.admin())
             assert refused.status_code == 422 and refused.json()["error"]["code"] == "email_refused"

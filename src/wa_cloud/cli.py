@@ -214,22 +214,58 @@ def cmd_rotate_key(args: argparse.Namespace) -> None:
     logs.configure(settings.log_format)
     from wa_cloud.db.pool import connect
     from wa_cloud.secretbox import SecretBox
-    from wa_cloud.tenants.rotation import rotate
+    from wa_cloud.tenants.rotation import RotationReport, rotate
 
     assert settings.secret_key
     box = SecretBox(settings.secret_key, settings.previous_secret_keys)
 
-    async def run() -> dict[str, int]:
+    async def run() -> RotationReport:
         conn = await connect(_database_url(settings))
         try:
             return await rotate(conn, box)
         finally:
             await conn.close()
 
-    counts = asyncio.run(run())
-    for name, count in counts.items():
+    report = asyncio.run(run())
+    for name, count in report.resealed.items():
         print(f"{name}: {count} re-sealed")
-    print(f"every secret is now sealed with key {box.key_id}")
+    if report.ok:
+        print(f"checked {report.checked}: every secret is now sealed with key {box.key_id}")
+        return
+    # Where, never what: the values themselves stay sealed.
+    print(
+        f"checked {report.checked}: {len(report.unreadable)} could not be opened with key "
+        f"{box.key_id} (sealed with a key not in WA_SECRET_KEY or WA_PREVIOUS_SECRET_KEYS, "
+        "or damaged):",
+        file=sys.stderr,
+    )
+    for value in report.unreadable:
+        print(f"  {value}", file=sys.stderr)
+    sys.exit(1)
+
+
+def cmd_retention(args: argparse.Namespace) -> None:
+    settings = _production_settings()
+    logs.configure(settings.log_format)
+    from wa_cloud.db.pool import create_pool
+    from wa_cloud.retention import RetentionReport, run_retention
+
+    async def run() -> RetentionReport:
+        pool = await create_pool(_database_url(settings), max_size=2)
+        try:
+            return await run_retention(pool, settings)
+        finally:
+            await pool.close()
+
+    report = asyncio.run(run())
+    print(
+        f"retention ({settings.raw_retention_days:g} days for raw bodies): "
+        f"{report.delivery_bodies} delivery bodies cleared, {report.forwards} forwards, "
+        f"{report.orphaned_events} orphaned events, {report.media} media, "
+        f"{report.pair_pacing} pair-pacing rows deleted"
+    )
+    if report.busy:
+        print("another process was running a retention pass: this one stopped early")
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -282,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-seal every secret with WA_SECRET_KEY (old keys in WA_PREVIOUS_SECRET_KEYS)",
     )
     rotate.set_defaults(func=cmd_rotate_key)
+
+    retention = sub.add_parser(
+        "retention",
+        help="one retention pass: old webhook bodies, forwards, orphaned events, media",
+    )
+    retention.set_defaults(func=cmd_retention)
 
     sandbox = sub.add_parser("sandbox", help="the Meta Graph API emulator alone")
     sandbox.add_argument("--host", default="127.0.0.1")

@@ -21,7 +21,7 @@ from wa_cloud.api.pages import (
     page,
 )
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import NotFound
+from wa_cloud.errors import Conflict, NotFound
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.keys import new_key
 
@@ -102,6 +102,55 @@ async def update_tenant(request: Request) -> JSONResponse:
             detail={k: body[k] for k in ("active", "name", "email") if k in body},
         )
     return JSONResponse(tenant_json(row))
+
+
+# What DELETE /v1/admin/tenants/{id} removes, child tables first, each counted; the tenant row
+# itself goes last and takes anything else that references it by cascade.
+TENANT_DELETES: tuple[tuple[str, str], ...] = (
+    ("forwards", "delete_tenant_forwards"),
+    ("webhooks", "delete_tenant_webhook"),
+    ("media", "delete_tenant_media"),
+    ("statuses", "delete_tenant_statuses"),
+    ("messages", "delete_tenant_messages"),
+    ("contacts", "delete_tenant_contacts"),
+    ("events", "delete_tenant_events"),
+    ("templates", "delete_tenant_templates"),  # before numbers: it looks up their WABAs
+    ("numbers", "delete_tenant_numbers"),
+    ("apps", "delete_tenant_apps"),
+    ("api_keys", "delete_tenant_api_keys"),
+    ("audit_events", "delete_tenant_audit"),
+)
+
+
+async def delete_tenant(request: Request) -> JSONResponse:
+    """Remove a deactivated tenant and every row and sealed secret it owns, in one transaction.
+    Raw deliveries are not the tenant's (one may carry several tenants' numbers): the
+    retention job clears them."""
+    state = require_admin(request)
+    tenant_id = parse_uuid(request.path_params["tenant_id"])
+    deleted: dict[str, int] = {}
+    async with state.pool.acquire() as conn, conn.transaction():
+        active = await conn.fetchval(Q.lock_tenant_for_delete, tenant_id)
+        if active is None:
+            raise NotFound("No tenant with that id.")
+        if active:
+            raise Conflict(
+                'Deactivate the tenant first (PATCH with {"active": false}).', "tenant_active"
+            )
+        for kind, query in TENANT_DELETES:
+            deleted[kind] = await conn.fetchval(getattr(Q, query), tenant_id)
+        await conn.execute(Q.delete_tenant, tenant_id)
+        # The tenant's own rows are gone: the record of the deletion is the platform's.
+        await audit.record(
+            conn,
+            "tenant.deleted",
+            tenant_id=None,
+            actor=audit.ADMIN,
+            severity="warning",
+            detail={"tenant_id": str(tenant_id), "deleted": deleted},
+        )
+    logger.info("tenant deleted", extra={"tenant_id": str(tenant_id)})
+    return JSONResponse({"id": str(tenant_id), "deleted": deleted})
 
 
 def _key_json(row: asyncpg.Record) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """`POST /v1/admin/tenants/{tenant_id}/invite`: mail a tenant the signed link to its status page.
 
 Body (optional): `{"email"}` to send somewhere other than the tenant's stored address.
-Answers 202 `{"sent_to", "expires_at"}`: accepted by the mail server (or logged when none is
-configured), not yet delivered to a mailbox.
+Answers 202 `{"sent_to", "expires_at"}`: accepted by the mail server (in dev, logged when none
+is configured), not yet delivered to a mailbox.
+
+Every invitation revokes the links sent before it: the tenant's link generation moves on
+before the mail goes out, so a leaked link dies even when the new mail cannot be sent.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, NotFound, Unprocessable
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.links import expires_at, make_link
-from wa_cloud.tenants.mail import MailNotSent, compose_invitation, send_invitation
+from wa_cloud.tenants.mail import (
+    MailNotConfigured,
+    MailNotSent,
+    compose_invitation,
+    send_invitation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,26 +58,40 @@ async def invite_tenant(request: Request) -> JSONResponse:
     if not _EMAIL.match(to):
         raise Unprocessable("'email' is not an email address.", "invalid_email")
 
+    async with state.pool.acquire() as conn:
+        generation = await conn.fetchval(Q.bump_link_generation, tenant_id)
+    if generation is None:  # deleted meanwhile
+        raise NotFound("No tenant with that id.")
     issued = time.time()
-    link = make_link(state.settings, tenant_id, clock=lambda: issued)
+    link = make_link(state.settings, tenant_id, generation=generation, clock=lambda: issued)
     expires = expires_at(issued)
     message = compose_invitation(
         state.settings, to=to, tenant_name=tenant["name"], link=link, expires_at=expires
     )
     try:
-        await send_invitation(state.settings, message, link)
+        await send_invitation(state.settings, message, link, tenant_id=tenant_id)
     except MailNotSent as exc:
-        await _record(state.pool, tenant_id, "tenant.invite_failed", "warning", to, expires)
+        await _record(
+            state.pool, tenant_id, "tenant.invite_failed", "warning", to, expires, generation
+        )
+        message_text = f"{exc} Links sent before this one no longer open."
         if exc.refused:
-            raise Unprocessable(str(exc), "email_refused") from None
-        raise ApiError(503, "mail_unavailable", str(exc)) from None
-    await _record(state.pool, tenant_id, "tenant.invited", "info", to, expires)
+            raise Unprocessable(message_text, "email_refused") from None
+        code = "mail_not_configured" if isinstance(exc, MailNotConfigured) else "mail_unavailable"
+        raise ApiError(503, code, message_text) from None
+    await _record(state.pool, tenant_id, "tenant.invited", "info", to, expires, generation)
     logger.info("tenant invited", extra={"tenant_id": str(tenant_id)})
     return JSONResponse({"sent_to": to, "expires_at": expires.isoformat()}, status_code=202)
 
 
 async def _record(
-    pool: asyncpg.Pool, tenant_id: UUID, action: str, severity: str, to: str, expires: datetime
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    action: str,
+    severity: str,
+    to: str,
+    expires: datetime,
+    generation: int,
 ) -> None:
     # The link itself stays out of the audit log: it opens the page for a week.
     async with pool.acquire() as conn:
@@ -79,5 +101,10 @@ async def _record(
             tenant_id=tenant_id,
             actor=audit.ADMIN,
             severity=severity,
-            detail={"sent_to": to, "expires_at": expires.isoformat()},
+            # Links of older generations were revoked by this invitation.
+            detail={
+                "sent_to": to,
+                "expires_at": expires.isoformat(),
+                "link_generation": generation,
+            },
         )

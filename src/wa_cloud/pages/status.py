@@ -2,7 +2,9 @@
 
 The token is the only credential; the page shows state and counts, never a secret, key or id
 that could be used against the API. A bad or expired token gets the same friendly 404 as a
-tenant that no longer exists, so the page says nothing about which it was.
+tenant that no longer exists, so the page says nothing about which it was. A valid link that a
+newer invitation replaced gets a 410 page, and a deactivated tenant's link a 403 page: the
+holder of a once-valid link learns only what the newest invitation or the operator told them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from starlette.responses import HTMLResponse
 from wa_cloud.db.queries import Q
 from wa_cloud.pages import render
 from wa_cloud.state import AppState
-from wa_cloud.tenants.links import LIFETIME, read_link
+from wa_cloud.tenants.links import LIFETIME, open_link
 from wa_cloud.window import WINDOW, window_state
 
 logger = logging.getLogger(__name__)
@@ -60,20 +62,25 @@ class NumberStatus:
 
 async def status_page(request: Request) -> HTMLResponse:
     state: AppState = request.state.wa
-    tenant_id = read_link(state.settings, request.path_params["token"])
-    if tenant_id is None:
+    link = open_link(state.settings, request.path_params["token"])
+    if link is None:
         logger.info("status link refused")
         return not_found()
     now = datetime.now(UTC)
     async with state.pool.acquire() as conn:
-        tenant = await conn.fetchrow(Q.page_tenant, tenant_id)
+        tenant = await conn.fetchrow(Q.page_tenant, link.tenant_id)
         if tenant is None:  # deleted since the link was sent
             return not_found()
-        numbers = await _numbers(conn, tenant_id, now)
+        # Checked before the account's state: a revoked link learns nothing newer.
+        if link.generation != tenant["link_generation"]:
+            logger.info("status link revoked", extra={"tenant_id": str(link.tenant_id)})
+            return refused("replaced.html", 410)
+        if not tenant["active"]:
+            return refused("paused.html", 403)
+        numbers = await _numbers(conn, link.tenant_id, now)
     html = render(
         "status.html",
         tenant_name=tenant["name"],
-        active=tenant["active"],
         as_of=now.strftime("%Y-%m-%d %H:%M"),
         numbers=numbers,
     )
@@ -81,8 +88,12 @@ async def status_page(request: Request) -> HTMLResponse:
 
 
 def not_found() -> HTMLResponse:
-    html = render("not_found.html", lifetime_days=LIFETIME.days)
-    return HTMLResponse(html, status_code=404, headers=HEADERS)
+    return refused("not_found.html", 404)
+
+
+def refused(template: str, status_code: int) -> HTMLResponse:
+    html = render(template, lifetime_days=LIFETIME.days)
+    return HTMLResponse(html, status_code=status_code, headers=HEADERS)
 
 
 async def _numbers(conn: asyncpg.Connection, tenant_id: UUID, now: datetime) -> list[NumberStatus]:

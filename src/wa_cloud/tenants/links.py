@@ -1,10 +1,12 @@
 """Signed, expiring links to a tenant's status page: `{base_url}/t/{token}`.
 
-The token is the tenant id signed with itsdangerous (HMAC-SHA256, a timestamp inside). Its key
-is derived from `WA_SECRET_KEY` with a salt of its own, so a token signed for this purpose is
-worthless anywhere else the master key signs something. Nothing is stored: a link is valid
-until it is older than its lifetime, or until the key that signed it is neither
-`WA_SECRET_KEY` nor one of `WA_PREVIOUS_SECRET_KEYS`.
+The token is the tenant id and the tenant's link generation, signed with itsdangerous
+(HMAC-SHA256, a timestamp inside). Its key is derived from `WA_SECRET_KEY` with a salt of its
+own, so a token signed for this purpose is worthless anywhere else the master key signs
+something. Nothing is stored per link: a link is valid until it is older than its lifetime,
+until the key that signed it is neither `WA_SECRET_KEY` nor one of `WA_PREVIOUS_SECRET_KEYS`,
+or until a new invitation moves the tenant's `link_generation` past the one it carries (the
+page checks that against the tenant row: revocation without a list of links).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -26,6 +29,14 @@ LIFETIME = timedelta(days=7)
 MAX_TOKEN_LENGTH = 512
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLink:
+    """What a valid token says: whose page, and under which generation it was issued."""
+
+    tenant_id: UUID
+    generation: int
 
 
 class _ClockedSigner(TimestampSigner):
@@ -53,17 +64,48 @@ def _serializer(settings: Settings, clock: Clock) -> URLSafeTimedSerializer:
     )
 
 
-def make_token(settings: Settings, tenant_id: UUID, *, clock: Clock = time.time) -> str:
-    return str(_serializer(settings, clock).dumps(str(tenant_id)))
+def make_token(
+    settings: Settings, tenant_id: UUID, *, generation: int = 0, clock: Clock = time.time
+) -> str:
+    return str(_serializer(settings, clock).dumps([str(tenant_id), generation]))
 
 
-def make_link(settings: Settings, tenant_id: UUID, *, clock: Clock = time.time) -> str:
-    return f"{settings.base_url}/t/{make_token(settings, tenant_id, clock=clock)}"
+def make_link(
+    settings: Settings, tenant_id: UUID, *, generation: int = 0, clock: Clock = time.time
+) -> str:
+    token = make_token(settings, tenant_id, generation=generation, clock=clock)
+    return f"{settings.base_url}/t/{token}"
 
 
 def expires_at(issued_at: float, lifetime: timedelta = LIFETIME) -> datetime:
     """When a link signed at `issued_at` (a clock reading) stops opening."""
     return datetime.fromtimestamp(int(issued_at), UTC) + lifetime
+
+
+def open_link(
+    settings: Settings,
+    token: str,
+    max_age: timedelta = LIFETIME,
+    *,
+    clock: Clock = time.time,
+) -> StatusLink | None:
+    """What `token` says, or None when it is expired, tampered with or not ours. Whether its
+    generation is still the tenant's is for the caller to check against the tenant row."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        payload = _serializer(settings, clock).loads(token, max_age=max_age.total_seconds())
+        if isinstance(payload, str):
+            # Signed before links carried a generation: the first one.
+            return StatusLink(UUID(payload), 0)
+        tenant_id, generation = payload
+        if type(generation) is not int or generation < 0:
+            return None
+        return StatusLink(UUID(tenant_id), generation)
+    except (BadData, ValueError, TypeError, AttributeError):
+        # BadData covers a bad signature, an expired timestamp and an undecodable payload;
+        # the rest is a validly signed payload of another shape (never ours).
+        return None
 
 
 def read_link(
@@ -74,12 +116,5 @@ def read_link(
     clock: Clock = time.time,
 ) -> UUID | None:
     """The tenant id in `token`, or None when it is expired, tampered with or not ours."""
-    if len(token) > MAX_TOKEN_LENGTH:
-        return None
-    try:
-        payload = _serializer(settings, clock).loads(token, max_age=max_age.total_seconds())
-        return UUID(payload)
-    except (BadData, ValueError, TypeError, AttributeError):
-        # BadData covers a bad signature, an expired timestamp and an undecodable payload;
-        # the rest is a validly signed payload that is not a UUID string (never ours).
-        return None
+    link = open_link(settings, token, max_age, clock=clock)
+    return None if link is None else link.tenant_id

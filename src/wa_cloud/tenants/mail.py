@@ -1,10 +1,13 @@
 """The invitation mail: a plain-text and an HTML body carrying the tenant's status link.
 
 Sent over SMTP with the standard library, in a thread so the event loop never waits on a mail
-server. `SMTP_URL` is `smtp://user:pass@host:port` (STARTTLS when the server offers it) or
-`smtps://...` (TLS from the first byte). Without `SMTP_URL` the mail is logged instead, so a
-dev set-up still shows the link. The URL holds a password: it is never logged, and neither is
-any error text that might repeat it.
+server. `SMTP_URL` is `smtps://user:pass@host:port` (TLS from the first byte),
+`smtp://user:pass@host:port` (STARTTLS, required: a server that does not offer it gets
+nothing, neither the password nor the link), or `smtp+insecure://...` (STARTTLS when offered,
+plain text otherwise: a relay on a trusted network). The link is a bearer credential for a
+week: without `SMTP_URL` a dev set-up logs the mail, link included, so developers can open
+it, while production logs only that mail is not configured. The URL holds a password: it is
+never logged, and neither is any error text that might repeat it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
 
 from wa_cloud.config import Settings
 from wa_cloud.errors import WaCloudError
@@ -27,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 15.0
 # 587 is mail submission (the port that takes AUTH); 465 is submission over implicit TLS.
-DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
+DEFAULT_PORTS = {"smtp": 587, "smtps": 465, "smtp+insecure": 587}
 
 
 class MailNotSent(WaCloudError):
@@ -39,11 +43,21 @@ class MailNotSent(WaCloudError):
         self.refused = refused
 
 
+class MailNotConfigured(MailNotSent):
+    """Production without `SMTP_URL`: nothing was sent, and the link was not logged."""
+
+
+class _StartTlsUnavailable(Exception):
+    """`smtp://` and the server does not offer STARTTLS."""
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpServer:
     host: str
     port: int
     implicit_tls: bool
+    # smtp://: STARTTLS or nothing. Only smtp+insecure:// may fall back to plain text.
+    require_starttls: bool = True
     username: str | None = None
     password: str | None = field(default=None, repr=False)
 
@@ -52,7 +66,9 @@ def parse_smtp_url(url: str) -> SmtpServer:
     """Raises ValueError with a message that never repeats the URL (it holds a password)."""
     parts = urlsplit(url)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ValueError("SMTP_URL must look like smtp://user:pass@host:port or smtps://...")
+        raise ValueError(
+            "SMTP_URL must look like smtp://user:pass@host:port, smtps://... or smtp+insecure://..."
+        )
     try:
         port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError:
@@ -61,6 +77,7 @@ def parse_smtp_url(url: str) -> SmtpServer:
         host=parts.hostname,
         port=port,
         implicit_tls=parts.scheme == "smtps",
+        require_starttls=parts.scheme == "smtp",
         # Userinfo is percent-encoded in a URL: a password may hold '@' or ':' that way.
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
@@ -88,14 +105,24 @@ def compose_invitation(
     return message
 
 
-async def send_invitation(settings: Settings, message: EmailMessage, link: str) -> None:
-    """Send `message`, or log it (with its link) when no SMTP server is configured."""
+async def send_invitation(
+    settings: Settings, message: EmailMessage, link: str, *, tenant_id: UUID | None = None
+) -> None:
+    """Send `message`. Without an SMTP server: in dev, log it with its link; in production,
+    log only that mail is not configured and raise `MailNotConfigured` (the link opens a
+    tenant's page for a week: it never goes into production logs)."""
     if not settings.smtp_url:
-        logger.info(
-            "invitation mail logged, not sent: SMTP_URL is not set",
-            extra={"to": message["To"], "subject": message["Subject"], "link": link},
+        if settings.dev:
+            logger.info(
+                "invitation mail logged, not sent: SMTP_URL is not set",
+                extra={"to": message["To"], "subject": message["Subject"], "link": link},
+            )
+            return
+        logger.warning(
+            "invitation mail not sent: mail is not configured (SMTP_URL)",
+            extra={"tenant_id": None if tenant_id is None else str(tenant_id)},
         )
-        return
+        raise MailNotConfigured("No mail server is configured (SMTP_URL): nothing was sent.")
     try:
         server = parse_smtp_url(settings.smtp_url)
     except ValueError as exc:
@@ -103,6 +130,15 @@ async def send_invitation(settings: Settings, message: EmailMessage, link: str) 
         raise MailNotSent("The mail server is not configured correctly.") from None
     try:
         await asyncio.to_thread(_deliver, server, message)
+    except _StartTlsUnavailable:
+        logger.error(
+            "mail not sent: the SMTP server offers no STARTTLS (use smtps://, or "
+            "smtp+insecure:// on a trusted network)",
+            extra={"smtp_host": server.host, "smtp_port": server.port},
+        )
+        raise MailNotSent(
+            "The mail server does not offer TLS (STARTTLS); nothing was sent."
+        ) from None
     except smtplib.SMTPRecipientsRefused:
         logger.warning("mail recipient refused", extra={"smtp_host": server.host})
         raise MailNotSent("The mail server refused the recipient.", refused=True) from None
@@ -133,9 +169,12 @@ def _deliver(server: SmtpServer, message: EmailMessage) -> None:
             client.starttls(context=tls)
             client.ehlo()  # the capabilities (AUTH among them) may change under TLS
             encrypted = True
+        if not encrypted and server.require_starttls:
+            # Before AUTH and before the message: the password and the link stay unsent.
+            raise _StartTlsUnavailable
         if server.username is not None:
             if not encrypted:
-                # Allowed (a relay on the same host is common) but worth an operator's look.
+                # smtp+insecure:// says so explicitly; still worth an operator's look.
                 logger.warning("SMTP login without TLS", extra={"smtp_host": server.host})
             client.login(server.username, server.password or "")
         client.send_message(message)

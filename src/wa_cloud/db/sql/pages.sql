@@ -1,7 +1,7 @@
 -- The tenant status page (GET /t/{token}): read-only, every statement scoped by tenant.
 
 -- name: page_tenant
-SELECT name, active FROM tenants WHERE id = $1;
+SELECT name, active, link_generation FROM tenants WHERE id = $1;
 
 -- name: page_numbers
 -- Whether a token is stored is all the page learns about it: the sealed value is never read.
