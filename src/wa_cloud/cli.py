@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -268,6 +269,68 @@ def cmd_retention(args: argparse.Namespace) -> None:
         print("another process was running a retention pass: this one stopped early")
 
 
+def _on_database(work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `work` with one connection to the configured database (no secrets needed)."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_format)
+    from wa_cloud.db.pool import connect
+
+    async def run() -> Any:
+        conn = await connect(_database_url(settings))
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def cmd_deliveries_show(args: argparse.Namespace) -> None:
+    from wa_cloud.inbound.replay import delivery_json, delivery_text, load_delivery
+
+    delivery = _on_database(lambda conn: load_delivery(conn, args.id))
+    if delivery is None:
+        print(f"no delivery {args.id}", file=sys.stderr)
+        sys.exit(1)
+    if args.json:
+        print(json.dumps(delivery_json(delivery), indent=2, ensure_ascii=False))
+    else:
+        print(delivery_text(delivery))
+
+
+def cmd_deliveries_replay(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime
+
+    from wa_cloud.inbound.replay import ReplayOutcome, parse_since, replay_by_id, replay_since
+
+    if bool(args.ids) == (args.since is not None):
+        print("wa-cloud: name delivery ids or --since, one of the two", file=sys.stderr)
+        sys.exit(2)
+    if args.ids:
+        outcome: ReplayOutcome = _on_database(
+            lambda conn: replay_by_id(conn, args.ids, dry_run=args.dry_run, actor="cli")
+        )
+    else:
+        try:
+            since = parse_since(args.since, datetime.now(UTC))
+        except ValueError as exc:
+            print(f"wa-cloud: --since: {exc}", file=sys.stderr)
+            sys.exit(2)
+        outcome = _on_database(
+            lambda conn: replay_since(conn, since, dry_run=args.dry_run, actor="cli")
+        )
+    for delivery_id, why in outcome.refused.items():
+        print(f"delivery {delivery_id} not replayed: {why}", file=sys.stderr)
+    if args.ids and outcome.refused:
+        print("nothing was replayed", file=sys.stderr)
+        sys.exit(1)
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"{verb} {len(outcome.chosen) if args.dry_run else outcome.replayed} deliveries")
+    for c in outcome.chosen:
+        quarantined = c.quarantined_at.isoformat(timespec="seconds") if c.quarantined_at else "-"
+        print(f"  {c.id}  quarantined {quarantined}  {c.code or '-'}  source {c.source}")
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     from wa_cloud.simulate import simulate
 
@@ -324,6 +387,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="one retention pass: old webhook bodies, forwards, orphaned events, media",
     )
     retention.set_defaults(func=cmd_retention)
+
+    deliveries = sub.add_parser("deliveries", help="stored webhook deliveries")
+    deliveries_sub = deliveries.add_subparsers(dest="deliveries", required=True)
+    show = deliveries_sub.add_parser("show", help="one delivery, with its error and body")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", help="as JSON")
+    show.set_defaults(func=cmd_deliveries_show)
+    replay = deliveries_sub.add_parser(
+        "replay", help="put quarantined deliveries back in the queue (after a fix)"
+    )
+    replay.add_argument("ids", type=int, nargs="*", help="these deliveries (all or none)")
+    replay.add_argument(
+        "--since", default=None, help="all quarantined since: 2h, 30m, 1d, or ISO time (UTC)"
+    )
+    replay.add_argument("--dry-run", action="store_true", help="list them, change nothing")
+    replay.set_defaults(func=cmd_deliveries_replay)
 
     sandbox = sub.add_parser("sandbox", help="the Meta Graph API emulator alone")
     sandbox.add_argument("--host", default="127.0.0.1")

@@ -53,3 +53,46 @@ SELECT count(*) FROM events WHERE orphaned;
 
 -- name: app_secret
 SELECT app_secret_enc, verify_token_enc FROM apps WHERE app_id = $1;
+
+-- name: delivery_with_quarantine
+-- One stored delivery and, if quarantined, why (`wa-cloud deliveries show`).
+SELECT d.id, d.source, d.received_at, d.state, d.attempts, d.run_after, d.processed_at,
+       d.last_error, d.body, q.code AS quarantine_code, q.reason AS quarantine_reason,
+       q.created_at AS quarantined_at
+  FROM deliveries d LEFT JOIN quarantine q ON q.delivery_id = d.id
+ WHERE d.id = $1;
+
+-- name: lock_deliveries_by_id
+-- The deliveries a replay names, locked so it checks and changes them as one (retention skips
+-- locked rows, so a body cannot be cleared between the check and the replay).
+SELECT d.id, d.source, d.state, d.body = ''::bytea AS body_cleared, q.code,
+       coalesce(q.created_at, d.processed_at) AS quarantined_at
+  FROM deliveries d LEFT JOIN quarantine q ON q.delivery_id = d.id
+ WHERE d.id = ANY($1::bigint[])
+ ORDER BY d.id
+   FOR UPDATE OF d;
+
+-- name: lock_quarantined_since
+-- Quarantined at or after $1 (`processed_at` is set when a delivery is quarantined).
+SELECT d.id, d.source, d.state, d.body = ''::bytea AS body_cleared, q.code,
+       coalesce(q.created_at, d.processed_at) AS quarantined_at
+  FROM deliveries d LEFT JOIN quarantine q ON q.delivery_id = d.id
+ WHERE d.state = 'quarantined' AND d.processed_at >= $1
+ ORDER BY d.id
+   FOR UPDATE OF d;
+
+-- name: replay_deliveries
+-- Quarantined deliveries back to pending as if just received, announced to the workers. The
+-- quarantine row goes: a delivery that fails again gets a fresh one with the new reason (the
+-- unique delivery_id would otherwise keep the old one); `last_error` keeps the old reason.
+WITH replayed AS (
+    UPDATE deliveries
+       SET state = 'pending', attempts = 0, run_after = now(), lease_token = NULL,
+           locked_until = NULL, processed_at = NULL
+     WHERE id = ANY($1::bigint[]) AND state = 'quarantined'
+    RETURNING id
+), forgotten AS (
+    DELETE FROM quarantine WHERE delivery_id IN (SELECT id FROM replayed)
+)
+SELECT count(*) AS replayed, pg_notify('wa_deliveries', count(*)::text) AS notified
+  FROM replayed;
