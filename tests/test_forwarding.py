@@ -41,7 +41,14 @@ from tests.conftest import (
 from tests.test_secrets import columns_containing, rendered
 from wa_cloud.config import Settings
 from wa_cloud.forward_events import enqueue_forward
-from wa_cloud.forwarding import Answer, retry_after_seconds, signature, verify
+from wa_cloud.forwarding import (
+    MAX_IN_FLIGHT,
+    MAX_IN_FLIGHT_PER_TENANT,
+    Answer,
+    retry_after_seconds,
+    signature,
+    verify,
+)
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.tenants.rotation import rotate
 
@@ -119,6 +126,12 @@ async def put_hook(
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
             await asyncio.sleep(0.02)
 
 
@@ -552,6 +565,103 @@ async def test_delete_drops_what_was_waiting(
     assert row["state"] == "failed"
     assert row["last_error"] in ("the webhook was deleted", "the tenant has no webhook")
     sock.close()
+
+
+# --- fairness and deactivated tenants -------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def hanging_endpoint() -> AsyncIterator[tuple[str, list[float], asyncio.Event]]:
+    """An endpoint that takes every POST and answers none until released: (url, arrivals,
+    release). Released on the way out, so the server can stop."""
+    arrivals: list[float] = []
+    release = asyncio.Event()
+
+    async def hook(request: Request) -> Response:
+        await request.body()
+        arrivals.append(time.monotonic())
+        await release.wait()
+        return Response("late")
+
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    async with serve_asgi(app) as base:
+        try:
+            yield base + "/hook", arrivals, release
+        finally:
+            release.set()
+
+
+async def test_a_hanging_endpoint_delays_only_its_own_tenant(
+    app: Running, db: asyncpg.Connection
+) -> None:
+    """Tenant A's endpoint hangs and A has more events queued than the forwarder has slots;
+    B's events, queued after A's, still go out at once: A holds at most its own share."""
+    slow, fast = await app.create_tenant("Slow Co"), await app.create_tenant("Fast Co")
+    quick = Receiver()
+    async with hanging_endpoint() as (slow_url, arrivals, release), quick.serving():
+        await put_hook(app, slow, slow_url, ["bot.reply"])
+        await put_hook(app, fast, quick.url, ["bot.reply"])
+        for n in range(MAX_IN_FLIGHT + 8):
+            await enqueue_forward(db, UUID(slow["id"]), "bot.reply", {"n": n}, f"a{n}")
+        await until(lambda: len(arrivals) > 0, timeout=5)
+        started = time.monotonic()
+        for n in range(3):
+            await enqueue_forward(db, UUID(fast["id"]), "bot.reply", {"n": n}, f"b{n}")
+
+        async def fast_delivered() -> bool:
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) = 3 FROM forwards"
+                    " WHERE tenant_id = $1 AND state = 'delivered'",
+                    UUID(fast["id"]),
+                )
+            )
+
+        # Before the bound, A's hanging POSTs took every slot for their 10 s timeout.
+        await eventually(fast_delivered, timeout=3)
+        assert time.monotonic() - started < 3
+        assert len(quick.requests) == 3
+        assert len(arrivals) == MAX_IN_FLIGHT_PER_TENANT  # A's share, no more
+        release.set()  # A's endpoint answers now: its events go out too, late, not lost
+        await eventually(
+            lambda: db.fetchval("SELECT count(*) = 0 FROM forwards WHERE state = 'pending'"),
+            timeout=15,
+        )
+    assert await db.fetchval("SELECT count(*) FROM forwards WHERE state = 'delivered'") == (
+        MAX_IN_FLIGHT + 8 + 3
+    )
+
+
+async def test_a_deactivated_tenant_gets_nothing_forwarded_until_reactivated(
+    app: Running, db: asyncpg.Connection
+) -> None:
+    """Its events stay queued, untouched (no attempt spent, nothing posted) while it is
+    inactive, and go out once it is active again; an active tenant's are not held up."""
+    off, on = await app.create_tenant("Off Co"), await app.create_tenant("On Co")
+    off_receiver, on_receiver = Receiver(), Receiver()
+    async with off_receiver.serving(), on_receiver.serving():
+        await put_hook(app, off, off_receiver.url, ["bot.reply"])
+        await put_hook(app, on, on_receiver.url, ["bot.reply"])
+        patch = await app.client.patch(
+            f"/v1/admin/tenants/{off['id']}", json={"active": False}, headers=app.admin()
+        )
+        assert patch.status_code == 200, patch.text
+        await enqueue_forward(db, UUID(off["id"]), "bot.reply", {"n": 1}, "off")
+        await enqueue_forward(db, UUID(on["id"]), "bot.reply", {"n": 1}, "on")
+        await until(lambda: len(on_receiver.requests) == 1)
+        await asyncio.sleep(0.5)  # several polls: room for a wrong claim to show up
+        held = await db.fetchrow("SELECT * FROM forwards WHERE tenant_id = $1", UUID(off["id"]))
+        assert (held["state"], held["attempts"], held["last_error"]) == ("pending", 0, None)
+        assert off_receiver.requests == []
+
+        patch = await app.client.patch(
+            f"/v1/admin/tenants/{off['id']}", json={"active": True}, headers=app.admin()
+        )
+        assert patch.status_code == 200, patch.text
+        await settled(db, 2)
+        await until(lambda: len(off_receiver.requests) == 1)
+    sent = await db.fetchrow("SELECT * FROM forwards WHERE tenant_id = $1", UUID(off["id"]))
+    assert (sent["state"], sent["attempts"]) == ("delivered", 1)
 
 
 # --- pure parts ------------------------------------------------------------------------------

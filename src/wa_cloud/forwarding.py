@@ -7,6 +7,11 @@ timestamp in `X-WA-Cloud-Timestamp` and the row's id in `X-WA-Cloud-Delivery` (t
 attempt, so the receiver can drop repeats). A 2xx is delivered; network errors, timeouts, 5xx,
 408 and 429 are retried with backoff (Retry-After honoured); any other answer fails at once.
 Every give-up is an audit row the tenant can read. What is queued, and how: `forward_events`.
+
+The tenant's URL goes through the URL guard at every delivery (its client connects only to
+checked public addresses). Slots are fair: at most `max_per_tenant` POSTs of one tenant are in
+flight in this process and claims skip a tenant at its bound, so one tenant's hanging endpoint
+delays only its own events. A deactivated tenant's forwards are not claimed (see the query).
 """
 
 from __future__ import annotations
@@ -31,12 +36,12 @@ import httpx
 from wa_cloud.backoff import Backoff
 from wa_cloud.db.queries import Q
 from wa_cloud.forward_events import CHANNEL, EVENTS, enqueue_forward
-from wa_cloud.graph.client import new_http_client
 from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox, SecretUnreadable
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.sealed import WEBHOOK_SECRET
+from wa_cloud.urlguard import GuardedClient, UrlGuard, UrlNotAllowed
 
 __all__ = ["CHANNEL", "EVENTS", "Forwarder", "enqueue_forward", "signature", "verify"]
 
@@ -51,6 +56,8 @@ RETRY_CAP_SECONDS: Final = 3600.0
 # Answers that say "try again later"; every other non-2xx will be the same next time.
 RETRYABLE_STATUSES: Final = frozenset({408, 429})
 MAX_IN_FLIGHT: Final = 32
+# One tenant's share of the slots: its endpoint hanging for the whole timeout holds only these.
+MAX_IN_FLIGHT_PER_TENANT: Final = 4
 ERROR_EXCERPT_BYTES: Final = 300
 ACTOR: Final = "system:forwarder"
 
@@ -129,7 +136,7 @@ async def _excerpt(response: httpx.Response) -> str:
 
 
 async def post_event(
-    http: httpx.AsyncClient, url: str, secret: str, delivery_id: str, event: str, body: bytes
+    http: GuardedClient, url: str, secret: str, delivery_id: str, event: str, body: bytes
 ) -> Answer:
     timestamp = str(int(time.time()))
     headers = {
@@ -155,6 +162,11 @@ async def post_event(
             ) as response,
         ):
             excerpt = await _excerpt(response)
+    except UrlNotAllowed as exc:
+        # Nothing was sent. Retried with backoff like a network error: the name may resolve to
+        # a public address again (a DNS change, or the tenant sets a new URL, which the next
+        # claim reads), and a URL that stays refused gives up after the usual attempts.
+        return Answer(None, f"url_not_allowed: {exc.reason}")
     except TimeoutError:
         return Answer(None, f"no answer within {TIMEOUT_SECONDS:g} s")
     except httpx.TimeoutException as exc:
@@ -183,11 +195,21 @@ class Forwarder:
         lease_seconds: float = 30.0,
         poll_seconds: float = 2.0,
         max_in_flight: int = MAX_IN_FLIGHT,
+        max_per_tenant: int = MAX_IN_FLIGHT_PER_TENANT,
+        allow_private_urls: bool = False,
     ) -> None:
+        """`http`: a `GuardedClient` to share (e.g. the web process's); without one, or given
+        any other client, the forwarder opens its own guarded client, private addresses
+        allowed only with `allow_private_urls` (`WA_ALLOW_PRIVATE_URLS`)."""
         self._pool = pool
         self._box = box
         self._metrics = metrics
+        if http is not None and not isinstance(http, GuardedClient):
+            # Tenants' URLs never go through an unguarded client, whoever built the forwarder.
+            logger.warning("forwarder given an unguarded HTTP client: it opens a guarded one")
+            http = None
         self._http = http
+        self._allow_private = allow_private_urls
         self._backoff = backoff
         self._max_attempts = max(1, max_attempts)
         # A POST may take the whole timeout: the lease must outlast it, or a row in flight
@@ -195,18 +217,25 @@ class Forwarder:
         self._lease = max(lease_seconds, TIMEOUT_SECONDS + 20.0)
         self._poll = poll_seconds
         self._max_in_flight = max(1, max_in_flight)
+        self._max_per_tenant = max(1, max_per_tenant)
         self._running: set[asyncio.Task[None]] = set()
+        # tenant id -> POSTs in flight here: what the claim query is told, to skip the full.
+        self._tenant_in_flight: dict[UUID, int] = {}
         self.wake = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
-            http = self._http or await stack.enter_async_context(new_http_client(TIMEOUT_SECONDS))
+            http = self._http or await stack.enter_async_context(
+                UrlGuard(allow_private=self._allow_private).client(
+                    timeout=TIMEOUT_SECONDS, max_connections=self._max_in_flight
+                )
+            )
             try:
                 await self._loop(http, stopping)
             finally:
                 await self._drain()
 
-    async def _loop(self, http: httpx.AsyncClient, stopping: asyncio.Event) -> None:
+    async def _loop(self, http: GuardedClient, stopping: asyncio.Event) -> None:
         backoff = 0.5
         while not stopping.is_set():
             # Cleared before claiming: a NOTIFY that lands while we work wakes the next wait.
@@ -234,28 +263,47 @@ class Forwarder:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
+    def _full_tenants(self) -> list[UUID]:
+        return [t for t, n in self._tenant_in_flight.items() if n >= self._max_per_tenant]
+
     async def _next_wake(self) -> float:
         async with self._pool.acquire() as conn:
-            seconds = await conn.fetchval(Q.forward_next_due)
+            seconds = await conn.fetchval(Q.forward_next_due, self._full_tenants())
         if seconds is None:
             return self._poll
         return min(self._poll, max(0.02, float(seconds)))
 
-    async def _claim(self, http: httpx.AsyncClient, limit: int) -> int:
+    async def _claim(self, http: GuardedClient, limit: int) -> int:
         lease = uuid.uuid4()
+        busy = list(self._tenant_in_flight.items())
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(Q.claim_forwards, limit, lease, self._lease)
+            rows = await conn.fetch(
+                Q.claim_forwards,
+                limit,
+                lease,
+                self._lease,
+                self._max_per_tenant,
+                [tenant for tenant, _ in busy],
+                [count for _, count in busy],
+            )
         for row in rows:
+            tenant: UUID = row["tenant_id"]
+            self._tenant_in_flight[tenant] = self._tenant_in_flight.get(tenant, 0) + 1
             task = asyncio.create_task(self._deliver(http, row, lease))
             self._running.add(task)
-            task.add_done_callback(self._finished)
+            task.add_done_callback(lambda done, tenant=tenant: self._finished(done, tenant))
         return len(rows)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, task: asyncio.Task[None], tenant: UUID) -> None:
         self._running.discard(task)
+        left = self._tenant_in_flight.get(tenant, 1) - 1
+        if left > 0:
+            self._tenant_in_flight[tenant] = left
+        else:
+            self._tenant_in_flight.pop(tenant, None)
         self.wake.set()
 
-    async def _deliver(self, http: httpx.AsyncClient, row: asyncpg.Record, lease: UUID) -> None:
+    async def _deliver(self, http: GuardedClient, row: asyncpg.Record, lease: UUID) -> None:
         extra = {
             "delivery_id": str(row["id"]),
             "tenant_id": str(row["tenant_id"]),

@@ -24,6 +24,7 @@ import httpx
 import imageio_ffmpeg
 
 from wa_cloud.errors import Unprocessable
+from wa_cloud.urlguard import GuardedClient, checked_url
 
 with warnings.catch_warnings():
     # pydub imports `audioop` (deprecated since Python 3.11) and looks for ffmpeg on PATH when
@@ -276,21 +277,26 @@ def _checked_url(url: str) -> str:
     return url
 
 
-async def fetch_url(http: httpx.AsyncClient, url: str, *, max_bytes: int) -> Fetched:
-    """GET `url`, refusing (422) an error answer or more than `max_bytes` without reading on."""
+async def fetch_url(http: GuardedClient, url: str, *, max_bytes: int) -> Fetched:
+    """GET `url`, refusing (422) an error answer or more than `max_bytes` without reading on.
+    The URL is the tenant's: `http` is the guarded client, so a private address is a 422
+    `url_not_allowed` before any connection to it, on the first hop or on any redirect."""
+    checked_url(_checked_url(url))
     try:
         async with asyncio.timeout(URL_FETCH_SECONDS):
-            return await _stream(http, _checked_url(url), max_bytes)
+            return await _stream(http, url, max_bytes)
     except TimeoutError:
         raise _fetch_error(f"The URL did not answer within {URL_FETCH_SECONDS:g} s.") from None
     except httpx.HTTPError as exc:
         raise _fetch_error(f"The URL could not be fetched: {type(exc).__name__}.") from exc
 
 
-async def _stream(http: httpx.AsyncClient, url: str, max_bytes: int) -> Fetched:
+async def _stream(http: GuardedClient, url: str, max_bytes: int) -> Fetched:
     too_large = Unprocessable(
         f"The file at the URL is larger than {max_bytes} bytes.", "media_too_large"
     )
+    # Redirects are followed (files often sit behind one); each hop is a new request through
+    # the guard, its URL and its address checked again.
     async with http.stream("GET", url, follow_redirects=True) as response:
         if not response.is_success:
             raise _fetch_error(f"The URL answered HTTP {response.status_code}.")

@@ -174,7 +174,7 @@ async def _with_content(state: AppState, upload: Upload) -> Upload:
             )
         return upload
     assert upload.url is not None
-    fetched = await fetch_url(state.http, upload.url, max_bytes=limit)
+    fetched = await fetch_url(state.tenant_http, upload.url, max_bytes=limit)
     return replace(
         upload,
         content=fetched.content,

@@ -1193,7 +1193,9 @@ def _paths() -> dict[str, Schema]:
                 tag="tenant",
                 security="tenant",
                 description=(
-                    "A multipart form with the file, or JSON naming a URL we download it from."
+                    "A multipart form with the file, or JSON naming a URL we download it from; "
+                    "a URL whose host is not a public address (loopback, private, link-local, "
+                    "...), on any redirect too, is 422 `url_not_allowed`."
                 ),
                 body={
                     "required": True,
@@ -1274,7 +1276,11 @@ def _paths() -> dict[str, Schema]:
                 "Set your webhook: where we POST the events you choose",
                 tag="tenant",
                 security="tenant",
-                description="Replaces the URL and events; every PUT makes a new secret.",
+                description=(
+                    "Replaces the URL and events; every PUT makes a new secret. A URL whose "
+                    "host is not a public address, or that carries credentials, is 422 "
+                    "`url_not_allowed` (checked again at every delivery)."
+                ),
                 body=json_body(ref("WebhookSetting")),
                 responses={
                     "200": ok("Set; the secret is shown this once.", ref("WebhookSet")),

@@ -1,7 +1,8 @@
 """`/v1/webhooks`: the tenant's own callback for the events we forward, and its delivery log.
 
 `PUT` sets the URL and events and returns a new signing secret, shown that once and stored
-sealed; `GET` shows the rest. Every query is scoped by the caller's tenant id.
+sealed (a URL the URL guard refuses is a 422 `url_not_allowed`); `GET` shows the rest. Every
+query is scoped by the caller's tenant id.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, NotFound, Unprocessable
 from wa_cloud.forward_events import EVENTS
 from wa_cloud.tenants import audit, sealed
+from wa_cloud.urlguard import UrlGuard
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,9 @@ async def put_webhook(request: Request) -> JSONResponse:
     reject_unknown(body, {"url", "events"})
     url = _url(body)
     events = _events(body)
+    # Resolved now, so a private address is refused while the tenant is here to see it; the
+    # forwarder checks again at every delivery (what the name resolves to may change).
+    await UrlGuard(allow_private=state.settings.allow_private_urls).check(url)
     secret = "whsec_" + secrets.token_urlsafe(32)
     sealed_secret = state.box.seal(
         secret, context=sealed.WEBHOOK_SECRET.context(str(caller.tenant_id))

@@ -34,12 +34,44 @@ SELECT pg_notify('wa_forwards', '') FROM queued;
 -- name: claim_forwards
 -- Due forwards with a lease: `run_after` moves to the lease's end, so a row whose worker died
 -- is due again then; outcomes are written only under the lease token that claimed the row.
-WITH due AS (
-    SELECT id FROM forwards
-     WHERE state = 'pending' AND run_after <= now()
-     ORDER BY run_after
+-- Fair between tenants: each tenant's oldest due rows, at most $4 minus what it has in flight
+-- in this process ($5 tenants, $6 their counts), so a tenant whose endpoint hangs holds at most
+-- $4 slots and the others' events still go out. Tenants with pending rows are walked through
+-- forwards_tenant_due (one index probe each), not by reading every due row.
+-- A deactivated tenant's rows are not claimed: they stay pending, no attempt spent, and go out
+-- once it is active again (inbound is still stored meanwhile; nothing is sent for it).
+WITH RECURSIVE waiting (tenant_id) AS (
+    (SELECT tenant_id FROM forwards WHERE state = 'pending' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.tenant_id FROM forwards f
+             WHERE f.state = 'pending' AND f.tenant_id > w.tenant_id
+             ORDER BY f.tenant_id LIMIT 1)
+      FROM waiting w
+     WHERE w.tenant_id IS NOT NULL
+), room AS (
+    SELECT w.tenant_id, $4::int - coalesce(busy.n, 0) AS free
+      FROM waiting w
+      JOIN tenants t ON t.id = w.tenant_id AND t.active
+      LEFT JOIN unnest($5::uuid[], $6::int[]) AS busy (tenant_id, n)
+        ON busy.tenant_id = w.tenant_id
+     WHERE $4::int - coalesce(busy.n, 0) > 0
+), candidates AS (
+    SELECT c.id, c.run_after
+      FROM room r
+     CROSS JOIN LATERAL (
+        SELECT f.id, f.run_after FROM forwards f
+         WHERE f.tenant_id = r.tenant_id AND f.state = 'pending' AND f.run_after <= now()
+         ORDER BY f.run_after
+         LIMIT r.free
+     ) c
+     ORDER BY c.run_after
      LIMIT $1
-     FOR UPDATE SKIP LOCKED
+), due AS (
+    -- Locked here, not above (no FOR UPDATE beside the recursion); a row another worker took
+    -- meanwhile is skipped, so this claim is only smaller.
+    SELECT f.id FROM forwards f JOIN candidates c ON c.id = f.id
+     WHERE f.state = 'pending' AND f.run_after <= now()
+     FOR UPDATE OF f SKIP LOCKED
 ), claimed AS (
     UPDATE forwards f
        SET attempts = f.attempts + 1,
@@ -55,9 +87,26 @@ SELECT c.id, c.tenant_id, c.event, c.payload, c.attempts, c.created_at, w.url, w
   LEFT JOIN tenant_webhooks w ON w.tenant_id = c.tenant_id;
 
 -- name: forward_next_due
--- Seconds until the next pending forward is due (NULL: none pending).
-SELECT greatest(0, extract(epoch FROM min(run_after) - now()))::float8
-  FROM forwards WHERE state = 'pending';
+-- Seconds until the next forward this process could claim is due (NULL: none): pending rows
+-- of active tenants, except those at their bound here ($1; a finishing POST wakes us for them).
+WITH RECURSIVE waiting (tenant_id) AS (
+    (SELECT tenant_id FROM forwards WHERE state = 'pending' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.tenant_id FROM forwards f
+             WHERE f.state = 'pending' AND f.tenant_id > w.tenant_id
+             ORDER BY f.tenant_id LIMIT 1)
+      FROM waiting w
+     WHERE w.tenant_id IS NOT NULL
+)
+SELECT greatest(0, extract(epoch FROM min(n.run_after) - now()))::float8
+  FROM waiting w
+  JOIN tenants t ON t.id = w.tenant_id AND t.active
+ CROSS JOIN LATERAL (
+    SELECT f.run_after FROM forwards f
+     WHERE f.tenant_id = w.tenant_id AND f.state = 'pending'
+     ORDER BY f.run_after LIMIT 1
+ ) n
+ WHERE w.tenant_id <> ALL ($1::uuid[]);
 
 -- name: forward_delivered
 UPDATE forwards
