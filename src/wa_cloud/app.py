@@ -169,7 +169,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                 )
                 async with contextlib.AsyncExitStack() as stack:
                     if run_worker:
-                        await stack.enter_async_context(
+                        worker = await stack.enter_async_context(
                             Worker(
                                 settings,
                                 pool,
@@ -179,6 +179,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                                 http=tenant_http,  # the forwarder's: tenants' webhooks
                             )
                         )
+                        state.worker_health = worker.health
                     yield {"wa": state}
         finally:
             await ingest_pool.close()

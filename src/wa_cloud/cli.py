@@ -87,12 +87,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
     try:
         import uvloop  # installed with uvicorn[standard]; the web process runs on it too
     except ImportError:
-        asyncio.run(_run_worker(settings))
+        asyncio.run(_run_worker(settings, args.health_port))
     else:
-        uvloop.run(_run_worker(settings))
+        uvloop.run(_run_worker(settings, args.health_port))
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings, health_port: int | None = None) -> None:
     import signal
 
     from wa_cloud.db.pool import create_pool
@@ -115,14 +115,52 @@ async def _run_worker(settings: Settings) -> None:
                 Metrics(),
                 graph,
                 SecretBox(settings.secret_key, settings.previous_secret_keys),
-                http=http,
+                http=None,  # the forwarder opens its own client, through the URL guard
             )
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.stop()))
-            await worker.run_forever()
+            if health_port is None:
+                await worker.run_forever()
+            else:
+                await _with_health_server(worker, health_port)
     finally:
         await pool.close()
+
+
+async def _with_health_server(worker: Any, port: int) -> None:
+    """The worker, and /healthz and /readyz about its loops on `port` (for an orchestrator)."""
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from wa_cloud.api.ops import worker_readiness
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        return worker_readiness(worker.health, {"status": "ready"})
+
+    class HealthServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # SIGTERM belongs to the worker: it drains, then this server stops
+
+    app = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
+    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_config=None, access_log=False)
+    server = HealthServer(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await worker.run_forever()
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -365,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="the worker process alone")
+    worker.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="serve /healthz and /readyz (the worker's loops) on this port",
+    )
     worker.set_defaults(func=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import hashlib
 import hmac
 import json
@@ -33,7 +32,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 
-from wa_cloud.backoff import Backoff
+from wa_cloud.backoff import Backoff, retry_after
 from wa_cloud.db.queries import Q
 from wa_cloud.forward_events import CHANNEL, EVENTS, enqueue_forward
 from wa_cloud.groupcommit import DATABASE_ERRORS
@@ -84,21 +83,6 @@ def request_body(row: Mapping[str, Any]) -> bytes:
         "data": row["payload"],
     }
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 # --- send ------------------------------------------------------------------------------------
@@ -179,7 +163,7 @@ async def post_event(
     reason = f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
     if 300 <= status < 400:
         reason = f"HTTP {status}: redirects are not followed; set the final URL"
-    return Answer(status, reason, retry_after_seconds(response.headers.get("retry-after")))
+    return Answer(status, reason, retry_after(response.headers.get("retry-after")))
 
 
 class Forwarder:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 
@@ -32,18 +32,24 @@ class GroupCommit(Generic[T]):
     def __init__(
         self,
         name: str,
-        write: Callable[[list[T]], Awaitable[None]],
+        write: Callable[[list[T]], Awaitable[Sequence[Any] | None]],
         *,
         max_group: int = 256,
+        max_bytes: int | None = None,
+        size: Callable[[T], int] | None = None,
         max_in_flight: int = 2,
         write_timeout: float = 10.0,
     ) -> None:
         self._name = name
         self._write_group = write
         self._max_group = max_group
+        # A group is also bounded by bytes (`size` of each item): one statement carrying a
+        # hundred 3 MB bodies would hold everyone's commit behind one tenant's flood.
+        self._max_bytes = max_bytes
+        self._size = size
         self._slots = asyncio.Semaphore(max_in_flight)
         self._timeout = write_timeout
-        self._waiting: list[tuple[T, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[T, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._writes: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -61,14 +67,28 @@ class GroupCommit(Generic[T]):
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
-    async def submit(self, item: T) -> None:
-        """Return once `item` is committed; raise `DatabaseUnavailable` if it could not be."""
+    async def submit(self, item: T) -> Any:
+        """Return once `item` is committed (with what the write said of it, if it says);
+        raise `DatabaseUnavailable` if it could not be."""
         if self._closed:
             raise DatabaseUnavailable("shutting down")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         self._wake.set()
-        await future
+        return await future
+
+    def _take(self) -> list[tuple[T, asyncio.Future[Any]]]:
+        count = min(len(self._waiting), self._max_group)
+        if self._max_bytes is not None and self._size is not None:
+            total = 0
+            for index in range(count):
+                total += self._size(self._waiting[index][0])
+                if total > self._max_bytes and index > 0:
+                    count = index
+                    break
+        group = self._waiting[:count]
+        del self._waiting[:count]
+        return group
 
     async def _run(self) -> None:
         while True:
@@ -76,18 +96,16 @@ class GroupCommit(Generic[T]):
             self._wake.clear()
             while self._waiting:
                 await self._slots.acquire()
-                group = self._waiting[: self._max_group]
-                del self._waiting[: self._max_group]
-                task = asyncio.create_task(self._write(group))
+                task = asyncio.create_task(self._write(self._take()))
                 self._writes.add(task)
                 task.add_done_callback(self._writes.discard)
             if self._closed and not self._waiting:
                 return
 
-    async def _write(self, group: list[tuple[T, asyncio.Future[None]]]) -> None:
+    async def _write(self, group: list[tuple[T, asyncio.Future[Any]]]) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._write_group([item for item, _ in group])
+                results = await self._write_group([item for item, _ in group])
         except DATABASE_ERRORS as exc:
             logger.error(
                 "group commit failed",
@@ -97,8 +115,8 @@ class GroupCommit(Generic[T]):
                 if not future.done():
                     future.set_exception(DatabaseUnavailable("the database did not commit"))
         else:
-            for _, future in group:
+            for index, (_, future) in enumerate(group):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(None if results is None else results[index])
         finally:
             self._slots.release()

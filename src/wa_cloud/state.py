@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import asyncpg
 import httpx
@@ -13,6 +15,9 @@ from wa_cloud.groupcommit import GroupCommit
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.templates import TemplateFetches
 from wa_cloud.secretbox import SecretBox
+
+if TYPE_CHECKING:
+    from wa_cloud.worker import Health
 from wa_cloud.urlguard import GuardedClient
 
 
@@ -34,4 +39,10 @@ class AppState:
     app_cache: dict[str, tuple[float, str | None, str | None]] = field(
         default_factory=dict, repr=False
     )
+    # The in-process worker's loops (`serve` without --no-worker), for /readyz.
+    worker_health: Health | None = None
     template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)
+    # Escaped-unicode signature checks of large bodies: one thread at a time (signature.py).
+    signature_fallbacks: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(1), repr=False
+    )

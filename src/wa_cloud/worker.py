@@ -3,6 +3,10 @@
 Any number of workers can run: they coordinate only through PostgreSQL (SKIP LOCKED claims with
 leases). The LISTEN connection is dedicated and re-opened when it drops; while it is down the
 poll interval alone keeps work moving.
+
+Every loop runs supervised: one that dies (a bug, not the database, which each loop rides out
+itself) is logged, counted (`wa_worker_restarts_total`) and restarted with backoff, and
+`Health` says which loops are down, for `/readyz`.
 """
 
 from __future__ import annotations
@@ -10,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from types import TracebackType
 
 import asyncpg
 import httpx
 
-from wa_cloud import forwarding, media_worker
+from wa_cloud import forwarding, media_worker, retention
 from wa_cloud.backoff import Backoff
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import connect
 from wa_cloud.graph.client import GraphClient
+from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.inbound.processor import RetryPolicy, process_batch
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox import enqueue
@@ -29,6 +37,36 @@ from wa_cloud.secretbox import SecretBox
 logger = logging.getLogger(__name__)
 
 CHANNEL = "wa_deliveries"
+RESTART_BACKOFF = Backoff(base=0.5, cap=30.0)
+
+
+@dataclass(slots=True)
+class LoopState:
+    running: bool = False
+    restarts: int = 0
+    last_error: str | None = None
+    down_since: float | None = None
+
+
+@dataclass(slots=True)
+class Health:
+    """The worker's loops as /readyz reports them."""
+
+    loops: dict[str, LoopState] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return all(state.running for state in self.loops.values())
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            name: {
+                "running": state.running,
+                "restarts": state.restarts,
+                **({"last_error": state.last_error} if state.last_error else {}),
+            }
+            for name, state in sorted(self.loops.items())
+        }
 
 
 class Worker:
@@ -71,6 +109,7 @@ class Worker:
             max_attempts=settings.forward_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,
+            allow_private_urls=settings.allow_private_urls,
         )
         self._pool = pool
         self._metrics = metrics
@@ -79,23 +118,46 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.health = Health()
 
     async def __aenter__(self) -> Worker:
-        self._tasks = [asyncio.create_task(self._listen(), name="worker-listen")]
-        self._tasks.append(
-            asyncio.create_task(self._sender.run(self._stopping), name="worker-sender")
-        )
-        self._tasks.append(
-            asyncio.create_task(self._media.run(self._stopping), name="worker-media")
-        )
-        self._tasks.append(
-            asyncio.create_task(self._forwarder.run(self._stopping), name="worker-forwarder")
-        )
+        self._tasks = [self._start("listen", self._listen)]
+        self._tasks.append(self._start("sender", lambda: self._sender.run(self._stopping)))
+        self._tasks.append(self._start("media", lambda: self._media.run(self._stopping)))
+        self._tasks.append(self._start("forwarder", lambda: self._forwarder.run(self._stopping)))
+        self._tasks.append(self._start("retention", self._retention))
         self._tasks += [
-            asyncio.create_task(self._loop(i), name=f"worker-{i}") for i in range(self._concurrency)
+            self._start(f"deliveries-{i}", lambda i=i: self._loop(i))
+            for i in range(self._concurrency)
         ]
         logger.info("worker started", extra={"concurrency": self._concurrency})
         return self
+
+    def _start(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        state = self.health.loops.setdefault(name, LoopState())
+        return asyncio.create_task(self._supervise(name, state, run), name=f"worker-{name}")
+
+    async def _supervise(
+        self, name: str, state: LoopState, run: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run a loop until the worker stops; restart it, with backoff, whenever it dies."""
+        while not self._stopping.is_set():
+            state.running, state.down_since = True, None
+            try:
+                await run()
+                return  # loops return only when the worker stops
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                state.running, state.down_since = False, time.monotonic()
+                state.restarts += 1
+                state.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self._metrics.inc("wa_worker_restarts_total", loop=name)
+                logger.exception("worker loop died, restarting", extra={"loop": name})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stopping.wait(), RESTART_BACKOFF.delay(state.restarts)
+                    )
 
     async def __aexit__(
         self,
@@ -165,6 +227,17 @@ class Worker:
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await connection.close(timeout=1)
+
+    async def _retention(self) -> None:
+        """Raw bodies, forward payloads, old media and stale pacing rows out, every interval;
+        the pass itself takes a lock, so one worker at a time does it."""
+        while not self._stopping.is_set():
+            try:
+                await retention.run_retention(self._pool, self._settings)
+            except DATABASE_ERRORS as exc:
+                logger.warning("retention pass failed", extra={"error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), retention.RETENTION_INTERVAL_SECONDS)
 
     async def _loop(self, index: int) -> None:
         settings = self._settings

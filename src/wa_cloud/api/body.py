@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.errors import ApiError, BadRequest, Unprocessable
+from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, has_unstorable
 
 MAX_API_BODY = 1024 * 1024
 
@@ -69,20 +70,15 @@ async def read_object(request: Request, *, optional: bool = False) -> dict[str, 
         raise BadRequest("The body is not valid JSON.", "invalid_json") from None
     if not isinstance(document, dict):
         raise Unprocessable("The body must be a JSON object.")
-    if _has_nul(document):
-        # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, for every route.
-        raise Unprocessable("Strings must not contain NUL characters.", "invalid_field")
+    if not depth_within(document):
+        raise BadRequest(f"The body nests deeper than {MAX_DEPTH} levels.", "invalid_json")
+    if has_unstorable(document):
+        # PostgreSQL text and jsonb cannot hold U+0000 or a lone surrogate: refuse them here,
+        # for every route.
+        raise Unprocessable(
+            "Strings must not contain NUL characters or lone surrogates.", "invalid_field"
+        )
     return document
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def field_str(

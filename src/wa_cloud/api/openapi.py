@@ -236,7 +236,12 @@ SCHEMAS: Final[dict[str, Schema]] = {
         {
             "status": {"const": "ready"},
             "schema": {"type": "string", "description": "The migration the database is at."},
-        }
+            "loops": {
+                "type": "object",
+                "description": "A process running a worker: its loops, running or restarting.",
+            },
+        },
+        optional=("loops",),
     ),
     # Admin
     "Tenant": closed(_TENANT),
@@ -843,7 +848,8 @@ def _paths() -> dict[str, Schema]:
                 responses={
                     "200": ok("Ready.", ref("Ready")),
                     "503": ok(
-                        "`database_unavailable` or `migrations_pending`.",
+                        "`database_unavailable`, `migrations_pending`, or `worker_degraded` "
+                        "(a worker loop of this process died and is restarting).",
                         ref("Error"),
                     ),
                 },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from starlette.requests import Request
@@ -12,6 +13,9 @@ from wa_cloud.api.body import error_response
 from wa_cloud.db.migrations import head_revision
 from wa_cloud.db.queries import Q
 from wa_cloud.state import AppState
+
+if TYPE_CHECKING:
+    from wa_cloud.worker import Health
 
 _READY_TIMEOUT = 2.0
 
@@ -32,7 +36,18 @@ async def readyz(request: Request) -> JSONResponse:
         return error_response(
             503, "migrations_pending", f"Schema is at {current}, the code expects {head}."
         )
-    return JSONResponse({"status": "ready", "schema": current})
+    return worker_readiness(state.worker_health, {"status": "ready", "schema": current})
+
+
+def worker_readiness(health: Health | None, ready: dict[str, Any]) -> JSONResponse:
+    """Ready, unless a worker loop of this process is down (restarting after a crash)."""
+    if health is None:
+        return JSONResponse(ready)
+    if not health.ready:
+        down = ", ".join(name for name, s in health.loops.items() if not s.running)
+        message = f"Worker loop(s) down, restarting: {down}."
+        return error_response(503, "worker_degraded", message, {"loops": health.as_json()})
+    return JSONResponse({**ready, "loops": health.as_json()})
 
 
 async def metrics(request: Request) -> PlainTextResponse:

@@ -11,15 +11,14 @@ deliver it twice.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import httpx
 
+from wa_cloud.backoff import retry_after
 from wa_cloud.graph.errors import (
     GraphUnavailable,
     PermanentGraphError,
@@ -27,16 +26,6 @@ from wa_cloud.graph.errors import (
     error_from_response,
 )
 from wa_cloud.graph.retry import call_with_retries
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
 
 
 def new_send_session(timeout_seconds: float) -> aiohttp.ClientSession:
@@ -56,7 +45,7 @@ def new_http_client(timeout_seconds: float) -> httpx.AsyncClient:
     )
 
 
-def _decode(status: int, content: bytes, retry_after: str | None, is_send: bool) -> Any:
+def _decode(status: int, content: bytes, retry_after_header: str | None, is_send: bool) -> Any:
     """Meta's answer: the JSON document of a success, or the error it stands for."""
     try:
         document = json.loads(content) if content else None
@@ -67,7 +56,7 @@ def _decode(status: int, content: bytes, retry_after: str | None, is_send: bool)
             message = f"Graph API answered HTTP {status} with a non-JSON body"
             raise (SendOutcomeUnknown if is_send else GraphUnavailable)(message)
         return document
-    raise error_from_response(status, document, _retry_after(retry_after))
+    raise error_from_response(status, document, retry_after(retry_after_header))
 
 
 class GraphClient:

@@ -24,6 +24,7 @@ from wa_cloud.events import (
     StatusKind,
     StatusUpdate,
 )
+from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, may_hold_unstorable, storable
 
 
 class InvalidDelivery(WaCloudError):
@@ -231,4 +232,12 @@ def parse_delivery(body: bytes) -> Delivery:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidDelivery("invalid_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidDelivery("invalid_json", "body nests too deep to read") from None
+    if not depth_within(document):
+        raise InvalidDelivery("invalid_json", f"body nests deeper than {MAX_DEPTH} levels")
+    if may_hold_unstorable(body):
+        # A text with U+0000 or a lone surrogate is stored with U+FFFD in its place (the raw
+        # body stays untouched in the delivery), instead of failing the whole delivery.
+        document = storable(document)
     return parse_envelope(document)

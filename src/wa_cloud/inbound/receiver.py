@@ -18,7 +18,7 @@ from wa_cloud.config import MAX_WEBHOOK_BYTES
 from wa_cloud.errors import ApiError, DatabaseUnavailable
 from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.inbound.routes import app_secrets
-from wa_cloud.inbound.signature import verify
+from wa_cloud.inbound.signature import verify_off_loop
 from wa_cloud.state import AppState
 
 Scope = MutableMapping[str, Any]
@@ -99,6 +99,7 @@ class WebhookReceiver:
         else:
             source, (secret, _) = f"app:{app_id}", await app_secrets(state, app_id)
         body = await read_capped(receive, length, MAX_WEBHOOK_BYTES)
-        verify(body, None if signature is None else signature.decode("latin-1"), secret)
+        header = None if signature is None else signature.decode("latin-1")
+        await verify_off_loop(body, header, secret, state.signature_fallbacks)
         await state.deliveries.submit((source, body))
         state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])

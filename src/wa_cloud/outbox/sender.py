@@ -50,6 +50,15 @@ from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
 
+# Losing the database is not the number's fault: those end the claim, nothing is flagged.
+CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
 WINDOW_CLOSED_ERROR = {
     "code": 131047,
     "title": "Re-engagement message",
@@ -78,18 +87,39 @@ class Batch:
     lease: uuid.UUID
 
 
-Accepted = tuple[uuid.UUID, str, Mapping[str, Any], bool, str]
-Outcome = tuple[uuid.UUID, str, list[dict[str, Any]], str, float]
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Meta took the message: its wamid and what was sent."""
+
+    id: uuid.UUID
+    lease: uuid.UUID
+    wamid: str
+    body: Mapping[str, Any]
+    used_fallback: bool
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A send that did not end accepted: failed, unknown, or queued again after `delay`."""
+
+    id: uuid.UUID
+    lease: uuid.UUID
+    status: str
+    errors: list[dict[str, Any]]
+    reason: str
+    delay: float = 0.0
 
 
 async def record_outcomes(conn: asyncpg.Connection, rows: list[Outcome]) -> None:
     await conn.execute(
         Q.record_outcome,
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [json.dumps(r[2]) for r in rows],
-        [r[3] for r in rows],
-        [r[4] for r in rows],
+        [r.id for r in rows],
+        [r.status for r in rows],
+        [json.dumps(r.errors) for r in rows],
+        [r.reason for r in rows],
+        [r.delay for r in rows],
+        [r.lease for r in rows],
     )
 
 
@@ -114,24 +144,30 @@ class Sender:
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._dispatches: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
-        self._marks: GroupCommit[uuid.UUID] = GroupCommit("outbox-dispatch", self._write_marks)
+        self._marks: GroupCommit[tuple[uuid.UUID, uuid.UUID]] = GroupCommit(
+            "outbox-dispatch", self._write_marks
+        )
         self._accepted: GroupCommit[Accepted] = GroupCommit("outbox-accepted", self._write_accepted)
         self._outcomes: GroupCommit[Outcome] = GroupCommit("outbox-outcomes", self._write_outcomes)
 
     # Writes (group-committed) ---------------------------------------------------------------
-    async def _write_marks(self, ids: list[uuid.UUID]) -> None:
+    async def _write_marks(self, marks: list[tuple[uuid.UUID, uuid.UUID]]) -> list[bool]:
+        """Each (message, lease): True when marked, so it may leave; False: the lease is gone."""
         async with self._pool.acquire() as conn:
-            await conn.execute(Q.mark_dispatched, ids)
+            rows = await conn.fetch(Q.mark_dispatched, [m[0] for m in marks], [m[1] for m in marks])
+        marked = {r["id"] for r in rows}
+        return [m[0] in marked for m in marks]
 
     async def _write_accepted(self, rows: list[Accepted]) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute(
                 Q.record_accepted,
-                [r[0] for r in rows],
-                [r[1] for r in rows],
-                [dict(r[2]) for r in rows],
-                [r[3] for r in rows],
-                [r[4] for r in rows],
+                [r.id for r in rows],
+                [r.wamid for r in rows],
+                [dict(r.body) for r in rows],
+                [r.used_fallback for r in rows],
+                [r.kind for r in rows],
+                [r.lease for r in rows],
             )
 
     async def _write_outcomes(self, rows: list[Outcome]) -> None:
@@ -150,6 +186,8 @@ class Sender:
                         await self._recover()
                         next_recovery = time.monotonic() + self._lease / 3
                     batch = await self._claim()
+                    if batch is False:
+                        continue  # a number was flagged and skipped: look for the next one
                     if batch is not None:
                         task = asyncio.create_task(self._dispatch(batch))
                         self._dispatches.add(task)
@@ -182,16 +220,43 @@ class Sender:
             )
             self._metrics.inc("wa_outbox_recovered_total", status=row["status"])
 
-    async def _claim(self) -> Batch | None:
+    async def _claim(self) -> Batch | bool | None:
+        """The next number's batch; None: nothing due; False: the number was flagged."""
+        claiming: list[str] = []
+        try:
+            return await self._claim_next(claiming)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            if not claiming:
+                raise
+            # Something about this number's rows breaks the claim (its transaction rolled back):
+            # the number is flagged so the claim goes on to the others instead of looping here.
+            logger.exception("claim crashed", extra={"phone_number_id": claiming[0]})
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._flag(conn, claiming[0], f"claiming its messages failed ({exc!r})")
+            return False
+
+    async def _claim_next(self, claiming: list[str]) -> Batch | bool | None:
         lease = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(Q.claim_commit_async)
             number = await conn.fetchrow(Q.claim_number, LOOKAHEAD_SECONDS)
             if number is None:
                 return None
+            pnid = number["phone_number_id"]
+            claiming.append(pnid)
+            try:
+                # Opened before anything is claimed: a token that does not open (a key missing
+                # from this process, a corrupt row) must stop this number only.
+                provider = cloud_provider(self._graph, self._box, dict(number))
+            except Exception as exc:
+                await self._flag(conn, pnid, f"the number's access token cannot be opened ({exc})")
+                return False
+            if number["flagged_at"] is not None:
+                await conn.execute(Q.unflag_number, pnid)
             now: datetime = number["now"]
             loop_now = asyncio.get_running_loop().time()
-            pnid = number["phone_number_id"]
             rate = float(number["throughput_mps"]) * float(number["factor"])
             rows = await conn.fetch(Q.claim_messages, pnid, batch_size(rate), lease, self._lease)
             windows = {
@@ -214,12 +279,12 @@ class Sender:
                     if not state.open:
                         if row["fallback_template"] is None:
                             refused.append(
-                                (
+                                Outcome(
                                     row["id"],
+                                    lease,
                                     "failed",
                                     [WINDOW_CLOSED_ERROR],
                                     "outside_customer_service_window",
-                                    0.0,
                                 )
                             )
                             continue
@@ -252,7 +317,6 @@ class Sender:
                 await record_outcomes(conn, refused)
         if refused:
             self._metrics.inc("wa_outbox_failed_total", len(refused), reason="window_closed")
-        provider = cloud_provider(self._graph, self._box, dict(number))
         items = [
             Item(
                 id=row["id"],
@@ -268,22 +332,49 @@ class Sender:
         ]
         return Batch(pnid, provider, items, lease)
 
+    async def _flag(self, conn: asyncpg.Connection, phone_number_id: str, reason: str) -> None:
+        failed = await conn.fetch(Q.flag_number, phone_number_id, reason[:500])
+        self._metrics.inc("wa_outbox_failed_total", len(failed), reason="number_unavailable")
+        self._metrics.inc("wa_outbox_numbers_flagged_total")
+        logger.error(
+            "number flagged, its queued messages failed",
+            extra={"phone_number_id": phone_number_id, "failed": len(failed), "reason": reason},
+        )
+
     async def _dispatch(self, batch: Batch) -> None:
-        await asyncio.gather(*(self._send_one(batch, item) for item in batch.items))
+        results = await asyncio.gather(
+            *(self._send_one(batch, item) for item in batch.items), return_exceptions=True
+        )
+        crashed = [r for r in results if isinstance(r, Exception)]
+        if crashed:
+            # A bug for this number: it must not take the sender down for every other number.
+            logger.error(
+                "sending crashed",
+                extra={"phone_number_id": batch.phone_number_id, "crashes": len(crashed)},
+                exc_info=crashed[0],
+            )
+            self._metrics.inc("wa_outbox_send_crashes_total", len(crashed))
 
     async def _send_one(self, batch: Batch, item: Item) -> None:
         loop = asyncio.get_running_loop()
         delay = item.due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        if loop.time() - item.due > LATE_SECONDS:
-            await self._requeue_late(batch, item)
-            return
         async with self._in_flight:
+            if loop.time() - item.due > LATE_SECONDS:
+                await self._requeue_late(batch, item, Q.postpone_messages)
+                return
             try:
-                await self._marks.submit(item.id)
+                marked = await self._marks.submit((item.id, batch.lease))
             except DatabaseUnavailable:
                 return  # not marked, so not sent: the lease runs out and it is queued again
+            if not marked:
+                # The lease ran out while this waited: the row may be another worker's now.
+                self._metrics.inc("wa_outbox_lease_lost_total")
+                return
+            if loop.time() - item.due > LATE_SECONDS:
+                await self._requeue_late(batch, item, Q.undo_dispatch)  # the mark commit was slow
+                return
             try:
                 wamid = await batch.provider.send(item.body)
             except GraphError as exc:
@@ -292,41 +383,45 @@ class Sender:
             self._metrics.inc("wa_outbox_accepted_total")
             with contextlib.suppress(DatabaseUnavailable):  # recovery reports it as unknown
                 await self._accepted.submit(
-                    (item.id, wamid, item.body, item.used_fallback, item.kind)
+                    Accepted(item.id, batch.lease, wamid, item.body, item.used_fallback, item.kind)
                 )
 
-    async def _requeue_late(self, batch: Batch, item: Item) -> None:
+    async def _requeue_late(self, batch: Batch, item: Item, query: str) -> None:
         """Too late for its slot: back to the queue (attempt not counted), never sent in a
         bunch that would exceed the number's throughput."""
         self._metrics.inc("wa_outbox_requeued_late_total")
         with contextlib.suppress(*DATABASE_ERRORS):
             async with self._pool.acquire() as conn:
-                await conn.execute(Q.postpone_messages, [item.id], [datetime.now(UTC)], batch.lease)
+                if query == Q.undo_dispatch:
+                    await conn.execute(query, item.id, batch.lease)
+                else:
+                    await conn.execute(query, [item.id], [datetime.now(UTC)], batch.lease)
 
     async def _failed(self, batch: Batch, item: Item, exc: GraphError) -> None:
         errors = [exc.as_dict()]
         reason = f"{type(exc).__name__}: {exc.message}"[:1000]
         if isinstance(exc, SendOutcomeUnknown):
-            outcome: Outcome = (item.id, "unknown", errors, reason, 0.0)
+            outcome = Outcome(item.id, batch.lease, "unknown", errors, reason)
         elif exc.retryable and item.attempts < MAX_SEND_ATTEMPTS:
-            outcome = (item.id, "queued", [], reason, delay_for(exc, item.attempts))
+            delay = delay_for(exc, item.attempts)
+            outcome = Outcome(item.id, batch.lease, "queued", [], reason, delay)
         else:
-            outcome = (item.id, "failed", errors, reason, 0.0)
-        self._metrics.inc("wa_outbox_errors_total", code=str(exc.code), outcome=outcome[1])
+            outcome = Outcome(item.id, batch.lease, "failed", errors, reason)
+        self._metrics.inc("wa_outbox_errors_total", code=str(exc.code), outcome=outcome.status)
         with contextlib.suppress(*DATABASE_ERRORS):
             async with self._pool.acquire() as conn:
                 if isinstance(exc, ThroughputExceeded):
                     await conn.execute(Q.slow_number, batch.phone_number_id)
                 elif isinstance(exc, PairRateLimited):
                     await conn.execute(
-                        Q.penalise_pair, batch.phone_number_id, item.recipient, outcome[4]
+                        Q.penalise_pair, batch.phone_number_id, item.recipient, outcome.delay
                     )
                 elif isinstance(exc, OutsideWindow) and item.contact_id is not None:
                     await conn.execute(Q.close_window_for, item.contact_id)
         with contextlib.suppress(DatabaseUnavailable):
             await self._outcomes.submit(outcome)
-        if outcome[1] != "queued":
+        if outcome.status != "queued":
             logger.warning(
                 "send failed",
-                extra={"message_id": str(item.id), "code": exc.code, "status": outcome[1]},
+                extra={"message_id": str(item.id), "code": exc.code, "status": outcome.status},
             )

@@ -33,7 +33,7 @@ INSERT INTO pacing (phone_number_id) VALUES ($1) ON CONFLICT DO NOTHING;
 -- with LIMIT 1 (not EXISTS): with a sudden backlog the planner's statistics lag and an EXISTS
 -- became a scan of every queued row.
 SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
-       n.access_token_enc, n.tenant_id, clock_timestamp() AS now
+       n.access_token_enc, n.tenant_id, n.flagged_at, clock_timestamp() AS now
   FROM pacing p JOIN numbers n ON n.phone_number_id = p.phone_number_id
   JOIN tenants t ON t.id = n.tenant_id AND t.active
   CROSS JOIN LATERAL (SELECT 1 FROM messages m
@@ -41,6 +41,8 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
                          AND m.status = 'queued' AND m.run_after <= now()
                        LIMIT 1) AS due
  WHERE n.removed_at IS NULL AND p.next_slot <= now() + make_interval(secs => $1)
+   -- A flagged number (its token did not open, or its sending crashed) rests a while.
+   AND (n.flagged_at IS NULL OR n.flagged_at < now() - interval '5 minutes')
  ORDER BY p.next_slot
  LIMIT 1
  FOR UPDATE OF p SKIP LOCKED;
@@ -74,13 +76,24 @@ UPDATE pacing SET next_slot = $2, factor = least(1.0, factor * 1.01 + 0.001),
 
 -- name: postpone_messages
 UPDATE messages SET status = 'queued', run_after = u.at, lease_token = NULL,
-                    locked_until = NULL, attempts = attempts - 1
+                    locked_until = NULL, attempts = attempts - 1, dispatched_at = NULL
   FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
  WHERE messages.id = u.id AND messages.lease_token = $3;
 
 -- name: mark_dispatched
-UPDATE messages SET dispatched_at = now()
- WHERE id = ANY($1::uuid[]) AND status = 'sending';
+-- Only under the lease that claimed the row, while it holds: a send whose lease ran out may
+-- have been queued again and claimed by another worker, and must not leave twice.
+UPDATE messages m SET dispatched_at = now()
+  FROM unnest($1::uuid[], $2::uuid[]) AS u(id, lease)
+ WHERE m.id = u.id AND m.status = 'sending' AND m.lease_token = u.lease
+   AND m.locked_until > now()
+RETURNING m.id;
+
+-- name: undo_dispatch
+-- Marked, then found too late to send: back to the queue as if never marked (it did not leave).
+UPDATE messages SET status = 'queued', run_after = now(), dispatched_at = NULL,
+                    lease_token = NULL, locked_until = NULL, attempts = attempts - 1
+ WHERE id = $1 AND lease_token = $2 AND status = 'sending';
 
 -- name: record_accepted
 -- Meta took it: keep the wamid; a status webhook that came first already tells how far it got.
@@ -95,9 +108,13 @@ UPDATE messages m
        errors = coalesce(
            (SELECT s.errors FROM statuses s WHERE s.wamid = u.wamid AND s.status = 'failed'),
            '[]'::jsonb)
-  FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::boolean[], $5::text[])
-       AS u(id, wamid, request, fallback, type)
- WHERE m.id = u.id AND m.status = 'sending';
+  FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::boolean[], $5::text[], $6::uuid[])
+       AS u(id, wamid, request, fallback, type, lease)
+ -- Under our lease; or reported `unknown` after the lease ran out mid-request (only the
+ -- dispatched row can be it): Meta's answer is better news than unknown.
+ WHERE m.id = u.id AND m.dispatched_at IS NOT NULL
+   AND ((m.status = 'sending' AND m.lease_token = u.lease)
+        OR (m.status = 'unknown' AND m.lease_token IS NULL));
 
 -- name: record_outcome
 -- Failed for good, unknown, or back to the queue with a delay.
@@ -108,9 +125,9 @@ UPDATE messages m
        dispatched_at = CASE WHEN u.status = 'queued' THEN NULL ELSE dispatched_at END,
        lease_token = NULL, locked_until = NULL
   -- errors travel as JSON text: asyncpg would read a list inside an array as a dimension.
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[])
-       AS u(id, status, errors, error, delay)
- WHERE m.id = u.id AND m.status = 'sending';
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::uuid[])
+       AS u(id, status, errors, error, delay, lease)
+ WHERE m.id = u.id AND m.status = 'sending' AND m.lease_token = u.lease;
 
 -- name: slow_number
 -- Meta said 130429: this number goes slower for a while; claims restore the factor slowly.
@@ -181,3 +198,23 @@ SELECT id, last_inbound_at, window_closed_at FROM contacts WHERE id = ANY($1::bi
 -- A claim needs no fsync of its own: no message leaves before its dispatch mark commits
 -- synchronously, and that commit flushes the log through this one first.
 SET LOCAL synchronous_commit = off;
+
+-- name: flag_number
+-- The number cannot send: its queued messages fail with the reason (they would only wait for
+-- a fix nobody can promise), the number is flagged, and the API says why.
+WITH flagged AS (
+    UPDATE numbers SET flagged_reason = $2, flagged_at = now(), updated_at = now()
+     WHERE phone_number_id = $1
+    RETURNING phone_number_id
+)
+UPDATE messages
+   SET status = 'failed', last_error = $2, lease_token = NULL, locked_until = NULL,
+       errors = jsonb_build_array(jsonb_build_object(
+           'code', NULL, 'title', 'Number unavailable', 'message', $2))
+ WHERE phone_number_id = $1 AND direction = 'out'
+   AND (status = 'queued' OR (status = 'sending' AND dispatched_at IS NULL))
+RETURNING id;
+
+-- name: unflag_number
+UPDATE numbers SET flagged_reason = NULL, flagged_at = NULL, updated_at = now()
+ WHERE phone_number_id = $1 AND flagged_at IS NOT NULL;
