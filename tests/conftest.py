@@ -105,6 +105,9 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
         worker_max_attempts=3,
         # The fakes (sandbox Meta, tenants' endpoints) listen on loopback.
         allow_private_urls=True,
+        # Tests drive one key hard (schemathesis above all); the limit has its own test.
+        api_rate_per_second=100_000.0,
+        api_rate_burst=100_000,
     )
 
 

@@ -570,6 +570,27 @@ async def test_patch_number_sets_bot_and_throughput(app: Running) -> None:
     tenant = await app.create_tenant()
     headers = {"authorization": f"Bearer {tenant['api_key']}"}
     assert (await app.add_number(tenant["api_key"], "106540352242922")).status_code == 201
+    # Meta allows this number 80/s (STANDARD): more is refused, less is the tenant's choice.
+    above = await app.client.patch(
+        "/v1/numbers/106540352242922", json={"throughput_mps": 81}, headers=headers
+    )
+    assert above.status_code == 422, above.text
+    assert above.json()["error"]["code"] == "throughput_above_meta"
+    lower = await app.client.patch(
+        "/v1/numbers/106540352242922", json={"throughput_mps": 20}, headers=headers
+    )
+    assert lower.status_code == 200 and lower.json()["throughput_mps"] == 20
+    # Once Meta raises the number to HIGH (1,000/s), the tenant may too.
+    token = await app.seed_number("106540352242922", throughput_mps=1000)
+    removed = await app.client.delete("/v1/numbers/106540352242922", headers=headers)
+    assert removed.status_code == 200
+    again = await app.client.post(
+        "/v1/numbers",
+        json={"phone_number_id": "106540352242922", "waba_id": WABA, "access_token": token},
+        headers=headers,
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["throughput_level"] == "HIGH"
     response = await app.client.patch(
         "/v1/numbers/106540352242922",
         json={"bot_enabled": False, "throughput_mps": 1000},

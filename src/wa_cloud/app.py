@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -17,9 +18,10 @@ from starlette.routing import Route
 from wa_cloud.api import admin, apps, invites, media, messages, onboarding, openapi, ops, tenant
 from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.api.body import error_response
+from wa_cloud.api.ratelimit import KeyRateLimiter
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
-from wa_cloud.errors import ApiError, DatabaseUnavailable, NotFound
+from wa_cloud.errors import ApiError, DatabaseUnavailable, NotFound, RateLimited
 from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
 from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.receiver import WebhookReceiver
@@ -105,7 +107,10 @@ ROUTES = [
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.extra)
+    response = error_response(exc.status, exc.code, exc.message, exc.extra)
+    if isinstance(exc, RateLimited):
+        response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -166,6 +171,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                     deliveries=deliveries,
                     box=SecretBox(settings.secret_key, settings.previous_secret_keys),
                     metrics=Metrics(),
+                    key_rates=KeyRateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
                 )
                 async with contextlib.AsyncExitStack() as stack:
                     if run_worker:

@@ -35,6 +35,16 @@ class ApiError(WaCloudError):
         self.extra = extra  # more machine-readable detail, e.g. Meta's own error
 
 
+class RateLimited(ApiError):
+    """429 with `Retry-After`: the caller's key is over its request rate."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            429, "rate_limited", "Too many requests with this API key; retry after a pause."
+        )
+        self.retry_after = retry_after
+
+
 class BadRequest(ApiError):
     def __init__(self, message: str, code: str = "bad_request") -> None:
         super().__init__(400, code, message)

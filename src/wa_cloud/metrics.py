@@ -44,7 +44,11 @@ HELP: Mapping[str, tuple[str, str]] = {
         "Events kept as orphaned by this process's worker: the number is unknown, or the "
         "delivery's source (platform app or a tenant's app) may not speak for it.",
     ),
-    "wa_deliveries": ("gauge", "Stored deliveries by state (whole deployment)."),
+    "wa_deliveries": (
+        "gauge",
+        "Stored deliveries by state (whole deployment; pending and quarantined counted up to a "
+        "million, processed estimated).",
+    ),
     "wa_processing_lag_seconds": (
         "gauge",
         "Age of the oldest delivery not yet processed (whole deployment).",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
+from wa_cloud.api.ratelimit import KeyRateLimiter
 from wa_cloud.config import Settings
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.groupcommit import GroupCommit
@@ -41,6 +42,7 @@ class AppState:
     )
     # The in-process worker's loops (`serve` without --no-worker), for /readyz.
     worker_health: Health | None = None
+    key_rates: KeyRateLimiter = field(default_factory=lambda: KeyRateLimiter(50.0, 200), repr=False)
     template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)
     # Escaped-unicode signature checks of large bodies: one thread at a time (signature.py).
     signature_fallbacks: asyncio.Semaphore = field(

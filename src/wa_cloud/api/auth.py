@@ -9,7 +9,7 @@ from uuid import UUID
 from starlette.requests import Request
 
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import Forbidden, Unauthorized
+from wa_cloud.errors import Forbidden, RateLimited, Unauthorized
 from wa_cloud.state import AppState
 from wa_cloud.tenants.keys import hash_key
 
@@ -45,8 +45,12 @@ def require_admin(request: Request) -> AppState:
 async def require_tenant(request: Request) -> tuple[AppState, Caller]:
     state: AppState = request.state.wa
     token = _bearer(request)
+    key_hash = hash_key(token)
     async with state.pool.acquire() as conn:
-        row = await conn.fetchrow(Q.tenant_by_key, hash_key(token))
+        row = await conn.fetchrow(Q.tenant_by_key, key_hash)
     if row is None:
         raise Unauthorized("The API key is not valid.")
+    wait = state.key_rates.take(key_hash)
+    if wait is not None:
+        raise RateLimited(wait)
     return state, Caller(tenant_id=row["id"], active=row["active"])

@@ -138,14 +138,15 @@ _ERROR_RESPONSES: Final = {
     409: "Conflict",
     413: "PayloadTooLarge",
     422: "Unprocessable",
+    429: "RateLimited",
     503: "Unavailable",
 }
 
 
 def _errors(*statuses: int) -> dict[str, Schema]:
     """The error answers of an authenticated operation: `statuses`, and always 401 (no or bad
-    credentials) and 503 (the database is down)."""
-    wanted = {*statuses, 401, 503}
+    credentials), 429 (a tenant key over its rate) and 503 (the database is down)."""
+    wanted = {*statuses, 401, 429, 503}
     return {str(status): err(_ERROR_RESPONSES[status]) for status in sorted(wanted)}
 
 
@@ -718,6 +719,13 @@ RESPONSES: Final[dict[str, Schema]] = {
     "PayloadTooLarge": _error_response("The body is larger than the limit."),
     "Unprocessable": _error_response("Valid JSON that breaks a rule; `code` says which."),
     "Unavailable": _error_response("A dependency (the database, Meta, mail) is down; retry."),
+    "RateLimited": {
+        **_error_response(
+            "Tenant routes: this API key is over its request rate (`rate_limited`); wait the "
+            "`Retry-After` seconds."
+        ),
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    },
 }
 
 PARAMETERS: Final[dict[str, Schema]] = {
@@ -860,12 +868,14 @@ def _paths() -> dict[str, Schema]:
                 "metrics",
                 "Prometheus metrics",
                 tag="ops",
+                description="With `WA_METRICS_TOKEN` set: `Authorization: Bearer <it>`.",
                 responses={
                     "200": ok(
                         "Prometheus text format 0.0.4.",
                         {"type": "string"},
                         media_type="text/plain",
-                    )
+                    ),
+                    "401": err("Unauthorized"),
                 },
             )
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -12,12 +13,15 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from wa_cloud.api.body import error_response
 from wa_cloud.db.migrations import head_revision
 from wa_cloud.db.queries import Q
+from wa_cloud.errors import Unauthorized
 from wa_cloud.state import AppState
 
 if TYPE_CHECKING:
     from wa_cloud.worker import Health
 
 _READY_TIMEOUT = 2.0
+# Below this many deliveries (the planner's estimate) a scrape counts them exactly.
+EXACT_COUNT_BELOW = 200_000
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -52,10 +56,18 @@ def worker_readiness(health: Health | None, ready: dict[str, Any]) -> JSONRespon
 
 async def metrics(request: Request) -> PlainTextResponse:
     state: AppState = request.state.wa
+    expected = state.settings.metrics_token
+    if expected is not None:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <WA_METRICS_TOKEN>'.")
     gauges: list[tuple[str, dict[str, str], float]] = []
     try:
         async with asyncio.timeout(_READY_TIMEOUT), state.pool.acquire() as conn:
-            for row in await conn.fetch(Q.delivery_counts):
+            estimate = await conn.fetchval(Q.deliveries_estimate)
+            exact = estimate < EXACT_COUNT_BELOW
+            counts = Q.delivery_counts if exact else Q.delivery_counts_estimated
+            for row in await conn.fetch(counts):
                 gauges.append(("wa_deliveries", {"state": row["state"]}, row["n"]))
             gauges.append(("wa_processing_lag_seconds", {}, await conn.fetchval(Q.processing_lag)))
             gauges.append(("wa_orphaned_events", {}, await conn.fetchval(Q.orphaned_count)))

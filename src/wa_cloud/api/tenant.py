@@ -55,6 +55,15 @@ def number_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+# Messages a second Meta allows per throughput level: 80 by default, 1,000 once Meta raises it.
+META_THROUGHPUT = {"HIGH": 1000}
+DEFAULT_META_THROUGHPUT = 80
+
+
+def meta_throughput(level: str | None) -> int:
+    return META_THROUGHPUT.get((level or "").upper(), DEFAULT_META_THROUGHPUT)
+
+
 def digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -288,6 +297,15 @@ async def update_number(request: Request) -> JSONResponse:
         )
         if row is None:
             raise NotFound("No number with that phone_number_id is yours.")
+        allowed = meta_throughput(row["throughput_level"])
+        if throughput is not None and throughput > allowed:
+            # Raising it past Meta's only earns 130429s, and the sender's slots are shared.
+            raise Unprocessable(
+                f"Meta allows this number {allowed} messages a second "
+                f"(throughput level {row['throughput_level'] or 'STANDARD'}); "
+                "a lower rate may be set, not a higher one.",
+                "throughput_above_meta",
+            )
         await audit.record(
             conn,
             "number.updated",

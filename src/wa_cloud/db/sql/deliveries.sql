@@ -41,15 +41,41 @@ INSERT INTO quarantine (delivery_id, code, reason)
 SELECT id, $3, $4 FROM moved
 ON CONFLICT (delivery_id) DO NOTHING;
 
+-- name: deliveries_estimate
+-- The planner's row count: free, and close enough to choose how to count.
+SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'deliveries'::regclass;
+
 -- name: delivery_counts
+-- Exact, for a table small enough to count on every scrape.
 SELECT state, count(*) AS n FROM deliveries GROUP BY state;
+
+-- name: delivery_counts_estimated
+-- Cheap at any size (a scrape every few seconds must not scan the table): pending and
+-- quarantined counted through their small indexes up to a cap, processed estimated from the
+-- planner's row count.
+WITH pending AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM deliveries WHERE state = 'pending'
+                                LIMIT 1000000) AS p
+), quarantined AS (
+    SELECT count(*) AS n FROM (SELECT 1 FROM quarantine LIMIT 1000000) AS q
+), total AS (
+    SELECT greatest(reltuples, 0)::bigint AS n FROM pg_class
+     WHERE oid = 'deliveries'::regclass
+), counts AS (
+    SELECT 'pending' AS state, pending.n FROM pending
+    UNION ALL SELECT 'quarantined', quarantined.n FROM quarantined
+    UNION ALL SELECT 'processed', greatest(total.n - pending.n - quarantined.n, 0)
+      FROM total, pending, quarantined
+)
+SELECT state, n FROM counts WHERE n > 0;
 
 -- name: processing_lag
 SELECT coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8
   FROM deliveries WHERE state = 'pending';
 
 -- name: orphaned_count
-SELECT count(*) FROM events WHERE orphaned;
+-- Through the partial index on orphaned events, capped like the counts above.
+SELECT count(*) FROM (SELECT 1 FROM events WHERE orphaned LIMIT 1000000) AS o;
 
 -- name: app_secret
 SELECT app_secret_enc, verify_token_enc FROM apps WHERE app_id = $1;

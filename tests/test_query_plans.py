@@ -1,0 +1,78 @@
+"""Every hot query has an index to serve it, read from EXPLAIN.
+
+With sequential scans disabled the planner still falls back to one when no index can serve the
+query, so a `Seq Scan` left in the plan means a missing index: the query would read the whole
+table once the table is large (the status page counted a tenant's messages that way).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from wa_cloud.db.queries import Q
+
+TENANT = uuid.uuid4()
+DAY = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+NUMBER = "106540352242922"
+
+# (query, arguments, the tables it must not scan sequentially)
+HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
+    "status page: messages of the day": (Q.page_message_counts, (TENANT, DAY), ("messages",)),
+    "status page: open windows": (Q.page_window_candidates, (TENANT, DAY), ("contacts",)),
+    "media by tenant and id": (Q.tenant_media, (TENANT, "1232492663331480"), ("media",)),
+    "contacts of a number, a page": (
+        Q.list_contacts,
+        (TENANT, NUMBER, None, 51),
+        ("contacts",),
+    ),
+    "a contact by wa_id or user_id": (
+        Q.find_tenant_contact,
+        (TENANT, NUMBER, "16505551234"),
+        ("contacts",),
+    ),
+    "a contact's messages": (
+        Q.contact_messages,
+        (TENANT, 1, None, None, 51),
+        ("messages",),
+    ),
+    "a message by id": (Q.get_message, (uuid.uuid4(), TENANT), ("messages",)),
+    "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
+    "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),
+    "deliveries to claim": (Q.claim_deliveries, (uuid.uuid4(), 30.0, 100), ("deliveries",)),
+    "orphaned events to adopt": (
+        Q.adopt_orphaned_events,
+        (NUMBER, "102290129340398", "platform"),
+        ("events",),
+    ),
+}
+
+
+def _scans(plan: Any) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(plan, dict):
+        if "Relation Name" in plan:
+            found.append((plan["Node Type"], plan["Relation Name"]))
+        for value in plan.values():
+            found += _scans(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found += _scans(value)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(HOT))
+async def test_hot_query_uses_an_index(db: asyncpg.Connection, name: str) -> None:
+    query, args, tables = HOT[name]
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")
+        # EXPLAIN without ANALYZE plans the statement, never runs it (claims change nothing).
+        plan = await db.fetchval("EXPLAIN (FORMAT JSON) " + query, *args)
+    scans = _scans(json.loads(plan) if isinstance(plan, str) else plan)
+    sequential = [table for node, table in scans if node == "Seq Scan" and table in tables]
+    assert not sequential, f"{name}: no index serves it on {sequential}: {scans}"
