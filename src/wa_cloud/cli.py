@@ -392,6 +392,12 @@ def cmd_bench_send(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(run_send_bench(args)))
 
 
+def cmd_bench_noisy(args: argparse.Namespace) -> None:
+    from wa_cloud.bench_noisy import run_noisy_bench
+
+    sys.exit(asyncio.run(run_noisy_bench(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wa-cloud", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -489,6 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--connections", type=int, default=32, help="with --enqueue api")
     send.add_argument("--timeout", type=float, default=None, help="default: 3 x seconds + 30")
     send.set_defaults(func=cmd_bench_send)
+    noisy = bench_sub.add_parser(
+        "noisy", help="webhook p99 with and without one tenant flooding slow sends and uploads"
+    )
+    noisy.add_argument("--connections", type=int, default=32, help="quiet webhook connections")
+    noisy.add_argument("--seconds", type=float, default=10.0, help="measured, per phase")
+    noisy.add_argument("--warmup", type=float, default=2.0)
+    noisy.add_argument("--rounds", type=int, default=3, help="baseline + flood rounds")
+    noisy.set_defaults(func=cmd_bench_noisy)
     return parser
 
 

@@ -30,6 +30,17 @@ HELP: Mapping[str, tuple[str, str]] = {
         "Sends too late for their slot, queued again instead of bunched.",
     ),
     "wa_outbox_recovered_total": ("counter", "Sends whose worker died, by what became of them."),
+    "wa_outbox_lease_lost_total": (
+        "counter",
+        "Sends not made because their lease ran out before the dispatch mark (another worker "
+        "may send them).",
+    ),
+    "wa_outbox_send_crashes_total": ("counter", "Sends that crashed (a bug), by this process."),
+    "wa_outbox_numbers_flagged_total": (
+        "counter",
+        "Numbers flagged unable to send (token unreadable, claim crashed); their queue failed.",
+    ),
+    "wa_worker_restarts_total": ("counter", "Worker loops that died and were restarted, by loop."),
     "wa_forwards_delivered_total": (
         "counter",
         "Events this process forwarded to a tenant's webhook and it accepted (2xx).",

@@ -121,21 +121,22 @@ class Worker:
         self.health = Health()
 
     async def __aenter__(self) -> Worker:
-        self._tasks = [self._start("listen", self._listen)]
-        self._tasks.append(self._start("sender", lambda: self._sender.run(self._stopping)))
-        self._tasks.append(self._start("media", lambda: self._media.run(self._stopping)))
-        self._tasks.append(self._start("forwarder", lambda: self._forwarder.run(self._stopping)))
-        self._tasks.append(self._start("retention", self._retention))
-        self._tasks += [
+        self._tasks = []
+        self._start("listen", self._listen)  # first: `stop` cancels it, the rest drain
+        self._start("sender", lambda: self._sender.run(self._stopping))
+        self._start("media", lambda: self._media.run(self._stopping))
+        self._start("forwarder", lambda: self._forwarder.run(self._stopping))
+        self._start("retention", self._retention)
+        for i in range(self._concurrency):
             self._start(f"deliveries-{i}", lambda i=i: self._loop(i))
-            for i in range(self._concurrency)
-        ]
         logger.info("worker started", extra={"concurrency": self._concurrency})
         return self
 
     def _start(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
         state = self.health.loops.setdefault(name, LoopState())
-        return asyncio.create_task(self._supervise(name, state, run), name=f"worker-{name}")
+        task = asyncio.create_task(self._supervise(name, state, run), name=f"worker-{name}")
+        self._tasks.append(task)
+        return task
 
     async def _supervise(
         self, name: str, state: LoopState, run: Callable[[], Awaitable[None]]

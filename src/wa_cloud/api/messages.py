@@ -12,11 +12,12 @@ from wa_cloud.api.admin import parse_uuid
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.api.body import read_object, reject_unknown
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import NotFound
+from wa_cloud.errors import Conflict, NotFound
 from wa_cloud.outbox.compose import SEND_TYPES
 from wa_cloud.outbox.enqueue import enqueue
 from wa_cloud.providers.base import Provider
 from wa_cloud.providers.cloud import cloud_provider
+from wa_cloud.secretbox import SecretUnreadable
 from wa_cloud.state import AppState
 
 _ALLOWED = {
@@ -32,7 +33,15 @@ _ALLOWED = {
 
 def provider_for(state: AppState) -> Any:
     def build(number: asyncpg.Record) -> Provider:
-        return cloud_provider(state.graph, state.box, dict(number))
+        try:
+            return cloud_provider(state.graph, state.box, dict(number))
+        except SecretUnreadable:
+            # Ours to fix (a master key missing here), not the caller's: said plainly, no 500.
+            raise Conflict(
+                "This number's access token cannot be opened; the operator must restore the "
+                "key it was sealed with, or register the number again.",
+                "number_unavailable",
+            ) from None
 
     return build
 

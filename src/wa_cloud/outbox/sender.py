@@ -17,10 +17,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -175,21 +175,27 @@ class Sender:
             await record_outcomes(conn, rows)
 
     # The loop ------------------------------------------------------------------------------
-    async def run(self, stopping: asyncio.Event) -> None:
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """The group committers `dispatch` writes through: open while the sender runs."""
         async with self._marks, self._accepted, self._outcomes:
+            yield
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        async with self.writing():
             next_recovery = 0.0
             backoff = 0.5
             while not stopping.is_set():
                 self.wake.clear()
                 try:
                     if time.monotonic() >= next_recovery:
-                        await self._recover()
+                        await self.recover()
                         next_recovery = time.monotonic() + self._lease / 3
-                    batch = await self._claim()
+                    batch = await self.claim()
                     if batch is False:
                         continue  # a number was flagged and skipped: look for the next one
                     if batch is not None:
-                        task = asyncio.create_task(self._dispatch(batch))
+                        task = asyncio.create_task(self.dispatch(batch))
                         self._dispatches.add(task)
                         task.add_done_callback(self._dispatches.discard)
                         continue
@@ -211,7 +217,7 @@ class Sender:
             return self._poll
         return min(self._poll, max(0.001, seconds))
 
-    async def _recover(self) -> None:
+    async def recover(self) -> None:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(Q.recover_expired_sends)
         for row in rows:
@@ -220,7 +226,7 @@ class Sender:
             )
             self._metrics.inc("wa_outbox_recovered_total", status=row["status"])
 
-    async def _claim(self) -> Batch | bool | None:
+    async def claim(self) -> Batch | Literal[False] | None:
         """The next number's batch; None: nothing due; False: the number was flagged."""
         claiming: list[str] = []
         try:
@@ -237,7 +243,7 @@ class Sender:
                 await self._flag(conn, claiming[0], f"claiming its messages failed ({exc!r})")
             return False
 
-    async def _claim_next(self, claiming: list[str]) -> Batch | bool | None:
+    async def _claim_next(self, claiming: list[str]) -> Batch | Literal[False] | None:
         lease = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(Q.claim_commit_async)
@@ -341,7 +347,7 @@ class Sender:
             extra={"phone_number_id": phone_number_id, "failed": len(failed), "reason": reason},
         )
 
-    async def _dispatch(self, batch: Batch) -> None:
+    async def dispatch(self, batch: Batch) -> None:
         results = await asyncio.gather(
             *(self._send_one(batch, item) for item in batch.items), return_exceptions=True
         )
