@@ -530,3 +530,58 @@ def test_sha256_in_hex_or_base64() -> None:
     assert sha256_matches(base64.urlsafe_b64encode(digest).decode().rstrip("="), digest) is True
     assert sha256_matches(b64_sha256(b"other"), digest) is False
     assert sha256_matches("not a digest", digest) is None
+
+
+class SlowForOneTenant:
+    """Downloads of the `slow...` media hang (a huge file, a slow CDN); others are instant."""
+
+    def __call__(self, row: asyncpg.Record) -> SlowForOneTenant:
+        return self
+
+    async def download_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
+        if media_id.startswith("slow"):
+            await asyncio.sleep(60)
+        return MediaFile(PNG, "image/png", hashlib.sha256(PNG).hexdigest())
+
+
+async def test_one_tenants_slow_downloads_do_not_hold_another_tenants(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    tenants = {}
+    for name, number in (("Slow Co", "555000111"), ("Quick Co", "555000222")):
+        tenants[name] = await db.fetchval(
+            "INSERT INTO tenants (name) VALUES ($1) RETURNING id", name
+        )
+        await db.execute(
+            "INSERT INTO numbers (phone_number_id, tenant_id, waba_id, access_token_enc) "
+            "VALUES ($1, $2, 'w1', '\\x00'::bytea)",
+            number,
+            tenants[name],
+        )
+    for i in range(20):  # the slow tenant's backlog comes first
+        await db.execute(
+            "INSERT INTO media (tenant_id, phone_number_id, media_id, run_after)"
+            " VALUES ($1, '555000111', $2, now() - interval '1 minute')",
+            tenants["Slow Co"],
+            f"slow{i}",
+        )
+    quick = await db.fetchval(
+        "INSERT INTO media (tenant_id, phone_number_id, media_id) "
+        "VALUES ($1, '555000222', 'quick') RETURNING id",
+        tenants["Quick Co"],
+    )
+    fetcher = MediaFetcher(pool, SlowForOneTenant(), max_attempts=3)  # type: ignore[arg-type]
+    stopping = asyncio.Event()
+    running = asyncio.create_task(fetcher.run(stopping))
+    try:
+        async with asyncio.timeout(10):
+            while await db.fetchval("SELECT state FROM media WHERE id = $1", quick) != "stored":
+                await asyncio.sleep(0.05)
+        taken = await db.fetchval(
+            "SELECT count(*) FROM media WHERE phone_number_id = '555000111' AND attempts > 0"
+        )
+        assert taken == 2  # its share of this worker's downloads, no more
+    finally:
+        stopping.set()
+        fetcher.wake.set()
+        await running

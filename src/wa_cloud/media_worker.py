@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 from uuid import UUID
@@ -36,6 +37,10 @@ CHANNEL: Final = "wa_media"
 # Users' files are not bound by Meta's upload table; the largest Meta serves is a document.
 INBOUND_MAX_BYTES: Final = MAX_MEDIA_BYTES
 CLAIM_BATCH: Final = 4
+# Downloads in flight in one worker, and for one tenant among them: a tenant whose files are
+# slow or huge holds at most its own share.
+MAX_IN_FLIGHT: Final = 8
+MAX_PER_TENANT: Final = 2
 # A download (URL lookup, up to 100 MB, in-process retries) must finish inside its lease.
 MIN_LEASE_SECONDS: Final = 120.0
 
@@ -105,42 +110,54 @@ class MediaFetcher:
         self._max_attempts = max(1, max_attempts)
         self._lease = max(lease_seconds, MIN_LEASE_SECONDS)
         self._poll = poll_seconds
+        self._running: dict[asyncio.Task[None], UUID] = {}
         self.wake = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
         backoff = 0.5
-        while not stopping.is_set():
-            # Cleared before claiming: a NOTIFY that lands while we work wakes the next wait.
-            self.wake.clear()
-            try:
-                if await self._run_until_stopped(stopping):
-                    continue  # there may be more: go again without waiting
-                wait, backoff = self._poll, 0.5
-            except DATABASE_ERRORS as exc:
-                logger.warning(
-                    "media fetcher cannot reach the database", extra={"error": repr(exc)}
-                )
-                wait, backoff = backoff, min(backoff * 2, 10)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), wait)
-
-    async def _run_until_stopped(self, stopping: asyncio.Event) -> int:
-        """One batch, abandoned when the worker stops: a download can take minutes, and an
-        abandoned row is simply claimed again when its lease runs out."""
-        batch = asyncio.create_task(self.run_once())
-        stop = asyncio.create_task(stopping.wait())
         try:
-            await asyncio.wait({batch, stop}, return_when=asyncio.FIRST_COMPLETED)
+            while not stopping.is_set():
+                # Cleared before claiming: a NOTIFY or a finished download wakes the next wait.
+                self.wake.clear()
+                try:
+                    free = MAX_IN_FLIGHT - len(self._running)
+                    if free > 0 and self._start(await self._claim(free)):
+                        continue  # there may be more: go again without waiting
+                    wait, backoff = self._poll, 0.5
+                except DATABASE_ERRORS as exc:
+                    logger.warning(
+                        "media fetcher cannot reach the database", extra={"error": repr(exc)}
+                    )
+                    wait, backoff = backoff, min(backoff * 2, 10)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), wait)
         finally:
-            stop.cancel()
-            batch.cancel()  # a no-op when the batch is done
-        await asyncio.wait({batch})  # let a cancellation land
-        return 0 if batch.cancelled() else batch.result()
+            # A download can take minutes: abandoned when the worker stops, claimed again
+            # when its lease runs out.
+            for task in self._running:
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _start(self, rows: list[asyncpg.Record]) -> int:
+        for row in rows:
+            task = asyncio.create_task(self._fetch(row))
+            self._running[task] = row["tenant_id"]
+            task.add_done_callback(self._finished)
+        return len(rows)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self.wake.set()
+
+    async def _claim(self, limit: int) -> list[asyncpg.Record]:
+        busy = Counter(self._running.values())
+        full = [tenant for tenant, n in busy.items() if n >= MAX_PER_TENANT]
+        async with self._pool.acquire() as conn:
+            return list(await conn.fetch(Q.claim_media, limit, self._lease, full))
 
     async def run_once(self) -> int:
-        """Claim and download one batch; the number of rows claimed."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(Q.claim_media, CLAIM_BATCH, self._lease)
+        """Claim and download one batch, waiting for it; the number of rows claimed."""
+        rows = await self._claim(CLAIM_BATCH)
         await asyncio.gather(*(self._fetch(row) for row in rows))
         return len(rows)
 

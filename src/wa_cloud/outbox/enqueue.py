@@ -65,23 +65,19 @@ async def _check_template(
         stored = await cached_template(conn, waba_id, name, language)
     if stored is None:
 
-        async def fetch() -> list[dict[str, Any]]:
+        async def fetch_and_save() -> None:
             try:
-                return await provider_for(number).templates()
+                fetched = await provider_for(number).templates()
             except GraphError as exc:
                 raise Unprocessable(
                     f"could not fetch templates from Meta to check '{name}': {exc.message}",
                     "template_unavailable",
                 ) from exc
-
-        async def now_cached() -> bool:
-            async with pool.acquire() as conn:
-                return await cached_template(conn, waba_id, name, language) is not None
-
-        fetched = await fetches.fetch_once(waba_id, fetch, now_cached)
-        async with pool.acquire() as conn:
-            if fetched is not None:
+            async with pool.acquire() as conn:  # only once Meta has answered
                 await save_templates(conn, waba_id, fetched)
+
+        await fetches.fetch_once(waba_id, fetch_and_save)
+        async with pool.acquire() as conn:
             stored = await cached_template(conn, waba_id, name, language)
     if stored is None:
         fetches.remember_missing(waba_id, name, language)

@@ -124,6 +124,8 @@ class TemplateFetches:
 
     def __init__(self) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
+        self._fetched_at: dict[str, float] = {}
+        self._failed: dict[str, tuple[float, Exception]] = {}
         self._missing: dict[tuple[str, str, str], float] = {}
 
     def known_missing(self, waba_id: str, name: str, language: str) -> bool:
@@ -135,17 +137,20 @@ class TemplateFetches:
             self._missing.clear()
         self._missing[(waba_id, name, language)] = time.monotonic() + UNKNOWN_TEMPLATE_SECONDS
 
-    async def fetch_once(
-        self,
-        waba_id: str,
-        fetch: Callable[[], Awaitable[Sequence[Mapping[str, Any]]]],
-        cached: Callable[[], Awaitable[bool]],
-    ) -> Sequence[Mapping[str, Any]] | None:
-        """Run `fetch` unless another caller in this process is already fetching this WABA;
-        then wait for it and return None if `cached()` now finds what we need."""
+    async def fetch_once(self, waba_id: str, fetch_and_save: Callable[[], Awaitable[None]]) -> None:
+        """Fetch and save the WABA's templates, unless a fetch of it finished (and was saved)
+        while this caller waited for the lock: then the cache is already that fresh."""
+        asked = time.monotonic()
         lock = self._locks.setdefault(waba_id, asyncio.Lock())
-        waited = lock.locked()
         async with lock:
-            if waited and await cached():
-                return None
-            return await fetch()
+            if self._fetched_at.get(waba_id, 0.0) > asked:
+                return
+            failed = self._failed.get(waba_id)
+            if failed is not None and failed[0] > asked:
+                raise failed[1]  # Meta just failed this fetch: the waiters do not ask again
+            try:
+                await fetch_and_save()
+            except Exception as exc:
+                self._failed[waba_id] = (time.monotonic(), exc)
+                raise
+            self._fetched_at[waba_id] = time.monotonic()

@@ -31,6 +31,8 @@ ROUTES = [
     Route("/_sandbox/stats", control.control(control.stats), methods=["GET"]),
     Route("/_sandbox/faults", control.control(control.add_fault, 201), methods=["POST"]),
     Route("/_sandbox/faults", control.control(control.clear_faults), methods=["DELETE"]),
+    Route("/_sandbox/latency", control.control(control.add_latency, 201), methods=["POST"]),
+    Route("/_sandbox/latency", control.control(control.clear_latency), methods=["DELETE"]),
     # The media download URL handed out by GET /{media_id} (Meta's lives on lookaside.fbsbx.com).
     Route(media.DOWNLOAD_PATH, graph(media.download), methods=["GET"]),
     Route(

@@ -276,6 +276,24 @@ async def add_fault(request: Request, state: SandboxState) -> dict[str, Any]:
     return {"pending": sum(f.remaining for f in state.faults)}
 
 
+async def add_latency(request: Request, state: SandboxState) -> dict[str, Any]:
+    """Every Graph request whose path contains `path_contains` answers `seconds` late (a slow
+    Meta, for the tests and benchmarks that must not be held up by one)."""
+    body = await _body(request)
+    part = _str(body, "path_contains")
+    seconds = body.get("seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        raise ControlError("seconds must be a non-negative number.")
+    assert part is not None
+    state.latencies[part] = float(seconds)
+    return {"latencies": state.latencies}
+
+
+async def clear_latency(request: Request, state: SandboxState) -> dict[str, Any]:
+    state.latencies.clear()
+    return {"latencies": {}}
+
+
 async def clear_faults(request: Request, state: SandboxState) -> dict[str, Any]:
     state.faults.clear()
     return {"success": True}

@@ -3,6 +3,7 @@ parsing, Meta's error rendering, and the request log the control API shows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -151,6 +152,11 @@ def graph(
                     status=400,
                 )
             raw = await _read(request)
+            delay = max(
+                (t for part, t in state.latencies.items() if part in request.url.path), default=0
+            )
+            if delay:
+                await asyncio.sleep(delay)
             token = bearer(request)
             grant = state.tokens.get(token) if token else None
             if authenticated:

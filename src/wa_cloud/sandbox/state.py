@@ -172,6 +172,8 @@ class SandboxState:
     faults: list[Fault] = field(default_factory=list)
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
     app_names: dict[str, str] = field(default_factory=dict)
+    # Path fragment -> seconds every matching Graph request waits before it is answered.
+    latencies: dict[str, float] = field(default_factory=dict)
     requests: deque[dict[str, Any]] = field(default_factory=deque)
     # Signs media download URLs so a URL cannot be forged or extended.
     url_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)

@@ -20,19 +20,28 @@ ON CONFLICT (phone_number_id, media_id) DO NOTHING;
 -- name: claim_media
 -- Due downloads with a lease: `run_after` moves to the lease's end, so a row whose worker died
 -- is due again then, and the partial index on pending rows finds it.
-WITH due AS (
-    SELECT id FROM media
-     WHERE state = 'pending' AND run_after <= now()
+-- Fair between tenants: one row per tenant per claim (its oldest), none of the tenants this
+-- worker already downloads the most for ($3), so one tenant's slow or huge files hold at most
+-- their own slots and never the others' downloads.
+WITH oldest AS (
+    SELECT id, tenant_id, run_after FROM media
+     WHERE state = 'pending' AND run_after <= now() AND NOT (tenant_id = ANY ($3::uuid[]))
      ORDER BY run_after
-     LIMIT $1
-     FOR UPDATE SKIP LOCKED
+     LIMIT 1000
+), due AS (
+    SELECT DISTINCT ON (tenant_id) id, run_after FROM oldest ORDER BY tenant_id, run_after
+), locked AS (
+    SELECT m.id FROM media m
+      JOIN (SELECT id FROM due ORDER BY run_after LIMIT $1) AS d ON d.id = m.id
+     WHERE m.state = 'pending'
+     FOR UPDATE OF m SKIP LOCKED
 ), claimed AS (
     UPDATE media m
        SET attempts = m.attempts + 1,
            locked_until = now() + make_interval(secs => $2),
            run_after = now() + make_interval(secs => $2)
-      FROM due
-     WHERE m.id = due.id
+      FROM locked
+     WHERE m.id = locked.id
     RETURNING m.id, m.tenant_id, m.phone_number_id, m.media_id, m.mime_type, m.sha256,
               m.attempts
 )

@@ -1,0 +1,105 @@
+"""One tenant must not slow the others: no connection held while Meta answers, one template
+fetch per WABA however many sends ask, a per-key request rate, and a metrics endpoint that can
+be closed."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+
+from tests.conftest import Running, corpus, meta_running, serve
+from wa_cloud.config import Settings
+
+CUSTOMER = "16505551234"
+
+
+def _unknown_template(name: str) -> dict[str, Any]:
+    return {"name": name, "language": {"code": "en_US"}}
+
+
+async def test_sends_waiting_on_a_slow_meta_hold_no_connection(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    # A pool of 3 connections: before, each send held one across Meta's template lookup, so
+    # a handful of them starved the API and ingest of connections for as long as Meta took.
+    async with meta_running(replace(settings, db_pool_size=3), run_worker=False) as meta:
+        slow = await meta.sandbox.post(
+            "/_sandbox/latency", json={"path_contains": "message_templates", "seconds": 3}
+        )
+        assert slow.status_code == 201, slow.text
+        sends = [
+            asyncio.create_task(
+                meta.send(to=CUSTOMER, type="template", template=_unknown_template(f"nope_{i}"))
+            )
+            for i in range(20)
+        ]
+        await asyncio.sleep(0.3)  # every send is now waiting on Meta
+        # Meanwhile the API and the webhook ingest answer, while Meta has not answered yet.
+        listed = await meta.app.client.get("/v1/numbers", headers=meta.tenant())
+        assert listed.status_code == 200
+        for _ in range(10):
+            stored = await meta.app.post_webhook(corpus("messages/text.json"))
+            assert stored.status_code == 200
+        assert not any(task.done() for task in sends), "all of this came before Meta answered"
+
+        answers = await asyncio.gather(*sends)
+        assert {(a.status_code, a.json()["error"]["code"]) for a in answers} == {
+            (422, "template_not_found")
+        }
+        # One fetch of the WABA's templates served the 20 sends (one at a time per WABA).
+        fetched = await meta.sandbox.get(
+            "/_sandbox/requests", params={"path_contains": "message_templates"}
+        )
+        assert len(fetched.json()["data"]) == 1
+        # And the names Meta does not have are remembered briefly: no fetch for them again.
+        again = await meta.send(to=CUSTOMER, type="template", template=_unknown_template("nope_3"))
+        assert again.json()["error"]["code"] == "template_not_found"
+        fetched = await meta.sandbox.get(
+            "/_sandbox/requests", params={"path_contains": "message_templates"}
+        )
+        assert len(fetched.json()["data"]) == 1
+        assert await db.fetchval("SELECT count(*) FROM deliveries") == 10
+
+
+async def test_an_api_key_over_its_rate_gets_429_with_retry_after(settings: Settings) -> None:
+    limited = replace(settings, api_rate_per_second=2.0, api_rate_burst=5)
+    async with serve(limited, run_worker=False) as app:
+        first = await app.create_tenant("Busy")
+        second = await app.create_tenant("Calm")
+        answers = [
+            await app.client.get("/v1/numbers", headers=_bearer(first["api_key"])) for _ in range(8)
+        ]
+        statuses = [a.status_code for a in answers]
+        assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) >= 1
+        # Another key is not slowed by the first one's flood.
+        calm = await app.client.get("/v1/numbers", headers=_bearer(second["api_key"]))
+        assert calm.status_code == 200
+        # A key that waits is admitted again.
+        await asyncio.sleep(0.6)
+        again = await app.client.get("/v1/numbers", headers=_bearer(first["api_key"]))
+        assert again.status_code == 200
+
+
+async def test_metrics_token_closes_the_metrics_endpoint(settings: Settings) -> None:
+    closed = replace(settings, metrics_token="m" * 40)
+    async with serve(closed, run_worker=False) as app:
+        assert (await app.client.get("/metrics")).status_code == 401
+        wrong = await app.client.get("/metrics", headers=_bearer("x" * 40))
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["code"] == "unauthorized"
+        right = await app.client.get("/metrics", headers=_bearer("m" * 40))
+        assert right.status_code == 200 and "wa_deliveries" in right.text
+
+
+async def test_metrics_stay_open_without_a_token(web: Running) -> None:
+    assert (await web.client.get("/metrics")).status_code == 200
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
