@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.conftest import NUMBER_A, WABA, Meta, Running, meta_running, serve_asgi, wait_idle
+from tests.test_outbox import TEMPLATE, _seed_template
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
@@ -30,29 +31,6 @@ from wa_cloud.secretbox import SecretBox
 from wa_cloud.worker import Health, LoopState, Worker
 
 CUSTOMER = "16505551234"
-TEMPLATE = {
-    "name": "order_update",
-    "language": {"code": "en_US"},
-    "components": [
-        {
-            "type": "body",
-            "parameters": [{"type": "text", "text": "Ana"}, {"type": "text", "text": "A-17"}],
-        }
-    ],
-}
-
-
-async def _seed_template(meta: Meta) -> None:
-    seeded = await meta.sandbox.post(
-        "/_sandbox/templates",
-        json={
-            "waba_id": WABA,
-            "name": "order_update",
-            "language": "en_US",
-            "body": "Hi {{1}}, order {{2}} shipped.",
-        },
-    )
-    assert seeded.status_code == 201, seeded.text
 
 
 @contextlib.asynccontextmanager

@@ -69,6 +69,20 @@ def _secrets(body: dict[str, Any], *, required: bool) -> tuple[str | None, str |
     return secret, verify_token
 
 
+def _sealed(
+    state: AppState, app_id: str, secret: str | None, verify_token: str | None
+) -> tuple[bytes | None, bytes | None]:
+    """The app's secret and verify token sealed for their columns (None stays None)."""
+    return (
+        None
+        if secret is None
+        else state.box.seal(secret, context=sealed.APP_SECRET.context(app_id)),
+        None
+        if verify_token is None
+        else state.box.seal(verify_token, context=sealed.APP_VERIFY_TOKEN.context(app_id)),
+    )
+
+
 async def _audit(conn: asyncpg.Connection, action: str, tenant_id: UUID, app_id: str) -> None:
     await audit.record(
         conn,
@@ -90,11 +104,7 @@ async def create_app(request: Request) -> JSONResponse:
     await prove_app(state, app_id, secret)
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            Q.insert_app,
-            app_id,
-            caller.tenant_id,
-            state.box.seal(secret, context=sealed.APP_SECRET.context(app_id)),
-            state.box.seal(verify_token, context=sealed.APP_VERIFY_TOKEN.context(app_id)),
+            Q.insert_app, app_id, caller.tenant_id, *_sealed(state, app_id, secret, verify_token)
         )
         if row is None:
             raise Conflict("That app_id is already registered.", "app_exists")
@@ -127,15 +137,7 @@ async def update_app(request: Request) -> JSONResponse:
         await prove_app(state, app_id, secret)
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            Q.update_app,
-            app_id,
-            caller.tenant_id,
-            None
-            if secret is None
-            else state.box.seal(secret, context=sealed.APP_SECRET.context(app_id)),
-            None
-            if verify_token is None
-            else state.box.seal(verify_token, context=sealed.APP_VERIFY_TOKEN.context(app_id)),
+            Q.update_app, app_id, caller.tenant_id, *_sealed(state, app_id, secret, verify_token)
         )
         if row is None:
             raise NotFound("No app with that id is yours.")
