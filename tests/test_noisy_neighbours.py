@@ -9,8 +9,22 @@ from dataclasses import replace
 from typing import Any
 
 import asyncpg
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from tests.conftest import Running, corpus, meta_running, serve
+from tests.conftest import (
+    NUMBER_A,
+    NUMBER_B,
+    Meta,
+    Running,
+    corpus,
+    meta_running,
+    serve,
+    serve_asgi,
+)
+from tests.test_media import PNG
 from wa_cloud.config import Settings
 
 CUSTOMER = "16505551234"
@@ -103,3 +117,42 @@ async def test_metrics_stay_open_without_a_token(web: Running) -> None:
 
 def _bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
+
+
+async def test_a_tenants_uploads_are_bounded_and_do_not_hold_another_tenants(
+    meta: Meta,
+) -> None:
+    release = asyncio.Event()
+
+    async def slow_file(request: Request) -> Response:
+        await release.wait()  # a slow (or huge) file at the tenant's URL
+        return Response(PNG, media_type="image/png")
+
+    other = await meta.app.create_tenant("Other Co")
+    added = await meta.app.add_number(other["api_key"], NUMBER_B, "102290129349999")
+    assert added.status_code == 201, added.text
+    async with serve_asgi(Starlette(routes=[Route("/file.png", slow_file)])) as url:
+        upload = {"from": NUMBER_A, "type": "image", "url": url + "/file.png"}
+        held = [
+            asyncio.create_task(
+                meta.app.client.post("/v1/media", json=upload, headers=meta.tenant())
+            )
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.3)
+        third = await meta.app.client.post("/v1/media", json=upload, headers=meta.tenant())
+        assert third.status_code == 429, third.text
+        assert third.json()["error"]["code"] == "rate_limited"
+        assert third.headers["retry-after"] == "1"
+        # Another tenant's upload is not behind them.
+        files = {"file": ("a.png", PNG, "image/png")}
+        theirs = await meta.app.client.post(
+            "/v1/media",
+            data={"from": NUMBER_B, "type": "image"},
+            files=files,
+            headers=_bearer(other["api_key"]),
+        )
+        assert theirs.status_code == 201, theirs.text
+        assert not any(task.done() for task in held)
+        release.set()
+        assert [(await task).status_code for task in held] == [201, 201]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
-from wa_cloud.api.ratelimit import KeyRateLimiter
+from wa_cloud.api.ratelimit import KeyRateLimiter, TenantSlots
 from wa_cloud.config import Settings
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.groupcommit import GroupCommit
@@ -43,6 +43,8 @@ class AppState:
     # The in-process worker's loops (`serve` without --no-worker), for /readyz.
     worker_health: Health | None = None
     key_rates: KeyRateLimiter = field(default_factory=lambda: KeyRateLimiter(50.0, 200), repr=False)
+    # Media uploads in flight per tenant in this process (api/media.py).
+    upload_slots: TenantSlots = field(default_factory=lambda: TenantSlots(2), repr=False)
     template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)
     # Escaped-unicode signature checks of large bodies: one thread at a time (signature.py).
     signature_fallbacks: asyncio.Semaphore = field(

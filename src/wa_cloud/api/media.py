@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -210,11 +211,16 @@ async def _send_to_meta(provider: Provider, content: bytes, mime_type: str, file
 async def upload_media(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     caller.require_active()
+    with state.upload_slots.hold(caller.tenant_id):
+        return await _upload(request, state, caller.tenant_id)
+
+
+async def _upload(request: Request, state: AppState, tenant_id: UUID) -> JSONResponse:
     upload = await _read_upload(request)
     if upload.voice and upload.kind != "audio":
         raise Unprocessable("'voice' applies to audio only.", "invalid_field")
     async with state.pool.acquire() as conn:
-        number = await conn.fetchrow(Q.sender_number, upload.sender, caller.tenant_id)
+        number = await conn.fetchrow(Q.sender_number, upload.sender, tenant_id)
     if number is None:
         raise NotFound("No number with that phone_number_id is yours.")
     upload = await _with_content(state, upload)
@@ -228,7 +234,7 @@ async def upload_media(request: Request) -> JSONResponse:
     logger.info(
         "media uploaded",
         extra={
-            "tenant_id": str(caller.tenant_id),
+            "tenant_id": str(tenant_id),
             "phone_number_id": upload.sender,
             "kind": upload.kind,
             "size": len(content),

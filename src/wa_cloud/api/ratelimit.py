@@ -1,4 +1,4 @@
-"""Per-API-key request rate: a GCRA bucket per key, in this process.
+"""Per-API-key request rate (a GCRA bucket per key) and per-tenant concurrency, in this process.
 
 One tenant's script in a loop must not take every web process's connections and CPU from the
 others. Each process enforces the rate on its own (no shared state to ask per request): with N
@@ -7,8 +7,13 @@ web processes a key may reach N times the rate in the worst case, which still bo
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Final
+from uuid import UUID
+
+from wa_cloud.errors import RateLimited
 
 # Keys not seen for this long are forgotten when the table is pruned.
 _PRUNE_EVERY: Final = 10_000
@@ -32,3 +37,25 @@ class KeyRateLimiter:
         if self._seen % _PRUNE_EVERY == 0:
             self._tat = {k: t for k, t in self._tat.items() if t > now}
         return None
+
+
+class TenantSlots:
+    """At most `limit` of one kind of heavy request (uploads: a body of up to 100 MB, a URL
+    fetch, an ffmpeg run, a Graph upload) in flight per tenant; more is a 429 at once, before
+    the body is read, instead of a queue that holds memory and the tenant's neighbours' CPU."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._busy: dict[UUID, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, tenant_id: UUID) -> Iterator[None]:
+        if self._busy.get(tenant_id, 0) >= self._limit:
+            raise RateLimited(1.0)
+        self._busy[tenant_id] = self._busy.get(tenant_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._busy[tenant_id] -= 1
+            if not self._busy[tenant_id]:
+                del self._busy[tenant_id]
