@@ -365,3 +365,39 @@ async def test_a_group_commit_is_bounded_by_bytes() -> None:
         await asyncio.gather(*(commit.submit(b"x" * 1000) for _ in range(50)))
     assert max(groups[:5]) == 1  # never two 3 MB bodies in one statement
     assert sum(groups) == 55 and max(groups) > 1  # small ones still group
+
+
+async def test_a_flagged_number_recovers_once_its_token_opens_again(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    """A flag is not forever: once the token opens again (the key is back, or the number is
+    registered again), the next send clears it."""
+    async with meta_running(settings) as meta:
+        await _seed_template(meta)
+        good = await db.fetchval(
+            "SELECT access_token_enc FROM numbers WHERE phone_number_id = $1", NUMBER_A
+        )
+        other_box = SecretBox("some-other-master-key-of-enough-length", ())
+        await db.execute(
+            "UPDATE numbers SET access_token_enc = $2 WHERE phone_number_id = $1",
+            NUMBER_A,
+            other_box.seal("EAAG-x", context=f"numbers.access_token:{NUMBER_A}"),
+        )
+        await meta.customer_writes()
+        broken = await meta.send(to=CUSTOMER, type="text", text={"body": "stuck?"})
+        assert broken.status_code == 202, broken.text
+        async with asyncio.timeout(15):
+            while (await meta.message(broken.json()["id"]))["status"] != "failed":
+                await asyncio.sleep(0.05)
+
+        # The fault is fixed (the right key is back) and the rest period is long over.
+        await db.execute(
+            "UPDATE numbers SET access_token_enc = $2, flagged_at = now() - interval '1 hour'"
+            " WHERE phone_number_id = $1",
+            NUMBER_A,
+            good,
+        )
+        box = SecretBox(settings.secret_key or "", settings.previous_secret_keys)
+        assert box.open(good, context=f"numbers.access_token:{NUMBER_A}")
+        again = await meta.send(to=CUSTOMER, type="text", text={"body": "fixed?"})
+        assert again.status_code == 202, f"still refused after the fix: {again.text}"

@@ -186,11 +186,26 @@ def _http(status: str, body: bytes, *headers: str) -> bytes:
     [
         (None, e.SendOutcomeUnknown),  # went out, no answer in time
         (b"close", e.SendOutcomeUnknown),  # went out, connection dropped
-        (_http("502 Bad Gateway", b"<html>Bad Gateway</html>"), e.GraphUnavailable),
+        # An edge's 5xx page does not say whether Meta took it: unknown, never resent blindly.
+        (_http("502 Bad Gateway", b"<html>Bad Gateway</html>"), e.SendOutcomeUnknown),
+        (_http("504 Gateway Timeout", b""), e.SendOutcomeUnknown),
+        # Meta's own error object at a 5xx says it did not: retried like other transient ones.
+        (
+            _http("500 Internal Server Error", json.dumps(meta_error(131000)).encode()),
+            e.ServiceTemporarilyUnavailable,
+        ),
         (_http("200 OK", b'{"ok": 1}', "content-type: application/json"), e.SendOutcomeUnknown),
         (_http("200 OK", b"<html>", "content-type: text/html"), e.SendOutcomeUnknown),
     ],
-    ids=["timeout", "dropped", "proxy-502-page", "200-without-id", "200-not-json"],
+    ids=[
+        "timeout",
+        "dropped",
+        "proxy-502-page",
+        "proxy-504-empty",
+        "meta-500-error",
+        "200-without-id",
+        "200-not-json",
+    ],
 )
 async def test_send_failures_are_translated(answer: bytes | None, cls: type) -> None:
     async with _meta_that(answer) as (url, seen), _client(httpx.MockTransport(_refuse), url) as c:

@@ -266,7 +266,10 @@ async def test_number_must_be_the_callers(meta: Meta, db: asyncpg.Connection) ->
         headers={"authorization": f"Bearer {other['api_key']}"},
     )
     assert response.status_code == 404
-    await db.execute("UPDATE tenants SET active = false WHERE id = $1::uuid", meta.tenant_id)
+    paused = await meta.app.client.patch(
+        f"/v1/admin/tenants/{meta.tenant_id}", json={"active": False}, headers=meta.app.admin()
+    )
+    assert paused.status_code == 200, paused.text
     response = await upload_file(meta, JPEG, "image/jpeg", "image")
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "tenant_inactive"

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -288,7 +289,7 @@ async def test_app_ids_must_be_proven_before_they_are_stored(
     assert gone.status_code == 200, gone.text
     assert await db.fetchval("SELECT count(*) FROM apps") == 0
     assert (await app.post_webhook(signed_new, secret="rotated-secret", path=path)).status_code == (
-        404
+        403
     )
 
 
@@ -298,7 +299,7 @@ async def test_an_unknown_app_id_is_remembered_without_a_query_per_request(
     path = "/webhook/apps/4000000000000004"
     body = _messages_body(NUMBER_A, WABA, wamid="wamid.u")
     first = await web.post_webhook(body, secret="whatever", path=path)
-    assert first.status_code == 404 and first.json()["error"]["code"] == "unknown_app"
+    assert first.status_code == 403 and first.json()["error"]["code"] == "signature_invalid"
     # The app appears in the database behind the process's back (another process registered
     # it): this process keeps answering from memory for a short while, asking nothing.
     box_row = await db.fetchrow("SELECT * FROM apps LIMIT 1")
@@ -311,7 +312,7 @@ async def test_an_unknown_app_id_is_remembered_without_a_query_per_request(
     )
     for _ in range(20):
         again = await web.post_webhook(body, secret="whatever", path=path)
-        assert again.status_code == 404
+        assert again.status_code == 403
     assert await db.fetchval("SELECT count(*) FROM deliveries") == 0
 
 
@@ -369,3 +370,66 @@ async def test_orphans_from_another_source_are_not_adopted(
     await wait_idle(db)
     assert await db.fetchval("SELECT count(*) FROM messages") == 0
     assert await db.fetchval("SELECT count(*) FROM events WHERE orphaned") == 1
+
+
+async def test_a_removed_number_is_not_indexed_for_its_former_owner(
+    app: Running, db: asyncpg.Connection
+) -> None:
+    """What Meta still sends for a removed number is orphaned (adopted if it comes back), not
+    written into the former owner's contacts, messages and webhook."""
+    b = await app.create_tenant("Tenant B")
+    assert (await app.add_number(b["api_key"], NUMBER_B, OTHER_WABA)).status_code == 201
+    removed = await app.client.delete(f"/v1/numbers/{NUMBER_B}", headers=bearer(b["api_key"]))
+    assert removed.status_code == 200, removed.text
+
+    posted = await app.post_webhook(_messages_body(NUMBER_B, OTHER_WABA, wamid="wamid.after-rm"))
+    assert posted.status_code == 200
+    await wait_idle(db)
+    indexed = await db.fetchval(
+        "SELECT count(*) FROM messages WHERE phone_number_id = $1 AND wamid = 'wamid.after-rm'",
+        NUMBER_B,
+    )
+    orphaned = await db.fetchval(
+        "SELECT count(*) FROM events WHERE orphaned AND phone_number_id = $1", NUMBER_B
+    )
+    assert (indexed, orphaned) == (0, 1), "a removed number's inbound is still indexed"
+
+
+async def test_a_tenant_cannot_take_another_tenants_status_slot(
+    app: Running, db: asyncpg.Connection
+) -> None:
+    """Statuses are unique per number: A's own app naming B's wamid on A's number does not
+    take the slot of Meta's real status for B's message."""
+    a = await app.create_tenant("Tenant A")
+    b = await app.create_tenant("Tenant B")
+    await _register_app(app, a["api_key"])
+    assert (await app.add_number(a["api_key"], NUMBER_A, WABA, app_id=APP_A)).status_code == 201
+    assert (await app.add_number(b["api_key"], NUMBER_B, OTHER_WABA)).status_code == 201
+
+    wamid = "wamid.HBgLMTY1MDU1NTEyMzQVAgARGBI1QjFDRjM0RDk0RjQ1QkE0MTIA"
+    # B's outbound message, as the sender leaves it once Meta accepted it.
+    await db.execute(
+        """INSERT INTO messages (tenant_id, phone_number_id, wamid, direction, type, status,
+                                 recipient, request, payload)
+           VALUES ($1, $2, $3, 'out', 'text', 'accepted', '16505551234', '{}', '{}')""",
+        uuid.UUID(b["id"]),
+        NUMBER_B,
+        wamid,
+    )
+    # A's app speaks for A's own number, naming B's wamid.
+    forged = await app.post_webhook(
+        _status_body(NUMBER_A, WABA, wamid=wamid, status="read"),
+        secret="a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4",
+        path=f"/webhook/apps/{APP_A}",
+    )
+    assert forged.status_code == 200
+    await wait_idle(db)
+    # Meta's genuine status for B's message, on the platform app.
+    real = await app.post_webhook(_status_body(NUMBER_B, OTHER_WABA, wamid=wamid, status="read"))
+    assert real.status_code == 200
+    await wait_idle(db)
+    status = await db.fetchval("SELECT status FROM messages WHERE wamid = $1", wamid)
+    owners = await db.fetch(
+        "SELECT tenant_id, phone_number_id FROM statuses WHERE wamid = $1", wamid
+    )
+    assert status == "read", f"B's message stuck at {status!r}; status rows: {owners}"

@@ -233,6 +233,14 @@ async def test_tenant_app_webhooks_use_that_apps_secret(
     assert await db.fetchval("SELECT source FROM deliveries") == "app:2000000000000002"
     assert await db.fetchval("SELECT count(*) FROM messages") == 1
 
+    # An unknown app id is answered as a wrong signature: which apps we serve is not told.
     unknown = await app.post_webhook(body, path="/webhook/apps/999", secret="tenant-secret")
-    assert unknown.status_code == 404
-    assert unknown.json()["error"]["code"] == "unknown_app"
+    assert unknown.status_code == 403
+    assert unknown.json()["error"]["code"] == "signature_invalid"
+    unsigned = await app.client.post("/webhook/apps/999", content=body)
+    assert unsigned.status_code == 401
+    handshake = await app.client.get(
+        "/webhook/apps/999",
+        params={"hub.mode": "subscribe", "hub.verify_token": "x", "hub.challenge": "1"},
+    )
+    assert handshake.status_code == 403

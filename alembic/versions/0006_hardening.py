@@ -30,9 +30,15 @@ CREATE INDEX events_orphaned_number ON events (phone_number_id, created_at) WHER
 -- A number that cannot send (its sealed token does not open, or sending it crashed): its
 -- claimed messages fail with the reason, the sender skips it for a while, the API says why.
 ALTER TABLE numbers ADD COLUMN flagged_reason text, ADD COLUMN flagged_at timestamptz;
+-- A status is unique per number, not across numbers: a body from one tenant's own app naming
+-- another tenant's wamid must not take the slot Meta's real status for it needs.
+ALTER TABLE statuses DROP CONSTRAINT statuses_wamid_status_key;
+CREATE UNIQUE INDEX statuses_number_wamid ON statuses (phone_number_id, wamid, status);
 """
 
 DOWNGRADE = """
+DROP INDEX statuses_number_wamid;
+ALTER TABLE statuses ADD CONSTRAINT statuses_wamid_status_key UNIQUE (wamid, status);
 ALTER TABLE numbers DROP COLUMN flagged_reason, DROP COLUMN flagged_at;
 DROP INDEX events_orphaned_number;
 ALTER TABLE events DROP COLUMN source, DROP COLUMN orphan_reason;

@@ -172,6 +172,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                     box=SecretBox(settings.secret_key, settings.previous_secret_keys),
                     metrics=Metrics(),
                     key_rates=KeyRateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
+                    failed_lookups=KeyRateLimiter(
+                        settings.api_rate_per_second / 2.5, settings.api_rate_burst // 2
+                    ),
                 )
                 async with contextlib.AsyncExitStack() as stack:
                     if run_worker:

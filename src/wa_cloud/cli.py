@@ -502,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     noisy.add_argument("--seconds", type=float, default=10.0, help="measured, per phase")
     noisy.add_argument("--warmup", type=float, default=2.0)
     noisy.add_argument("--rounds", type=int, default=3, help="baseline + flood rounds")
+    noisy.add_argument(
+        "--flood",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        default=None,
+        help="only these floods, comma-separated: unknown-templates, slow-sends, uploads, "
+        "url-uploads, bad-webhooks (default: all)",
+    )
     noisy.set_defaults(func=cmd_bench_noisy)
     return parser
 

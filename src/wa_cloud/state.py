@@ -18,6 +18,7 @@ from wa_cloud.outbox.templates import TemplateFetches
 from wa_cloud.secretbox import SecretBox
 
 if TYPE_CHECKING:
+    from wa_cloud.api.auth import Caller
     from wa_cloud.worker import Health
 from wa_cloud.urlguard import GuardedClient
 
@@ -43,6 +44,12 @@ class AppState:
     # The in-process worker's loops (`serve` without --no-worker), for /readyz.
     worker_health: Health | None = None
     key_rates: KeyRateLimiter = field(default_factory=lambda: KeyRateLimiter(50.0, 200), repr=False)
+    # key hash -> (expires at, the caller): api/auth.py.
+    key_cache: dict[bytes, tuple[float, Caller]] = field(default_factory=dict, repr=False)
+    # Lookups that found no key or no app: past this rate, uncached ones are refused unasked.
+    failed_lookups: KeyRateLimiter = field(
+        default_factory=lambda: KeyRateLimiter(20.0, 100), repr=False
+    )
     # Media uploads in flight per tenant in this process (api/media.py).
     upload_slots: TenantSlots = field(default_factory=lambda: TenantSlots(2), repr=False)
     template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)

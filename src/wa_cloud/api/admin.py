@@ -10,7 +10,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wa_cloud.api.auth import require_admin
+from wa_cloud.api.auth import forget_keys, require_admin
 from wa_cloud.api.body import field_bool, field_str, read_object, reject_unknown
 from wa_cloud.api.pages import (
     cursor_id,
@@ -101,6 +101,7 @@ async def update_tenant(request: Request) -> JSONResponse:
             severity="warning" if active is False else "info",
             detail={k: body[k] for k in ("active", "name", "email") if k in body},
         )
+    forget_keys(state)  # this process at once; the others within their cache time
     return JSONResponse(tenant_json(row))
 
 
@@ -150,6 +151,7 @@ async def delete_tenant(request: Request) -> JSONResponse:
             detail={"tenant_id": str(tenant_id), "deleted": deleted},
         )
     logger.info("tenant deleted", extra={"tenant_id": str(tenant_id)})
+    forget_keys(state)  # this process at once; the others within their cache time
     return JSONResponse({"id": str(tenant_id), "deleted": deleted})
 
 
@@ -210,6 +212,7 @@ async def revoke_key(request: Request) -> JSONResponse:
             severity="warning",
             detail={"key_id": str(key_id), "prefix": row["prefix"]},
         )
+    forget_keys(state)  # this process at once; the others within their cache time
     return JSONResponse(_key_json(row))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -42,15 +43,42 @@ def require_admin(request: Request) -> AppState:
     return state
 
 
+# A valid key's tenant is remembered this long in a process: a busy (or rate-limited) key costs
+# no query per request. Revoking a key or deactivating a tenant reaches other processes within
+# this time; the process that made the change forgets at once.
+KEY_CACHE_SECONDS = 5.0
+_UNKNOWN_KEYS = b"unknown-key"
+
+
 async def require_tenant(request: Request) -> tuple[AppState, Caller]:
     state: AppState = request.state.wa
     token = _bearer(request)
     key_hash = hash_key(token)
-    async with state.pool.acquire() as conn:
-        row = await conn.fetchrow(Q.tenant_by_key, key_hash)
-    if row is None:
-        raise Unauthorized("The API key is not valid.")
-    wait = state.key_rates.take(key_hash)
+    now = time.monotonic()
+    cached = state.key_cache.get(key_hash)
+    if cached is not None and cached[0] > now:
+        caller = cached[1]
+    else:
+        wait = state.failed_lookups.waiting(_UNKNOWN_KEYS, now)
+        if wait is not None:
+            # Many unknown keys lately (someone guessing): uncached keys wait, so guessing
+            # costs the database nothing more; known keys above are not slowed.
+            raise RateLimited(wait)
+        async with state.pool.acquire() as conn:
+            row = await conn.fetchrow(Q.tenant_by_key, key_hash)
+        if row is None:
+            state.failed_lookups.take(_UNKNOWN_KEYS, now)
+            raise Unauthorized("The API key is not valid.")
+        caller = Caller(tenant_id=row["id"], active=row["active"])
+        if len(state.key_cache) >= 10_000:
+            state.key_cache.clear()
+        state.key_cache[key_hash] = (now + KEY_CACHE_SECONDS, caller)
+    wait = state.key_rates.take(key_hash, now)
     if wait is not None:
         raise RateLimited(wait)
-    return state, Caller(tenant_id=row["id"], active=row["active"])
+    return state, caller
+
+
+def forget_keys(state: AppState) -> None:
+    """After a key is revoked or a tenant changed: this process asks the database again."""
+    state.key_cache.clear()

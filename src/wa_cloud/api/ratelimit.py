@@ -26,6 +26,12 @@ class KeyRateLimiter:
         self._tat: dict[bytes, float] = {}  # key hash -> theoretical arrival time
         self._seen = 0
 
+    def waiting(self, key: bytes, now: float | None = None) -> float | None:
+        """What `take` would answer, without taking anything."""
+        now = time.monotonic() if now is None else now
+        tat = max(self._tat.get(key, now), now)
+        return tat - now - self._tolerance if tat - now > self._tolerance else None
+
     def take(self, key: bytes, now: float | None = None) -> float | None:
         """Admit one request for `key`: None, or the seconds to wait before one is allowed."""
         now = time.monotonic() if now is None else now

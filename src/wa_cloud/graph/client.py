@@ -56,6 +56,11 @@ def _decode(status: int, content: bytes, retry_after_header: str | None, is_send
             message = f"Graph API answered HTTP {status} with a non-JSON body"
             raise (SendOutcomeUnknown if is_send else GraphUnavailable)(message)
         return document
+    has_meta_error = isinstance(document, dict) and isinstance(document.get("error"), dict)
+    if is_send and status >= 500 and not has_meta_error:
+        # A proxy's or edge's 5xx (502, 504 ...) says nothing of whether Meta took the message:
+        # sending it again could deliver it twice. Meta's own error object says it did not.
+        raise SendOutcomeUnknown(f"Graph API answered HTTP {status} without Meta's error object")
     raise error_from_response(status, document, retry_after(retry_after_header))
 
 

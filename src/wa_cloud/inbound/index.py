@@ -201,11 +201,11 @@ TEMPLATE_FIELDS = frozenset(
 )
 
 
-async def _forget_template(conn: asyncpg.Connection, event: FieldEvent) -> None:
+async def _forget_template(conn: asyncpg.Connection, event: FieldEvent, waba_id: str) -> None:
     value = event.raw.get("value")
     name = value.get("message_template_name") if isinstance(value, Mapping) else None
-    if event.route.waba_id and isinstance(name, str):
-        await conn.execute(Q.forget_template, event.route.waba_id, name)
+    if isinstance(name, str):
+        await conn.execute(Q.forget_template, waba_id, name)
 
 
 async def index_delivery(
@@ -220,6 +220,7 @@ async def index_delivery(
     """
     by_number: dict[str, UUID] = {}
     by_waba: dict[str, UUID] = {}
+    waba_of: dict[str, str] = {}  # number -> its WABA as registered (not as the body says)
     bound_elsewhere: set[str] = set()  # numbers and WABAs registered here, but not to `source`
     forwarded: dict[UUID, frozenset[str]] = {}  # events each owner's webhook takes
     wabas = {e.route.waba_id for e in delivery.events if e.route.waba_id}
@@ -230,6 +231,7 @@ async def index_delivery(
                 bound_elsewhere.update((r["phone_number_id"], r["waba_id"]))
                 continue
             by_number[r["phone_number_id"]] = r["tenant_id"]
+            waba_of[r["phone_number_id"]] = r["waba_id"]
             by_waba[r["waba_id"]] = r["tenant_id"]
             forwarded[r["tenant_id"]] = frozenset(r["forward_events"])
     result = IndexResult()
@@ -244,7 +246,11 @@ async def index_delivery(
         if tenant_id is None:
             reason = SOURCE_NOT_BOUND if key in bound_elsewhere else UNKNOWN_NUMBER
         if isinstance(event, FieldEvent) and event.field in TEMPLATE_FIELDS and tenant_id:
-            await _forget_template(conn, event)
+            # The WABA the source speaks for: a body naming its own number beside another
+            # business's WABA must not drop that WABA's cached templates.
+            waba = waba_of.get(event.route.phone_number_id or "") or event.route.waba_id
+            if waba:
+                await _forget_template(conn, event, waba)
         if tenant_id is None or isinstance(event, FieldEvent):
             if await _field_event(conn, tenant_id, event, delivery_id, source, reason):
                 result.events += 1

@@ -17,8 +17,8 @@ from wa_cloud.api.body import read_capped
 from wa_cloud.config import MAX_WEBHOOK_BYTES
 from wa_cloud.errors import ApiError, DatabaseUnavailable
 from wa_cloud.groupcommit import DATABASE_ERRORS
-from wa_cloud.inbound.routes import app_secrets
-from wa_cloud.inbound.signature import verify_off_loop
+from wa_cloud.inbound.routes import UnknownApp, app_secrets
+from wa_cloud.inbound.signature import SignatureInvalid, SignatureMissing, verify_off_loop
 from wa_cloud.state import AppState
 
 Scope = MutableMapping[str, Any]
@@ -97,7 +97,13 @@ class WebhookReceiver:
         if app_id is None:
             source, secret = "platform", state.settings.app_secret or ""
         else:
-            source, (secret, _) = f"app:{app_id}", await app_secrets(state, app_id)
+            source = f"app:{app_id}"
+            try:
+                secret, _ = await app_secrets(state, app_id)
+            except UnknownApp:
+                # Answered as a wrong signature is: whether an app id is registered here (which
+                # businesses are customers) is not told to whoever asks.
+                raise SignatureInvalid() if signature else SignatureMissing() from None
         body = await read_capped(receive, length, MAX_WEBHOOK_BYTES)
         header = None if signature is None else signature.decode("latin-1")
         await verify_off_loop(body, header, secret, state.signature_fallbacks)

@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 _APP_CACHE_SECONDS = 30.0
 _UNKNOWN_APP_SECONDS = 10.0
 _APP_CACHE_ENTRIES = 10_000
+_UNKNOWN_APPS = b"unknown-app"
+
+
+class UnknownApp(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No app with that id is registered.", "unknown_app")
 
 
 class HandshakeRefused(ApiError):
@@ -51,15 +57,22 @@ async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
     cached = state.app_cache.get(app_id)
     if cached is not None and cached[0] > time.monotonic():
         if cached[1] is None or cached[2] is None:
-            raise NotFound("No app with that id is registered.", "unknown_app")
+            raise UnknownApp()
         return cached[1], cached[2]
+    if state.failed_lookups.waiting(_UNKNOWN_APPS) is not None:
+        # A flood of made-up app ids: answered as unknown without asking the database (the
+        # ingest pool is Meta's deliveries'); a real new app's first webhook is retried by Meta.
+        raise UnknownApp()
     async with state.ingest_pool.acquire() as conn:
         row = await conn.fetchrow(Q.app_secret, app_id)
     if row is None:
-        if len(state.app_cache) >= _APP_CACHE_ENTRIES:
-            state.app_cache.clear()  # made-up ids must not grow the process without bound
+        state.failed_lookups.take(_UNKNOWN_APPS)
+        unknown = [k for k, v in state.app_cache.items() if v[1] is None]
+        if len(unknown) >= _APP_CACHE_ENTRIES:
+            for key in unknown:  # made-up ids must not grow the process, nor evict real apps
+                del state.app_cache[key]
         state.app_cache[app_id] = (time.monotonic() + _UNKNOWN_APP_SECONDS, None, None)
-        raise NotFound("No app with that id is registered.", "unknown_app")
+        raise UnknownApp()
     secret = state.box.open(row["app_secret_enc"], context=sealed.APP_SECRET.context(app_id))
     token = state.box.open(row["verify_token_enc"], context=sealed.APP_VERIFY_TOKEN.context(app_id))
     state.app_cache[app_id] = (time.monotonic() + _APP_CACHE_SECONDS, secret, token)
@@ -77,5 +90,8 @@ async def platform_verify(request: Request) -> Response:
 
 async def app_verify(request: Request) -> Response:
     state: AppState = request.state.wa
-    _, token = await app_secrets(state, request.path_params["app_id"])
+    try:
+        _, token = await app_secrets(state, request.path_params["app_id"])
+    except UnknownApp:
+        raise HandshakeRefused() from None  # as for a wrong token: which apps we serve is ours
     return _handshake(request, token)

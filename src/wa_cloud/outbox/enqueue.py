@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import Conflict, Forbidden, NotFound, Unprocessable
+from wa_cloud.errors import Forbidden, NotFound, Unprocessable
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.inbound.parse import message_text
 from wa_cloud.outbox.compose import Composed, compose, template_request
@@ -117,9 +117,10 @@ async def enqueue(
         if not number["active"]:
             raise Forbidden("This tenant is deactivated.", "tenant_inactive")
         if number["flagged_reason"] is not None:
-            raise Conflict(
-                f"This number cannot send now: {number['flagged_reason']}", "number_unavailable"
-            )
+            # Flagged when its token did not open: if it opens now (the key is back, or the
+            # number was registered again), the number recovers here; else 409 with the reason.
+            provider_for(number)  # raises 409 number_unavailable while the token stays closed
+            await conn.execute(Q.unflag_number, sender)
         if key is not None:
             existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
             if existing is not None:

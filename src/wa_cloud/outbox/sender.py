@@ -50,14 +50,16 @@ from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
 
-# Losing the database is not the number's fault: those end the claim, nothing is flagged.
-CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
+# What a number's own rows can cause (a value that breaks a statement), as opposed to the
+# database's trouble (connections, timeouts, deadlocks), which ends the claim and flags nothing.
+ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+def _about_the_number(exc: Exception) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):
+        return isinstance(exc, ROW_ERRORS)
+    return not isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError))
+
 
 WINDOW_CLOSED_ERROR = {
     "code": 131047,
@@ -231,16 +233,16 @@ class Sender:
         claiming: list[str] = []
         try:
             return await self._claim_next(claiming)
-        except CONNECTION_ERRORS:
-            raise
         except Exception as exc:
-            if not claiming:
-                raise
+            if not claiming or not _about_the_number(exc):
+                raise  # the database's trouble, not the number's: the loop backs off
             # Something about this number's rows breaks the claim (its transaction rolled back):
             # the number is flagged so the claim goes on to the others instead of looping here.
             logger.exception("claim crashed", extra={"phone_number_id": claiming[0]})
             async with self._pool.acquire() as conn, conn.transaction():
-                await self._flag(conn, claiming[0], f"claiming its messages failed ({exc!r})")
+                await self._flag(
+                    conn, claiming[0], f"claiming its messages failed ({type(exc).__name__})"
+                )
             return False
 
     async def _claim_next(self, claiming: list[str]) -> Batch | Literal[False] | None:
@@ -257,7 +259,8 @@ class Sender:
                 # from this process, a corrupt row) must stop this number only.
                 provider = cloud_provider(self._graph, self._box, dict(number))
             except Exception as exc:
-                await self._flag(conn, pnid, f"the number's access token cannot be opened ({exc})")
+                reason = f"the number's access token cannot be opened ({type(exc).__name__})"
+                await self._flag(conn, pnid, reason)
                 return False
             if number["flagged_at"] is not None:
                 await conn.execute(Q.unflag_number, pnid)

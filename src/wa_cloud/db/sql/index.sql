@@ -5,7 +5,10 @@ SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
        coalesce(w.events, '{}') AS forward_events
   FROM numbers n
   LEFT JOIN tenant_webhooks w ON w.tenant_id = n.tenant_id
- WHERE n.phone_number_id = ANY($1::text[]) OR n.waba_id = ANY($2::text[]);
+ WHERE (n.phone_number_id = ANY($1::text[]) OR n.waba_id = ANY($2::text[]))
+   -- A removed number speaks for nobody: what Meta still sends for it is orphaned (and adopted
+   -- if it is registered again within Meta's retry horizon).
+   AND n.removed_at IS NULL;
 
 -- name: find_contact
 SELECT id, wa_id, user_id FROM contacts
@@ -43,7 +46,7 @@ INSERT INTO statuses (tenant_id, phone_number_id, wamid, status, occurred_at, re
                       recipient_user_id, errors, pricing, conversation, biz_opaque_callback_data,
                       payload, delivery_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (wamid, status) DO NOTHING
+ON CONFLICT (phone_number_id, wamid, status) DO NOTHING
 RETURNING id;
 
 -- name: advance_message_status

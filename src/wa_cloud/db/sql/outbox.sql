@@ -102,11 +102,14 @@ UPDATE messages m
        request = u.request, used_fallback = u.fallback,
        type = u.type,
        status = coalesce(
-           (SELECT s.status FROM statuses s WHERE s.wamid = u.wamid
+           (SELECT s.status FROM statuses s
+             WHERE s.phone_number_id = m.phone_number_id AND s.wamid = u.wamid
              ORDER BY (s.status = 'failed') DESC, wa_status_rank(s.status) DESC LIMIT 1),
            'accepted'),
        errors = coalesce(
-           (SELECT s.errors FROM statuses s WHERE s.wamid = u.wamid AND s.status = 'failed'),
+           (SELECT s.errors FROM statuses s
+             WHERE s.phone_number_id = m.phone_number_id AND s.wamid = u.wamid
+               AND s.status = 'failed'),
            '[]'::jsonb)
   FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::boolean[], $5::text[], $6::uuid[])
        AS u(id, wamid, request, fallback, type, lease)

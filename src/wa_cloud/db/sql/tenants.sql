@@ -35,7 +35,8 @@ ON CONFLICT (phone_number_id) DO UPDATE
        quality_rating = excluded.quality_rating, name_status = excluded.name_status,
        code_verification_status = excluded.code_verification_status,
        throughput_level = excluded.throughput_level, registered = excluded.registered,
-       subscribed = true, verified_at = now(), removed_at = NULL, updated_at = now()
+       subscribed = true, verified_at = now(), removed_at = NULL, updated_at = now(),
+       flagged_reason = NULL, flagged_at = NULL
  WHERE numbers.tenant_id = excluded.tenant_id AND numbers.removed_at IS NOT NULL
 RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
           name_status, code_verification_status, throughput_level, registered, app_id,
@@ -111,10 +112,23 @@ SELECT phone_number_id, waba_id, access_token_enc FROM numbers
  WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
 
 -- name: remove_number
--- History stays; the secrets go.
-UPDATE numbers SET access_token_enc = NULL, pin_enc = NULL, registered = false,
-                   subscribed = false, removed_at = now(), updated_at = now()
- WHERE phone_number_id = $1 AND tenant_id = $2;
+-- History stays; the secrets go; what was still queued fails now instead of leaving days later
+-- if the number comes back (a message that may already be at Meta keeps its state).
+WITH removed AS (
+    UPDATE numbers SET access_token_enc = NULL, pin_enc = NULL, registered = false,
+                       subscribed = false, removed_at = now(), updated_at = now()
+     WHERE phone_number_id = $1 AND tenant_id = $2
+    RETURNING phone_number_id
+)
+UPDATE messages m
+   SET status = 'failed', last_error = 'the number was removed', lease_token = NULL,
+       locked_until = NULL,
+       errors = jsonb_build_array(jsonb_build_object(
+           'code', NULL, 'title', 'Number removed',
+           'message', 'The number was removed before this message was sent.'))
+  FROM removed
+ WHERE m.phone_number_id = removed.phone_number_id AND m.direction = 'out'
+   AND (m.status = 'queued' OR (m.status = 'sending' AND m.dispatched_at IS NULL));
 
 -- name: adopt_orphaned_events
 -- Deliveries of the last 7 days (Meta's retry horizon) whose events for this number (or its
