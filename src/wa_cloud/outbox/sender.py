@@ -371,7 +371,7 @@ class Sender:
             await asyncio.sleep(delay)
         async with self._in_flight:
             if loop.time() - item.due > LATE_SECONDS:
-                await self._requeue_late(batch, item, Q.postpone_messages)
+                await self._requeue_late(batch, item, marked=False)
                 return
             try:
                 marked = await self._marks.submit((item.id, batch.lease))
@@ -382,7 +382,7 @@ class Sender:
                 self._metrics.inc("wa_outbox_lease_lost_total")
                 return
             if loop.time() - item.due > LATE_SECONDS:
-                await self._requeue_late(batch, item, Q.undo_dispatch)  # the mark commit was slow
+                await self._requeue_late(batch, item, marked=True)  # the mark commit was slow
                 return
             try:
                 wamid = await batch.provider.send(item.body)
@@ -395,16 +395,19 @@ class Sender:
                     Accepted(item.id, batch.lease, wamid, item.body, item.used_fallback, item.kind)
                 )
 
-    async def _requeue_late(self, batch: Batch, item: Item, query: str) -> None:
-        """Too late for its slot: back to the queue (attempt not counted), never sent in a
-        bunch that would exceed the number's throughput."""
+    async def _requeue_late(self, batch: Batch, item: Item, *, marked: bool) -> None:
+        """Too late for its slot: back to the queue (attempt not counted, a dispatch mark
+        undone: it did not leave), never sent in a bunch that would exceed the number's
+        throughput."""
         self._metrics.inc("wa_outbox_requeued_late_total")
         with contextlib.suppress(*DATABASE_ERRORS):
             async with self._pool.acquire() as conn:
-                if query == Q.undo_dispatch:
-                    await conn.execute(query, item.id, batch.lease)
+                if marked:
+                    await conn.execute(Q.undo_dispatch, item.id, batch.lease)
                 else:
-                    await conn.execute(query, [item.id], [datetime.now(UTC)], batch.lease)
+                    await conn.execute(
+                        Q.postpone_messages, [item.id], [datetime.now(UTC)], batch.lease
+                    )
 
     async def _failed(self, batch: Batch, item: Item, exc: GraphError) -> None:
         errors = [exc.as_dict()]
