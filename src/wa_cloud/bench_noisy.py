@@ -1,0 +1,842 @@
+"""`wa-cloud bench noisy`: webhook latency with and without a noisy neighbour.
+
+docs/design.md, "Performance targets": webhook p99 with one tenant flooding slow sends and huge
+uploads under twice the p99 without it.
+
+The run, all on loopback and all subprocesses of this one: an embedded PostgreSQL with the
+migrations; the sandbox Meta (status webhooks off), answering the noisy number's sends 3 s late
+(a sandbox fault: accepted, answered late); a "slow front" in front of the sandbox that holds
+every Graph call made with the noisy number's token 2 to 5 s (the sandbox delays sends only, and
+the web process never sends: it calls Meta for template lists and media uploads) and serves
+files slowly for media-by-URL; `wa-cloud serve --no-worker` (the process under test, its Graph
+base URL the slow front, private URLs allowed so the loopback file server can be named); one
+`wa-cloud worker` (Graph base URL the sandbox itself).
+
+Two tenants: the quiet one owns the corpus's business number, and its signed corpus deliveries
+are what the load generator of `bench ingest` posts to `POST /webhook` at a fixed concurrency;
+the noisy one owns another number on another WABA and holds an API key per kind of flood (the
+request rate is limited per key). Each round measures a baseline phase, then a flood phase in
+which the noisy tenant, at the same time:
+
+- posts template sends naming templates that do not exist (each makes the web process fetch
+  the WABA's template list from slow Meta);
+- posts valid template sends (queued; the worker's sends to Meta take 3 s each);
+- uploads 15 MB documents, several at once (multipart: read by the web process, then uploaded
+  to slow Meta);
+- asks for media by URL from a loopback server that trickles a 15 MB file;
+- posts 3 MB non-ASCII webhooks with a wrong signature (no secret needed: the escaped-unicode
+  fallback of the signature check is the CPU attack).
+
+A flood client that gets a 429 pauses before its next request, as one honouring Retry-After
+would. Before each phase the bench waits until the web process is idle, so a phase does not
+start with the previous one's work still running. `--flood` picks some kinds only (to find
+which one hurts).
+
+Reported: p50/p99/throughput of the quiet webhooks per phase (the median-throughput round, as
+`bench ingest`), each round's p99(flood)/p99(baseline) and their median, what the flood achieved
+(requests, answers by status, requests still unanswered when the phase ended), and CPU by
+process in the measured windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from wa_cloud.bench import (
+    HOST,
+    LOAD_START_ALLOWANCE,
+    UVICORN_SETTINGS,
+    WEBHOOK_PATH,
+    Endpoint,
+    Launch,
+    Outcome,
+    StartFailed,
+    Stats,
+    Window,
+    _cancel_on_sigterm,
+    build_requests,
+    embedded_database,
+    free_port,
+    local_server,
+    median_run,
+    read_response,
+    render_table,
+    run_load,
+    summarize,
+)
+from wa_cloud.bench_send import (
+    TEMPLATE_BODY,
+    TEMPLATE_LANGUAGE,
+    TEMPLATE_NAME,
+    PlannedNumber,
+    Stack,
+    Tenant,
+    _checked,
+    _environment,
+    _print_logs,
+    _sandbox_launch,
+    _seed_number,
+    _serve_launch,
+    cpu_shares,
+    cpu_snapshot,
+    worker_process,
+)
+from wa_cloud.corpus import corpus_files
+from wa_cloud.db.pool import connect
+
+MB = 1024 * 1024
+# The corpus's business number (on bench_send's WABA_ID): the quiet tenant's, so its deliveries
+# are indexed like any tenant's.
+QUIET_NUMBER = "106540352242922"
+NOISY_NUMBER = "106540359900001"
+NOISY_WABA = "102290129399001"
+GRAPH_SLOW_SECONDS = (2.0, 5.0)  # the slow front's hold on the noisy token's Graph calls
+# The kinds of flood, by the name `--flood` takes: (what it is, keep-alive connections).
+FLOODS: dict[str, tuple[str, int]] = {
+    "unknown-templates": ("send unknown template", 32),
+    "slow-sends": ("send, slow at Meta", 16),
+    "uploads": ("upload 15 MB", 4),
+    "url-uploads": ("upload by slow URL", 8),
+    "bad-webhooks": ("webhook 3 MB bad sig", 4),
+}
+# The request rate is limited per API key: each API flood uses a key of its own, as a tenant's
+# several services would (one key for all would only measure the limiter's 429s).
+NOISY_KEYS = len(FLOODS) - 1
+SEND_SLOW_SECONDS = 3.0  # the sandbox's answer to the noisy number's sends
+UPLOAD_BYTES = 15 * MB
+ATTACK_BYTES = 3 * MB - 64  # just under the webhook body cap, so it is read and checked
+TRICKLE_CHUNK = 64 * 1024
+TRICKLE_PAUSE = 0.1  # 640 KB/s: a 15 MB file takes about 24 s
+RATE_LIMITED_PAUSE = 0.5
+RECONNECT_PAUSE = 0.05
+SETTLE_LIMIT = 60.0
+SETTLE_POLL = 0.5
+IDLE_CPU = 0.10  # the web process counts as idle under this share of one core
+TARGET_RATIO = 2.0
+HTTP_TIMEOUT = 30.0
+
+# The slow front's settings reach its subprocess through the environment, not argv.
+UPSTREAM_ENV = "WA_BENCH_UPSTREAM"
+SLOW_TOKEN_ENV = "WA_BENCH_SLOW_TOKEN"
+
+
+def _progress(what: str) -> None:
+    print(f"  noisy: {what}", file=sys.stderr, flush=True)
+
+
+# --- the slow front: slow Meta for the noisy token, and a slow file server ---------------------
+
+Scope = MutableMapping[str, Any]
+
+
+def _pdf(size: int) -> bytes:
+    head = b"%PDF-1.4\n"
+    return head + b"0" * max(0, size - len(head)) if size else b""
+
+
+class SlowFront:
+    """Plain ASGI. `GET /file/{size}` trickles a PDF of `size` bytes; every other request goes to
+    the sandbox, held first when it carries the noisy token. The noisy number's media uploads
+    are answered here after the hold (the sandbox would keep every 15 MB file in memory)."""
+
+    def __init__(self, upstream: str, slow_token: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.slow = f"Bearer {slow_token}".encode()
+        self.http: httpx.AsyncClient | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if scope["method"] == "GET" and path.startswith("/file/"):
+            await self._trickle(int(path.removeprefix("/file/") or 0), send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if headers.get("authorization", "").encode() == self.slow:
+            await asyncio.sleep(random.uniform(*GRAPH_SLOW_SECONDS))
+            if scope["method"] == "POST" and path.endswith(f"/{NOISY_NUMBER}/media"):
+                media_id = str(random.randrange(10**15, 10**16))
+                await _answer(send, 200, json.dumps({"id": media_id}).encode())
+                return
+        await self._forward(scope, headers, bytes(body), send)
+
+    async def _forward(self, scope: Scope, headers: dict[str, str], body: bytes, send: Any) -> None:
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT)
+        query = scope["query_string"].decode("latin-1")
+        url = self.upstream + scope["path"] + (f"?{query}" if query else "")
+        for hop in ("host", "content-length", "connection", "transfer-encoding"):
+            headers.pop(hop, None)
+        try:
+            response = await self.http.request(scope["method"], url, content=body, headers=headers)
+        except httpx.HTTPError:
+            await _answer(send, 502, b'{"error": {"message": "sandbox unreachable"}}')
+            return
+        await _answer(send, response.status_code, response.content)
+
+    @staticmethod
+    async def _trickle(size: int, send: Any) -> None:
+        headers = [(b"content-type", b"application/pdf"), (b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        data = _pdf(size)
+        for start in range(0, size, TRICKLE_CHUNK):
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": data[start : start + TRICKLE_CHUNK],
+                    "more_body": True,
+                }
+            )
+            await asyncio.sleep(TRICKLE_PAUSE)
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _answer(send: Any, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve_slow_front(port: int) -> None:
+    """Run the slow front in this process until it is signalled (the subprocess side)."""
+    import uvicorn
+
+    app = SlowFront(os.environ[UPSTREAM_ENV], os.environ[SLOW_TOKEN_ENV])
+    uvicorn.run(app, port=port, lifespan="off", **UVICORN_SETTINGS)
+
+
+# --- the stack ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Noisy:
+    stack: Stack
+    secret: str  # the app secret: the quiet webhooks are signed with it
+    front_port: int
+    noisy_token: str
+    serve_cpu: int | None
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` on `cpus` (the affinity of a pid is its main thread's alone)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for thread in psutil.Process(pid).threads():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(thread.id, cpus)
+
+
+@contextlib.contextmanager
+def serve_core() -> Iterator[int | None]:
+    """With two CPUs or more, the web process gets the first to itself and everything else this
+    bench starts (PostgreSQL, worker, sandbox, slow front, load generator, flood) runs on the
+    others, as a web process on a machine of its own would; yields that CPU (None: not pinned).
+    This process and its children inherit the affinity set here; it is restored on the way out.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        yield None
+        return
+    original = os.sched_getaffinity(0)
+    cpus = sorted(original)
+    if len(cpus) < 2:
+        yield None
+        return
+    os.sched_setaffinity(0, set(cpus[1:]))
+    try:
+        yield cpus[0]
+    finally:
+        os.sched_setaffinity(0, original)
+
+
+async def start_stack(
+    stack: contextlib.AsyncExitStack, workdir: Path, serve_cpu: int | None = None
+) -> Noisy:
+    _progress("starting embedded PostgreSQL and migrations")
+    database_url = await stack.enter_async_context(embedded_database(workdir))
+    api_port, sandbox_port, front_port = free_port(), free_port(), free_port()
+    api, sandbox = f"http://{HOST}:{api_port}", f"http://{HOST}:{sandbox_port}"
+    front = f"http://{HOST}:{front_port}"
+    env = {**_environment(database_url, sandbox, workdir), "WA_ALLOW_PRIVATE_URLS": "true"}
+    noisy_token = "EAAG-noisy-" + secrets.token_urlsafe(16)
+    _progress("starting the sandbox Meta (webhooks off) and the slow front")
+    sandbox_pid = await stack.enter_async_context(
+        local_server(_sandbox_launch(env, sandbox_port, ""), workdir)
+    )
+    front_env = {**os.environ, UPSTREAM_ENV: sandbox, SLOW_TOKEN_ENV: noisy_token}
+    front_argv = [sys.executable, "-m", "wa_cloud.bench_noisy", "--port", str(front_port)]
+    front_pid = await stack.enter_async_context(
+        local_server(Launch("front", front_argv, front_env, front_port, "/file/0", 200), workdir)
+    )
+    _progress("starting wa-cloud serve --no-worker and one worker")
+    serve_env = {**env, "WA_GRAPH_BASE_URL": front}
+    serve_pid = await stack.enter_async_context(
+        local_server(_serve_launch(serve_env, api_port, False), workdir)
+    )
+    worker_pid = await stack.enter_async_context(worker_process(env, 0, workdir))
+    if serve_cpu is not None:
+        pin(serve_pid, {serve_cpu})
+    pids = {"serve": [serve_pid], "worker": [worker_pid], "sandbox": [sandbox_pid]}
+    pids.update(front=[front_pid], bench=[os.getpid()])
+    running = Stack(database_url, api, sandbox, env["WA_ADMIN_TOKEN"], pids, workdir / "pg")
+    return Noisy(running, env["WA_APP_SECRET"], front_port, noisy_token, serve_cpu)
+
+
+# --- seeding ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tenants:
+    quiet: Tenant
+    noisy: Tenant
+    noisy_keys: list[str]
+
+
+async def _tenant(api: httpx.AsyncClient, admin: dict[str, str], name: str) -> Tenant:
+    created = _checked(
+        await api.post("/v1/admin/tenants", json={"name": name}, headers=admin), name
+    )
+    return Tenant(created["id"], created["api_key"])
+
+
+async def seed(noisy: Noisy) -> Tenants:
+    stack = noisy.stack
+    admin = {"authorization": f"Bearer {stack.admin_token}"}
+    async with (
+        httpx.AsyncClient(base_url=stack.api, timeout=HTTP_TIMEOUT) as api,
+        httpx.AsyncClient(base_url=stack.sandbox, timeout=HTTP_TIMEOUT) as sandbox,
+    ):
+        quiet, loud = await _tenant(api, admin, "Quiet Co"), await _tenant(api, admin, "Noisy Co")
+        quiet_number = PlannedNumber(
+            QUIET_NUMBER, "15550783881", "EAAG-quiet-" + secrets.token_urlsafe(16), 80, 0
+        )
+        # The noisy number on a WABA of its own: template fetches are one at a time per WABA.
+        noisy_number = PlannedNumber(NOISY_NUMBER, "15550999001", noisy.noisy_token, 80, 0)
+        await _seed_number(api, sandbox, quiet, quiet_number)
+        await _seed_noisy_number(api, sandbox, loud, noisy_number)
+        template = {
+            "waba_id": NOISY_WABA,
+            "name": TEMPLATE_NAME,
+            "language": TEMPLATE_LANGUAGE,
+            "body": TEMPLATE_BODY,
+        }
+        _checked(await sandbox.post("/_sandbox/templates", json=template), "sandbox template")
+        # Every send of the noisy number is accepted and answered late, as long as the run.
+        fault = {"phone_number_id": NOISY_NUMBER, "delay_seconds": SEND_SLOW_SECONDS}
+        _checked(
+            await sandbox.post("/_sandbox/faults", json={**fault, "times": 10**9}), "sandbox fault"
+        )
+        keys = [loud.api_key]
+        for _ in range(NOISY_KEYS - 1):
+            made = await api.post(f"/v1/admin/tenants/{loud.id}/keys", headers=admin)
+            keys.append(_checked(made, "noisy key")["api_key"])
+        # One send before the run (2 to 5 s: the template list comes from slow Meta), so the
+        # tenant's template is known, as a tenant's usual one is: without it, its valid sends
+        # would wait for that first fetch behind the made-up names' fetches of the same WABA.
+        send = {"from": NOISY_NUMBER, "to": "447100000000", "type": "template"}
+        template = {"name": TEMPLATE_NAME, "language": {"code": TEMPLATE_LANGUAGE}}
+        first = await api.post(
+            "/v1/messages",
+            json={**send, "template": template},
+            headers={"authorization": f"Bearer {loud.api_key}"},
+        )
+        if first.status_code != 202:
+            raise StartFailed(f"first noisy send: HTTP {first.status_code} {first.text[:300]}")
+    return Tenants(quiet, loud, keys)
+
+
+async def _seed_noisy_number(
+    api: httpx.AsyncClient, sandbox: httpx.AsyncClient, tenant: Tenant, number: PlannedNumber
+) -> None:
+    meta = {
+        "phone_number_id": number.phone_number_id,
+        "waba_id": NOISY_WABA,
+        "access_token": number.token,
+        "display_phone_number": number.display,
+        "throughput_mps": number.rate,
+        "registered": True,
+    }
+    _checked(await sandbox.post("/_sandbox/numbers", json=meta), "sandbox noisy number")
+    ours = {k: v for k, v in meta.items() if k not in ("throughput_mps", "registered")}
+    response = await api.post(
+        "/v1/numbers", json=ours, headers={"authorization": f"Bearer {tenant.api_key}"}
+    )
+    _checked(response, f"POST /v1/numbers {number.phone_number_id}")
+
+
+# --- the flood ----------------------------------------------------------------------------------
+
+
+def _head(method: str, path: str, port: int, headers: dict[str, str], length: int) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _json_request(port: int, path: str, key: str, document: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(document).encode()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    return [_head("POST", path, port, headers, len(body)), body]
+
+
+def _multipart(boundary: str, size: int) -> bytes:
+    fields = {"from": NOISY_NUMBER, "type": "document"}
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n"
+    )
+    return "".join(parts).encode() + _pdf(size) + f"\r\n--{boundary}--\r\n".encode()
+
+
+def attack_body(size: int) -> bytes:
+    """A delivery-shaped JSON body of `size` bytes alternating ASCII and non-ASCII characters:
+    the costliest text for the escaped-unicode fallback (one run per character)."""
+    head, tail = b'{"object": "whatsapp_business_account", "entry": [], "x": "', b'"}'
+    filler = "aé".encode() * ((size - len(head) - len(tail)) // 3 + 1)
+    return head + filler[: size - len(head) - len(tail)] + tail
+
+
+RequestMaker = Callable[[int], list[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class FloodKind:
+    name: str
+    connections: int
+    make: RequestMaker  # the request number n as byte strings to write
+    # Shared by the kind's connections and kept across phases: names and recipients stay new.
+    numbers: Iterator[int] = field(default_factory=itertools.count)
+
+
+def flood_kinds(
+    port: int, keys: list[str], front_port: int, chosen: list[str] | None = None
+) -> list[FloodKind]:
+    """What the noisy tenant does, each kind over its own keep-alive connections."""
+    unknown_key, send_key, upload_key, url_key = keys
+
+    def unknown_template(n: int) -> list[bytes]:
+        template = {"name": f"no_such_template_{n}", "language": {"code": TEMPLATE_LANGUAGE}}
+        send = {"from": NOISY_NUMBER, "to": f"4470{n:08d}", "type": "template"}
+        return _json_request(port, "/v1/messages", unknown_key, {**send, "template": template})
+
+    def slow_send(n: int) -> list[bytes]:
+        template = {"name": TEMPLATE_NAME, "language": {"code": TEMPLATE_LANGUAGE}}
+        send = {"from": NOISY_NUMBER, "to": f"4471{n:08d}", "type": "template"}
+        return _json_request(port, "/v1/messages", send_key, {**send, "template": template})
+
+    boundary = "noisy" + secrets.token_hex(8)
+    upload = _multipart(boundary, UPLOAD_BYTES)
+    upload_headers = {
+        "Authorization": f"Bearer {upload_key}",
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+    }
+
+    def big_upload(n: int) -> list[bytes]:
+        return [_head("POST", "/v1/media", port, upload_headers, len(upload)), upload]
+
+    url = f"http://{HOST}:{front_port}/file/{UPLOAD_BYTES}"
+
+    def url_upload(n: int) -> list[bytes]:
+        document = {"from": NOISY_NUMBER, "type": "document", "url": url}
+        return _json_request(port, "/v1/media", url_key, document)
+
+    attack = attack_body(ATTACK_BYTES)
+    attack_headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": "sha256=" + "0" * 64,
+    }
+
+    def bad_webhook(n: int) -> list[bytes]:
+        return [_head("POST", WEBHOOK_PATH, port, attack_headers, len(attack)), attack]
+
+    makers = {
+        "unknown-templates": unknown_template,
+        "slow-sends": slow_send,
+        "uploads": big_upload,
+        "url-uploads": url_upload,
+        "bad-webhooks": bad_webhook,
+    }
+    return [
+        FloodKind(FLOODS[name][0], FLOODS[name][1], makers[name])
+        for name in (chosen or list(FLOODS))
+    ]
+
+
+@dataclass(slots=True)
+class FloodTally:
+    sent: Counter[str] = field(default_factory=Counter)
+    answers: dict[str, Counter[str]] = field(default_factory=dict)
+    unfinished: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def answer(self, kind: str, outcome: str) -> None:
+        self.answers.setdefault(kind, Counter())[outcome] += 1
+
+    def merge(self, other: FloodTally) -> None:
+        self.sent.update(other.sent)
+        self.unfinished.update(other.unfinished)
+        for kind, counts in other.answers.items():
+            self.answers.setdefault(kind, Counter()).update(counts)
+        self.seconds += other.seconds
+
+
+async def _flood_connection(port: int, kind: FloodKind, tally: FloodTally) -> None:
+    """One keep-alive connection, one request at a time, until cancelled."""
+    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    waiting = False
+    try:
+        while True:
+            if streams is None:
+                try:
+                    streams = await asyncio.open_connection(HOST, port)
+                except OSError:
+                    tally.answer(kind.name, "connect_failed")
+                    await asyncio.sleep(RECONNECT_PAUSE)
+                    continue
+            reader, writer = streams
+            writer.writelines(kind.make(next(kind.numbers)))
+            tally.sent[kind.name] += 1
+            waiting = True
+            try:
+                status, keep_alive = await read_response(reader)
+            except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
+                tally.answer(kind.name, "connection_lost")
+                keep_alive, status = False, 0
+            else:
+                tally.answer(kind.name, str(status))
+            waiting = False
+            if not keep_alive:
+                writer.close()
+                streams = None
+            if status == 429:
+                await asyncio.sleep(RATE_LIMITED_PAUSE)
+    finally:
+        if waiting:
+            tally.unfinished[kind.name] += 1
+        if streams is not None:
+            streams[1].close()
+
+
+@contextlib.asynccontextmanager
+async def flooding(port: int, kinds: list[FloodKind]) -> AsyncIterator[FloodTally]:
+    """The flood runs while the block does; its tally is complete when the block ends."""
+    tally = FloodTally()
+    started = time.monotonic()
+    tasks = [
+        asyncio.create_task(_flood_connection(port, kind, tally))
+        for kind in kinds
+        for _ in range(kind.connections)
+    ]
+    try:
+        yield tally
+    finally:
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        tally.seconds = time.monotonic() - started
+        for result in results:
+            if isinstance(result, Exception):
+                raise result  # a bug in the flood client must not pass for a quiet flood
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    stats: Stats
+    cpu: dict[str, float]  # cores by process role in the measured window
+    flood: FloodTally | None
+    others: float  # cores busy with other work on the machine when the phase started
+
+
+async def settle(stack: Stack) -> float:
+    """Until the web process is idle: a phase does not start with the previous one's work still
+    running there (the worker's backlog is not waited for: it indexes deliveries far slower than
+    they arrive, and with little CPU). Returns the cores then busy with work not ours."""
+    deadline = time.monotonic() + SETTLE_LIMIT
+    started = time.monotonic()
+    while True:
+        before = cpu_snapshot(stack)
+        await asyncio.sleep(SETTLE_POLL)
+        shares = cpu_shares(before, cpu_snapshot(stack), SETTLE_POLL)
+        if shares.get("serve", 0.0) < IDLE_CPU:
+            if time.monotonic() - started > 2 * SETTLE_POLL:
+                _progress(f"settled in {time.monotonic() - started:.1f} s")
+            return shares.get("other", 0.0)
+        if time.monotonic() > deadline:
+            _progress(f"not settled after {SETTLE_LIMIT:g} s; measuring anyway")
+            return shares.get("other", 0.0)
+
+
+async def _cpu_in(stack: Stack, window: Window) -> dict[str, float]:
+    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+    before = cpu_snapshot(stack)
+    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+    return cpu_shares(before, cpu_snapshot(stack), window.seconds)
+
+
+async def measure_phase(
+    stack: Stack,
+    endpoint: Endpoint,
+    requests: list[bytes],
+    args: argparse.Namespace,
+    kinds: list[FloodKind] | None,
+) -> Phase:
+    others = await settle(stack)
+    window = Window(time.monotonic() + LOAD_START_ALLOWANCE, args.warmup, args.seconds)
+    async with contextlib.AsyncExitStack() as phase:
+        flood = await phase.enter_async_context(flooding(endpoint.port, kinds)) if kinds else None
+        cpu = asyncio.create_task(_cpu_in(stack, window))
+        try:
+            tally = await run_load(endpoint, requests, window, args.connections)
+            shares = await cpu
+        finally:
+            cpu.cancel()
+    return Phase(summarize(tally, args.seconds, shares.get("serve")), shares, flood, others)
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Run:
+    baseline: list[Phase] = field(default_factory=list)
+    flood: list[Phase] = field(default_factory=list)
+    outbound: dict[str, int] = field(default_factory=dict)
+    serve_cpu: int | None = None  # the CPU the web process was pinned to
+
+    def ratios(self) -> list[float]:
+        """p99(flood)/p99(baseline) of each round; infinite when nothing was answered in the
+        flood window (the worst case, not a fast one)."""
+        return [
+            f.stats.p99_ms / b.stats.p99_ms if f.stats.requests else math.inf
+            for b, f in zip(self.baseline, self.flood, strict=True)
+            if b.stats.p99_ms > 0
+        ]
+
+
+def _median_phase(phases: list[Phase]) -> Phase:
+    chosen = median_run([p.stats for p in phases])
+    return next(p for p in phases if p.stats is chosen)
+
+
+def _flood_lines(total: FloodTally) -> list[str]:
+    lines = [f"flood, all rounds ({total.seconds:.0f} s of flooding):"]
+    for kind, sent in total.sent.items():
+        answers = total.answers.get(kind, Counter())
+        detail = ", ".join(f"{status}: {n}" for status, n in sorted(answers.items()))
+        lines.append(
+            f"  {kind:<22} {sent:>6} sent ({sent / max(total.seconds, 1e-9):.1f}/s); "
+            f"answers {detail or 'none'}; unanswered at phase end {total.unfinished[kind]}"
+        )
+    return lines
+
+
+def _cpu_line(name: str, cpu: dict[str, float]) -> str:
+    shown = {k: v for k, v in cpu.items() if k != "machine"}
+    parts = ", ".join(f"{role} {share:.2f}" for role, share in shown.items())
+    return f"  {name:<8}: {parts}; machine {cpu.get('machine', 0.0):.2f} of {os.cpu_count()}"
+
+
+def _placement(run: Run) -> str:
+    others = statistics.median(p.others for p in run.baseline + run.flood)
+    where = (
+        f"web process pinned to CPU {run.serve_cpu}, everything else this bench runs on the other "
+        f"CPU(s) of {os.cpu_count()}"
+        if run.serve_cpu is not None
+        else f"nothing pinned ({os.cpu_count()} CPU(s))"
+    )
+    return f"{where}; work not ours on the machine as phases began: median {others:.2f} cores"
+
+
+LEGEND = (
+    "the quiet tenant's signed corpus deliveries to POST /webhook; req/s counts 200s; p50/p99 "
+    "from writing a request to reading its response; server cpu: serve's share of one core"
+)
+
+
+def render_report(run: Run, args: argparse.Namespace) -> list[str]:
+    base, flood = _median_phase(run.baseline), _median_phase(run.flood)
+    table = render_table([Outcome("baseline", base.stats), Outcome("flood", flood.stats)])
+    ratios = run.ratios()
+    ratio = statistics.median(ratios) if ratios else None
+    met = ratio is not None and ratio < TARGET_RATIO
+    total = FloodTally()
+    for phase in run.flood:
+        assert phase.flood is not None
+        total.merge(phase.flood)
+    rounds = ", ".join(
+        f"{b.stats.p99_ms:.1f} -> {f.stats.p99_ms:.1f}"
+        for b, f in zip(run.baseline, run.flood, strict=True)
+    )
+    lines = ["", *table, LEGEND, ""]
+    for name, phase in (("baseline", base), ("flood", flood)):
+        if phase.stats.errors:
+            detail = ", ".join(f"{k}: {v}" for k, v in sorted(phase.stats.outcomes.items()))
+            lines.append(f"{name} responses: {detail}")
+    lines += [
+        f"p99 ms per round, baseline -> flood: {rounds}",
+        _placement(run),
+        "cpu in the measured window of the median rounds, in cores (bench: the flood client; "
+        "other: the rest of the machine, the load generator included):",
+        _cpu_line("baseline", base.cpu),
+        _cpu_line("flood", flood.cpu),
+        *_flood_lines(total),
+        f"noisy outbound messages after the run: {run.outbound}",
+        "",
+        f"p99(flood)/p99(baseline): {'-' if ratio is None else f'{ratio:.2f}'} "
+        f"(median of {len(ratios)} round(s): {', '.join(f'{r:.2f}' for r in ratios)})",
+        f"target (p99 with the flood under {TARGET_RATIO:g}x without): "
+        f"{'MET' if met else 'NOT MET'}",
+    ]
+    summary = {
+        "bench": "noisy",
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "floods": args.flood or list(FLOODS),
+        "serve_cpu": run.serve_cpu,
+        "others": {
+            "baseline": [p.others for p in run.baseline],
+            "flood": [p.others for p in run.flood],
+        },
+        "baseline": base.stats.summary(),
+        "flood": flood.stats.summary(),
+        "p99_ratio": None if ratio is None or math.isinf(ratio) else round(ratio, 3),
+        "p99_ratios": [None if math.isinf(r) else round(r, 3) for r in ratios],
+        "target_met": met,
+        "flood_sent": dict(total.sent),
+        "flood_answers": {k: dict(v) for k, v in total.answers.items()},
+        "flood_unanswered": dict(total.unfinished),
+        "cpu": {"baseline": base.cpu, "flood": flood.cpu},
+    }
+    return [*lines, json.dumps(summary)]
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+async def _outbound(database_url: str, tenant: Tenant) -> dict[str, int]:
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT status, count(*) AS n FROM messages WHERE tenant_id = $1::uuid"
+            " AND direction = 'out' GROUP BY status ORDER BY status",
+            tenant.id,
+        )
+    finally:
+        await conn.close()
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def _rounds(noisy: Noisy, tenants: Tenants, args: argparse.Namespace) -> Run:
+    stack = noisy.stack
+    port = int(stack.api.rsplit(":", 1)[1])
+    endpoint = Endpoint(HOST, port, WEBHOOK_PATH)
+    bodies = [path.read_bytes() for path in corpus_files()]
+    requests = build_requests(endpoint, bodies, noisy.secret)
+    kinds = flood_kinds(port, tenants.noisy_keys, noisy.front_port, args.flood)
+    run = Run(serve_cpu=noisy.serve_cpu)
+    for round_ in range(1, args.rounds + 1):
+        for name, flood in (("baseline", None), ("flood", kinds)):
+            _progress(
+                f"round {round_}/{args.rounds}, {name}: {args.warmup:g} s warmup + "
+                f"{args.seconds:g} s at {args.connections} connections"
+            )
+            phase = await measure_phase(stack, endpoint, requests, args, flood)
+            (run.flood if flood else run.baseline).append(phase)
+            _progress(
+                f"  p50 {phase.stats.p50_ms:.1f} ms, p99 {phase.stats.p99_ms:.1f} ms, "
+                f"{phase.stats.throughput:.0f} req/s"
+            )
+    run.outbound = await _outbound(stack.database_url, tenants.noisy)
+    return run
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.connections < 1 or args.seconds <= 0 or args.warmup < 0 or args.rounds < 1:
+        return (
+            "--connections and --rounds must be at least 1, --seconds positive, "
+            "--warmup not negative"
+        )
+    unknown = [name for name in args.flood or [] if name not in FLOODS]
+    if unknown:
+        return f"--flood: unknown {', '.join(unknown)}; choose from {', '.join(FLOODS)}"
+    return None
+
+
+async def run_noisy_bench(args: argparse.Namespace) -> int:
+    problem = _check_args(args)
+    if problem:
+        print(f"wa-cloud bench noisy: {problem}", file=sys.stderr)
+        return 2
+    print(
+        f"wa-cloud bench noisy: {args.connections} connections of quiet webhooks, "
+        f"{args.rounds} round(s) of baseline then flood, {args.warmup:g} s warmup + "
+        f"{args.seconds:g} s each (the median round is shown)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        with _cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
+            workdir = Path(tmp)
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    serve_cpu = stack.enter_context(serve_core())
+                    noisy = await start_stack(stack, workdir, serve_cpu)
+                    _progress("seeding the quiet and the noisy tenant")
+                    tenants = await seed(noisy)
+                    run = await _rounds(noisy, tenants, args)
+                except StartFailed as exc:
+                    print(f"wa-cloud bench noisy: failed to start: {exc}", file=sys.stderr)
+                    _print_logs(workdir)
+                    return 1
+    except asyncio.CancelledError:
+        print("wa-cloud bench noisy: interrupted; processes stopped", file=sys.stderr)
+        return 130
+    print("\n".join(render_report(run, args)), flush=True)
+    broken = any(p.stats.ok == 0 for p in run.baseline + run.flood)
+    return 1 if broken else 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m wa_cloud.bench_noisy --port N`: the slow front subprocess."""
+    parser = argparse.ArgumentParser(prog="python -m wa_cloud.bench_noisy")
+    parser.add_argument("--port", type=int, required=True)
+    serve_slow_front(parser.parse_args(argv).port)
+
+
+if __name__ == "__main__":
+    main()
