@@ -433,3 +433,51 @@ async def test_a_tenant_cannot_take_another_tenants_status_slot(
         "SELECT tenant_id, phone_number_id FROM statuses WHERE wamid = $1", wamid
     )
     assert status == "read", f"B's message stuck at {status!r}; status rows: {owners}"
+
+
+async def test_a_number_its_owner_removed_can_move_to_another_tenant(
+    app: Running, db: asyncpg.Connection
+) -> None:
+    """Once B removed the number, whoever Meta accepts a token from for it may register it.
+    B's history stays B's; A starts with none of it, and a customer who wrote to B is a new
+    contact for A."""
+    a = await app.create_tenant("Tenant A")
+    b = await app.create_tenant("Tenant B")
+    assert (await app.add_number(b["api_key"], NUMBER_B, OTHER_WABA)).status_code == 201
+    before = _messages_body(NUMBER_B, OTHER_WABA, wamid="wamid.to-b")
+    assert (await app.post_webhook(before)).status_code == 200
+    await wait_idle(db)
+    removed = await app.client.delete(f"/v1/numbers/{NUMBER_B}", headers=bearer(b["api_key"]))
+    assert removed.status_code == 200, removed.text
+
+    token = await app.seed_number(NUMBER_B, OTHER_WABA, token="EAAG-new-owner-token")
+    taken = await app.client.post(
+        "/v1/numbers",
+        json={"phone_number_id": NUMBER_B, "waba_id": OTHER_WABA, "access_token": token},
+        headers=bearer(a["api_key"]),
+    )
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["bot_enabled"] is True and taken.json()["throughput_mps"] == 80
+    after = _messages_body(NUMBER_B, OTHER_WABA, wamid="wamid.to-a")
+    assert (await app.post_webhook(after)).status_code == 200
+    await wait_idle(db)
+
+    rows = await db.fetch(
+        "SELECT m.wamid, m.tenant_id::text AS tenant, c.tenant_id::text AS contact_tenant"
+        " FROM messages m JOIN contacts c ON c.id = m.contact_id ORDER BY m.wamid"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("wamid.to-a", a["id"], a["id"]),
+        ("wamid.to-b", b["id"], b["id"]),
+    ]
+    for tenant, wamid in ((a, "wamid.to-a"), (b, "wamid.to-b")):
+        listed = await app.client.get(
+            f"/v1/contacts/{CUSTOMER}/messages",
+            params={"phone_number_id": NUMBER_B},
+            headers=bearer(tenant["api_key"]),
+        )
+        assert listed.status_code == 200, listed.text
+        assert [m["wamid"] for m in listed.json()["data"]] == [wamid]
+    # B cannot take it back while A has it.
+    back = await app.add_number(b["api_key"], NUMBER_B, OTHER_WABA)
+    assert back.status_code == 409 and back.json()["error"]["code"] == "number_exists"

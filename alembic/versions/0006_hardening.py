@@ -34,9 +34,29 @@ ALTER TABLE numbers ADD COLUMN flagged_reason text, ADD COLUMN flagged_at timest
 -- another tenant's wamid must not take the slot Meta's real status for it needs.
 ALTER TABLE statuses DROP CONSTRAINT statuses_wamid_status_key;
 CREATE UNIQUE INDEX statuses_number_wamid ON statuses (phone_number_id, wamid, status);
+-- A number can move to another tenant once its owner removed it: contacts are the tenant's
+-- (the new owner starts with none of the old owner's), and a number row that goes with its
+-- tenant no longer takes another tenant's history of that number with it.
+DROP INDEX contacts_wa_id;
+DROP INDEX contacts_user_id;
+CREATE UNIQUE INDEX contacts_wa_id ON contacts (phone_number_id, tenant_id, wa_id)
+    WHERE wa_id IS NOT NULL;
+CREATE UNIQUE INDEX contacts_user_id ON contacts (phone_number_id, tenant_id, user_id)
+    WHERE user_id IS NOT NULL;
+ALTER TABLE contacts DROP CONSTRAINT contacts_phone_number_id_fkey;
+ALTER TABLE messages DROP CONSTRAINT messages_phone_number_id_fkey;
 """
 
 DOWNGRADE = """
+ALTER TABLE messages ADD CONSTRAINT messages_phone_number_id_fkey
+    FOREIGN KEY (phone_number_id) REFERENCES numbers (phone_number_id) ON DELETE CASCADE;
+ALTER TABLE contacts ADD CONSTRAINT contacts_phone_number_id_fkey
+    FOREIGN KEY (phone_number_id) REFERENCES numbers (phone_number_id) ON DELETE CASCADE;
+DROP INDEX contacts_user_id;
+DROP INDEX contacts_wa_id;
+CREATE UNIQUE INDEX contacts_wa_id ON contacts (phone_number_id, wa_id) WHERE wa_id IS NOT NULL;
+CREATE UNIQUE INDEX contacts_user_id ON contacts (phone_number_id, user_id)
+    WHERE user_id IS NOT NULL;
 DROP INDEX statuses_number_wamid;
 ALTER TABLE statuses ADD CONSTRAINT statuses_wamid_status_key UNIQUE (wamid, status);
 ALTER TABLE numbers DROP COLUMN flagged_reason, DROP COLUMN flagged_at;

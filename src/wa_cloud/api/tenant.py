@@ -156,7 +156,7 @@ async def register_number(
         token=token,
     )
     async with state.pool.acquire() as conn:
-        if await conn.fetchval(Q.number_taken, phone_number_id, tenant_id) is not None:
+        if await conn.fetchval(Q.number_taken, phone_number_id) is not None:
             raise Conflict("That phone_number_id is already registered.", "number_exists")
         if await conn.fetchval(Q.waba_owner, waba_id, tenant_id) is not None:
             raise Conflict("That WABA belongs to another tenant.", "waba_owned_elsewhere")

@@ -60,7 +60,9 @@ async def _contact_id(conn: asyncpg.Connection, tenant_id: UUID, message: Inboun
     phone_number_id = message.route.phone_number_id
     inbound_at = message.timestamp if message.opens_window else None
     for _ in range(3):
-        row = await conn.fetchrow(Q.find_contact, phone_number_id, sender.wa_id, sender.user_id)
+        row = await conn.fetchrow(
+            Q.find_contact, phone_number_id, sender.wa_id, sender.user_id, tenant_id
+        )
         if row is not None:
             await conn.execute(
                 Q.update_contact,
@@ -145,6 +147,7 @@ async def _status(
             status.timestamp,
             errors,
             pricing,
+            tenant_id,
         )
     if status.kind is StatusKind.FAILED and any(e.get("code") == 131047 for e in errors):
         await conn.execute(
@@ -153,6 +156,7 @@ async def _status(
             status.recipient_id,
             status.recipient_user_id,
             status.timestamp,
+            tenant_id,
         )
     return True
 

@@ -125,7 +125,7 @@ async def enqueue(
             existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
             if existing is not None:
                 return Queued(existing["id"], existing["status"], created=False)
-        contact = await conn.fetchrow(Q.recipient_contact, sender, composed.recipient)
+        contact = await conn.fetchrow(Q.recipient_contact, sender, composed.recipient, tenant_id)
     if not composed.is_template:
         window = window_state(
             contact["last_inbound_at"] if contact else None,

@@ -12,7 +12,7 @@ SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
 
 -- name: find_contact
 SELECT id, wa_id, user_id FROM contacts
- WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3)
+ WHERE phone_number_id = $1 AND tenant_id = $4 AND (wa_id = $2 OR user_id = $3)
  ORDER BY (wa_id = $2) DESC NULLS LAST
  LIMIT 1
  FOR UPDATE;
@@ -61,7 +61,7 @@ UPDATE messages
                         THEN $4 ELSE status_at END,
        errors = CASE WHEN $3 = 'failed' THEN $5 ELSE errors END,
        pricing = coalesce($6, pricing)
- WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'out';
+ WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'out' AND tenant_id = $7;
 
 -- name: close_window
 -- Meta said 131047: the window is closed for this recipient until they write again. Closed as
@@ -69,7 +69,7 @@ UPDATE messages
 -- older send must not close the window a newer inbound message opened.
 UPDATE contacts
    SET window_closed_at = greatest(window_closed_at, coalesce($4, now())), updated_at = now()
- WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $3);
+ WHERE phone_number_id = $1 AND tenant_id = $5 AND (wa_id = $2 OR user_id = $3);
 
 -- name: insert_event
 INSERT INTO events (tenant_id, phone_number_id, waba_id, field, kind, orphaned, payload,

@@ -7,7 +7,7 @@ SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.throughpu
 
 -- name: recipient_contact
 SELECT id, last_inbound_at, window_closed_at FROM contacts
- WHERE phone_number_id = $1 AND (wa_id = $2 OR user_id = $2)
+ WHERE phone_number_id = $1 AND tenant_id = $3 AND (wa_id = $2 OR user_id = $2)
  LIMIT 1;
 
 -- name: find_idempotent

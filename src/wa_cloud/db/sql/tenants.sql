@@ -19,8 +19,9 @@ SELECT t.id, t.name, t.active FROM api_keys k JOIN tenants t ON t.id = k.tenant_
  WHERE k.key_hash = $1 AND k.revoked_at IS NULL;
 
 -- name: number_taken
--- Taken unless this tenant removed it (then registering again brings it back).
-SELECT 1 FROM numbers WHERE phone_number_id = $1 AND (removed_at IS NULL OR tenant_id <> $2);
+-- Taken while registered; once its owner removed it, whoever Meta accepts a token from for it
+-- may register it (the old owner's history stays the old owner's).
+SELECT 1 FROM numbers WHERE phone_number_id = $1 AND removed_at IS NULL;
 
 -- name: insert_number
 INSERT INTO numbers (phone_number_id, tenant_id, waba_id, display_phone_number, app_id, provider,
@@ -36,8 +37,14 @@ ON CONFLICT (phone_number_id) DO UPDATE
        code_verification_status = excluded.code_verification_status,
        throughput_level = excluded.throughput_level, registered = excluded.registered,
        subscribed = true, verified_at = now(), removed_at = NULL, updated_at = now(),
-       flagged_reason = NULL, flagged_at = NULL
- WHERE numbers.tenant_id = excluded.tenant_id AND numbers.removed_at IS NOT NULL
+       flagged_reason = NULL, flagged_at = NULL,
+       -- Another tenant taking the number over starts from the defaults, not the old settings.
+       tenant_id = excluded.tenant_id,
+       bot_enabled = CASE WHEN numbers.tenant_id = excluded.tenant_id
+                          THEN numbers.bot_enabled ELSE true END,
+       throughput_mps = CASE WHEN numbers.tenant_id = excluded.tenant_id
+                             THEN numbers.throughput_mps ELSE 80 END
+ WHERE numbers.removed_at IS NOT NULL
 RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
           name_status, code_verification_status, throughput_level, registered, app_id,
           provider, bot_enabled, throughput_mps, created_at;
@@ -153,4 +160,8 @@ WITH candidates AS (
 SELECT count(*) FROM requeued, pg_notify('wa_deliveries', '') AS notified;
 
 -- name: tenant_has_number
-SELECT 1 FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2;
+-- The tenant's number, or one it had (its contacts there stay its history).
+SELECT 1 FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2
+UNION ALL
+SELECT 1 FROM contacts WHERE phone_number_id = $1 AND tenant_id = $2
+LIMIT 1;
