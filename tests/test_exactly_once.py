@@ -401,3 +401,40 @@ async def test_a_flagged_number_recovers_once_its_token_opens_again(
         assert box.open(good, context=f"numbers.access_token:{NUMBER_A}")
         again = await meta.send(to=CUSTOMER, type="text", text={"body": "fixed?"})
         assert again.status_code == 202, f"still refused after the fix: {again.text}"
+
+
+def test_the_escaped_unicode_fallback_has_a_budget() -> None:
+    from wa_cloud.inbound.signature import FallbackBudget
+
+    budget = FallbackBudget(bytes_per_second=1000, burst=3000)
+    assert budget.spend(2000) and budget.spend(1000)
+    assert not budget.spend(500)  # spent: refused without the work, until it refills
+    time.sleep(0.6)
+    assert budget.spend(500)
+
+
+async def test_bad_signatures_on_big_non_ascii_bodies_cost_a_bounded_budget(
+    web: Running, db: asyncpg.Connection
+) -> None:
+    # Anyone can send these (no secret needed); past the budget they are refused unexamined,
+    # and a genuine body signed over the escaped form still passes once the budget refills.
+    from wa_cloud.inbound.signature import escaped_unicode, sign
+
+    raw = ("éa" * 700_000).encode()  # 2.1 MB of alternating scripts: the costliest text
+    for _ in range(5):
+        refused = await web.client.post(
+            "/webhook", content=raw, headers={"x-hub-signature-256": "sha256=" + "0" * 64}
+        )
+        assert refused.status_code == 403
+    small = json.dumps({"object": "whatsapp_business_account", "t": "é" * 10}, ensure_ascii=False)
+    body = small.encode()
+    header = sign(escaped_unicode(body), web.settings.app_secret or "")
+    async with asyncio.timeout(10):
+        while True:
+            answer = await web.client.post(
+                "/webhook", content=body, headers={"x-hub-signature-256": header}
+            )
+            if answer.status_code == 200:
+                break
+            await asyncio.sleep(0.2)
+    assert await db.fetchval("SELECT count(*) FROM deliveries") == 1

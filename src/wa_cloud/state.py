@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from wa_cloud.api.ratelimit import KeyRateLimiter, TenantSlots
 from wa_cloud.config import Settings
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.groupcommit import GroupCommit
+from wa_cloud.inbound.signature import FallbackBudget
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.templates import TemplateFetches
 from wa_cloud.secretbox import SecretBox
@@ -53,7 +53,7 @@ class AppState:
     # Media uploads in flight per tenant in this process (api/media.py).
     upload_slots: TenantSlots = field(default_factory=lambda: TenantSlots(2), repr=False)
     template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)
-    # Escaped-unicode signature checks of large bodies: one thread at a time (signature.py).
-    signature_fallbacks: asyncio.Semaphore = field(
-        default_factory=lambda: asyncio.Semaphore(1), repr=False
+    # Escaped-unicode signature checks, bytes a second (signature.py).
+    signature_fallbacks: FallbackBudget = field(
+        default_factory=lambda: FallbackBudget(2 * 1024 * 1024, 8 * 1024 * 1024), repr=False
     )

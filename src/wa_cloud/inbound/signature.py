@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import operator
 import re
+import time
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 from wa_cloud.errors import ApiError
@@ -19,8 +20,8 @@ from wa_cloud.errors import ApiError
 _PREFIX = "sha256="
 _NON_ASCII_RUNS = re.compile(r"([^\x00-\x7f]+)")
 _UNQUOTE = operator.itemgetter(slice(1, -1))
-# Meta's own deliveries are a few KB: escaping up to this inline costs well under a millisecond.
-_INLINE_FALLBACK_BYTES = 64 * 1024
+# Characters escaped between two turns of the event loop: about 3 ms of the worst text.
+_SLICE_CHARACTERS = 32 * 1024
 
 
 class SignatureMissing(ApiError):
@@ -38,17 +39,17 @@ def sign(body: bytes, secret: str) -> str:
     return _PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def escaped_unicode(body: bytes) -> bytes:
-    """The body with every non-ASCII character written as JSON `\\uXXXX` escapes.
-
-    At C speed: the text is split into runs of ASCII and non-ASCII (one regex pass), and each
-    non-ASCII run goes through the json module's C escaper (lowercase hex, astral characters as
-    surrogate pairs, as Meta writes them), minus the quotes it adds. Before, a Python loop per
-    character let three unauthenticated 3 MB bodies freeze the process for 4.5 s.
-    """
-    parts = _NON_ASCII_RUNS.split(body.decode("utf-8"))
+def _escape(text: str) -> str:
+    # Runs of non-ASCII through the json module's C escaper (lowercase hex, astral characters
+    # as surrogate pairs, as Meta writes them), minus the quotes it adds; ASCII untouched.
+    parts = _NON_ASCII_RUNS.split(text)
     parts[1::2] = map(_UNQUOTE, map(encode_basestring_ascii, parts[1::2]))
-    return "".join(parts).encode("ascii")
+    return "".join(parts)
+
+
+def escaped_unicode(body: bytes) -> bytes:
+    """The body with every non-ASCII character written as JSON `\\uXXXX` escapes."""
+    return _escape(body.decode("utf-8")).encode("ascii")
 
 
 def _matches(body: bytes, given: str, key: bytes) -> bool:
@@ -63,38 +64,64 @@ def _given(header: str | None) -> str:
     return header[len(_PREFIX) :].strip().lower()
 
 
-def _matches_escaped(body: bytes, given: str, key: bytes) -> bool:
-    try:
-        escaped = escaped_unicode(body)
-    except UnicodeDecodeError:
-        return False
-    return _matches(escaped, given, key)
-
-
 def verify(body: bytes, header: str | None, secret: str) -> None:
     """Raise `SignatureMissing` or `SignatureInvalid`; return quietly when the body is Meta's."""
     given, key = _given(header), secret.encode()
     if _matches(body, given, key):
         return
-    if body.isascii() or not _matches_escaped(body, given, key):
+    if body.isascii():
         raise SignatureInvalid()
+    try:
+        escaped = escaped_unicode(body)
+    except UnicodeDecodeError:
+        raise SignatureInvalid() from None
+    if not _matches(escaped, given, key):
+        raise SignatureInvalid()
+
+
+class FallbackBudget:
+    """Bytes of escaped-unicode checks this process does a second (a token bucket).
+
+    The fallback costs real CPU (up to ~0.1 s a MB for text that alternates scripts), and anyone
+    can ask for it without a secret: a non-ASCII body with a wrong signature. Meta's own bodies
+    are small and rarely need it, so past the budget a body is refused without the fallback;
+    Meta retries a refused delivery."""
+
+    def __init__(self, bytes_per_second: float, burst: float) -> None:
+        self._rate = bytes_per_second
+        self._burst = burst
+        self._level = burst
+        self._at = time.monotonic()
+
+    def spend(self, size: int) -> bool:
+        now = time.monotonic()
+        self._level = min(self._burst, self._level + (now - self._at) * self._rate)
+        self._at = now
+        if size > self._level:
+            return False
+        self._level -= size
+        return True
 
 
 async def verify_off_loop(
-    body: bytes, header: str | None, secret: str, fallbacks: asyncio.Semaphore
+    body: bytes, header: str | None, secret: str, budget: FallbackBudget
 ) -> None:
-    """`verify`, with the escaped-unicode fallback of a large body run in a thread, one at a
-    time per process: a flood of big non-ASCII bodies with wrong signatures (no secret needed)
-    queues behind itself instead of stalling every other request on the event loop."""
+    """`verify` for the web process: the escaped-unicode fallback runs a slice at a time, the
+    event loop serving other requests between slices (C code holds the interpreter, so a
+    thread would not help), and only within the process's budget."""
     given, key = _given(header), secret.encode()
     if _matches(body, given, key):
         return
-    if body.isascii():
+    if body.isascii() or not budget.spend(len(body)):
         raise SignatureInvalid()
-    if len(body) <= _INLINE_FALLBACK_BYTES:
-        matched = _matches_escaped(body, given, key)
-    else:
-        async with fallbacks:
-            matched = await asyncio.to_thread(_matches_escaped, body, given, key)
-    if not matched:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureInvalid() from None
+    digest = hmac.new(key, digestmod=hashlib.sha256)
+    for start in range(0, len(text), _SLICE_CHARACTERS):
+        digest.update(_escape(text[start : start + _SLICE_CHARACTERS]).encode("ascii"))
+        if len(text) > _SLICE_CHARACTERS:
+            await asyncio.sleep(0)  # a few milliseconds a slice at most, then others' turn
+    if not hmac.compare_digest(digest.hexdigest(), given):
         raise SignatureInvalid()
