@@ -404,9 +404,9 @@ async def test_a_flagged_number_recovers_once_its_token_opens_again(
 
 
 def test_the_escaped_unicode_fallback_has_a_budget() -> None:
-    from wa_cloud.inbound.signature import FallbackBudget
+    from wa_cloud.api.ratelimit import ByteBudget
 
-    budget = FallbackBudget(bytes_per_second=1000, burst=3000)
+    budget = ByteBudget(bytes_per_second=1000, burst=3000)
     assert budget.spend(2000) and budget.spend(1000)
     assert not budget.spend(500)  # spent: refused without the work, until it refills
     time.sleep(0.6)
@@ -438,3 +438,21 @@ async def test_bad_signatures_on_big_non_ascii_bodies_cost_a_bounded_budget(
                 break
             await asyncio.sleep(0.2)
     assert await db.fetchval("SELECT count(*) FROM deliveries") == 1
+
+
+async def test_a_stream_of_large_webhook_bodies_is_refused_unread_past_the_budget(
+    web: Running,
+) -> None:
+    big = b'{"object": "whatsapp_business_account", "pad": "' + b"x" * 2_900_000 + b'"}'
+    codes = []
+    for _ in range(15):  # 43 MB, past the 32 MB burst
+        answer = await web.client.post(
+            "/webhook", content=big, headers={"x-hub-signature-256": "sha256=" + "0" * 64}
+        )
+        codes.append((answer.status_code, answer.json()["error"]["code"]))
+    assert codes[0] == (403, "signature_invalid")
+    assert (503, "busy") in codes  # Meta retries a 503; a flood is not read
+    small = await web.client.post(
+        "/webhook", content=b"{}", headers={"x-hub-signature-256": "sha256=" + "0" * 64}
+    )
+    assert small.status_code == 403  # small bodies are not held back by it

@@ -8,19 +8,20 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
-from wa_cloud.api.ratelimit import KeyRateLimiter, TenantSlots
+from wa_cloud.api.ratelimit import ByteBudget, KeyRateLimiter, TenantSlots
 from wa_cloud.config import Settings
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.groupcommit import GroupCommit
-from wa_cloud.inbound.signature import FallbackBudget
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.templates import TemplateFetches
 from wa_cloud.secretbox import SecretBox
+from wa_cloud.urlguard import GuardedClient
 
 if TYPE_CHECKING:
     from wa_cloud.api.auth import Caller
     from wa_cloud.worker import Health
-from wa_cloud.urlguard import GuardedClient
+
+MB = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -54,6 +55,10 @@ class AppState:
     upload_slots: TenantSlots = field(default_factory=lambda: TenantSlots(2), repr=False)
     template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)
     # Escaped-unicode signature checks, bytes a second (signature.py).
-    signature_fallbacks: FallbackBudget = field(
-        default_factory=lambda: FallbackBudget(2 * 1024 * 1024, 8 * 1024 * 1024), repr=False
+    signature_fallbacks: ByteBudget = field(
+        default_factory=lambda: ByteBudget(2 * MB, 8 * MB), repr=False
+    )
+    # Webhook bodies above LARGE_WEBHOOK_BYTES, bytes a second (inbound/receiver.py).
+    large_webhooks: ByteBudget = field(
+        default_factory=lambda: ByteBudget(16 * MB, 32 * MB), repr=False
     )

@@ -45,6 +45,27 @@ class KeyRateLimiter:
         return None
 
 
+class ByteBudget:
+    """Bytes of some costly work a second, with a burst (a token bucket): past it, the work is
+    refused instead of queued. For what anyone can ask for without a secret: big webhook
+    bodies, and the escaped-unicode check of one whose signature failed."""
+
+    def __init__(self, bytes_per_second: float, burst: float) -> None:
+        self._rate = bytes_per_second
+        self._burst = burst
+        self._level = burst
+        self._at = time.monotonic()
+
+    def spend(self, size: int) -> bool:
+        now = time.monotonic()
+        self._level = min(self._burst, self._level + (now - self._at) * self._rate)
+        self._at = now
+        if size > self._level:
+            return False
+        self._level -= size
+        return True
+
+
 class TenantSlots:
     """At most `limit` of one kind of heavy request (uploads: a body of up to 100 MB, a URL
     fetch, an ffmpeg run, a Graph upload) in flight per tenant; more is a 429 at once, before

@@ -27,6 +27,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _APPS_PREFIX = "/webhook/apps/"
+# Above this, a webhook body is "large": read only within the process's byte budget.
+LARGE_WEBHOOK_BYTES = 256 * 1024
 _OK_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
 _OK_BODY = {"type": "http.response.body", "body": b""}
 
@@ -104,6 +106,12 @@ class WebhookReceiver:
                 # Answered as a wrong signature is: whether an app id is registered here (which
                 # businesses are customers) is not told to whoever asks.
                 raise SignatureInvalid() if signature else SignatureMissing() from None
+        declared = int(length) if length is not None and length.isdigit() else 0
+        if declared > LARGE_WEBHOOK_BYTES and not state.large_webhooks.spend(declared):
+            # Meta's deliveries are a few KB; a stream of multi-MB bodies (no secret needed to
+            # send them) is refused before it is read, past the process's budget. Meta retries
+            # a 503, and a genuine large delivery gets through once the flood has passed.
+            raise ApiError(503, "busy", "Too many large webhook bodies right now; retry later.")
         body = await read_capped(receive, length, MAX_WEBHOOK_BYTES)
         header = None if signature is None else signature.decode("latin-1")
         await verify_off_loop(body, header, secret, state.signature_fallbacks)

@@ -12,9 +12,9 @@ import hashlib
 import hmac
 import operator
 import re
-import time
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
+from wa_cloud.api.ratelimit import ByteBudget
 from wa_cloud.errors import ApiError
 
 _PREFIX = "sha256="
@@ -79,33 +79,7 @@ def verify(body: bytes, header: str | None, secret: str) -> None:
         raise SignatureInvalid()
 
 
-class FallbackBudget:
-    """Bytes of escaped-unicode checks this process does a second (a token bucket).
-
-    The fallback costs real CPU (up to ~0.1 s a MB for text that alternates scripts), and anyone
-    can ask for it without a secret: a non-ASCII body with a wrong signature. Meta's own bodies
-    are small and rarely need it, so past the budget a body is refused without the fallback;
-    Meta retries a refused delivery."""
-
-    def __init__(self, bytes_per_second: float, burst: float) -> None:
-        self._rate = bytes_per_second
-        self._burst = burst
-        self._level = burst
-        self._at = time.monotonic()
-
-    def spend(self, size: int) -> bool:
-        now = time.monotonic()
-        self._level = min(self._burst, self._level + (now - self._at) * self._rate)
-        self._at = now
-        if size > self._level:
-            return False
-        self._level -= size
-        return True
-
-
-async def verify_off_loop(
-    body: bytes, header: str | None, secret: str, budget: FallbackBudget
-) -> None:
+async def verify_off_loop(body: bytes, header: str | None, secret: str, budget: ByteBudget) -> None:
     """`verify` for the web process: the escaped-unicode fallback runs a slice at a time, the
     event loop serving other requests between slices (C code holds the interpreter, so a
     thread would not help), and only within the process's budget."""
