@@ -15,6 +15,7 @@ import asyncio
 import functools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -40,12 +41,11 @@ from wa_cloud.sandbox.config import SandboxConfig
 NUMBERS = [NUMBER_A, NUMBER_B] + [f"10654035224292{k}" for k in range(4, 10)]
 DELIVERIES = 5_000
 SENDS = 2_000
-# Distinct customers writing in, in turn (delivery i is customer i % 500's, always to the same
-# number), so one customer's deliveries are 500 apart and two concurrent indexing batches rarely
-# share a contact. Shuffled, as Meta's traffic comes, concurrent batches deadlock on the contacts
-# they lock and indexing stalls for minutes: an open problem of the indexer, on which this test
-# would only time out.
+# Distinct customers writing in, in a shuffled order as Meta's traffic comes (each always to
+# the same number), so concurrent indexing batches share contacts: before the indexer locked a
+# batch's contacts in one global order, such batches deadlocked and indexing stalled.
 CUSTOMERS = 500
+_ORDER = random.Random(7).sample(range(5_000), 5_000)
 CONCURRENCY = 32
 KILL_AT = 0.4  # share of all requests answered when a worker is killed
 # Sends are paced below what the API enqueues on 2 cores (80/s across the eight numbers, each
@@ -56,8 +56,7 @@ KILL_AT = 0.4  # share of all requests answered when a worker is killed
 RATE = 10
 TEMPLATE = "scaleout_notice"
 READY_SECONDS = 30.0
-# The sends' drain takes 10-15 s after the load; generous because even in turn, the indexer's
-# deadlocks (see CUSTOMERS) can cost tens of seconds on a busy machine.
+# The sends' drain takes 10-15 s after the load; generous for a busy machine.
 SETTLE_SECONDS = 90.0
 FINAL = {"accepted", "sent", "delivered", "read"}
 
@@ -69,11 +68,12 @@ def _display(pnid: str) -> str:
 
 
 def _customer(i: int) -> str:
-    return f"1650555{i % CUSTOMERS:04d}"
+    return f"1650555{_ORDER[i] % CUSTOMERS:04d}"
 
 
 def _number_of_delivery(i: int) -> str:
-    return NUMBERS[(i % CUSTOMERS) % len(NUMBERS)]  # so each customer is one number's contact
+    # So each customer is one number's contact.
+    return NUMBERS[(_ORDER[i] % CUSTOMERS) % len(NUMBERS)]
 
 
 def _wamid(i: int) -> str:

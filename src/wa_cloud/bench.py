@@ -132,6 +132,9 @@ class LoadSpec:
     requests: list[bytes]
     window: Window
     firsts: list[int]  # one per connection: the index of its first request, to spread bodies
+    # Requests a second for each connection (None: as fast as answers come). Paced, latency
+    # runs from when a request was due, so time spent queued behind a slow answer counts.
+    per_connection_rate: float | None = None
 
 
 @dataclass(slots=True)
@@ -222,8 +225,14 @@ async def _drive(spec: LoadSpec, first: int, tls: ssl.SSLContext | None, tally: 
     with contextlib.suppress(OSError):
         streams = await _open(spec.endpoint, tls)  # connected before the clock starts
     await asyncio.sleep(max(0.0, window.begin - clock()))
+    interval = None if spec.per_connection_rate is None else 1.0 / spec.per_connection_rate
+    due = window.begin + (interval or 0.0) * (first % 97) / 97  # connections out of step
     try:
         while (now := clock()) < window.end:
+            if interval is not None and due > now:
+                await asyncio.sleep(due - now)
+                if clock() >= window.end:
+                    break
             if streams is None:
                 try:
                     streams = await _open(spec.endpoint, tls)
@@ -232,7 +241,9 @@ async def _drive(spec: LoadSpec, first: int, tls: ssl.SSLContext | None, tally: 
                     await asyncio.sleep(RECONNECT_PAUSE)
                     continue
             reader, writer = streams
-            sent = clock()
+            sent = clock() if interval is None else due
+            if interval is not None:
+                due += interval
             writer.write(requests[index])
             index = (index + 1) % len(requests)
             try:
@@ -304,14 +315,19 @@ def _split(connections: int, processes: int, bodies: int) -> list[list[int]]:
 
 
 def _start_load_processes(
-    endpoint: Endpoint, requests: list[bytes], window: Window, connections: int
+    endpoint: Endpoint,
+    requests: list[bytes],
+    window: Window,
+    connections: int,
+    rate: float | None,
 ) -> list[tuple[multiprocessing.process.BaseProcess, Connection]]:
     # spawn, not fork: the parent has an event loop and threads that a fork would copy.
     context = multiprocessing.get_context("spawn")
     started = []
     for firsts in _split(connections, LOAD_PROCESSES, len(requests)):
         receive, send = context.Pipe(duplex=False)
-        spec = LoadSpec(endpoint, requests, window, firsts)
+        per_connection = None if rate is None else rate / connections
+        spec = LoadSpec(endpoint, requests, window, firsts, per_connection)
         process = context.Process(target=_load_process, args=(spec, send), daemon=True)
         process.start()
         send.close()
@@ -339,9 +355,16 @@ def _stop_load_processes(
 
 
 async def run_load(
-    endpoint: Endpoint, requests: list[bytes], window: Window, connections: int
+    endpoint: Endpoint,
+    requests: list[bytes],
+    window: Window,
+    connections: int,
+    *,
+    rate: float | None = None,
 ) -> Tally:
-    started = _start_load_processes(endpoint, requests, window, connections)
+    """Closed loop (each connection sends its next request when answered), or `rate` requests
+    a second in all, paced (open loop: the measure of latency at a given load)."""
+    started = _start_load_processes(endpoint, requests, window, connections, rate)
     try:
         parts = await asyncio.gather(*(asyncio.to_thread(_receive, r) for _, r in started))
     finally:

@@ -619,7 +619,7 @@ async def measure_phase(
         flood = await phase.enter_async_context(flooding(endpoint.port, kinds)) if kinds else None
         cpu = asyncio.create_task(_cpu_in(stack, window))
         try:
-            tally = await run_load(endpoint, requests, window, args.connections)
+            tally = await run_load(endpoint, requests, window, args.connections, rate=args.rate)
             shares = await cpu
         finally:
             cpu.cancel()
@@ -803,7 +803,9 @@ async def run_noisy_bench(args: argparse.Namespace) -> int:
         print(f"wa-cloud bench noisy: {problem}", file=sys.stderr)
         return 2
     print(
-        f"wa-cloud bench noisy: {args.connections} connections of quiet webhooks, "
+        f"wa-cloud bench noisy: {args.connections} connections of quiet webhooks"
+        + (f" at {args.rate:g}/s, paced" if args.rate else "")
+        + ", "
         f"{args.rounds} round(s) of baseline then flood, {args.warmup:g} s warmup + "
         f"{args.seconds:g} s each (the median round is shown)",
         file=sys.stderr,

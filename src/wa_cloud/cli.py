@@ -503,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     noisy.add_argument("--warmup", type=float, default=2.0)
     noisy.add_argument("--rounds", type=int, default=3, help="baseline + flood rounds")
     noisy.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="quiet webhooks a second, paced (latency counted from when each was due); "
+        "default: as fast as answers come",
+    )
+    noisy.add_argument(
         "--flood",
         type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
         default=None,

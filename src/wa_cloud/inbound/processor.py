@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
 
 from wa_cloud.backoff import Backoff
 from wa_cloud.db.queries import Q
+from wa_cloud.events import Delivery, InboundMessage, StatusKind, StatusUpdate
 from wa_cloud.inbound.index import IndexResult, index_delivery
 from wa_cloud.inbound.parse import InvalidDelivery, parse_delivery
 from wa_cloud.metrics import Metrics
@@ -63,7 +65,12 @@ async def process_batch(
             return BatchOutcome(0, 0, 0, 0)
         processed = quarantined = 0
         failures: list[tuple[asyncpg.Record, BaseException]] = []
+        parsed = {row["id"]: _parse(row) for row in claimed}
         async with conn.transaction():
+            # Every contact the batch will write, locked first and in one global order: two
+            # batches that share customers then queue instead of deadlocking (each used to lock
+            # its contacts in delivery order, and a shuffled stream stalled every worker).
+            await conn.execute(Q.lock_contacts, sorted(_contact_keys(parsed.values())))
             for row in claimed:
                 delivery_id = row["id"]
                 log = {"delivery_id": delivery_id, "source": row["source"]}
@@ -79,7 +86,7 @@ async def process_batch(
                     continue
                 try:
                     async with conn.transaction():
-                        result = await _process_one(conn, row, lease)
+                        result = await _process_one(conn, row, lease, parsed[row["id"]])
                 except InvalidDelivery as exc:
                     await conn.execute(
                         Q.quarantine_delivery, delivery_id, lease, exc.code, exc.message
@@ -132,10 +139,36 @@ async def process_batch(
     return BatchOutcome(len(claimed), processed, quarantined, retried)
 
 
+def _parse(row: asyncpg.Record) -> Delivery | InvalidDelivery:
+    try:
+        return parse_delivery(bytes(row["body"]))
+    except InvalidDelivery as exc:
+        return exc
+
+
+def _contact_keys(deliveries: Iterable[Delivery | InvalidDelivery]) -> set[str]:
+    """The contacts indexing will write: senders, and recipients a 131047 closes."""
+    keys: set[str] = set()
+    for delivery in deliveries:
+        if isinstance(delivery, InvalidDelivery):
+            continue
+        for event in delivery.events:
+            number = event.route.phone_number_id
+            if isinstance(event, InboundMessage):
+                keys.add(f"{number}:{event.sender.wa_id or event.sender.user_id}")
+            elif isinstance(event, StatusUpdate) and event.kind is StatusKind.FAILED:
+                keys.add(f"{number}:{event.recipient_id or event.recipient_user_id}")
+    return keys
+
+
 async def _process_one(
-    conn: asyncpg.Connection, row: asyncpg.Record, lease: uuid.UUID
+    conn: asyncpg.Connection,
+    row: asyncpg.Record,
+    lease: uuid.UUID,
+    delivery: Delivery | InvalidDelivery,
 ) -> IndexResult:
-    delivery = parse_delivery(bytes(row["body"]))
+    if isinstance(delivery, InvalidDelivery):
+        raise delivery
     result = await index_delivery(conn, delivery, row["id"], row["source"])
     status = await conn.execute(Q.finish_delivery, row["id"], lease, "processed")
     if status != "UPDATE 1":

@@ -122,3 +122,9 @@ WITH replayed AS (
 )
 SELECT count(*) AS replayed, pg_notify('wa_deliveries', count(*)::text) AS notified
   FROM replayed;
+
+-- name: lock_contacts
+-- Transaction-level locks on "<number>:<customer>" keys, taken in the order given (sorted by
+-- the caller), so concurrent batches never wait on each other in a cycle.
+SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+  FROM (SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u(k, n) ORDER BY n) AS ordered;
