@@ -397,22 +397,26 @@ async def meta(settings: Settings) -> AsyncIterator[Meta]:
         yield running
 
 
-def start_worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
-    """`wa-cloud worker` as its own process against the test's database (to kill it)."""
+def process_env(settings: Settings, **env: str) -> dict[str, str]:
+    """The environment a `wa-cloud` subprocess needs to run against the test's settings."""
     assert settings.database_url and settings.secret_key
-    environ = {
+    return {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "WA_SECRET_KEY": settings.secret_key,
         "WA_APP_SECRET": settings.app_secret or "",
         "WA_ADMIN_TOKEN": settings.admin_token or "",
         "WA_GRAPH_BASE_URL": settings.graph_base_url,
-        "WA_WORKER_LEASE_SECONDS": "1",
-        "WA_WORKER_POLL_SECONDS": "0.2",
         "WA_LOG_FORMAT": "json",
         "WA_ALLOW_PRIVATE_URLS": "true" if settings.allow_private_urls else "false",
         **env,
     }
+
+
+def start_worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
+    """`wa-cloud worker` as its own process against the test's database (to kill it)."""
+    defaults = {"WA_WORKER_LEASE_SECONDS": "1", "WA_WORKER_POLL_SECONDS": "0.2"}
+    environ = process_env(settings, **{**defaults, **env})
     return subprocess.Popen(
         [sys.executable, "-m", "wa_cloud.cli", "worker"],
         env=environ,

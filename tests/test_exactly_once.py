@@ -85,6 +85,24 @@ async def test_a_send_whose_lease_ran_out_while_waiting_is_not_sent_twice(
         assert row["status"] == "accepted" and row["wamid"]
 
 
+async def _send_with_an_unreadable_token(meta: Meta, db: asyncpg.Connection) -> dict[str, Any]:
+    """Number A's sealed token becomes unreadable (sealed under a key this process lacks), then
+    a send from it: the sender fails it. Returns the failed message."""
+    other_box = SecretBox("some-other-master-key-of-enough-length", ())
+    await db.execute(
+        "UPDATE numbers SET access_token_enc = $2 WHERE phone_number_id = $1",
+        NUMBER_A,
+        other_box.seal("EAAG-x", context=f"numbers.access_token:{NUMBER_A}"),
+    )
+    await meta.customer_writes()
+    broken = await meta.send(to=CUSTOMER, type="text", text={"body": "stuck?"})
+    assert broken.status_code == 202, broken.text
+    async with asyncio.timeout(15):
+        while (await meta.message(broken.json()["id"]))["status"] != "failed":
+            await asyncio.sleep(0.05)
+    return await meta.message(broken.json()["id"])
+
+
 async def test_a_number_whose_token_does_not_open_stops_only_itself(
     settings: Settings, db: asyncpg.Connection
 ) -> None:
@@ -93,20 +111,7 @@ async def test_a_number_whose_token_does_not_open_stops_only_itself(
         second = "106540352242923"
         added = await meta.app.add_number(meta.api_key, second)
         assert added.status_code == 201, added.text
-        # Number A's sealed token becomes unreadable (sealed under a key this process lacks).
-        other_box = SecretBox("some-other-master-key-of-enough-length", ())
-        await db.execute(
-            "UPDATE numbers SET access_token_enc = $2 WHERE phone_number_id = $1",
-            NUMBER_A,
-            other_box.seal("EAAG-x", context=f"numbers.access_token:{NUMBER_A}"),
-        )
-        await meta.customer_writes()
-        broken = await meta.send(to=CUSTOMER, type="text", text={"body": "stuck?"})
-        assert broken.status_code == 202, broken.text
-        async with asyncio.timeout(15):
-            while (await meta.message(broken.json()["id"]))["status"] != "failed":
-                await asyncio.sleep(0.05)
-        failed = await meta.message(broken.json()["id"])
+        failed = await _send_with_an_unreadable_token(meta, db)
         assert "cannot be opened" in failed["errors"][0]["message"]
         flagged = await db.fetchval(
             "SELECT flagged_reason FROM numbers WHERE phone_number_id = $1", NUMBER_A
@@ -377,18 +382,7 @@ async def test_a_flagged_number_recovers_once_its_token_opens_again(
         good = await db.fetchval(
             "SELECT access_token_enc FROM numbers WHERE phone_number_id = $1", NUMBER_A
         )
-        other_box = SecretBox("some-other-master-key-of-enough-length", ())
-        await db.execute(
-            "UPDATE numbers SET access_token_enc = $2 WHERE phone_number_id = $1",
-            NUMBER_A,
-            other_box.seal("EAAG-x", context=f"numbers.access_token:{NUMBER_A}"),
-        )
-        await meta.customer_writes()
-        broken = await meta.send(to=CUSTOMER, type="text", text={"body": "stuck?"})
-        assert broken.status_code == 202, broken.text
-        async with asyncio.timeout(15):
-            while (await meta.message(broken.json()["id"]))["status"] != "failed":
-                await asyncio.sleep(0.05)
+        await _send_with_an_unreadable_token(meta, db)
 
         # The fault is fixed (the right key is back) and the rest period is long over.
         await db.execute(

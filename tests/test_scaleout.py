@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import random
 import signal
 import subprocess
@@ -31,7 +30,16 @@ import aiohttp
 import asyncpg
 import httpx
 
-from tests.conftest import NUMBER_A, NUMBER_B, WABA, Running, bound_socket, serve_asgi, start_worker
+from tests.conftest import (
+    NUMBER_A,
+    NUMBER_B,
+    WABA,
+    Running,
+    bound_socket,
+    process_env,
+    serve_asgi,
+    start_worker,
+)
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import connect
 from wa_cloud.inbound.signature import sign
@@ -145,20 +153,8 @@ def _free_port() -> int:
 
 def _start_web(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
     """`wa-cloud serve --no-worker` as its own process, logging to `log`."""
-    assert settings.database_url and settings.secret_key
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "WA_SECRET_KEY": settings.secret_key,
-        "WA_APP_SECRET": settings.app_secret or "",
-        "WA_ADMIN_TOKEN": settings.admin_token or "",
-        "WA_GRAPH_BASE_URL": settings.graph_base_url,
-        "WA_ALLOW_PRIVATE_URLS": "true",
-        "WA_LOG_FORMAT": "json",
-        # One tenant key drives all 2,000 sends: the per-key limit (50/s) is not under test.
-        "WA_API_RATE_PER_SECOND": "100000",
-        "WA_API_RATE_BURST": "100000",
-    }
+    # One tenant key drives all 2,000 sends: the per-key limit (50/s) is not under test.
+    env = process_env(settings, WA_API_RATE_PER_SECOND="100000", WA_API_RATE_BURST="100000")
     command = [sys.executable, "-m", "wa_cloud.cli", "serve", "--no-worker"]
     with log.open("wb") as out:
         return subprocess.Popen(

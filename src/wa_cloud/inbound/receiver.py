@@ -33,18 +33,17 @@ _OK_START = {"type": "http.response.start", "status": 200, "headers": [(b"conten
 _OK_BODY = {"type": "http.response.body", "body": b""}
 
 
-async def _error(send: Send, status: int, code: str, message: str) -> None:
+async def _error(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        # Refused before the body was read: closing the connection spares reading (and
+        # parsing) the rest of a body nobody will look at, which a flood of them would cost.
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -80,11 +79,19 @@ class WebhookReceiver:
             await self.app(scope, receive, send)
             return
         state: AppState = scope["state"]["wa"]
+        body_read = False
+
+        async def tracked() -> MutableMapping[str, Any]:
+            nonlocal body_read
+            message = await receive()
+            body_read = body_read or not message.get("more_body", False)
+            return message
+
         try:
-            await self._receive(state, scope, receive, app_id)
+            await self._receive(state, scope, tracked, app_id)
         except ApiError as exc:
             state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
-            await _error(send, exc.status, exc.code, exc.message)
+            await _error(send, exc.status, exc.code, exc.message, close=not body_read)
             return
         except (DatabaseUnavailable, *DATABASE_ERRORS):
             state.metrics.inc("wa_webhook_rejected_total", reason="database_unavailable")
