@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,7 @@ class AppState:
     signature_fallbacks: ByteBudget = field(
         default_factory=lambda: ByteBudget(2 * MB, 8 * MB), repr=False
     )
+    signature_fallback_turn: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     # Webhook bodies above LARGE_WEBHOOK_BYTES, bytes a second (inbound/receiver.py).
     large_webhooks: ByteBudget = field(
         default_factory=lambda: ByteBudget(16 * MB, 32 * MB), repr=False

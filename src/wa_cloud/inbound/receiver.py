@@ -121,6 +121,8 @@ class WebhookReceiver:
             raise ApiError(503, "busy", "Too many large webhook bodies right now; retry later.")
         body = await read_capped(receive, length, MAX_WEBHOOK_BYTES)
         header = None if signature is None else signature.decode("latin-1")
-        await verify_off_loop(body, header, secret, state.signature_fallbacks)
+        await verify_off_loop(
+            body, header, secret, state.signature_fallbacks, state.signature_fallback_turn
+        )
         await state.deliveries.submit((source, body))
         state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])
