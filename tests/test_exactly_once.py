@@ -398,13 +398,13 @@ async def test_a_flagged_number_recovers_once_its_token_opens_again(
 
 
 def test_the_escaped_unicode_fallback_has_a_budget() -> None:
-    from wa_cloud.api.ratelimit import ByteBudget
+    from wa_cloud.api.ratelimit import KeyRateLimiter
 
-    budget = ByteBudget(bytes_per_second=1000, burst=3000)
-    assert budget.spend(2000) and budget.spend(1000)
-    assert not budget.spend(500)  # spent: refused without the work, until it refills
+    budget = KeyRateLimiter(rate_per_second=1000, burst=3000)  # bytes
+    assert budget.take(b"", cost=2000) is None and budget.take(b"", cost=1000) is None
+    assert budget.take(b"", cost=500) is not None  # spent: refused without the work
     time.sleep(0.6)
-    assert budget.spend(500)
+    assert budget.take(b"", cost=500) is None
 
 
 async def test_bad_signatures_on_big_non_ascii_bodies_cost_a_bounded_budget(

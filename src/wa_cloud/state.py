@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
-from wa_cloud.api.ratelimit import ByteBudget, KeyRateLimiter, TenantSlots
+from wa_cloud.api.ratelimit import KeyRateLimiter, TenantSlots
 from wa_cloud.config import Settings
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.groupcommit import GroupCommit
@@ -38,11 +38,10 @@ class AppState:
     metrics: Metrics
     # Webhook ingest's own connections: API traffic or a slow query elsewhere never starves it.
     ingest_pool: asyncpg.Pool
-    # app_id -> (expires at, app secret, verify token), secrets None for an unknown app: saves a
-    # query per tenant-app webhook, and per made-up app id.
-    app_cache: dict[str, tuple[float, str | None, str | None]] = field(
-        default_factory=dict, repr=False
-    )
+    # app_id -> (expires at, app secret, verify token): saves a query per tenant-app webhook.
+    app_cache: dict[str, tuple[float, str, str]] = field(default_factory=dict, repr=False)
+    # app_id -> expires at, for ids no tenant registered: no query per made-up app id.
+    unknown_apps: dict[str, float] = field(default_factory=dict, repr=False)
     # The in-process worker's loops (`serve` without --no-worker), for /readyz.
     worker_health: Health | None = None
     key_rates: KeyRateLimiter = field(default_factory=lambda: KeyRateLimiter(50.0, 200), repr=False)
@@ -56,11 +55,11 @@ class AppState:
     upload_slots: TenantSlots = field(default_factory=lambda: TenantSlots(2), repr=False)
     template_fetches: TemplateFetches = field(default_factory=TemplateFetches, repr=False)
     # Escaped-unicode signature checks, bytes a second (signature.py).
-    signature_fallbacks: ByteBudget = field(
-        default_factory=lambda: ByteBudget(2 * MB, 8 * MB), repr=False
+    signature_fallbacks: KeyRateLimiter = field(
+        default_factory=lambda: KeyRateLimiter(2 * MB, 8 * MB), repr=False
     )
     signature_fallback_turn: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     # Webhook bodies above LARGE_WEBHOOK_BYTES, bytes a second (inbound/receiver.py).
-    large_webhooks: ByteBudget = field(
-        default_factory=lambda: ByteBudget(16 * MB, 32 * MB), repr=False
+    large_webhooks: KeyRateLimiter = field(
+        default_factory=lambda: KeyRateLimiter(16 * MB, 32 * MB), repr=False
     )

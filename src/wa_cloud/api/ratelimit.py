@@ -20,50 +20,34 @@ _PRUNE_EVERY: Final = 10_000
 
 
 class KeyRateLimiter:
-    def __init__(self, rate_per_second: float, burst: int) -> None:
+    """A GCRA bucket per key: `rate` units a second, `burst` above it. A unit is a request, or
+    (with `cost`) a byte of some costly work anyone can ask for without a secret: big webhook
+    bodies, the escaped-unicode check of one whose signature failed. Past it, refused, not
+    queued."""
+
+    def __init__(self, rate_per_second: float, burst: float) -> None:
         self._interval = 1.0 / max(rate_per_second, 1e-9)
         self._tolerance = self._interval * max(burst - 1, 0)
         self._tat: dict[bytes, float] = {}  # key hash -> theoretical arrival time
         self._seen = 0
 
-    def waiting(self, key: bytes, now: float | None = None) -> float | None:
+    def waiting(self, key: bytes, now: float | None = None, cost: float = 1.0) -> float | None:
         """What `take` would answer, without taking anything."""
         now = time.monotonic() if now is None else now
-        tat = max(self._tat.get(key, now), now)
-        return tat - now - self._tolerance if tat - now > self._tolerance else None
+        late = max(self._tat.get(key, now), now) + self._interval * (cost - 1) - now
+        return late - self._tolerance if late > self._tolerance else None
 
-    def take(self, key: bytes, now: float | None = None) -> float | None:
-        """Admit one request for `key`: None, or the seconds to wait before one is allowed."""
+    def take(self, key: bytes, now: float | None = None, cost: float = 1.0) -> float | None:
+        """Admit `cost` units for `key`: None, or the seconds to wait before they would be."""
         now = time.monotonic() if now is None else now
-        tat = max(self._tat.get(key, now), now)
-        if tat - now > self._tolerance:
-            return tat - now - self._tolerance
-        self._tat[key] = tat + self._interval
+        wait = self.waiting(key, now, cost)
+        if wait is not None:
+            return wait
+        self._tat[key] = max(self._tat.get(key, now), now) + self._interval * cost
         self._seen += 1
         if self._seen % _PRUNE_EVERY == 0:
             self._tat = {k: t for k, t in self._tat.items() if t > now}
         return None
-
-
-class ByteBudget:
-    """Bytes of some costly work a second, with a burst (a token bucket): past it, the work is
-    refused instead of queued. For what anyone can ask for without a secret: big webhook
-    bodies, and the escaped-unicode check of one whose signature failed."""
-
-    def __init__(self, bytes_per_second: float, burst: float) -> None:
-        self._rate = bytes_per_second
-        self._burst = burst
-        self._level = burst
-        self._at = time.monotonic()
-
-    def spend(self, size: int) -> bool:
-        now = time.monotonic()
-        self._level = min(self._burst, self._level + (now - self._at) * self._rate)
-        self._at = now
-        if size > self._level:
-            return False
-        self._level -= size
-        return True
 
 
 class TenantSlots:

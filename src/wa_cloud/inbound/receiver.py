@@ -114,7 +114,10 @@ class WebhookReceiver:
                 # businesses are customers) is not told to whoever asks.
                 raise SignatureInvalid() if signature else SignatureMissing() from None
         declared = int(length) if length is not None and length.isdigit() else 0
-        if declared > LARGE_WEBHOOK_BYTES and not state.large_webhooks.spend(declared):
+        if (
+            declared > LARGE_WEBHOOK_BYTES
+            and state.large_webhooks.take(b"", cost=declared) is not None
+        ):
             # Meta's deliveries are a few KB; a stream of multi-MB bodies (no secret needed to
             # send them) is refused before it is read, past the process's budget. Meta retries
             # a 503, and a genuine large delivery gets through once the flood has passed.

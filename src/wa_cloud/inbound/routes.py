@@ -54,11 +54,12 @@ async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
     An unknown id is cached too (for less time): a flood of webhooks naming made-up app ids
     costs no database query each, and an app registered meanwhile is forgotten from the cache
     by the process that registered it (others see it within `_UNKNOWN_APP_SECONDS`)."""
+    now = time.monotonic()
     cached = state.app_cache.get(app_id)
-    if cached is not None and cached[0] > time.monotonic():
-        if cached[1] is None or cached[2] is None:
-            raise UnknownApp()
+    if cached is not None and cached[0] > now:
         return cached[1], cached[2]
+    if state.unknown_apps.get(app_id, 0.0) > now:
+        raise UnknownApp()
     if state.failed_lookups.waiting(_UNKNOWN_APPS) is not None:
         # A flood of made-up app ids: answered as unknown without asking the database (the
         # ingest pool is Meta's deliveries'); a real new app's first webhook is retried by Meta.
@@ -67,21 +68,20 @@ async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
         row = await conn.fetchrow(Q.app_secret, app_id)
     if row is None:
         state.failed_lookups.take(_UNKNOWN_APPS)
-        unknown = [k for k, v in state.app_cache.items() if v[1] is None]
-        if len(unknown) >= _APP_CACHE_ENTRIES:
-            for key in unknown:  # made-up ids must not grow the process, nor evict real apps
-                del state.app_cache[key]
-        state.app_cache[app_id] = (time.monotonic() + _UNKNOWN_APP_SECONDS, None, None)
+        if len(state.unknown_apps) >= _APP_CACHE_ENTRIES:
+            state.unknown_apps.clear()  # made-up ids must not grow the process
+        state.unknown_apps[app_id] = now + _UNKNOWN_APP_SECONDS
         raise UnknownApp()
     secret = state.box.open(row["app_secret_enc"], context=sealed.APP_SECRET.context(app_id))
     token = state.box.open(row["verify_token_enc"], context=sealed.APP_VERIFY_TOKEN.context(app_id))
-    state.app_cache[app_id] = (time.monotonic() + _APP_CACHE_SECONDS, secret, token)
+    state.app_cache[app_id] = (now + _APP_CACHE_SECONDS, secret, token)
     return secret, token
 
 
 def forget_app(state: AppState, app_id: str) -> None:
     """Drop this process's cached secrets (or absence) of `app_id` after a change."""
     state.app_cache.pop(app_id, None)
+    state.unknown_apps.pop(app_id, None)
 
 
 async def platform_verify(request: Request) -> Response:

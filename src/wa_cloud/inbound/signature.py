@@ -14,7 +14,7 @@ import operator
 import re
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
-from wa_cloud.api.ratelimit import ByteBudget
+from wa_cloud.api.ratelimit import KeyRateLimiter
 from wa_cloud.errors import ApiError
 
 _PREFIX = "sha256="
@@ -80,7 +80,11 @@ def verify(body: bytes, header: str | None, secret: str) -> None:
 
 
 async def verify_off_loop(
-    body: bytes, header: str | None, secret: str, budget: ByteBudget, one_at_a_time: asyncio.Lock
+    body: bytes,
+    header: str | None,
+    secret: str,
+    budget: KeyRateLimiter,
+    one_at_a_time: asyncio.Lock,
 ) -> None:
     """`verify` for the web process: the escaped-unicode fallback runs a slice at a time, the
     event loop serving other requests between slices (C code holds the interpreter, so a
@@ -88,7 +92,7 @@ async def verify_off_loop(
     given, key = _given(header), secret.encode()
     if _matches(body, given, key):
         return
-    if body.isascii() or not budget.spend(len(body)):
+    if body.isascii() or budget.take(b"", cost=len(body)) is not None:
         raise SignatureInvalid()
     try:
         text = body.decode("utf-8")
