@@ -45,6 +45,16 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),
     "deliveries to claim": (Q.claim_deliveries, (uuid.uuid4(), 30.0, 100), ("deliveries",)),
+    "inbound media to download, fair per tenant": (
+        Q.claim_media,
+        (8, 120.0, [uuid.uuid4()]),
+        ("media",),
+    ),
+    "forwards to deliver, fair per tenant": (
+        Q.claim_forwards,
+        (32, uuid.uuid4(), 30.0, 4, [uuid.uuid4()], [1]),
+        ("forwards",),
+    ),
     "orphaned events to adopt": (
         Q.adopt_orphaned_events,
         (NUMBER, "102290129340398", "platform"),

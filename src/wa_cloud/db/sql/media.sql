@@ -23,17 +23,33 @@ ON CONFLICT (phone_number_id, media_id) DO NOTHING;
 -- Fair between tenants: one row per tenant per claim (its oldest), none of the tenants this
 -- worker already downloads the most for ($3), so one tenant's slow or huge files hold at most
 -- their own slots and never the others' downloads.
-WITH oldest AS (
-    SELECT id, tenant_id, run_after FROM media
-     WHERE state = 'pending' AND run_after <= now() AND NOT (tenant_id = ANY ($3::uuid[]))
-     ORDER BY run_after
-     LIMIT 1000
+-- Tenants with pending rows are walked through media_tenant_due (one index probe each, as the
+-- forwarder's claim does), so a tenant's long backlog is never read row by row.
+WITH RECURSIVE waiting (tenant_id) AS (
+    (SELECT tenant_id FROM media WHERE state = 'pending' ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT m.tenant_id FROM media m
+             WHERE m.state = 'pending' AND m.tenant_id > w.tenant_id
+             ORDER BY m.tenant_id LIMIT 1)
+      FROM waiting w
+     WHERE w.tenant_id IS NOT NULL
 ), due AS (
-    SELECT DISTINCT ON (tenant_id) id, run_after FROM oldest ORDER BY tenant_id, run_after
+    SELECT d.id, d.run_after
+      FROM waiting w
+     CROSS JOIN LATERAL (
+        SELECT m.id, m.run_after FROM media m
+         WHERE m.tenant_id = w.tenant_id AND m.state = 'pending' AND m.run_after <= now()
+         ORDER BY m.run_after
+         LIMIT 1
+     ) d
+     WHERE w.tenant_id IS NOT NULL AND NOT (w.tenant_id = ANY ($3::uuid[]))
+     ORDER BY d.run_after
+     LIMIT $1
 ), locked AS (
-    SELECT m.id FROM media m
-      JOIN (SELECT id FROM due ORDER BY run_after LIMIT $1) AS d ON d.id = m.id
-     WHERE m.state = 'pending'
+    -- Locked here, not above (no FOR UPDATE beside the recursion); a row another worker took
+    -- meanwhile is skipped, so this claim is only smaller.
+    SELECT m.id FROM media m JOIN due ON due.id = m.id
+     WHERE m.state = 'pending' AND m.run_after <= now()
      FOR UPDATE OF m SKIP LOCKED
 ), claimed AS (
     UPDATE media m
