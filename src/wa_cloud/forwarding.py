@@ -24,6 +24,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -173,7 +174,7 @@ class Forwarder:
         box: SecretBox,
         metrics: Metrics,
         *,
-        http: httpx.AsyncClient | None,
+        http: GuardedClient | None,
         backoff: Backoff,
         max_attempts: int,
         lease_seconds: float = 30.0,
@@ -182,16 +183,12 @@ class Forwarder:
         max_per_tenant: int = MAX_IN_FLIGHT_PER_TENANT,
         allow_private_urls: bool = False,
     ) -> None:
-        """`http`: a `GuardedClient` to share (e.g. the web process's); without one, or given
-        any other client, the forwarder opens its own guarded client, private addresses
-        allowed only with `allow_private_urls` (`WA_ALLOW_PRIVATE_URLS`)."""
+        """`http`: the guarded client for tenants' URLs to share (the web process's); without
+        one the forwarder opens its own, private addresses allowed only with
+        `allow_private_urls` (`WA_ALLOW_PRIVATE_URLS`)."""
         self._pool = pool
         self._box = box
         self._metrics = metrics
-        if http is not None and not isinstance(http, GuardedClient):
-            # Tenants' URLs never go through an unguarded client, whoever built the forwarder.
-            logger.warning("forwarder given an unguarded HTTP client: it opens a guarded one")
-            http = None
         self._http = http
         self._allow_private = allow_private_urls
         self._backoff = backoff
@@ -202,9 +199,8 @@ class Forwarder:
         self._poll = poll_seconds
         self._max_in_flight = max(1, max_in_flight)
         self._max_per_tenant = max(1, max_per_tenant)
-        self._running: set[asyncio.Task[None]] = set()
-        # tenant id -> POSTs in flight here: what the claim query is told, to skip the full.
-        self._tenant_in_flight: dict[UUID, int] = {}
+        # POSTs in flight here, with their tenant: what the claim query is told, to skip the full.
+        self._running: dict[asyncio.Task[None], UUID] = {}
         self.wake = asyncio.Event()
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -242,13 +238,14 @@ class Forwarder:
         """Let POSTs in flight finish briefly; the rest are retried after their lease."""
         if not self._running:
             return
-        _, pending = await asyncio.wait(self._running, timeout=5.0)
+        _, pending = await asyncio.wait(set(self._running), timeout=5.0)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
     def _full_tenants(self) -> list[UUID]:
-        return [t for t, n in self._tenant_in_flight.items() if n >= self._max_per_tenant]
+        busy = Counter(self._running.values())
+        return [t for t, n in busy.items() if n >= self._max_per_tenant]
 
     async def _next_wake(self) -> float:
         async with self._pool.acquire() as conn:
@@ -259,7 +256,7 @@ class Forwarder:
 
     async def _claim(self, http: GuardedClient, limit: int) -> int:
         lease = uuid.uuid4()
-        busy = list(self._tenant_in_flight.items())
+        busy = list(Counter(self._running.values()).items())
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 Q.claim_forwards,
@@ -271,20 +268,13 @@ class Forwarder:
                 [count for _, count in busy],
             )
         for row in rows:
-            tenant: UUID = row["tenant_id"]
-            self._tenant_in_flight[tenant] = self._tenant_in_flight.get(tenant, 0) + 1
             task = asyncio.create_task(self._deliver(http, row, lease))
-            self._running.add(task)
-            task.add_done_callback(lambda done, tenant=tenant: self._finished(done, tenant))
+            self._running[task] = row["tenant_id"]
+            task.add_done_callback(self._finished)
         return len(rows)
 
-    def _finished(self, task: asyncio.Task[None], tenant: UUID) -> None:
-        self._running.discard(task)
-        left = self._tenant_in_flight.get(tenant, 1) - 1
-        if left > 0:
-            self._tenant_in_flight[tenant] = left
-        else:
-            self._tenant_in_flight.pop(tenant, None)
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
         self.wake.set()
 
     async def _deliver(self, http: GuardedClient, row: asyncpg.Record, lease: UUID) -> None:

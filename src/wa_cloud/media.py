@@ -18,13 +18,12 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 import httpx
 import imageio_ffmpeg
 
 from wa_cloud.errors import Unprocessable
-from wa_cloud.urlguard import GuardedClient, checked_url
+from wa_cloud.urlguard import GuardedClient, UrlNotAllowed, checked_url
 
 with warnings.catch_warnings():
     # pydub imports `audioop` (deprecated since Python 3.11) and looks for ffmpeg on PATH when
@@ -270,18 +269,14 @@ def _fetch_error(message: str) -> Unprocessable:
     return Unprocessable(message, "media_download_failed")
 
 
-def _checked_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _fetch_error("'url' must be an absolute http or https URL.")
-    return url
-
-
 async def fetch_url(http: GuardedClient, url: str, *, max_bytes: int) -> Fetched:
     """GET `url`, refusing (422) an error answer or more than `max_bytes` without reading on.
     The URL is the tenant's: `http` is the guarded client, so a private address is a 422
     `url_not_allowed` before any connection to it, on the first hop or on any redirect."""
-    checked_url(_checked_url(url))
+    try:
+        checked_url(url)  # the guard's own reading of the URL, before anything is fetched
+    except UrlNotAllowed as exc:
+        raise _fetch_error(f"'url' must be an absolute http or https URL: {exc.reason}.") from None
     try:
         async with asyncio.timeout(URL_FETCH_SECONDS):
             return await _stream(http, url, max_bytes)

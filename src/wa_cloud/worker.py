@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import asyncpg
-import httpx
 
 from wa_cloud import forwarding, media_worker, retention
 from wa_cloud.backoff import Backoff
@@ -33,6 +32,7 @@ from wa_cloud.metrics import Metrics
 from wa_cloud.outbox import enqueue
 from wa_cloud.outbox.sender import Sender
 from wa_cloud.secretbox import SecretBox
+from wa_cloud.urlguard import GuardedClient
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Worker:
         box: SecretBox,
         *,
         concurrency: int = 2,
-        http: httpx.AsyncClient | None = None,
+        http: GuardedClient | None = None,
     ) -> None:
         self._settings = settings
         self._sender = Sender(

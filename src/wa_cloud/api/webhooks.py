@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,7 +23,7 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, NotFound, Unprocessable
 from wa_cloud.forward_events import EVENTS
 from wa_cloud.tenants import audit, sealed
-from wa_cloud.urlguard import UrlGuard
+from wa_cloud.urlguard import UrlNotAllowed, checked_url
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +35,12 @@ def _url(body: dict[str, Any]) -> str:
     url = field_str(body, "url", max_length=MAX_URL_LENGTH)
     assert url is not None
     refused = Unprocessable("'url' must be an absolute http(s) URL.", "invalid_field")
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        valid = valid and (parts.port is None or parts.port > 0)  # a bad port raises ValueError
-        httpx.URL(url)  # what the forwarder's client will be given: it must take it too
-    except (ValueError, httpx.InvalidURL):
-        raise refused from None
-    if not valid or any(c.isspace() or ord(c) < 32 for c in url):
+    if any(c.isspace() or ord(c) < 32 for c in url):
         raise refused
+    try:
+        checked_url(url)  # the guard's own reading: what the forwarder's client will be given
+    except UrlNotAllowed:
+        raise refused from None
     return url
 
 
@@ -81,7 +77,7 @@ async def put_webhook(request: Request) -> JSONResponse:
     events = _events(body)
     # Resolved now, so a private address is refused while the tenant is here to see it; the
     # forwarder checks again at every delivery (what the name resolves to may change).
-    await UrlGuard(allow_private=state.settings.allow_private_urls).check(url)
+    await state.tenant_http.guard.check(url)
     secret = "whsec_" + secrets.token_urlsafe(32)
     sealed_secret = state.box.seal(
         secret, context=sealed.WEBHOOK_SECRET.context(str(caller.tenant_id))
