@@ -23,7 +23,7 @@ import httpx
 import imageio_ffmpeg
 
 from wa_cloud.errors import Unprocessable
-from wa_cloud.urlguard import GuardedClient, UrlNotAllowed, checked_url
+from wa_cloud.urlguard import GuardedClient, MalformedUrl, checked_url
 
 with warnings.catch_warnings():
     # pydub imports `audioop` (deprecated since Python 3.11) and looks for ffmpeg on PATH when
@@ -275,7 +275,7 @@ async def fetch_url(http: GuardedClient, url: str, *, max_bytes: int) -> Fetched
     `url_not_allowed` before any connection to it, on the first hop or on any redirect."""
     try:
         checked_url(url)  # the guard's own reading of the URL, before anything is fetched
-    except UrlNotAllowed as exc:
+    except MalformedUrl as exc:
         raise _fetch_error(f"'url' must be an absolute http or https URL: {exc.reason}.") from None
     try:
         async with asyncio.timeout(URL_FETCH_SECONDS):

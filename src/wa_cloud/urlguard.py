@@ -51,6 +51,10 @@ class UrlNotAllowed(ApiError):
         self.reason = reason
 
 
+class MalformedUrl(UrlNotAllowed):
+    """Not an absolute http(s) URL at all (as opposed to one the policy refuses)."""
+
+
 # --- the URL ----------------------------------------------------------------------------------
 
 
@@ -58,12 +62,15 @@ def checked_url(url: str | httpx.URL) -> httpx.URL:
     """The URL parsed as the client will use it: http(s), a host, no user or password."""
     try:
         parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
+        port = parsed.port
     except (httpx.InvalidURL, TypeError, ValueError):
-        raise UrlNotAllowed("it is not a valid URL") from None
+        raise MalformedUrl("it is not a valid URL") from None
     if parsed.scheme not in SCHEMES:
-        raise UrlNotAllowed("only http and https URLs are allowed")
+        raise MalformedUrl("only http and https URLs are allowed")
     if not parsed.raw_host:
-        raise UrlNotAllowed("it has no host")
+        raise MalformedUrl("it has no host")
+    if port is not None and not 0 < port < 65536:
+        raise MalformedUrl("its port is not valid")
     if parsed.userinfo:
         # Credentials in a URL end up in logs and in every redirect; a header is the way.
         raise UrlNotAllowed("it must not carry a user name or password")

@@ -23,7 +23,7 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, NotFound, Unprocessable
 from wa_cloud.forward_events import EVENTS
 from wa_cloud.tenants import audit, sealed
-from wa_cloud.urlguard import UrlNotAllowed, checked_url
+from wa_cloud.urlguard import MalformedUrl, checked_url
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ def _url(body: dict[str, Any]) -> str:
         raise refused
     try:
         checked_url(url)  # the guard's own reading: what the forwarder's client will be given
-    except UrlNotAllowed:
-        raise refused from None
+    except MalformedUrl:
+        raise refused from None  # refused by the policy (credentials): url_not_allowed
     return url
 
 
