@@ -219,7 +219,8 @@ async def test_replay_since_takes_every_recent_quarantine(
     recent = await store(app, db, corpus("invalid/not_json.json"))
     older = await store(app, db, corpus("invalid/not_envelope.json"))
     await db.execute(
-        "UPDATE deliveries SET processed_at = now() - interval '3 hours' WHERE id = $1", older
+        "UPDATE quarantine SET created_at = now() - interval '3 hours' WHERE delivery_id = $1",
+        older,
     )
     await store(app, db, corpus("orphan/text_unknown_number.json"))  # processed: never taken
     first = {i: await row(db, i) for i in (recent, older)}

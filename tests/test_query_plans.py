@@ -86,3 +86,11 @@ async def test_hot_query_uses_an_index(db: asyncpg.Connection, name: str) -> Non
     scans = _scans(json.loads(plan) if isinstance(plan, str) else plan)
     sequential = [table for node, table in scans if node == "Seq Scan" and table in tables]
     assert not sequential, f"{name}: no index serves it on {sequential}: {scans}"
+
+
+async def test_estimated_delivery_counts_for_a_large_table(db: asyncpg.Connection) -> None:
+    # Past EXACT_COUNT_BELOW the scrape counts pending and quarantined only, and takes the
+    # processed count from the planner's estimate it passes in.
+    await db.execute("INSERT INTO deliveries (source, body) VALUES ('platform', '\\x7b7d')")
+    rows = await db.fetch(Q.delivery_counts_estimated, 300_000)
+    assert {r["state"]: r["n"] for r in rows} == {"pending": 1, "processed": 299_999}

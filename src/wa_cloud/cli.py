@@ -136,13 +136,10 @@ async def _with_health_server(worker: Any, port: int) -> None:
     import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import Response
     from starlette.routing import Route
 
-    from wa_cloud.api.ops import worker_readiness
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+    from wa_cloud.api.ops import healthz, worker_readiness
 
     async def readyz(request: Request) -> Response:
         return worker_readiness(worker.health, {"status": "ready"})
@@ -153,8 +150,7 @@ async def _with_health_server(worker: Any, port: int) -> None:
             yield  # SIGTERM belongs to the worker: it drains, then this server stops
 
     app = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
-    config = uvicorn.Config(app, host="0.0.0.0", port=port, log_config=None, access_log=False)
-    server = HealthServer(config)
+    server = HealthServer(_uvicorn_config(app, "0.0.0.0", port))
     serving = asyncio.create_task(server.serve())
     try:
         await worker.run_forever()

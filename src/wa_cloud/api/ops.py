@@ -65,9 +65,11 @@ async def metrics(request: Request) -> PlainTextResponse:
     try:
         async with asyncio.timeout(_READY_TIMEOUT), state.pool.acquire() as conn:
             estimate = await conn.fetchval(Q.deliveries_estimate)
-            exact = estimate < EXACT_COUNT_BELOW
-            counts = Q.delivery_counts if exact else Q.delivery_counts_estimated
-            for row in await conn.fetch(counts):
+            if estimate < EXACT_COUNT_BELOW:
+                counted = await conn.fetch(Q.delivery_counts)
+            else:
+                counted = await conn.fetch(Q.delivery_counts_estimated, estimate)
+            for row in counted:
                 gauges.append(("wa_deliveries", {"state": row["state"]}, row["n"]))
             gauges.append(("wa_processing_lag_seconds", {}, await conn.fetchval(Q.processing_lag)))
             gauges.append(("wa_orphaned_events", {}, await conn.fetchval(Q.orphaned_count)))

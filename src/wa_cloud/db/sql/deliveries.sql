@@ -52,15 +52,14 @@ SELECT state, count(*) AS n FROM deliveries GROUP BY state;
 -- name: delivery_counts_estimated
 -- Cheap at any size (a scrape every few seconds must not scan the table): pending and
 -- quarantined counted through their small indexes up to a cap, processed estimated from the
--- planner's row count.
+-- planner's row count ($1, read just before by deliveries_estimate).
 WITH pending AS (
     SELECT count(*) AS n FROM (SELECT 1 FROM deliveries WHERE state = 'pending'
                                 LIMIT 1000000) AS p
 ), quarantined AS (
     SELECT count(*) AS n FROM (SELECT 1 FROM quarantine LIMIT 1000000) AS q
 ), total AS (
-    SELECT greatest(reltuples, 0)::bigint AS n FROM pg_class
-     WHERE oid = 'deliveries'::regclass
+    SELECT $1::bigint AS n
 ), counts AS (
     SELECT 'pending' AS state, pending.n FROM pending
     UNION ALL SELECT 'quarantined', quarantined.n FROM quarantined
@@ -99,11 +98,12 @@ SELECT d.id, d.source, d.state, d.body = ''::bytea AS body_cleared, q.code,
    FOR UPDATE OF d;
 
 -- name: lock_quarantined_since
--- Quarantined at or after $1 (`processed_at` is set when a delivery is quarantined).
+-- Quarantined at or after $1: read from the small quarantine table, never a scan of every
+-- delivery ever received.
 SELECT d.id, d.source, d.state, d.body = ''::bytea AS body_cleared, q.code,
-       coalesce(q.created_at, d.processed_at) AS quarantined_at
-  FROM deliveries d LEFT JOIN quarantine q ON q.delivery_id = d.id
- WHERE d.state = 'quarantined' AND d.processed_at >= $1
+       q.created_at AS quarantined_at
+  FROM quarantine q JOIN deliveries d ON d.id = q.delivery_id
+ WHERE d.state = 'quarantined' AND q.created_at >= $1
  ORDER BY d.id
    FOR UPDATE OF d;
 
