@@ -409,6 +409,8 @@ def process_env(settings: Settings, **env: str) -> dict[str, str]:
         "WA_GRAPH_BASE_URL": settings.graph_base_url,
         "WA_LOG_FORMAT": "json",
         "WA_ALLOW_PRIVATE_URLS": "true" if settings.allow_private_urls else "false",
+        "WA_API_RATE_PER_SECOND": str(settings.api_rate_per_second),
+        "WA_API_RATE_BURST": str(settings.api_rate_burst),
         **env,
     }
 

@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
 import asyncpg
 
-from tests.conftest import NUMBER_B, Running, corpus, wait_idle
+from tests.conftest import NUMBER_B, Running, corpus, process_env, wait_idle
 from wa_cloud.config import Settings
 
 
 async def deliveries(settings: Settings, *args: str) -> tuple[int, str, str]:
     """`python -m wa_cloud.cli deliveries ARGS` with the env a production process has."""
-    assert settings.database_url and settings.secret_key
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "WA_SECRET_KEY": settings.secret_key,
-        "WA_APP_SECRET": settings.app_secret or "",
-        "WA_ADMIN_TOKEN": settings.admin_token or "",
-        "WA_LOG_FORMAT": "json",
-    }
+    env = process_env(settings)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import logging
-import os
 import ssl
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Running, serve
+from tests.conftest import Running, process_env, serve
 from tests.test_status_page import LINK, rendered_logs, running, seed
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
@@ -299,18 +298,6 @@ async def test_retention_stops_while_another_process_holds_the_lock(
     assert free.delivery_bodies == 1 and not free.busy
 
 
-def production_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "WA_SECRET_KEY": settings.secret_key or "",
-        "WA_APP_SECRET": settings.app_secret or "",
-        "WA_ADMIN_TOKEN": settings.admin_token or "",
-        "WA_LOG_FORMAT": "json",
-        **extra,
-    }
-
-
 async def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
@@ -326,7 +313,7 @@ async def test_retention_command_runs_one_pass_and_prints_the_report(
     db: asyncpg.Connection, settings: Settings
 ) -> None:
     await add_delivery(db, "processed", 3 * DAY)
-    done = await cli("retention", env=production_env(settings, WA_RAW_RETENTION_DAYS="2"))
+    done = await cli("retention", env=process_env(settings, WA_RAW_RETENTION_DAYS="2"))
     assert done.returncode == 0, done.stderr
     assert "1 delivery bodies cleared" in done.stdout and "2 days" in done.stdout
     assert await db.fetchval("SELECT count(*) FROM deliveries WHERE body = ''") == 1
@@ -834,7 +821,7 @@ async def test_rotate_key_checks_what_it_resealed_and_names_what_it_cannot_open(
         lost.seal("lost-secret-value", context=sealed.APP_SECRET.context(lost_app)),
         old_box.seal("verify", context=sealed.APP_VERIFY_TOKEN.context(lost_app)),
     )
-    env = production_env(settings, WA_SECRET_KEY=new_key, WA_PREVIOUS_SECRET_KEYS=old_key)
+    env = process_env(settings, WA_SECRET_KEY=new_key, WA_PREVIOUS_SECRET_KEYS=old_key)
     done = await cli("rotate-key", env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     output = done.stdout + done.stderr
