@@ -840,12 +840,20 @@ def exit_code(outcomes: list[Outcome]) -> int:
     return 0
 
 
-def _check_args(args: argparse.Namespace) -> str | None:
+def check_load_args(args: argparse.Namespace) -> str | None:
+    """The load options every bench that drives webhooks takes."""
     if args.connections < 1 or args.seconds <= 0 or args.warmup < 0 or args.rounds < 1:
         return (
             "--connections and --rounds must be at least 1, --seconds positive, "
             "--warmup not negative"
         )
+    return None
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    problem = check_load_args(args)
+    if problem:
+        return problem
     if args.url:
         if not args.secret:
             return "--url needs --secret, the app secret that server verifies signatures with"
@@ -856,7 +864,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _read_bodies() -> list[bytes]:
+def read_bodies() -> list[bytes]:
     return [path.read_bytes() for path in corpus_files()]
 
 
@@ -926,7 +934,7 @@ async def run_ingest_bench(args: argparse.Namespace) -> int:
     if problem:
         print(f"wa-cloud bench ingest: {problem}", file=sys.stderr)
         return 2
-    bodies = await asyncio.to_thread(_read_bodies)
+    bodies = await asyncio.to_thread(read_bodies)
     if not bodies:
         print("wa-cloud bench ingest: the webhooks/ corpus is empty", file=sys.stderr)
         return 2

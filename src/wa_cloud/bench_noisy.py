@@ -64,6 +64,7 @@ import httpx
 from wa_cloud.bench import (
     HOST,
     LOAD_START_ALLOWANCE,
+    RECONNECT_PAUSE,
     UVICORN_SETTINGS,
     WEBHOOK_PATH,
     Endpoint,
@@ -74,16 +75,19 @@ from wa_cloud.bench import (
     Window,
     _cancel_on_sigterm,
     build_requests,
+    check_load_args,
     embedded_database,
     free_port,
     local_server,
     median_run,
+    read_bodies,
     read_response,
     render_table,
     run_load,
     summarize,
 )
 from wa_cloud.bench_send import (
+    HTTP_TIMEOUT,
     TEMPLATE_BODY,
     TEMPLATE_LANGUAGE,
     TEMPLATE_NAME,
@@ -98,9 +102,9 @@ from wa_cloud.bench_send import (
     _serve_launch,
     cpu_shares,
     cpu_snapshot,
+    status_counts,
     worker_process,
 )
-from wa_cloud.corpus import corpus_files
 from wa_cloud.db.pool import connect
 
 MB = 1024 * 1024
@@ -127,12 +131,10 @@ ATTACK_BYTES = 3 * MB - 64  # just under the webhook body cap, so it is read and
 TRICKLE_CHUNK = 64 * 1024
 TRICKLE_PAUSE = 0.1  # 640 KB/s: a 15 MB file takes about 24 s
 RATE_LIMITED_PAUSE = 0.5
-RECONNECT_PAUSE = 0.05
 SETTLE_LIMIT = 60.0
 SETTLE_POLL = 0.5
 IDLE_CPU = 0.10  # the web process counts as idle under this share of one core
 TARGET_RATIO = 2.0
-HTTP_TIMEOUT = 30.0
 
 # The slow front's settings reach its subprocess through the environment, not argv.
 UPSTREAM_ENV = "WA_BENCH_UPSTREAM"
@@ -751,21 +753,18 @@ def render_report(run: Run, args: argparse.Namespace) -> list[str]:
 async def _outbound(database_url: str, tenant: Tenant) -> dict[str, int]:
     conn = await connect(database_url)
     try:
-        rows = await conn.fetch(
-            "SELECT status, count(*) AS n FROM messages WHERE tenant_id = $1::uuid"
-            " AND direction = 'out' GROUP BY status ORDER BY status",
-            tenant.id,
-        )
+        return await status_counts(conn, tenant)
     finally:
         await conn.close()
-    return {r["status"]: r["n"] for r in rows}
 
 
 async def _rounds(noisy: Noisy, tenants: Tenants, args: argparse.Namespace) -> Run:
     stack = noisy.stack
     port = int(stack.api.rsplit(":", 1)[1])
     endpoint = Endpoint(HOST, port, WEBHOOK_PATH)
-    bodies = [path.read_bytes() for path in corpus_files()]
+    bodies = read_bodies()
+    if not bodies:
+        raise StartFailed("the webhooks/ corpus is empty")
     requests = build_requests(endpoint, bodies, noisy.secret)
     kinds = flood_kinds(port, tenants.noisy_keys, noisy.front_port, args.flood)
     run = Run(serve_cpu=noisy.serve_cpu)
@@ -786,11 +785,11 @@ async def _rounds(noisy: Noisy, tenants: Tenants, args: argparse.Namespace) -> R
 
 
 def _check_args(args: argparse.Namespace) -> str | None:
-    if args.connections < 1 or args.seconds <= 0 or args.warmup < 0 or args.rounds < 1:
-        return (
-            "--connections and --rounds must be at least 1, --seconds positive, "
-            "--warmup not negative"
-        )
+    problem = check_load_args(args)
+    if problem:
+        return problem
+    if args.rate is not None and args.rate <= 0:
+        return "--rate must be positive"
     unknown = [name for name in args.flood or [] if name not in FLOODS]
     if unknown:
         return f"--flood: unknown {', '.join(unknown)}; choose from {', '.join(FLOODS)}"
