@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import NUMBER_A, Meta
 from wa_cloud import formdata
 from wa_cloud.api.media import MAX_UPLOAD_BODY, MAX_UPLOAD_FILE
+from wa_cloud.errors import PayloadTooLarge
 from wa_cloud.media import MB
 
 BOUNDARY = "wa-cloud-test-boundary"
@@ -84,7 +85,7 @@ def test_oversize_parts_are_refused_when_the_excess_arrives() -> None:
         reader.feed(b"\x00")
     assert (file_refused.value.status, file_refused.value.code) == (413, "payload_too_large")
 
-    with pytest.raises(formdata.BodyTooLarge):
+    with pytest.raises(PayloadTooLarge):
         formdata.parse(bytes(MB + 1), CONTENT_TYPE, LIMITS)
 
 

@@ -35,6 +35,11 @@ class ApiError(WaCloudError):
         self.extra = extra  # more machine-readable detail, e.g. Meta's own error
 
 
+class PayloadTooLarge(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "payload_too_large", f"The body is larger than {limit} bytes.")
+
+
 class RateLimited(ApiError):
     """429 with `Retry-After`: the caller's key is over its request rate."""
 

@@ -25,7 +25,7 @@ from typing import Final
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from wa_cloud.errors import ApiError
+from wa_cloud.errors import ApiError, PayloadTooLarge
 
 KB: Final = 1024
 # Content-Transfer-Encoding is deprecated for forms (RFC 7578 4.7); anything but identity would
@@ -50,11 +50,6 @@ class TooManyParts(FormError):
 class FieldTooLarge(FormError):
     def __init__(self, name: str, limit: int) -> None:
         super().__init__(413, "field_too_large", f"Field '{name}' is longer than {limit} bytes.")
-
-
-class BodyTooLarge(FormError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "payload_too_large", f"The body is larger than {limit} bytes.")
 
 
 class FileTooLarge(FormError):
@@ -128,7 +123,7 @@ class FormReader:
     def feed(self, chunk: bytes) -> None:
         self._size += len(chunk)
         if self._size > self._limits.max_body_bytes:
-            raise BodyTooLarge(self._limits.max_body_bytes)
+            raise PayloadTooLarge(self._limits.max_body_bytes)
         try:
             self._parser.write(chunk)
         except FormParserError as exc:

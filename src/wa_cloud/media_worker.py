@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 CHANNEL: Final = "wa_media"
 # Users' files are not bound by Meta's upload table; the largest Meta serves is a document.
 INBOUND_MAX_BYTES: Final = MAX_MEDIA_BYTES
-CLAIM_BATCH: Final = 4
 # Downloads in flight in one worker, and for one tenant among them: a tenant whose files are
 # slow or huge holds at most its own share.
 MAX_IN_FLIGHT: Final = 8
@@ -156,10 +155,11 @@ class MediaFetcher:
             return list(await conn.fetch(Q.claim_media, limit, self._lease, full))
 
     async def run_once(self) -> int:
-        """Claim and download one batch, waiting for it; the number of rows claimed."""
-        rows = await self._claim(CLAIM_BATCH)
-        await asyncio.gather(*(self._fetch(row) for row in rows))
-        return len(rows)
+        """Claim and download one batch the way `run` does, waiting for it; the number of rows
+        claimed."""
+        claimed = self._start(await self._claim(MAX_IN_FLIGHT - len(self._running)))
+        await asyncio.gather(*list(self._running))
+        return claimed
 
     async def _fetch(self, row: asyncpg.Record) -> None:
         try:

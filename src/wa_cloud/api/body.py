@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wa_cloud.errors import ApiError, BadRequest, Unprocessable
+from wa_cloud.errors import BadRequest, PayloadTooLarge, Unprocessable
 from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, has_unstorable
 
 MAX_API_BODY = 1024 * 1024
@@ -21,11 +21,6 @@ def error_response(
     return JSONResponse(
         {"error": {"code": code, "message": message, **(extra or {})}}, status_code=status
     )
-
-
-class PayloadTooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "payload_too_large", f"The body is larger than {limit} bytes.")
 
 
 async def read_capped(

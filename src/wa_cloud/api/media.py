@@ -22,7 +22,6 @@ from starlette.responses import JSONResponse, Response
 from wa_cloud import formdata
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.api.body import (
-    PayloadTooLarge,
     field_bool,
     field_str,
     read_object,
@@ -30,7 +29,7 @@ from wa_cloud.api.body import (
 )
 from wa_cloud.api.messages import provider_for
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import ApiError, Conflict, NotFound, Unprocessable
+from wa_cloud.errors import ApiError, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.media import (
     KB,

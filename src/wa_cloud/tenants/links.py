@@ -106,15 +106,3 @@ def open_link(
         # BadData covers a bad signature, an expired timestamp and an undecodable payload;
         # the rest is a validly signed payload of another shape (never ours).
         return None
-
-
-def read_link(
-    settings: Settings,
-    token: str,
-    max_age: timedelta = LIFETIME,
-    *,
-    clock: Clock = time.time,
-) -> UUID | None:
-    """The tenant id in `token`, or None when it is expired, tampered with or not ours."""
-    link = open_link(settings, token, max_age, clock=clock)
-    return None if link is None else link.tenant_id
