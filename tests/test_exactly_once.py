@@ -444,6 +444,10 @@ async def test_a_stream_of_large_webhook_bodies_is_refused_unread_past_the_budge
             "/webhook", content=big, headers={"x-hub-signature-256": "sha256=" + "0" * 64}
         )
         codes.append((answer.status_code, answer.json()["error"]["code"]))
+        # Refused unread, the connection closes (the rest of the body is never read); read and
+        # refused for its signature, it stays open.
+        closes = answer.headers.get("connection") == "close"
+        assert closes == (answer.status_code == 503), answer.headers
     assert codes[0] == (403, "signature_invalid")
     assert (503, "busy") in codes  # Meta retries a 503; a flood is not read
     small = await web.client.post(

@@ -27,6 +27,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _APPS_PREFIX = "/webhook/apps/"
+_BODY_READ = "wa_cloud.body_read"  # set in the scope once the whole body is in
 # Above this, a webhook body is "large": read only within the process's byte budget.
 LARGE_WEBHOOK_BYTES = 256 * 1024
 _OK_START = {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
@@ -79,19 +80,12 @@ class WebhookReceiver:
             await self.app(scope, receive, send)
             return
         state: AppState = scope["state"]["wa"]
-        body_read = False
-
-        async def tracked() -> MutableMapping[str, Any]:
-            nonlocal body_read
-            message = await receive()
-            body_read = body_read or not message.get("more_body", False)
-            return message
-
         try:
-            await self._receive(state, scope, tracked, app_id)
+            await self._receive(state, scope, receive, app_id)
         except ApiError as exc:
             state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
-            await _error(send, exc.status, exc.code, exc.message, close=not body_read)
+            unread = _BODY_READ not in scope
+            await _error(send, exc.status, exc.code, exc.message, close=unread)
             return
         except (DatabaseUnavailable, *DATABASE_ERRORS):
             state.metrics.inc("wa_webhook_rejected_total", reason="database_unavailable")
@@ -123,6 +117,7 @@ class WebhookReceiver:
             # a 503, and a genuine large delivery gets through once the flood has passed.
             raise ApiError(503, "busy", "Too many large webhook bodies right now; retry later.")
         body = await read_capped(receive, length, MAX_WEBHOOK_BYTES)
+        scope[_BODY_READ] = True
         header = None if signature is None else signature.decode("latin-1")
         await verify_off_loop(
             body, header, secret, state.signature_fallbacks, state.signature_fallback_turn
