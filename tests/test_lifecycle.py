@@ -64,6 +64,26 @@ async def new_tenant(db: asyncpg.Connection, name: str = "T") -> uuid.UUID:
     return tenant_id
 
 
+async def add_app(
+    db: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    app_id: str,
+    secret_box: SecretBox,
+    token_box: SecretBox,
+    *,
+    secret: str = "app-secret",
+) -> None:
+    """A tenant's app as its row is stored: secret and verify token sealed (by the boxes given)."""
+    await db.execute(
+        "INSERT INTO apps (app_id, tenant_id, app_secret_enc, verify_token_enc)"
+        " VALUES ($1, $2, $3, $4)",
+        app_id,
+        tenant_id,
+        secret_box.seal(secret, context=sealed.APP_SECRET.context(app_id)),
+        token_box.seal("verify", context=sealed.APP_VERIFY_TOKEN.context(app_id)),
+    )
+
+
 async def add_number(
     db: asyncpg.Connection,
     tenant_id: uuid.UUID,
@@ -389,14 +409,7 @@ async def seed_everything(
         box.seal("whsec", context=sealed.WEBHOOK_SECRET.context(str(tenant_id))),
     )
     app_id = "20000000" + number[-7:]
-    await db.execute(
-        "INSERT INTO apps (app_id, tenant_id, app_secret_enc, verify_token_enc)"
-        " VALUES ($1, $2, $3, $4)",
-        app_id,
-        tenant_id,
-        box.seal("app-secret", context=sealed.APP_SECRET.context(app_id)),
-        box.seal("verify", context=sealed.APP_VERIFY_TOKEN.context(app_id)),
-    )
+    await add_app(db, tenant_id, app_id, box, box)
     await db.execute(
         "INSERT INTO templates (waba_id, name, language, status, components)"
         " VALUES ($1, 'hello', 'en_US', 'APPROVED', '[]'), ($2, 'hello_' || $1, 'en_US',"
@@ -814,14 +827,7 @@ async def test_rotate_key_checks_what_it_resealed_and_names_what_it_cannot_open(
     # Sealed with a key nobody was given any more: it can be neither re-sealed nor checked.
     lost_app = "2000000000000009"
     lost = SecretBox("a-key-that-was-lost-long-ago-000000")
-    await db.execute(
-        "INSERT INTO apps (app_id, tenant_id, app_secret_enc, verify_token_enc)"
-        " VALUES ($1, $2, $3, $4)",
-        lost_app,
-        tenant_id,
-        lost.seal("lost-secret-value", context=sealed.APP_SECRET.context(lost_app)),
-        old_box.seal("verify", context=sealed.APP_VERIFY_TOKEN.context(lost_app)),
-    )
+    await add_app(db, tenant_id, lost_app, lost, old_box, secret="lost-secret-value")
     env = process_env(settings, WA_SECRET_KEY=new_key, WA_PREVIOUS_SECRET_KEYS=old_key)
     done = await cli("rotate-key", env=env)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -857,14 +863,7 @@ async def test_processes_with_the_old_key_listed_keep_working_through_a_rotation
     old_box = SecretBox(old_key)
     tenant_id = await new_tenant(db)
     app_id = "2000000000000007"
-    await db.execute(
-        "INSERT INTO apps (app_id, tenant_id, app_secret_enc, verify_token_enc)"
-        " VALUES ($1, $2, $3, $4)",
-        app_id,
-        tenant_id,
-        old_box.seal("s3cret", context=sealed.APP_SECRET.context(app_id)),
-        old_box.seal("verify", context=sealed.APP_VERIFY_TOKEN.context(app_id)),
-    )
+    await add_app(db, tenant_id, app_id, old_box, old_box, secret="s3cret")
     restarted = replace(settings, secret_key=new_key, previous_secret_keys=(old_key,))
     async with serve(restarted, run_worker=False) as web:
         assert await handshake(web, app_id) == (200, "42")  # before: sealed with the old key
