@@ -21,10 +21,10 @@ from starlette.routing import Route
 from tests.conftest import NUMBER_A, WABA, Meta, Running, meta_running, serve_asgi, wait_idle
 from tests.test_outbox import TEMPLATE, _seed_template
 from wa_cloud.config import Settings
+from wa_cloud.db.groupcommit import GroupCommit
 from wa_cloud.db.pool import create_pool
 from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
 from wa_cloud.graph.errors import GraphError
-from wa_cloud.groupcommit import GroupCommit
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.sender import Batch, Sender
 from wa_cloud.secretbox import SecretBox

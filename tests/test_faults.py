@@ -13,7 +13,7 @@ import asyncpg
 
 from tests.conftest import NUMBER_A, Running, corpus, serve, start_worker
 from wa_cloud.config import Settings
-from wa_cloud.corpus import text_message
+from wa_cloud.sandbox.corpus import text_message
 
 
 class Proxy:

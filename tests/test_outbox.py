@@ -209,7 +209,7 @@ async def test_meta_131047_closes_the_window_locally(meta: Meta) -> None:
     await meta.app.post_webhook(
         corpus("messages/text.json").replace(b'"timestamp": "', b'"timestamp": "9', 0)
     )
-    from wa_cloud.corpus import text_message
+    from wa_cloud.sandbox.corpus import text_message
 
     await meta.app.post_webhook(text_message(NUMBER_A, CUSTOMER, "hi from a parallel world"))
     async with asyncio.timeout(10):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import NUMBER_A, Meta, meta_running, start_worker
 from wa_cloud.config import Settings
-from wa_cloud.corpus import text_message
+from wa_cloud.sandbox.corpus import text_message
 
 CUSTOMER = "16505551234"
 

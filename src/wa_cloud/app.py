@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from wa_cloud.api import admin, apps, invites, media, messages, onboarding, openapi, ops, tenant
 from wa_cloud.api import webhooks as tenant_webhooks
-from wa_cloud.api.body import error_response
 from wa_cloud.api.ratelimit import KeyRateLimiter
+from wa_cloud.asgi import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable, NotFound, RateLimited

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from wa_cloud.corpus import corpus_files
 from wa_cloud.inbound.signature import sign
+from wa_cloud.sandbox.corpus import corpus_files
 
 logger = logging.getLogger(__name__)
 

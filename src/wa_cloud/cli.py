@@ -366,7 +366,7 @@ def cmd_deliveries_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from wa_cloud.simulate import simulate
+    from wa_cloud.sandbox.simulate import simulate
 
     settings = Settings.from_env(dev=True)
     if not args.secret:

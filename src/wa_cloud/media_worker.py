@@ -20,12 +20,12 @@ from uuid import UUID
 
 import asyncpg
 
+from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.events import InboundMessage
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.graph.retry import DEFAULT, delay_for
-from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.media import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
 from wa_cloud.providers.base import MediaFile, Provider
 from wa_cloud.providers.cloud import cloud_provider, is_media_id

@@ -11,8 +11,8 @@ import httpx
 
 from wa_cloud.api.ratelimit import KeyRateLimiter, TenantSlots
 from wa_cloud.config import Settings
+from wa_cloud.db.groupcommit import GroupCommit
 from wa_cloud.graph.client import GraphClient
-from wa_cloud.groupcommit import GroupCommit
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.templates import TemplateFetches
 from wa_cloud.secretbox import SecretBox

@@ -24,9 +24,9 @@ import asyncpg
 from wa_cloud import forwarding, media_worker, retention
 from wa_cloud.backoff import Backoff
 from wa_cloud.config import Settings
+from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.pool import connect
 from wa_cloud.graph.client import GraphClient
-from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.inbound.processor import RetryPolicy, process_batch
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox import enqueue

@@ -11,8 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import forget_keys, require_admin
-from wa_cloud.api.body import field_bool, field_str, read_object, reject_unknown
-from wa_cloud.api.pages import (
+from wa_cloud.api.pagination import (
     cursor_id,
     cursor_time,
     cursor_uuid,
@@ -20,6 +19,7 @@ from wa_cloud.api.pages import (
     limit_of,
     page,
 )
+from wa_cloud.asgi import field_bool, field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import Conflict, NotFound
 from wa_cloud.tenants import audit

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.body import field_str, read_object, reject_unknown
 from wa_cloud.api.tenant import digits
+from wa_cloud.asgi import field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Conflict, NotFound, Unprocessable
 from wa_cloud.graph.errors import GraphError

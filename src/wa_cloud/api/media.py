@@ -21,13 +21,13 @@ from starlette.responses import JSONResponse, Response
 
 from wa_cloud import formdata
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.body import (
+from wa_cloud.api.messages import provider_for
+from wa_cloud.asgi import (
     field_bool,
     field_str,
     read_object,
     reject_unknown,
 )
-from wa_cloud.api.messages import provider_for
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from wa_cloud.graph.errors import GraphError

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.admin import parse_uuid
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.body import read_object, reject_unknown
+from wa_cloud.asgi import read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import Conflict, NotFound
 from wa_cloud.outbox.compose import SEND_TYPES

@@ -10,7 +10,7 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
-from wa_cloud.api.body import error_response
+from wa_cloud.asgi import error_response
 from wa_cloud.db.migrations import head_revision
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import Unauthorized

@@ -16,8 +16,15 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.admin import list_audit
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.body import field_bool, field_int, field_str, read_object, reject_unknown
-from wa_cloud.api.pages import cursor_id, cursor_time, cursor_uuid, decode_cursor, limit_of, page
+from wa_cloud.api.pagination import (
+    cursor_id,
+    cursor_time,
+    cursor_uuid,
+    decode_cursor,
+    limit_of,
+    page,
+)
+from wa_cloud.asgi import field_bool, field_int, field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
 from wa_cloud.forward_events import NUMBER_UPDATED, enqueue_forward

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.body import field_str, read_object, reject_unknown
-from wa_cloud.api.pages import cursor_time, cursor_uuid, decode_cursor, limit_of, page
+from wa_cloud.api.pagination import cursor_time, cursor_uuid, decode_cursor, limit_of, page
+from wa_cloud.asgi import field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, NotFound, Unprocessable
 from wa_cloud.forward_events import EVENTS

@@ -13,10 +13,10 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from wa_cloud.api.body import read_capped
+from wa_cloud.asgi import read_capped
 from wa_cloud.config import MAX_WEBHOOK_BYTES
+from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.errors import ApiError, DatabaseUnavailable
-from wa_cloud.groupcommit import DATABASE_ERRORS
 from wa_cloud.inbound.routes import UnknownApp, app_secrets
 from wa_cloud.inbound.signature import SignatureInvalid, SignatureMissing, verify_off_loop
 from wa_cloud.state import AppState

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from wa_cloud.db.groupcommit import GroupCommit
 from wa_cloud.db.queries import Q
-from wa_cloud.groupcommit import GroupCommit
 
 # Bytes of bodies per INSERT: large enough that ordinary deliveries (a few KB) group by the
 # hundred, small enough that a burst of 3 MB bodies never makes one huge statement.

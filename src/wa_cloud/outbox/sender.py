@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from wa_cloud.db.groupcommit import DATABASE_ERRORS, GroupCommit
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import DatabaseUnavailable
 from wa_cloud.graph.client import GraphClient
@@ -35,7 +36,6 @@ from wa_cloud.graph.errors import (
     ThroughputExceeded,
 )
 from wa_cloud.graph.retry import MAX_SEND_ATTEMPTS, delay_for
-from wa_cloud.groupcommit import DATABASE_ERRORS, GroupCommit
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.pacing import (
     LATE_SECONDS,

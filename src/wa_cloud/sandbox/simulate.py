@@ -6,8 +6,8 @@ from pathlib import Path
 
 import httpx
 
-from wa_cloud.corpus import text_message
 from wa_cloud.inbound.signature import sign
+from wa_cloud.sandbox.corpus import text_message
 
 
 def read_bodies(files: list[str]) -> list[tuple[str, bytes]]:

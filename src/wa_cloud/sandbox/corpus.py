@@ -10,7 +10,7 @@ from pathlib import Path
 
 def corpus_dir() -> Path:
     here = Path(__file__).resolve()
-    for candidate in (here.parent / "_webhooks", here.parents[2] / "webhooks"):
+    for candidate in (here.parents[1] / "_webhooks", here.parents[3] / "webhooks"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("the webhooks/ corpus is not installed beside the package")
