@@ -17,7 +17,7 @@ from tests.conftest import NUMBER_A, Meta
 from wa_cloud import formdata
 from wa_cloud.api.media import MAX_UPLOAD_BODY, MAX_UPLOAD_FILE
 from wa_cloud.errors import PayloadTooLarge
-from wa_cloud.media import MB
+from wa_cloud.media.rules import MB
 
 BOUNDARY = "wa-cloud-test-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

@@ -41,8 +41,8 @@ from tests.conftest import (
 from tests.test_secrets import columns_containing, rendered
 from wa_cloud.backoff import retry_after
 from wa_cloud.config import Settings
-from wa_cloud.forward_events import enqueue_forward
-from wa_cloud.forwarding import (
+from wa_cloud.forwarding.events import enqueue_forward
+from wa_cloud.forwarding.forwarder import (
     MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_PER_TENANT,
     Answer,

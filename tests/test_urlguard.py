@@ -29,9 +29,9 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import NUMBER_A, meta_running, serve
 from wa_cloud.backoff import Backoff
 from wa_cloud.config import Settings
-from wa_cloud.forward_events import enqueue_forward
-from wa_cloud.forwarding import Forwarder
-from wa_cloud.media import fetch_url
+from wa_cloud.forwarding.events import enqueue_forward
+from wa_cloud.forwarding.forwarder import Forwarder
+from wa_cloud.media.rules import fetch_url
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.urlguard import (

@@ -21,13 +21,15 @@ from types import TracebackType
 
 import asyncpg
 
-from wa_cloud import forwarding, media_worker, retention
+from wa_cloud import retention
 from wa_cloud.backoff import Backoff
 from wa_cloud.config import Settings
 from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.pool import connect
+from wa_cloud.forwarding import forwarder
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.inbound.processor import RetryPolicy, process_batch
+from wa_cloud.media import inbound as media_inbound
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox import enqueue
 from wa_cloud.outbox.sender import Sender
@@ -90,21 +92,21 @@ class Worker:
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,
         )
-        self._media = media_worker.MediaFetcher(
+        self._media = media_inbound.MediaFetcher(
             pool,
-            media_worker.cloud_providers(graph, box),
+            media_inbound.cloud_providers(graph, box),
             max_attempts=settings.worker_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,
         )
         # Events to tenants' webhooks, on the process's shared client (its own when not given).
-        self._forwarder = forwarding.Forwarder(
+        self._forwarder = forwarder.Forwarder(
             pool,
             box,
             metrics,
             http=http,
             backoff=Backoff(
-                base=settings.forward_retry_base_seconds, cap=forwarding.RETRY_CAP_SECONDS
+                base=settings.forward_retry_base_seconds, cap=forwarder.RETRY_CAP_SECONDS
             ),
             max_attempts=settings.forward_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
@@ -191,9 +193,9 @@ class Worker:
     def _notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
         if channel == enqueue.CHANNEL:
             self._sender.wake.set()
-        elif channel == media_worker.CHANNEL:
+        elif channel == media_inbound.CHANNEL:
             self._media.wake.set()
-        elif channel == forwarding.CHANNEL:
+        elif channel == forwarder.CHANNEL:
             self._forwarder.wake.set()
         else:
             self._wake.set()
@@ -207,8 +209,8 @@ class Worker:
                 connection = await connect(self._settings.database_url)
                 await connection.add_listener(CHANNEL, self._notified)
                 await connection.add_listener(enqueue.CHANNEL, self._notified)
-                await connection.add_listener(media_worker.CHANNEL, self._notified)
-                await connection.add_listener(forwarding.CHANNEL, self._notified)
+                await connection.add_listener(media_inbound.CHANNEL, self._notified)
+                await connection.add_listener(forwarder.CHANNEL, self._notified)
                 backoff = 0.5
                 # Anything stored while we were not listening.
                 self._wake.set()

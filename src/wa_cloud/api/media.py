@@ -31,7 +31,7 @@ from wa_cloud.asgi import (
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from wa_cloud.graph.errors import GraphError
-from wa_cloud.media import (
+from wa_cloud.media.rules import (
     KB,
     MAX_MEDIA_BYTES,
     MB,

@@ -27,7 +27,7 @@ from wa_cloud.api.pagination import (
 from wa_cloud.asgi import field_bool, field_int, field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
-from wa_cloud.forward_events import NUMBER_UPDATED, enqueue_forward
+from wa_cloud.forwarding.events import NUMBER_UPDATED, enqueue_forward
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.inbound.index import source_of
 from wa_cloud.providers.cloud import cloud_provider

@@ -21,7 +21,7 @@ from wa_cloud.api.pagination import cursor_time, cursor_uuid, decode_cursor, lim
 from wa_cloud.asgi import field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, NotFound, Unprocessable
-from wa_cloud.forward_events import EVENTS
+from wa_cloud.forwarding.events import EVENTS
 from wa_cloud.tenants import audit, sealed
 from wa_cloud.urlguard import MalformedUrl, checked_url
 

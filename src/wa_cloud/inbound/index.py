@@ -24,8 +24,8 @@ from wa_cloud.events import (
     StatusKind,
     StatusUpdate,
 )
-from wa_cloud.forward_events import forward_indexed
-from wa_cloud.media_worker import queue_inbound_media
+from wa_cloud.forwarding.events import forward_indexed
+from wa_cloud.media.inbound import queue_inbound_media
 
 
 @dataclass(slots=True)

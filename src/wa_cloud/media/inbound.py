@@ -26,7 +26,7 @@ from wa_cloud.events import InboundMessage
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.graph.retry import DEFAULT, delay_for
-from wa_cloud.media import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
+from wa_cloud.media.rules import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
 from wa_cloud.providers.base import MediaFile, Provider
 from wa_cloud.providers.cloud import cloud_provider, is_media_id
 from wa_cloud.secretbox import SecretBox

@@ -36,7 +36,7 @@ import httpx
 from wa_cloud.backoff import Backoff, retry_after
 from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
-from wa_cloud.forward_events import CHANNEL, EVENTS, enqueue_forward
+from wa_cloud.forwarding.events import CHANNEL, EVENTS, enqueue_forward
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox, SecretUnreadable
 from wa_cloud.tenants import audit
