@@ -377,19 +377,19 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from wa_cloud.bench import run_ingest_bench
+    from wa_cloud.bench.ingest import run_ingest_bench
 
     sys.exit(asyncio.run(run_ingest_bench(args)))
 
 
 def cmd_bench_send(args: argparse.Namespace) -> None:
-    from wa_cloud.bench_send import run_send_bench
+    from wa_cloud.bench.send import run_send_bench
 
     sys.exit(asyncio.run(run_send_bench(args)))
 
 
 def cmd_bench_noisy(args: argparse.Namespace) -> None:
-    from wa_cloud.bench_noisy import run_noisy_bench
+    from wa_cloud.bench.noisy import run_noisy_bench
 
     sys.exit(asyncio.run(run_noisy_bench(args)))
 

@@ -51,7 +51,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from wa_cloud.bench import (
+from wa_cloud.bench.ingest import (
     HOST,
     READY_POLL,
     READY_TIMEOUT,

@@ -61,7 +61,7 @@ from typing import Any
 
 import httpx
 
-from wa_cloud.bench import (
+from wa_cloud.bench.ingest import (
     HOST,
     LOAD_START_ALLOWANCE,
     RECONNECT_PAUSE,
@@ -86,7 +86,7 @@ from wa_cloud.bench import (
     run_load,
     summarize,
 )
-from wa_cloud.bench_send import (
+from wa_cloud.bench.send import (
     HTTP_TIMEOUT,
     TEMPLATE_BODY,
     TEMPLATE_LANGUAGE,
@@ -291,7 +291,7 @@ async def start_stack(
         local_server(_sandbox_launch(env, sandbox_port, ""), workdir)
     )
     front_env = {**os.environ, UPSTREAM_ENV: sandbox, SLOW_TOKEN_ENV: noisy_token}
-    front_argv = [sys.executable, "-m", "wa_cloud.bench_noisy", "--port", str(front_port)]
+    front_argv = [sys.executable, "-m", "wa_cloud.bench.noisy", "--port", str(front_port)]
     front_pid = await stack.enter_async_context(
         local_server(Launch("front", front_argv, front_env, front_port, "/file/0", 200), workdir)
     )
@@ -833,8 +833,8 @@ async def run_noisy_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m wa_cloud.bench_noisy --port N`: the slow front subprocess."""
-    parser = argparse.ArgumentParser(prog="python -m wa_cloud.bench_noisy")
+    """`python -m wa_cloud.bench.noisy --port N`: the slow front subprocess."""
+    parser = argparse.ArgumentParser(prog="python -m wa_cloud.bench.noisy")
     parser.add_argument("--port", type=int, required=True)
     serve_slow_front(parser.parse_args(argv).port)
 

@@ -10,8 +10,8 @@ connections written over raw asyncio streams with pre-built request bytes, in th
 process(es) on uvloop, because a general-purpose HTTP client would be slower than the servers and
 the comparison would then measure the client.
 
-The servers are subprocesses of this module (`python -m wa_cloud.bench --serve bare|pywa`) and
-of `python -m wa_cloud.cli serve`, so the bench needs nothing but the installed package.
+The servers are subprocesses of this module (`python -m wa_cloud.bench.ingest --serve
+bare|pywa`) and of `python -m wa_cloud.cli serve`, so the bench needs nothing but the installed package.
 """
 
 from __future__ import annotations
@@ -520,7 +520,7 @@ async def local_server(launch: Launch, workdir: Path) -> AsyncIterator[int]:
 
 def _baseline_launch(kind: str, secret: str) -> Launch:
     port = free_port()
-    argv = [sys.executable, "-m", "wa_cloud.bench", "--serve", kind, "--port", str(port)]
+    argv = [sys.executable, "-m", "wa_cloud.bench.ingest", "--serve", kind, "--port", str(port)]
     if kind == "pywa":
         query = f"hub.mode=subscribe&hub.verify_token={PYWA_VERIFY_TOKEN}&hub.challenge=1"
         ready_path, ready_status = f"{WEBHOOK_PATH}?{query}", 200
@@ -957,8 +957,8 @@ async def run_ingest_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m wa_cloud.bench --serve bare|pywa --port N`: the baseline server subprocess."""
-    parser = argparse.ArgumentParser(prog="python -m wa_cloud.bench")
+    """`python -m wa_cloud.bench.ingest --serve bare|pywa --port N`: a baseline server."""
+    parser = argparse.ArgumentParser(prog="python -m wa_cloud.bench.ingest")
     parser.add_argument("--serve", choices=("bare", "pywa"), required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
