@@ -11,7 +11,8 @@ process(es) on uvloop, because a general-purpose HTTP client would be slower tha
 the comparison would then measure the client.
 
 The servers are subprocesses of this module (`python -m wa_cloud.bench.ingest --serve
-bare|pywa`) and of `python -m wa_cloud.cli serve`, so the bench needs nothing but the installed package.
+bare|pywa`) and of `python -m wa_cloud.cli serve`, so the bench needs nothing but the installed
+package.
 """
 
 from __future__ import annotations
