@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wa_cloud.api import admin, apps, invites, media, messages, onboarding, openapi, ops, tenant
+from wa_cloud.api import admin, apps, invites, media, messages, numbers, onboarding, openapi, ops
 from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.api.ratelimit import KeyRateLimiter
 from wa_cloud.asgi import error_response
@@ -78,12 +78,12 @@ ROUTES = [
     resource("/v1/admin/tenants/{tenant_id}/keys/{key_id}", DELETE=admin.revoke_key),
     resource("/v1/admin/tenants/{tenant_id}/invite", POST=invites.invite_tenant),
     resource("/v1/admin/events", GET=admin.list_events),
-    resource("/v1/numbers", POST=tenant.create_number, GET=tenant.list_numbers),
+    resource("/v1/numbers", POST=numbers.create_number, GET=numbers.list_numbers),
     resource(
         "/v1/numbers/{phone_number_id}",
-        GET=tenant.get_number,
-        PATCH=tenant.update_number,
-        DELETE=tenant.delete_number,
+        GET=numbers.get_number,
+        PATCH=numbers.update_number,
+        DELETE=numbers.delete_number,
     ),
     resource("/v1/onboarding/embedded-signup", POST=onboarding.embedded_signup),
     resource("/v1/apps", POST=apps.create_app, GET=apps.list_apps),
@@ -92,9 +92,9 @@ ROUTES = [
     resource("/v1/messages/{message_id}", GET=messages.get_message),
     resource("/v1/media", POST=media.upload_media),
     resource("/v1/media/{media_id}", GET=media.get_media),
-    resource("/v1/contacts", GET=tenant.list_contacts),
-    resource("/v1/events", GET=tenant.list_events),
-    resource("/v1/contacts/{contact}/messages", GET=tenant.contact_messages),
+    resource("/v1/contacts", GET=numbers.list_contacts),
+    resource("/v1/events", GET=numbers.list_events),
+    resource("/v1/contacts/{contact}/messages", GET=numbers.contact_messages),
     resource(
         "/v1/webhooks",
         PUT=tenant_webhooks.put_webhook,

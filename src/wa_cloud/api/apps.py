@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.tenant import digits
+from wa_cloud.api.numbers import digits
 from wa_cloud.asgi import field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Conflict, NotFound, Unprocessable

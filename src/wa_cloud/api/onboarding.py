@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.tenant import digits, number_json, pin_of, register_number
+from wa_cloud.api.numbers import digits, number_json, pin_of, register_number
 from wa_cloud.asgi import field_str, read_object, reject_unknown
 from wa_cloud.errors import ApiError
 from wa_cloud.graph.errors import GraphError
