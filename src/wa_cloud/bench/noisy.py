@@ -61,30 +61,27 @@ from typing import Any
 
 import httpx
 
-from wa_cloud.bench.ingest import (
+from wa_cloud.bench.harness import (
     HOST,
-    LOAD_START_ALLOWANCE,
-    RECONNECT_PAUSE,
     UVICORN_SETTINGS,
     WEBHOOK_PATH,
-    Endpoint,
     Launch,
-    Outcome,
     StartFailed,
-    Stats,
-    Window,
-    _cancel_on_sigterm,
-    build_requests,
-    check_load_args,
+    cancel_on_sigterm,
     embedded_database,
     free_port,
     local_server,
-    median_run,
+)
+from wa_cloud.bench.load import (
+    LOAD_START_ALLOWANCE,
+    RECONNECT_PAUSE,
+    Endpoint,
+    Window,
+    build_requests,
+    check_load_args,
     read_bodies,
     read_response,
-    render_table,
     run_load,
-    summarize,
 )
 from wa_cloud.bench.send import (
     HTTP_TIMEOUT,
@@ -105,6 +102,7 @@ from wa_cloud.bench.send import (
     status_counts,
     worker_process,
 )
+from wa_cloud.bench.stats import Outcome, Stats, median_run, render_table, summarize
 from wa_cloud.db.pool import connect
 
 MB = 1024 * 1024
@@ -811,7 +809,7 @@ async def run_noisy_bench(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        with _cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
+        with cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
             workdir = Path(tmp)
             async with contextlib.AsyncExitStack() as stack:
                 try:

@@ -51,19 +51,19 @@ from typing import Any
 import asyncpg
 import httpx
 
-from wa_cloud.bench.ingest import (
+from wa_cloud.bench.harness import (
     HOST,
     READY_POLL,
     READY_TIMEOUT,
     Launch,
     StartFailed,
-    _cancel_on_sigterm,
-    _log_tail,
-    _spawn,
-    _stop,
+    cancel_on_sigterm,
     embedded_database,
     free_port,
     local_server,
+    log_tail,
+    start_process,
+    stop_process,
 )
 from wa_cloud.db.pool import connect
 from wa_cloud.db.queries import Q
@@ -194,15 +194,15 @@ async def _wait_logged(process: subprocess.Popen[bytes], log: Path, marker: byte
 @contextlib.asynccontextmanager
 async def worker_process(env: dict[str, str], index: int, workdir: Path) -> AsyncIterator[int]:
     log = workdir / f"worker-{index}.log"
-    process = _spawn(_cli("worker"), env, log)
+    process = start_process(_cli("worker"), env, log)
     try:
         try:
             await _wait_logged(process, log, b'"worker started"')
         except StartFailed as exc:
-            raise StartFailed(f"worker {index}: {exc}\n--- output ---\n{_log_tail(log)}") from None
+            raise StartFailed(f"worker {index}: {exc}\n--- output ---\n{log_tail(log)}") from None
         yield process.pid
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 async def start_stack(
@@ -907,7 +907,7 @@ def _assemble(
 def _print_logs(workdir: Path) -> None:
     """A seeding step that failed names an HTTP status; the why is in the servers' logs."""
     for log in sorted(workdir.glob("*.log")):
-        tail = _log_tail(log)
+        tail = log_tail(log)
         if tail:
             print(f"--- {log.name} (tail) ---\n{tail}", file=sys.stderr)
 
@@ -938,7 +938,7 @@ async def run_send_bench(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        with _cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
+        with cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
             workdir = Path(tmp)
             async with contextlib.AsyncExitStack() as stack:
                 try:

@@ -1,0 +1,182 @@
+"""What the benches run their servers with: subprocesses on free loopback ports with their output
+in a log, ready when they answer, always stopped; a throw-away embedded PostgreSQL with the
+migrations; SIGTERM handled like Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wa_cloud.bench.load import read_response
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+WEBHOOK_PATH = "/webhook"
+# One process, uvloop and httptools: what `wa-cloud serve` runs with (uvicorn's "auto" picks
+# both when installed, and uvicorn[standard] installs them), so the baselines are like for like.
+UVICORN_SETTINGS: dict[str, Any] = {
+    "host": HOST,
+    "loop": "uvloop",
+    "http": "httptools",
+    "log_config": None,
+    "access_log": False,
+}
+READY_TIMEOUT = 60.0
+READY_POLL = 0.1
+PROBE_TIMEOUT = 2.0
+STOP_TIMEOUT = 15.0
+LOG_TAIL_BYTES = 2000
+
+
+class StartFailed(Exception):
+    """A target's server did not come up; the message says why."""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        # A session of its own: Ctrl-C reaches only us, and we stop servers in a known order.
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        logger.warning("bench server ignored SIGTERM; killing it", extra={"pid": process.pid})
+        process.kill()
+        process.wait()
+
+
+def log_tail(log: Path) -> str:
+    try:
+        data = log.read_bytes()
+    except OSError:
+        return ""
+    return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace").strip()
+
+
+async def _probe(port: int, path: str) -> int:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+        status, _ = await read_response(reader)
+        return status
+    finally:
+        writer.close()
+
+
+async def _wait_ready(
+    process: subprocess.Popen[bytes], port: int, path: str, expect: int | None
+) -> None:
+    """Until GET `path` answers `expect` (any status when None); fail if the process exits."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise StartFailed(f"exited with code {process.returncode}")
+        with contextlib.suppress(OSError, EOFError, ValueError, TimeoutError):
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                status = await _probe(port, path)
+            if expect is None or status == expect:
+                return
+        if time.monotonic() > deadline:
+            raise StartFailed(f"GET {path} did not answer {expect} within {READY_TIMEOUT:.0f} s")
+        await asyncio.sleep(READY_POLL)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    ready_path: str
+    ready_status: int | None
+
+
+@contextlib.asynccontextmanager
+async def local_server(launch: Launch, workdir: Path) -> AsyncIterator[int]:
+    """A server subprocess, ready to serve; yields its pid and stops it on the way out."""
+    log = workdir / f"{launch.name}.log"
+    process = start_process(launch.argv, launch.env, log)
+    try:
+        try:
+            await _wait_ready(process, launch.port, launch.ready_path, launch.ready_status)
+        except StartFailed as exc:
+            raise StartFailed(f"{exc}\n--- server output ---\n{log_tail(log)}") from None
+        yield process.pid
+    finally:
+        stop_process(process)
+
+
+def _start_database(workdir: Path) -> tuple[str, Any]:
+    """(URL, pgserver handle) of a throw-away embedded server whose data lives in `workdir`."""
+    from wa_cloud.db import embedded
+
+    # Not kept running (unlike `wa-cloud dev`'s): the handle's cleanup() stops the server and
+    # deletes its data, and pgserver's exit hook then has nothing left to do.
+    server = embedded.server(workdir / "pg", keep_running=False)
+    return str(server.get_uri()), server
+
+
+@contextlib.asynccontextmanager
+async def embedded_database(workdir: Path) -> AsyncIterator[str]:
+    from wa_cloud.db import migrations
+
+    try:
+        # In this thread on purpose (a second or two with nothing else to run): a Ctrl-C now
+        # lands at the next await, when the handle exists, so the server is always stopped.
+        url, server = _start_database(workdir)
+    except Exception as exc:  # pgserver raises whatever initdb or pg_ctl did; all mean "no db"
+        raise StartFailed(f"embedded PostgreSQL did not start: {exc!r}") from exc
+    try:
+        try:
+            await asyncio.to_thread(migrations.upgrade, url)
+        except Exception as exc:
+            raise StartFailed(f"migrations failed: {exc!r}") from exc
+        yield url
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def cancel_on_sigterm() -> Iterator[None]:
+    """SIGTERM cancels the bench like Ctrl-C does, so its servers and temp dir are cleaned up."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or not a POSIX loop
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
