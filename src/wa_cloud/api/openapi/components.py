@@ -1,0 +1,655 @@
+"""`components` of the document: the named schemas, responses, parameters and security
+schemes that `ref`, `err` and `param` point to."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from wa_cloud.api.openapi.schema import (
+    DIGITS,
+    RECIPIENT,
+    TIMESTAMP,
+    UUID,
+    Schema,
+    closed,
+    digits,
+    nullable,
+    ok,
+    page_of,
+    ref,
+    text,
+)
+from wa_cloud.outbox import compose
+
+# A registered number's id in the examples (also the corpus's number A).
+EXAMPLE_NUMBER: Final = "106540352242922"
+
+
+# Component schemas ---------------------------------------------------------------------------
+MESSAGE_STATUSES: Final = [
+    "received",
+    "queued",
+    "sending",
+    "accepted",
+    "sent",
+    "delivered",
+    "read",
+    "played",
+    "failed",
+    "unknown",
+]
+SEND_TYPES: Final = sorted(compose.SEND_TYPES)
+FORWARDED_EVENTS: Final = [
+    "message.received",
+    "message.status",
+    "number.updated",
+    "template.updated",
+    "bot.reply",
+]
+DELIVERY_STATES: Final = ["pending", "delivered", "failed"]
+INTERACTIVE_TYPES: Final = sorted(compose.INTERACTIVE_TYPES)
+
+_TENANT: Final[dict[str, Schema]] = {
+    "id": UUID,
+    "name": {"type": "string"},
+    "email": {"type": ["string", "null"]},
+    "active": {
+        "type": "boolean",
+        "description": "False: sends, replies and changes are refused; inbound is still stored.",
+    },
+    "created_at": TIMESTAMP,
+}
+
+_API_KEY: Final[dict[str, Schema]] = {
+    "id": UUID,
+    "prefix": {"type": "string", "description": "The key's first characters, to tell keys apart."},
+}
+
+
+def _media_object(*, caption: bool, filename: bool) -> Schema:
+    """An image/audio/video/document/sticker object in Meta's send shape: an `id` from
+    `POST /v1/media` or a `link`, exactly one of them."""
+    properties: dict[str, Schema] = {
+        "id": {"type": "string", "minLength": 1},
+        "link": {"type": "string", "format": "uri", "pattern": "^https?://"},
+        "caption": text(1024) if caption else False,
+        "filename": {"type": "string"} if filename else False,
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "oneOf": [{"required": ["id"]}, {"required": ["link"]}],
+    }
+
+
+SCHEMAS: Final[dict[str, Schema]] = {
+    "Error": closed(
+        {
+            "error": {
+                "type": "object",
+                "description": "Some errors carry more machine-readable detail beside the two.",
+                "properties": {
+                    "code": {
+                        "type": "string",
+                        "pattern": "^[a-z][a-z0-9_]*$",
+                        "description": "Machine-readable, snake_case.",
+                        "examples": ["unknown_field", "outside_customer_service_window"],
+                    },
+                    "message": {"type": "string", "description": "A sentence for a human."},
+                    "step": {
+                        "type": "string",
+                        "description": "Onboarding: the step Meta refused (verify, subscribe...).",
+                    },
+                    "meta": {**ref("MessageError"), "description": "Meta's own error."},
+                },
+                "required": ["code", "message"],
+            }
+        }
+    ),
+    # Operations
+    "Health": closed({"status": {"const": "ok"}}),
+    "Ready": closed(
+        {
+            "status": {"const": "ready"},
+            "schema": {"type": "string", "description": "The migration the database is at."},
+            "loops": {
+                "type": "object",
+                "description": "A process running a worker: its loops, running or restarting.",
+            },
+        },
+        optional=("loops",),
+    ),
+    # Admin
+    "Tenant": closed(_TENANT),
+    "TenantCreated": closed(
+        {
+            **_TENANT,
+            "api_key": {"type": "string", "description": "Shown this once; stored hashed."},
+        }
+    ),
+    "TenantPage": page_of("Tenant"),
+    "NewTenant": closed(
+        {"name": text(200), "email": nullable(text(320))},
+        optional=("email",),
+    ),
+    "TenantChange": closed(
+        {
+            "active": {
+                "type": ["boolean", "null"],
+                "description": "false stops sends and replies; inbound is still stored.",
+            },
+            "name": nullable(text(200)),
+            "email": nullable(text(320)),
+        },
+        optional=("active", "name", "email"),
+    ),
+    "TenantDeleted": closed(
+        {
+            "id": UUID,
+            "deleted": {
+                "type": "object",
+                "description": "Rows removed, per kind.",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "required": [
+                    "numbers",
+                    "contacts",
+                    "messages",
+                    "statuses",
+                    "events",
+                    "media",
+                    "forwards",
+                    "webhooks",
+                    "apps",
+                    "api_keys",
+                    "templates",
+                    "audit_events",
+                ],
+            },
+        }
+    ),
+    "ApiKey": closed(
+        {
+            **_API_KEY,
+            "created_at": TIMESTAMP,
+            "revoked_at": nullable(TIMESTAMP),
+        }
+    ),
+    "ApiKeyCreated": closed(
+        {**_API_KEY, "api_key": {"type": "string", "description": "Shown this once."}}
+    ),
+    "ApiKeyList": page_of("ApiKey", single=True),
+    "Invitation": closed({"email": nullable(text(320))}, optional=("email",)),
+    "InvitationSent": closed(
+        {
+            "sent_to": {"type": "string"},
+            "expires_at": {**TIMESTAMP, "description": "When the status-page link stops opening."},
+        }
+    ),
+    "AuditEvent": closed(
+        {
+            "id": {"type": "integer", "minimum": 1},
+            "created_at": TIMESTAMP,
+            "tenant_id": nullable(UUID),
+            "actor": {"type": "string", "examples": ["admin", "tenant:<uuid>"]},
+            "severity": {"enum": ["info", "warning", "error"]},
+            "action": {"type": "string", "examples": ["tenant.created", "number.registered"]},
+            "detail": {"type": "object", "description": "What changed; never a secret."},
+        }
+    ),
+    "AuditPage": page_of("AuditEvent"),
+    # Tenant: numbers and apps
+    "Number": closed(
+        {
+            "phone_number_id": {"type": "string"},
+            "waba_id": {"type": "string"},
+            "display_phone_number": {"type": ["string", "null"]},
+            "verified_name": {"type": ["string", "null"]},
+            "quality_rating": {
+                "type": ["string", "null"],
+                "description": "Meta's: GREEN, YELLOW, RED or UNKNOWN.",
+            },
+            "name_status": {"type": ["string", "null"], "description": "Meta's, e.g. APPROVED."},
+            "code_verification_status": {"type": ["string", "null"]},
+            "throughput_level": {
+                "type": ["string", "null"],
+                "description": "Meta's throughput level, e.g. STANDARD or HIGH.",
+            },
+            "registered": {
+                "type": "boolean",
+                "description": "Registered with Meta here (a PIN was given).",
+            },
+            "app_id": {"type": ["string", "null"]},
+            "provider": {"enum": ["cloud", "websession"]},
+            "bot_enabled": {"type": "boolean"},
+            "throughput_mps": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "created_at": TIMESTAMP,
+        }
+    ),
+    "NumberList": page_of("Number", single=True),
+    "NewNumber": closed(
+        {
+            "phone_number_id": digits("Meta's phone number id."),
+            "waba_id": digits("The WhatsApp Business Account the number belongs to."),
+            "access_token": text(4096, "A token with whatsapp_business_messaging; never shown."),
+            "display_phone_number": nullable(digits("The number itself, digits only.")),
+            "app_id": nullable(digits("One of your apps (POST /v1/apps); default: ours.")),
+            "pin": {
+                "type": ["string", "null"],
+                "pattern": "^[0-9]{6}$",
+                "description": "The two-step verification PIN; never shown.",
+            },
+            "provider": {"enum": ["cloud", None], "default": "cloud"},
+        },
+        optional=("display_phone_number", "app_id", "pin", "provider"),
+    ),
+    "EmbeddedSignup": closed(
+        {
+            "code": text(2048, "The code Meta's Embedded Signup returned to the browser."),
+            "waba_id": digits("The WABA the business chose or created."),
+            "phone_number_id": digits("The number the business chose."),
+            "pin": {
+                "type": ["string", "null"],
+                "pattern": "^[0-9]{6}$",
+                "description": "Registers the number with this two-step verification PIN.",
+            },
+        },
+        optional=("pin",),
+    ),
+    "NumberRemoved": closed(
+        {
+            "phone_number_id": {"type": "string"},
+            "removed": {"const": True},
+            "deregistered": {
+                "type": "boolean",
+                "description": "Whether Meta confirmed the deregistration.",
+            },
+            "meta_error": {
+                "anyOf": [ref("MessageError"), {"type": "null"}],
+                "description": "Meta's refusal of the deregistration (removed here anyway).",
+            },
+        }
+    ),
+    "NumberChange": {
+        **closed(
+            {
+                "bot_enabled": {"type": ["boolean", "null"]},
+                "throughput_mps": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": 1000,
+                    "description": "Sends per second: Meta's 80 by default, up to 1,000.",
+                },
+            },
+            optional=("bot_enabled", "throughput_mps"),
+        ),
+        "minProperties": 1,
+    },
+    "NewApp": closed(
+        {
+            "app_id": digits("Your Meta app's id."),
+            "app_secret": text(200, "Verifies that app's webhooks; never shown."),
+            "verify_token": text(200, "For Meta's subscription handshake; never shown."),
+        }
+    ),
+    "AppSecrets": {
+        **closed(
+            {
+                "app_secret": text(200, "The app's new secret; never shown."),
+                "verify_token": text(200, "A new verify token; never shown."),
+            },
+            optional=("app_secret", "verify_token"),
+        ),
+        "minProperties": 1,
+    },
+    "AppList": page_of("App", single=True),
+    "AppDeleted": closed({"app_id": {"type": "string"}, "deleted": {"const": True}}),
+    "App": closed(
+        {
+            "app_id": {"type": "string"},
+            "callback_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "Give this to Meta as the app's webhook callback URL.",
+            },
+            "created_at": TIMESTAMP,
+        }
+    ),
+    # Tenant: messages
+    "Template": {
+        "type": "object",
+        "description": "Meta's template object: name, language and components.",
+        "properties": {
+            "name": text(512),
+            "language": {
+                "type": "object",
+                "properties": {"code": text(15)},
+                "required": ["code"],
+            },
+            "components": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["name", "language"],
+    },
+    "NewMessage": {
+        "type": "object",
+        "description": (
+            "Meta's send shape: `type` names the message kind and the object under that "
+            "key is exactly what Meta takes for it."
+        ),
+        "properties": {
+            "from": {
+                "type": "string",
+                "minLength": 1,
+                "description": "One of your phone_number_ids.",
+                "examples": [EXAMPLE_NUMBER],
+            },
+            "to": {
+                "type": "string",
+                "pattern": RECIPIENT,
+                "description": "A WhatsApp id (digits) or a user id (`CC.xxxx`).",
+            },
+            "type": {"enum": SEND_TYPES},
+            "text": {
+                "type": "object",
+                "properties": {"body": text(4096), "preview_url": {"type": "boolean"}},
+                "required": ["body"],
+            },
+            "image": _media_object(caption=True, filename=False),
+            "audio": _media_object(caption=False, filename=False),
+            "video": _media_object(caption=True, filename=False),
+            "document": _media_object(caption=True, filename=True),
+            "sticker": _media_object(caption=False, filename=False),
+            "location": {
+                "type": "object",
+                "properties": {
+                    "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+                    "longitude": {"type": "number", "minimum": -180, "maximum": 180},
+                    "name": {"type": "string"},
+                    "address": {"type": "string"},
+                },
+                "required": ["latitude", "longitude"],
+            },
+            "contacts": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "object"}},
+                    "required": ["name"],
+                },
+            },
+            "interactive": {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": INTERACTIVE_TYPES},
+                    "action": {"type": "object"},
+                    "body": {
+                        "type": "object",
+                        "properties": {"text": text(1024)},
+                        "required": ["text"],
+                    },
+                },
+                "required": ["type", "action"],
+            },
+            "reaction": {
+                "type": "object",
+                "properties": {
+                    "message_id": text(200),
+                    "emoji": {"type": "string", "description": "Empty removes the reaction."},
+                },
+                "required": ["message_id"],
+            },
+            "template": ref("Template"),
+            "context": {
+                "type": "object",
+                "description": "Reply to a message: its wamid.",
+                "properties": {"message_id": text(200)},
+                "required": ["message_id"],
+            },
+            "idempotency_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "Repeat a send safely: the same key returns the first message.",
+            },
+            "fallback_template": {
+                **ref("Template"),
+                "description": "Sent instead when the customer-service window is closed.",
+            },
+            "biz_opaque_callback_data": text(512),
+        },
+        "required": ["from", "to", "type"],
+        "additionalProperties": False,
+        "oneOf": [
+            {"properties": {"type": {"const": kind}}, "required": [kind]} for kind in SEND_TYPES
+        ],
+    },
+    "Queued": closed({"id": UUID, "status": {"enum": MESSAGE_STATUSES}}),
+    "MessageError": {
+        "type": "object",
+        "description": "Meta's error as it came: its code, title and message.",
+        "properties": {
+            "code": {"type": ["integer", "null"]},
+            "title": {"type": ["string", "null"]},
+            "message": {"type": ["string", "null"]},
+        },
+    },
+    "Message": closed(
+        {
+            "id": UUID,
+            "wamid": {"type": ["string", "null"]},
+            "from": {"type": "string", "description": "The phone_number_id."},
+            "to": {"type": ["string", "null"]},
+            "direction": {"enum": ["in", "out"]},
+            "type": {"type": "string"},
+            "status": {"enum": MESSAGE_STATUSES},
+            "errors": {"type": "array", "items": ref("MessageError")},
+            "text": {"type": ["string", "null"], "description": "Body, caption or transcript."},
+            "used_fallback_template": {"type": "boolean"},
+            "pricing": {"type": ["object", "null"]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "idempotency_key": {"type": ["string", "null"]},
+            "created_at": TIMESTAMP,
+            "accepted_at": nullable(TIMESTAMP),
+            "status_at": nullable(TIMESTAMP),
+        }
+    ),
+    # Tenant: media
+    "MediaUpload": {
+        "type": "object",
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "type": {"enum": ["image", "audio", "video", "document", "sticker"]},
+            "from": {"type": "string", "maxLength": 30, "description": "Your phone_number_id."},
+            "voice": {
+                "enum": ["true", "false"],
+                "description": "true: convert audio to an OGG/Opus voice note first.",
+            },
+        },
+        "required": ["file", "type", "from"],
+        "additionalProperties": False,
+    },
+    "MediaFromUrl": closed(
+        {
+            "from": text(30, "Your phone_number_id."),
+            "type": {"enum": ["image", "audio", "video", "document", "sticker"]},
+            "url": text(4000, "An http(s) URL we download the file from."),
+            "voice": {"type": ["boolean", "null"]},
+            "filename": nullable(text(200)),
+        },
+        optional=("voice", "filename"),
+    ),
+    "MediaUploaded": closed(
+        {
+            "id": {"type": "string", "description": "Meta's media id, for a send's `id`."},
+            "mime_type": {"type": "string"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "size": {"type": "integer", "minimum": 1},
+        }
+    ),
+    # Tenant: contacts and their messages
+    "Contact": closed(
+        {
+            "wa_id": {"type": ["string", "null"]},
+            "user_id": {"type": ["string", "null"]},
+            "name": {"type": ["string", "null"]},
+            "username": {"type": ["string", "null"]},
+            "last_inbound_at": nullable(TIMESTAMP),
+            "window_open": {
+                "type": "boolean",
+                "description": "Whether a free-form message may be sent now.",
+            },
+            "window_expires_at": nullable(TIMESTAMP),
+            "bot_paused": {"type": "boolean"},
+        }
+    ),
+    "ContactPage": page_of("Contact"),
+    "ContactMessage": closed(
+        {
+            "id": UUID,
+            "wamid": {"type": ["string", "null"]},
+            "direction": {"enum": ["in", "out"]},
+            "type": {"type": "string"},
+            "text": {"type": ["string", "null"]},
+            "status": {"enum": MESSAGE_STATUSES},
+            "created_at": TIMESTAMP,
+        }
+    ),
+    "ContactMessagePage": page_of("ContactMessage"),
+    # Tenant: events forwarded to the tenant's own webhook
+    "WebhookSetting": closed(
+        {
+            "url": {
+                **text(2000, "Where we POST the events: an absolute http(s) URL."),
+                "format": "uri",
+            },
+            "events": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"enum": FORWARDED_EVENTS},
+            },
+        }
+    ),
+    "WebhookSet": closed(
+        {
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"enum": FORWARDED_EVENTS}},
+            "secret": {
+                "type": "string",
+                "description": "Signs every forwarded event; shown this once.",
+            },
+        }
+    ),
+    "Webhook": closed(
+        {
+            "url": {"type": "string"},
+            "events": {"type": "array", "items": {"enum": FORWARDED_EVENTS}},
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+        }
+    ),
+    "Delivery": closed(
+        {
+            "id": {**UUID, "description": "The X-WA-Cloud-Delivery header, same on retries."},
+            "event": {"enum": FORWARDED_EVENTS},
+            "state": {"enum": DELIVERY_STATES},
+            "attempts": {"type": "integer", "minimum": 0},
+            "last_status": {
+                "type": ["integer", "null"],
+                "description": "Your endpoint's last HTTP status.",
+            },
+            "last_error": {"type": ["string", "null"]},
+            "created_at": TIMESTAMP,
+            "delivered_at": nullable(TIMESTAMP),
+        }
+    ),
+    "DeliveryPage": page_of("Delivery"),
+    "ForwardedEvent": closed(
+        {
+            "id": {**UUID, "description": "Also in X-WA-Cloud-Delivery: drop repeats by it."},
+            "event": {"enum": FORWARDED_EVENTS},
+            "created_at": TIMESTAMP,
+            "data": {"type": "object"},
+        }
+    ),
+    # Webhooks from Meta
+    "MetaNotification": {
+        "type": "object",
+        "description": "Meta's webhook payload (`object`, `entry[]`), stored before the 200.",
+    },
+}
+
+
+def _error_response(description: str) -> Schema:
+    return ok(description, ref("Error"))
+
+
+RESPONSES: Final[dict[str, Schema]] = {
+    "BadRequest": _error_response(
+        "Malformed: the body is not JSON, or a query parameter (limit, cursor) is invalid."
+    ),
+    "Unauthorized": _error_response("No credentials, or not valid ones."),
+    "Forbidden": _error_response("Not allowed: the tenant is deactivated (`tenant_inactive`)."),
+    "NotFound": _error_response("Not found, or not yours."),
+    "Conflict": _error_response("Conflicts with what exists."),
+    "PayloadTooLarge": _error_response("The body is larger than the limit."),
+    "Unprocessable": _error_response("Valid JSON that breaks a rule; `code` says which."),
+    "Unavailable": _error_response("A dependency (the database, Meta, mail) is down; retry."),
+    "RateLimited": {
+        **_error_response(
+            "Tenant routes: this API key is over its request rate (`rate_limited`); wait the "
+            "`Retry-After` seconds."
+        ),
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    },
+}
+
+PARAMETERS: Final[dict[str, Schema]] = {
+    "Limit": {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
+    "Cursor": {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "The `next` of the previous page.",
+        "schema": {"type": "string"},
+    },
+    "TenantId": {"name": "tenant_id", "in": "path", "required": True, "schema": UUID},
+    "KeyId": {"name": "key_id", "in": "path", "required": True, "schema": UUID},
+    "MessageId": {"name": "message_id", "in": "path", "required": True, "schema": UUID},
+    "AppId": {
+        "name": "app_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": DIGITS},
+    },
+    "PhoneNumberId": {
+        "name": "phone_number_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": DIGITS},
+    },
+    "PhoneNumberIdQuery": {
+        "name": "phone_number_id",
+        "in": "query",
+        "required": True,
+        "description": "The number whose contacts these are.",
+        "schema": {"type": "string", "pattern": DIGITS, "examples": [EXAMPLE_NUMBER]},
+    },
+}
+
+SECURITY_SCHEMES: Final[dict[str, Schema]] = {
+    "admin": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The platform's WA_ADMIN_TOKEN.",
+    },
+    "tenant": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the tenant's API keys.",
+    },
+}

@@ -1,0 +1,150 @@
+"""`paths` of the admin tag: the platform operator's tenants, API keys, invitations and
+audit log."""
+
+from __future__ import annotations
+
+from wa_cloud.api.openapi.schema import (
+    PAGING,
+    UUID,
+    Schema,
+    errors,
+    json_body,
+    ok,
+    operation,
+    param,
+    ref,
+)
+
+
+def paths() -> dict[str, Schema]:
+    tenant_id = [param("TenantId")]
+    return {
+        "/v1/admin/tenants": {
+            "post": operation(
+                "createTenant",
+                "Create a tenant and its first API key",
+                tag="admin",
+                security="admin",
+                body=json_body(ref("NewTenant")),
+                responses={
+                    "201": ok("Created; the key is shown this once.", ref("TenantCreated")),
+                    **errors(400, 413, 422),
+                },
+            ),
+            "get": operation(
+                "listTenants",
+                "List tenants, oldest first",
+                tag="admin",
+                security="admin",
+                parameters=PAGING,
+                responses={"200": ok("A page of tenants.", ref("TenantPage")), **errors(400)},
+            ),
+        },
+        "/v1/admin/tenants/{tenant_id}": {
+            "parameters": tenant_id,
+            "get": operation(
+                "getTenant",
+                "Read a tenant",
+                tag="admin",
+                security="admin",
+                responses={"200": ok("The tenant.", ref("Tenant")), **errors(404)},
+            ),
+            "patch": operation(
+                "updateTenant",
+                "Activate or deactivate a tenant; rename it; change its email",
+                tag="admin",
+                security="admin",
+                body=json_body(ref("TenantChange")),
+                responses={
+                    "200": ok("The tenant as changed.", ref("Tenant")),
+                    **errors(400, 404, 413, 422),
+                },
+            ),
+            "delete": operation(
+                "deleteTenant",
+                "Delete a deactivated tenant and everything it owns",
+                tag="admin",
+                security="admin",
+                description=(
+                    "Numbers (and their sealed tokens), contacts, messages, statuses, events, "
+                    "media, forwards, its webhook, apps, API keys, its audit rows, and the "
+                    "templates of WABAs no other tenant uses, in one transaction. 409 "
+                    "`tenant_active` unless the tenant was deactivated first. Raw webhook "
+                    "bodies are not per tenant: the retention job clears them."
+                ),
+                responses={
+                    "200": ok("Deleted; what was removed.", ref("TenantDeleted")),
+                    **errors(404, 409),
+                },
+            ),
+        },
+        "/v1/admin/tenants/{tenant_id}/keys": {
+            "parameters": tenant_id,
+            "post": operation(
+                "createApiKey",
+                "Another API key for the tenant (rotation: create, move over, revoke the old)",
+                tag="admin",
+                security="admin",
+                responses={
+                    "201": ok("Created; the key is shown this once.", ref("ApiKeyCreated")),
+                    **errors(404),
+                },
+            ),
+            "get": operation(
+                "listApiKeys",
+                "The tenant's API keys, revoked ones included (never the keys themselves)",
+                tag="admin",
+                security="admin",
+                responses={"200": ok("All the keys.", ref("ApiKeyList")), **errors(404)},
+            ),
+        },
+        "/v1/admin/tenants/{tenant_id}/keys/{key_id}": {
+            "parameters": [*tenant_id, param("KeyId")],
+            "delete": operation(
+                "revokeApiKey",
+                "Revoke an API key",
+                tag="admin",
+                security="admin",
+                responses={"200": ok("The key, revoked.", ref("ApiKey")), **errors(404)},
+            ),
+        },
+        "/v1/admin/tenants/{tenant_id}/invite": {
+            "parameters": tenant_id,
+            "post": operation(
+                "inviteTenant",
+                "Mail the tenant a signed, expiring link to its status page",
+                tag="admin",
+                security="admin",
+                description=(
+                    "To the tenant's email, or to `email` when given. 202: accepted by the mail "
+                    "server (in dev, logged when none is configured), not yet delivered. Every "
+                    "invitation revokes the links sent before it, even when the mail fails "
+                    "(503 `mail_unavailable`, or `mail_not_configured` without SMTP_URL)."
+                ),
+                body=json_body(ref("Invitation"), required=False),
+                responses={
+                    "202": ok("Sent.", ref("InvitationSent")),
+                    **errors(400, 404, 413, 422),
+                },
+            ),
+        },
+        "/v1/admin/events": {
+            "get": operation(
+                "listAuditEvents",
+                "The audit log of the whole platform, newest first",
+                tag="admin",
+                security="admin",
+                parameters=[
+                    {
+                        "name": "tenant_id",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only this tenant's rows (an unknown id is a 404).",
+                        "schema": UUID,
+                    },
+                    *PAGING,
+                ],
+                responses={"200": ok("A page of events.", ref("AuditPage")), **errors(400, 404)},
+            ),
+        },
+    }

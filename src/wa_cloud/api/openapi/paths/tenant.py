@@ -1,0 +1,312 @@
+"""`paths` of the tenant tag: what a business does with one of its API keys (numbers, apps,
+messages, media, contacts, its webhook, its audit log)."""
+
+from __future__ import annotations
+
+from wa_cloud.api.openapi.components import DELIVERY_STATES
+from wa_cloud.api.openapi.schema import (
+    PAGING,
+    Schema,
+    errors,
+    json_body,
+    ok,
+    operation,
+    param,
+    ref,
+)
+
+
+def paths() -> dict[str, Schema]:
+    return {
+        "/v1/numbers": {
+            "post": operation(
+                "createNumber",
+                "Register a number",
+                tag="tenant",
+                security="tenant",
+                body=json_body(ref("NewNumber")),
+                responses={
+                    "201": ok("Registered (never the token or PIN).", ref("Number")),
+                    **errors(400, 403, 409, 413, 422),
+                },
+            ),
+            "get": operation(
+                "listNumbers",
+                "Your numbers",
+                tag="tenant",
+                security="tenant",
+                responses={"200": ok("All your numbers.", ref("NumberList")), **errors()},
+            ),
+        },
+        "/v1/numbers/{phone_number_id}": {
+            "parameters": [param("PhoneNumberId")],
+            "get": operation(
+                "getNumber",
+                "Read one of your numbers",
+                tag="tenant",
+                security="tenant",
+                responses={"200": ok("The number.", ref("Number")), **errors(404)},
+            ),
+            "patch": operation(
+                "updateNumber",
+                "Turn the bot on or off; set the send rate",
+                tag="tenant",
+                security="tenant",
+                body=json_body(ref("NumberChange")),
+                responses={
+                    "200": ok("The number as changed.", ref("Number")),
+                    **errors(400, 403, 404, 413, 422),
+                },
+            ),
+            "delete": operation(
+                "deleteNumber",
+                "Deregister the number at Meta and forget its token and PIN (history stays)",
+                tag="tenant",
+                security="tenant",
+                responses={"200": ok("Removed.", ref("NumberRemoved")), **errors(403, 404)},
+            ),
+        },
+        "/v1/onboarding/embedded-signup": {
+            "post": operation(
+                "embeddedSignup",
+                "Register a number from Meta's Embedded Signup",
+                tag="tenant",
+                security="tenant",
+                description=(
+                    "Exchanges the code for a business token with the platform app, then "
+                    "onboards the number exactly as POST /v1/numbers does."
+                ),
+                body=json_body(ref("EmbeddedSignup")),
+                responses={
+                    "201": ok("Registered (never the token or PIN).", ref("Number")),
+                    **errors(400, 403, 409, 413, 422),
+                },
+            ),
+        },
+        "/v1/apps": {
+            "post": operation(
+                "createApp",
+                "Register your own Meta app",
+                tag="tenant",
+                security="tenant",
+                description=(
+                    "Ownership is proven first: Graph `GET /{app_id}` with the app access token "
+                    "`app_id|app_secret` must answer with that id (422 `app_not_verified`)."
+                ),
+                body=json_body(ref("NewApp")),
+                responses={
+                    "201": ok("Registered; point Meta at callback_url.", ref("App")),
+                    **errors(400, 403, 409, 413, 422),
+                },
+            ),
+            "get": operation(
+                "listApps",
+                "Your own Meta apps",
+                tag="tenant",
+                security="tenant",
+                responses={"200": ok("All your apps.", ref("AppList")), **errors()},
+            ),
+        },
+        "/v1/apps/{app_id}": {
+            "parameters": [param("AppId")],
+            "put": operation(
+                "updateApp",
+                "A new app secret (proven with Meta again) or verify token",
+                tag="tenant",
+                security="tenant",
+                body=json_body(ref("AppSecrets")),
+                responses={
+                    "200": ok("Updated.", ref("App")),
+                    **errors(400, 403, 404, 413, 422),
+                },
+            ),
+            "delete": operation(
+                "deleteApp",
+                "Forget one of your apps (409 while numbers are bound to it)",
+                tag="tenant",
+                security="tenant",
+                responses={
+                    "200": ok("Deleted.", ref("AppDeleted")),
+                    **errors(403, 404, 409),
+                },
+            ),
+        },
+        "/v1/messages": {
+            "post": operation(
+                "sendMessage",
+                "Send a message through the durable outbox",
+                tag="tenant",
+                security="tenant",
+                description=(
+                    "A free-form message to a contact whose 24-hour window is closed, with no "
+                    "fallback_template, is refused: 422 `outside_customer_service_window`."
+                ),
+                body=json_body(ref("NewMessage")),
+                responses={
+                    "202": ok("Queued.", ref("Queued")),
+                    "200": ok(
+                        "An earlier message with the same idempotency_key, as it is now.",
+                        ref("Queued"),
+                    ),
+                    **errors(400, 403, 404, 413, 422),
+                },
+            ),
+        },
+        "/v1/messages/{message_id}": {
+            "parameters": [param("MessageId")],
+            "get": operation(
+                "getMessage",
+                "A message and where it is",
+                tag="tenant",
+                security="tenant",
+                responses={"200": ok("The message.", ref("Message")), **errors(404)},
+            ),
+        },
+        "/v1/media": {
+            "post": operation(
+                "uploadMedia",
+                "Upload media to Meta for a number, checked against Meta's rules first",
+                tag="tenant",
+                security="tenant",
+                description=(
+                    "A multipart form with the file, or JSON naming a URL we download it from; "
+                    "a URL whose host is not a public address (loopback, private, link-local, "
+                    "...), on any redirect too, is 422 `url_not_allowed`."
+                ),
+                body={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {"schema": ref("MediaUpload")},
+                        "application/json": {"schema": ref("MediaFromUrl")},
+                    },
+                },
+                responses={
+                    "201": ok("Uploaded.", ref("MediaUploaded")),
+                    **errors(400, 403, 404, 413, 422),
+                },
+            ),
+        },
+        "/v1/media/{media_id}": {
+            "parameters": [
+                {
+                    "name": "media_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "maxLength": 255},
+                }
+            ],
+            "get": operation(
+                "getMedia",
+                "The bytes of an inbound media file we downloaded from Meta",
+                tag="tenant",
+                security="tenant",
+                responses={
+                    "200": {
+                        "description": "The file, as an attachment, in its own MIME type.",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "409": ok("Not downloaded yet, or the download failed.", ref("Error")),
+                    **errors(404),
+                },
+            ),
+        },
+        "/v1/contacts": {
+            "get": operation(
+                "listContacts",
+                "Contacts of one of your numbers, with their 24-hour window",
+                tag="tenant",
+                security="tenant",
+                parameters=[param("PhoneNumberIdQuery"), *PAGING],
+                responses={
+                    "200": ok("A page of contacts.", ref("ContactPage")),
+                    **errors(400, 404),
+                },
+            ),
+        },
+        "/v1/contacts/{contact}/messages": {
+            "get": operation(
+                "contactMessages",
+                "A contact's messages in both directions, newest first",
+                tag="tenant",
+                security="tenant",
+                parameters=[
+                    {
+                        "name": "contact",
+                        "in": "path",
+                        "required": True,
+                        "description": "The contact's wa_id or user_id.",
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                    param("PhoneNumberIdQuery"),
+                    *PAGING,
+                ],
+                responses={
+                    "200": ok("A page of messages.", ref("ContactMessagePage")),
+                    **errors(400, 404),
+                },
+            ),
+        },
+        "/v1/webhooks": {
+            "put": operation(
+                "putWebhook",
+                "Set your webhook: where we POST the events you choose",
+                tag="tenant",
+                security="tenant",
+                description=(
+                    "Replaces the URL and events; every PUT makes a new secret. A URL whose "
+                    "host is not a public address, or that carries credentials, is 422 "
+                    "`url_not_allowed` (checked again at every delivery)."
+                ),
+                body=json_body(ref("WebhookSetting")),
+                responses={
+                    "200": ok("Set; the secret is shown this once.", ref("WebhookSet")),
+                    **errors(400, 403, 413, 422),
+                },
+            ),
+            "get": operation(
+                "getWebhook",
+                "Your webhook (never its secret)",
+                tag="tenant",
+                security="tenant",
+                responses={"200": ok("The webhook.", ref("Webhook")), **errors(404)},
+            ),
+            "delete": operation(
+                "deleteWebhook",
+                "Stop forwarding events; pending deliveries are dropped",
+                tag="tenant",
+                security="tenant",
+                responses={"204": {"description": "Deleted."}, **errors(403, 404)},
+            ),
+        },
+        "/v1/webhooks/deliveries": {
+            "get": operation(
+                "listWebhookDeliveries",
+                "Events forwarded to your webhook, newest first",
+                tag="tenant",
+                security="tenant",
+                parameters=[
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": DELIVERY_STATES},
+                    },
+                    *PAGING,
+                ],
+                responses={
+                    "200": ok("A page of deliveries.", ref("DeliveryPage")),
+                    **errors(400),
+                },
+            ),
+        },
+        "/v1/events": {
+            "get": operation(
+                "listEvents",
+                "Your rows of the audit log, newest first",
+                tag="tenant",
+                security="tenant",
+                parameters=PAGING,
+                responses={"200": ok("A page of events.", ref("AuditPage")), **errors(400)},
+            ),
+        },
+    }
