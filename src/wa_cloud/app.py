@@ -15,7 +15,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wa_cloud.api import admin, apps, invites, media, messages, numbers, onboarding, openapi, ops
+from wa_cloud.api import (
+    admin,
+    apps,
+    contacts,
+    events,
+    invites,
+    media,
+    messages,
+    numbers,
+    onboarding,
+    openapi,
+    ops,
+)
 from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.api.ratelimit import KeyRateLimiter
 from wa_cloud.asgi import error_response
@@ -92,9 +104,9 @@ ROUTES = [
     resource("/v1/messages/{message_id}", GET=messages.get_message),
     resource("/v1/media", POST=media.upload_media),
     resource("/v1/media/{media_id}", GET=media.get_media),
-    resource("/v1/contacts", GET=numbers.list_contacts),
-    resource("/v1/events", GET=numbers.list_events),
-    resource("/v1/contacts/{contact}/messages", GET=numbers.contact_messages),
+    resource("/v1/contacts", GET=contacts.list_contacts),
+    resource("/v1/events", GET=events.list_events),
+    resource("/v1/contacts/{contact}/messages", GET=contacts.contact_messages),
     resource(
         "/v1/webhooks",
         PUT=tenant_webhooks.put_webhook,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -120,3 +121,28 @@ def reject_unknown(document: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(document) - allowed)
     if unknown:
         raise Unprocessable(f"Unknown field(s): {', '.join(unknown)}.", "unknown_field")
+
+
+DIGITS = re.compile(r"[0-9]{5,20}")
+
+
+PIN = re.compile(r"[0-9]{6}")
+
+
+def field_digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+        body[name] = value
+    text = field_str(body, name, required=required, max_length=20)
+    if text is not None and not DIGITS.fullmatch(text):
+        raise Unprocessable(f"'{name}' must be digits only.", "invalid_field")
+    return text
+
+
+def field_pin(body: dict[str, Any]) -> str | None:
+    """The optional two-step verification PIN: six ASCII digits."""
+    pin = field_str(body, "pin", required=False, max_length=6)
+    if pin is not None and not PIN.fullmatch(pin):
+        raise Unprocessable("'pin' must be six digits.", "invalid_field")
+    return pin

@@ -17,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.numbers import digits
-from wa_cloud.asgi import field_str, read_object, reject_unknown
+from wa_cloud.asgi import field_digits, field_str, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Conflict, NotFound, Unprocessable
 from wa_cloud.graph.errors import GraphError
@@ -98,7 +97,7 @@ async def create_app(request: Request) -> JSONResponse:
     caller.require_active()
     body = await read_object(request)
     reject_unknown(body, {"app_id", "app_secret", "verify_token"})
-    app_id = digits(body, "app_id")
+    app_id = field_digits(body, "app_id")
     secret, verify_token = _secrets(body, required=True)
     assert app_id is not None and secret is not None and verify_token is not None
     await prove_app(state, app_id, secret)

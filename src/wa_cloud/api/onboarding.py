@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.numbers import digits, number_json, pin_of, register_number
-from wa_cloud.asgi import field_str, read_object, reject_unknown
+from wa_cloud.asgi import field_digits, field_pin, field_str, read_object, reject_unknown
 from wa_cloud.errors import ApiError
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.tenants import audit
+from wa_cloud.tenants.numbers import number_json, register_number
 from wa_cloud.tenants.onboarding import OnboardingFailed
 
 
@@ -22,9 +22,9 @@ async def embedded_signup(request: Request) -> JSONResponse:
     body = await read_object(request)
     reject_unknown(body, {"code", "waba_id", "phone_number_id", "pin"})
     code = field_str(body, "code", max_length=2048)
-    waba_id = digits(body, "waba_id")
-    phone_number_id = digits(body, "phone_number_id")
-    pin = pin_of(body)
+    waba_id = field_digits(body, "waba_id")
+    phone_number_id = field_digits(body, "phone_number_id")
+    pin = field_pin(body)
     settings = state.settings
     if not settings.app_id or not settings.app_secret:
         raise ApiError(503, "signup_unavailable", "The platform's Meta app is not configured.")
