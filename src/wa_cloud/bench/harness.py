@@ -1,6 +1,6 @@
 """What the benches run their servers with: subprocesses on free loopback ports with their output
 in a log, ready when they answer, always stopped; a throw-away embedded PostgreSQL with the
-migrations; SIGTERM handled like Ctrl-C."""
+migrations; one run wrapper, with SIGTERM handled like Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import contextlib
 import logging
 import signal
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,3 +182,44 @@ def cancel_on_sigterm() -> Iterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+def progress(bench: str, what: str) -> None:
+    print(f"  {bench}: {what}", file=sys.stderr, flush=True)
+
+
+def print_logs(workdir: Path) -> None:
+    """A seeding step that failed names an HTTP status; the why is in the servers' logs."""
+    for log in sorted(workdir.glob("*.log")):
+        tail = log_tail(log)
+        if tail:
+            print(f"--- {log.name} (tail) ---\n{tail}", file=sys.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    lines: list[str]
+    exit_code: int = 0
+
+
+async def run_bench(
+    bench: str, run: Callable[[contextlib.AsyncExitStack, Path], Awaitable[Report]]
+) -> int:
+    """`run` with a temp dir and an exit stack to start its processes on; its report is printed
+    once they are all stopped. Returns the exit code: 1 when something did not start (its logs
+    are printed), 130 when SIGTERM or Ctrl-C cut the run short."""
+    try:
+        with cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
+            workdir = Path(tmp)
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    report = await run(stack, workdir)
+                except StartFailed as exc:
+                    print(f"wa-cloud bench {bench}: failed to start: {exc}", file=sys.stderr)
+                    print_logs(workdir)
+                    return 1
+    except asyncio.CancelledError:
+        print(f"wa-cloud bench {bench}: interrupted; processes stopped", file=sys.stderr)
+        return 130
+    print("\n".join(report.lines), flush=True)
+    return report.exit_code

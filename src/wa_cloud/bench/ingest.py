@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import os
 import secrets
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +36,13 @@ from wa_cloud.bench.harness import (
     UVICORN_SETTINGS,
     WEBHOOK_PATH,
     Launch,
+    Report,
     StartFailed,
-    cancel_on_sigterm,
     embedded_database,
     free_port,
     local_server,
+    progress,
+    run_bench,
 )
 from wa_cloud.bench.load import (
     LOAD_PROCESSES,
@@ -157,10 +159,6 @@ async def measure(
     return summarize(tally, args.seconds, await server_cpu)
 
 
-def _progress(name: str, what: str) -> None:
-    print(f"  {name}: {what}", file=sys.stderr, flush=True)
-
-
 def _pywa_missing() -> str | None:
     # Looked up, not imported: the server subprocess imports them, and reports if that fails.
     for name in ("pywa", "fastapi"):
@@ -184,7 +182,7 @@ async def _start_local(
     secret: str,
     workdir: Path,
 ) -> Target:
-    _progress(launch.name, "starting")
+    progress(launch.name, "starting")
     pid = await stack.enter_async_context(local_server(launch, workdir))
     endpoint = Endpoint(HOST, launch.port, WEBHOOK_PATH)
     return Target(launch.name, endpoint, build_requests(endpoint, bodies, secret), pid)
@@ -202,7 +200,7 @@ async def _start_wa_cloud(
         return Target(
             "wa-cloud", endpoint, build_requests(endpoint, bodies, args.secret), None
         ), None
-    _progress("wa-cloud", "starting embedded PostgreSQL")
+    progress("wa-cloud", "starting embedded PostgreSQL")
     database_url = await stack.enter_async_context(embedded_database(workdir))
     secret = secrets.token_hex(16)
     launch = _wa_cloud_launch(database_url, secret)
@@ -219,7 +217,7 @@ async def _check_stored(database_url: str, acknowledged: int) -> None:
     finally:
         await conn.close()
     verdict = "ok" if stored >= acknowledged else "MISSING ROWS"
-    _progress(
+    progress(
         "wa-cloud",
         f"{stored} deliveries committed; {acknowledged} acknowledged in the measured windows "
         f"(plus warm-ups): {verdict}",
@@ -305,48 +303,46 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
-async def _run_targets(bodies: list[bytes], args: argparse.Namespace) -> list[Outcome]:
-    with tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
-        workdir = Path(tmp)
-        secret = secrets.token_hex(16)
-        async with contextlib.AsyncExitStack() as stack:
-            # Every server is started first and stays up; the rounds then load one target at a
-            # time (the others idle), alternating, so a slow minute of the machine hits all.
-            order = ["bare", "pywa", "wa-cloud"]
-            targets: dict[str, Target] = {}
-            outcomes: dict[str, Outcome] = {}
-            database_url: str | None = None
-            for name in order:
-                try:
-                    if name == "wa-cloud":
-                        targets[name], database_url = await _start_wa_cloud(
-                            stack, bodies, args, workdir
-                        )
-                    elif name == "pywa" and (args.no_pywa or _pywa_missing()):
-                        outcomes[name] = Outcome(
-                            name, skipped="--no-pywa" if args.no_pywa else _pywa_missing()
-                        )
-                    else:
-                        launch = _baseline_launch(name, secret)
-                        targets[name] = await _start_local(stack, launch, bodies, secret, workdir)
-                except StartFailed as exc:
-                    outcomes[name] = Outcome(name, failed=str(exc))
-            runs: dict[str, list[Stats]] = {name: [] for name in targets}
-            for round_ in range(1, args.rounds + 1):
-                for name, target in targets.items():
-                    _progress(
-                        name,
-                        f"round {round_}/{args.rounds}: {args.warmup:g} s warmup + "
-                        f"{args.seconds:g} s",
-                    )
-                    runs[name].append(
-                        await measure(target.endpoint, target.requests, args, target.pid)
-                    )
-            for name, stats in runs.items():
-                outcomes[name] = Outcome(name, median_run(stats))
-            if database_url is not None:
-                await _check_stored(database_url, sum(s.ok for s in runs["wa-cloud"]))
-            return [outcomes[name] for name in order if name in outcomes]
+async def _run_targets(
+    bodies: list[bytes],
+    args: argparse.Namespace,
+    stack: contextlib.AsyncExitStack,
+    workdir: Path,
+) -> Report:
+    secret = secrets.token_hex(16)
+    # Every server is started first and stays up; the rounds then load one target at a time (the
+    # others idle), alternating, so a slow minute of the machine hits all.
+    order = ["bare", "pywa", "wa-cloud"]
+    targets: dict[str, Target] = {}
+    outcomes: dict[str, Outcome] = {}
+    database_url: str | None = None
+    for name in order:
+        try:
+            if name == "wa-cloud":
+                targets[name], database_url = await _start_wa_cloud(stack, bodies, args, workdir)
+            elif name == "pywa" and (args.no_pywa or _pywa_missing()):
+                outcomes[name] = Outcome(
+                    name, skipped="--no-pywa" if args.no_pywa else _pywa_missing()
+                )
+            else:
+                launch = _baseline_launch(name, secret)
+                targets[name] = await _start_local(stack, launch, bodies, secret, workdir)
+        except StartFailed as exc:
+            outcomes[name] = Outcome(name, failed=str(exc))
+    runs: dict[str, list[Stats]] = {name: [] for name in targets}
+    for round_ in range(1, args.rounds + 1):
+        for name, target in targets.items():
+            progress(
+                name,
+                f"round {round_}/{args.rounds}: {args.warmup:g} s warmup + {args.seconds:g} s",
+            )
+            runs[name].append(await measure(target.endpoint, target.requests, args, target.pid))
+    for name, stats in runs.items():
+        outcomes[name] = Outcome(name, median_run(stats))
+    if database_url is not None:
+        await _check_stored(database_url, sum(s.ok for s in runs["wa-cloud"]))
+    found = [outcomes[name] for name in order if name in outcomes]
+    return Report(render_report(found, args, len(bodies)), exit_code(found))
 
 
 async def run_ingest_bench(args: argparse.Namespace) -> int:
@@ -366,14 +362,7 @@ async def run_ingest_bench(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    try:
-        with cancel_on_sigterm():
-            outcomes = await _run_targets(bodies, args)
-    except asyncio.CancelledError:
-        print("wa-cloud bench ingest: interrupted; servers stopped", file=sys.stderr)
-        return 130
-    print("\n".join(render_report(outcomes, args, len(bodies))), flush=True)
-    return exit_code(outcomes)
+    return await run_bench("ingest", functools.partial(_run_targets, bodies, args))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import math
@@ -51,7 +52,6 @@ import random
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
@@ -66,11 +66,13 @@ from wa_cloud.bench.harness import (
     UVICORN_SETTINGS,
     WEBHOOK_PATH,
     Launch,
+    Report,
     StartFailed,
-    cancel_on_sigterm,
     embedded_database,
     free_port,
     local_server,
+    progress,
+    run_bench,
 )
 from wa_cloud.bench.load import (
     LOAD_START_ALLOWANCE,
@@ -93,7 +95,6 @@ from wa_cloud.bench.send import (
     Tenant,
     _checked,
     _environment,
-    _print_logs,
     _sandbox_launch,
     _seed_number,
     _serve_launch,
@@ -137,10 +138,6 @@ TARGET_RATIO = 2.0
 # The slow front's settings reach its subprocess through the environment, not argv.
 UPSTREAM_ENV = "WA_BENCH_UPSTREAM"
 SLOW_TOKEN_ENV = "WA_BENCH_SLOW_TOKEN"
-
-
-def _progress(what: str) -> None:
-    print(f"  noisy: {what}", file=sys.stderr, flush=True)
 
 
 # --- the slow front: slow Meta for the noisy token, and a slow file server ---------------------
@@ -277,14 +274,14 @@ def serve_core() -> Iterator[int | None]:
 async def start_stack(
     stack: contextlib.AsyncExitStack, workdir: Path, serve_cpu: int | None = None
 ) -> Noisy:
-    _progress("starting embedded PostgreSQL and migrations")
+    progress("noisy", "starting embedded PostgreSQL and migrations")
     database_url = await stack.enter_async_context(embedded_database(workdir))
     api_port, sandbox_port, front_port = free_port(), free_port(), free_port()
     api, sandbox = f"http://{HOST}:{api_port}", f"http://{HOST}:{sandbox_port}"
     front = f"http://{HOST}:{front_port}"
     env = {**_environment(database_url, sandbox, workdir), "WA_ALLOW_PRIVATE_URLS": "true"}
     noisy_token = "EAAG-noisy-" + secrets.token_urlsafe(16)
-    _progress("starting the sandbox Meta (webhooks off) and the slow front")
+    progress("noisy", "starting the sandbox Meta (webhooks off) and the slow front")
     sandbox_pid = await stack.enter_async_context(
         local_server(_sandbox_launch(env, sandbox_port, ""), workdir)
     )
@@ -293,7 +290,7 @@ async def start_stack(
     front_pid = await stack.enter_async_context(
         local_server(Launch("front", front_argv, front_env, front_port, "/file/0", 200), workdir)
     )
-    _progress("starting wa-cloud serve --no-worker and one worker")
+    progress("noisy", "starting wa-cloud serve --no-worker and one worker")
     serve_env = {**env, "WA_GRAPH_BASE_URL": front}
     serve_pid = await stack.enter_async_context(
         local_server(_serve_launch(serve_env, api_port, False), workdir)
@@ -592,10 +589,10 @@ async def settle(stack: Stack) -> float:
         shares = cpu_shares(before, cpu_snapshot(stack), SETTLE_POLL)
         if shares.get("serve", 0.0) < IDLE_CPU:
             if time.monotonic() - started > 2 * SETTLE_POLL:
-                _progress(f"settled in {time.monotonic() - started:.1f} s")
+                progress("noisy", f"settled in {time.monotonic() - started:.1f} s")
             return shares.get("other", 0.0)
         if time.monotonic() > deadline:
-            _progress(f"not settled after {SETTLE_LIMIT:g} s; measuring anyway")
+            progress("noisy", f"not settled after {SETTLE_LIMIT:g} s; measuring anyway")
             return shares.get("other", 0.0)
 
 
@@ -768,15 +765,17 @@ async def _rounds(noisy: Noisy, tenants: Tenants, args: argparse.Namespace) -> R
     run = Run(serve_cpu=noisy.serve_cpu)
     for round_ in range(1, args.rounds + 1):
         for name, flood in (("baseline", None), ("flood", kinds)):
-            _progress(
+            progress(
+                "noisy",
                 f"round {round_}/{args.rounds}, {name}: {args.warmup:g} s warmup + "
-                f"{args.seconds:g} s at {args.connections} connections"
+                f"{args.seconds:g} s at {args.connections} connections",
             )
             phase = await measure_phase(stack, endpoint, requests, args, flood)
             (run.flood if flood else run.baseline).append(phase)
-            _progress(
+            progress(
+                "noisy",
                 f"  p50 {phase.stats.p50_ms:.1f} ms, p99 {phase.stats.p99_ms:.1f} ms, "
-                f"{phase.stats.throughput:.0f} req/s"
+                f"{phase.stats.throughput:.0f} req/s",
             )
     run.outbound = await _outbound(stack.database_url, tenants.noisy)
     return run
@@ -794,6 +793,16 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, workdir: Path) -> Report:
+    serve_cpu = stack.enter_context(serve_core())
+    noisy = await start_stack(stack, workdir, serve_cpu)
+    progress("noisy", "seeding the quiet and the noisy tenant")
+    tenants = await seed(noisy)
+    run = await _rounds(noisy, tenants, args)
+    broken = any(p.stats.ok == 0 for p in run.baseline + run.flood)
+    return Report(render_report(run, args), 1 if broken else 0)
+
+
 async def run_noisy_bench(args: argparse.Namespace) -> int:
     problem = _check_args(args)
     if problem:
@@ -808,26 +817,7 @@ async def run_noisy_bench(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    try:
-        with cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
-            workdir = Path(tmp)
-            async with contextlib.AsyncExitStack() as stack:
-                try:
-                    serve_cpu = stack.enter_context(serve_core())
-                    noisy = await start_stack(stack, workdir, serve_cpu)
-                    _progress("seeding the quiet and the noisy tenant")
-                    tenants = await seed(noisy)
-                    run = await _rounds(noisy, tenants, args)
-                except StartFailed as exc:
-                    print(f"wa-cloud bench noisy: failed to start: {exc}", file=sys.stderr)
-                    _print_logs(workdir)
-                    return 1
-    except asyncio.CancelledError:
-        print("wa-cloud bench noisy: interrupted; processes stopped", file=sys.stderr)
-        return 130
-    print("\n".join(render_report(run, args)), flush=True)
-    broken = any(p.stats.ok == 0 for p in run.baseline + run.flood)
-    return 1 if broken else 0
+    return await run_bench("noisy", functools.partial(_run, args))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -35,12 +35,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -56,12 +56,14 @@ from wa_cloud.bench.harness import (
     READY_POLL,
     READY_TIMEOUT,
     Launch,
+    Report,
     StartFailed,
-    cancel_on_sigterm,
     embedded_database,
     free_port,
     local_server,
     log_tail,
+    progress,
+    run_bench,
     start_process,
     stop_process,
 )
@@ -84,10 +86,6 @@ MIN_STEADY_SECONDS = 1.0
 TARGET_DEVIATION = 0.02  # docs/design.md: within 2 % of the configured throughput
 SQL_BATCH = 2000
 HTTP_TIMEOUT = 30.0
-
-
-def _progress(what: str) -> None:
-    print(f"  send: {what}", file=sys.stderr, flush=True)
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -208,19 +206,19 @@ async def worker_process(env: dict[str, str], index: int, workdir: Path) -> Asyn
 async def start_stack(
     stack: contextlib.AsyncExitStack, args: argparse.Namespace, workdir: Path
 ) -> Stack:
-    _progress("starting embedded PostgreSQL and migrations")
+    progress("send", "starting embedded PostgreSQL and migrations")
     database_url = await stack.enter_async_context(embedded_database(workdir))
     api_port, sandbox_port = free_port(), free_port()
     api, sandbox = f"http://{HOST}:{api_port}", f"http://{HOST}:{sandbox_port}"
     env = _environment(database_url, sandbox, workdir)
     # Status webhooks are off unless asked: 3 per message would take the CPU the sender needs.
     webhook_url = f"{api}/webhook" if args.webhooks else ""
-    _progress(f"starting the sandbox Meta (webhooks {'on' if args.webhooks else 'off'})")
+    progress("send", f"starting the sandbox Meta (webhooks {'on' if args.webhooks else 'off'})")
     sandbox_pid = await stack.enter_async_context(
         local_server(_sandbox_launch(env, sandbox_port, webhook_url), workdir)
     )
     mode = "with its in-process worker" if args.workers == 0 else f"+ {args.workers} worker(s)"
-    _progress(f"starting wa-cloud serve {mode}")
+    progress("send", f"starting wa-cloud serve {mode}")
     serve_pid = await stack.enter_async_context(
         local_server(_serve_launch(env, api_port, args.workers == 0), workdir)
     )
@@ -842,13 +840,13 @@ async def _measure(args: argparse.Namespace, stack: Stack) -> Run:
     ):
         conn = await connect(stack.database_url)
         try:
-            _progress(f"seeding a tenant and {len(plan)} numbers")
+            progress("send", f"seeding a tenant and {len(plan)} numbers")
             tenant = await seed(stack, api, sandbox, plan)
             await set_rates_and_close_gates(conn, plan)
             total = sum(n.messages for n in plan)
-            _progress(f"enqueueing {total} messages via {args.enqueue} (gates closed)")
+            progress("send", f"enqueueing {total} messages via {args.enqueue} (gates closed)")
             enqueue_seconds, errors = await _enqueue(args, stack, conn, tenant, plan)
-            _progress(f"enqueued in {enqueue_seconds:.1f} s; opening the gates")
+            progress("send", f"enqueued in {enqueue_seconds:.1f} s; opening the gates")
             before = cpu_snapshot(stack)
             opened_at = await open_gates(conn, plan)
             watch = await watch_until_drained(sandbox, conn, total, args.timeout)
@@ -904,14 +902,6 @@ def _assemble(
     )
 
 
-def _print_logs(workdir: Path) -> None:
-    """A seeding step that failed names an HTTP status; the why is in the servers' logs."""
-    for log in sorted(workdir.glob("*.log")):
-        tail = log_tail(log)
-        if tail:
-            print(f"--- {log.name} (tail) ---\n{tail}", file=sys.stderr)
-
-
 def _check_args(args: argparse.Namespace) -> str | None:
     if args.numbers < 0 or args.workers < 0 or args.connections < 1:
         return "--numbers and --workers must not be negative, --connections at least 1"
@@ -920,6 +910,11 @@ def _check_args(args: argparse.Namespace) -> str | None:
     if args.seconds <= 0 or args.numbers + (1 if args.fast_rate else 0) == 0:
         return "--seconds must be positive, and there must be at least one number"
     return None
+
+
+async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, workdir: Path) -> Report:
+    running = await start_stack(stack, args, workdir)
+    return Report(render_report(await _measure(args, running), args))
 
 
 async def run_send_bench(args: argparse.Namespace) -> int:
@@ -937,19 +932,4 @@ async def run_send_bench(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    try:
-        with cancel_on_sigterm(), tempfile.TemporaryDirectory(prefix="wa-cloud-bench-") as tmp:
-            workdir = Path(tmp)
-            async with contextlib.AsyncExitStack() as stack:
-                try:
-                    running = await start_stack(stack, args, workdir)
-                    run = await _measure(args, running)
-                except StartFailed as exc:
-                    print(f"wa-cloud bench send: failed to start: {exc}", file=sys.stderr)
-                    _print_logs(workdir)
-                    return 1
-    except asyncio.CancelledError:
-        print("wa-cloud bench send: interrupted; processes stopped", file=sys.stderr)
-        return 130
-    print("\n".join(render_report(run, args)), flush=True)
-    return 0
+    return await run_bench("send", functools.partial(_run, args))
