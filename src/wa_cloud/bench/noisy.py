@@ -87,19 +87,19 @@ from wa_cloud.bench.load import (
 )
 from wa_cloud.bench.send import (
     HTTP_TIMEOUT,
-    TEMPLATE_BODY,
-    TEMPLATE_LANGUAGE,
-    TEMPLATE_NAME,
     PlannedNumber,
     Stack,
     Tenant,
-    _checked,
     _environment,
     _sandbox_launch,
-    _seed_number,
     _serve_launch,
+    checked,
     cpu_shares,
     cpu_snapshot,
+    create_tenant,
+    seed_number,
+    seed_template,
+    send_request,
     status_counts,
     worker_process,
 )
@@ -314,76 +314,42 @@ class Tenants:
     noisy_keys: list[str]
 
 
-async def _tenant(api: httpx.AsyncClient, admin: dict[str, str], name: str) -> Tenant:
-    created = _checked(
-        await api.post("/v1/admin/tenants", json={"name": name}, headers=admin), name
-    )
-    return Tenant(created["id"], created["api_key"])
-
-
 async def seed(noisy: Noisy) -> Tenants:
     stack = noisy.stack
-    admin = {"authorization": f"Bearer {stack.admin_token}"}
     async with (
         httpx.AsyncClient(base_url=stack.api, timeout=HTTP_TIMEOUT) as api,
         httpx.AsyncClient(base_url=stack.sandbox, timeout=HTTP_TIMEOUT) as sandbox,
     ):
-        quiet, loud = await _tenant(api, admin, "Quiet Co"), await _tenant(api, admin, "Noisy Co")
+        quiet = await create_tenant(api, stack.admin_token, "Quiet Co")
+        loud = await create_tenant(api, stack.admin_token, "Noisy Co")
         quiet_number = PlannedNumber(
             QUIET_NUMBER, "15550783881", "EAAG-quiet-" + secrets.token_urlsafe(16), 80, 0
         )
         # The noisy number on a WABA of its own: template fetches are one at a time per WABA.
         noisy_number = PlannedNumber(NOISY_NUMBER, "15550999001", noisy.noisy_token, 80, 0)
-        await _seed_number(api, sandbox, quiet, quiet_number)
-        await _seed_noisy_number(api, sandbox, loud, noisy_number)
-        template = {
-            "waba_id": NOISY_WABA,
-            "name": TEMPLATE_NAME,
-            "language": TEMPLATE_LANGUAGE,
-            "body": TEMPLATE_BODY,
-        }
-        _checked(await sandbox.post("/_sandbox/templates", json=template), "sandbox template")
+        await seed_number(api, sandbox, quiet, quiet_number)
+        await seed_number(api, sandbox, loud, noisy_number, NOISY_WABA)
+        await seed_template(sandbox, NOISY_WABA)
         # Every send of the noisy number is accepted and answered late, as long as the run.
         fault = {"phone_number_id": NOISY_NUMBER, "delay_seconds": SEND_SLOW_SECONDS}
-        _checked(
+        checked(
             await sandbox.post("/_sandbox/faults", json={**fault, "times": 10**9}), "sandbox fault"
         )
         keys = [loud.api_key]
+        admin = {"authorization": f"Bearer {stack.admin_token}"}
         for _ in range(NOISY_KEYS - 1):
             made = await api.post(f"/v1/admin/tenants/{loud.id}/keys", headers=admin)
-            keys.append(_checked(made, "noisy key")["api_key"])
+            keys.append(checked(made, "noisy key")["api_key"])
         # One send before the run (2 to 5 s: the template list comes from slow Meta), so the
         # tenant's template is known, as a tenant's usual one is: without it, its valid sends
         # would wait for that first fetch behind the made-up names' fetches of the same WABA.
-        send = {"from": NOISY_NUMBER, "to": "447100000000", "type": "template"}
-        template = {"name": TEMPLATE_NAME, "language": {"code": TEMPLATE_LANGUAGE}}
         first = await api.post(
             "/v1/messages",
-            json={**send, "template": template},
+            json=send_request(NOISY_NUMBER, "447100000000"),
             headers={"authorization": f"Bearer {loud.api_key}"},
         )
-        if first.status_code != 202:
-            raise StartFailed(f"first noisy send: HTTP {first.status_code} {first.text[:300]}")
+        checked(first, "first noisy send", expect=(202,))
     return Tenants(quiet, loud, keys)
-
-
-async def _seed_noisy_number(
-    api: httpx.AsyncClient, sandbox: httpx.AsyncClient, tenant: Tenant, number: PlannedNumber
-) -> None:
-    meta = {
-        "phone_number_id": number.phone_number_id,
-        "waba_id": NOISY_WABA,
-        "access_token": number.token,
-        "display_phone_number": number.display,
-        "throughput_mps": number.rate,
-        "registered": True,
-    }
-    _checked(await sandbox.post("/_sandbox/numbers", json=meta), "sandbox noisy number")
-    ours = {k: v for k, v in meta.items() if k not in ("throughput_mps", "registered")}
-    response = await api.post(
-        "/v1/numbers", json=ours, headers={"authorization": f"Bearer {tenant.api_key}"}
-    )
-    _checked(response, f"POST /v1/numbers {number.phone_number_id}")
 
 
 # --- the flood ----------------------------------------------------------------------------------
@@ -442,14 +408,12 @@ def flood_kinds(
     unknown_key, send_key, upload_key, url_key = keys
 
     def unknown_template(n: int) -> list[bytes]:
-        template = {"name": f"no_such_template_{n}", "language": {"code": TEMPLATE_LANGUAGE}}
-        send = {"from": NOISY_NUMBER, "to": f"4470{n:08d}", "type": "template"}
-        return _json_request(port, "/v1/messages", unknown_key, {**send, "template": template})
+        send = send_request(NOISY_NUMBER, f"4470{n:08d}", f"no_such_template_{n}")
+        return _json_request(port, "/v1/messages", unknown_key, send)
 
     def slow_send(n: int) -> list[bytes]:
-        template = {"name": TEMPLATE_NAME, "language": {"code": TEMPLATE_LANGUAGE}}
-        send = {"from": NOISY_NUMBER, "to": f"4471{n:08d}", "type": "template"}
-        return _json_request(port, "/v1/messages", send_key, {**send, "template": template})
+        send = send_request(NOISY_NUMBER, f"4471{n:08d}")
+        return _json_request(port, "/v1/messages", send_key, send)
 
     boundary = "noisy" + secrets.token_hex(8)
     upload = _multipart(boundary, UPLOAD_BYTES)

@@ -122,13 +122,15 @@ def plan_numbers(args: argparse.Namespace) -> list[PlannedNumber]:
     return planned
 
 
-def send_request(number: PlannedNumber, recipient: str) -> dict[str, Any]:
-    """What a client would POST to /v1/messages for one send."""
+def send_request(
+    phone_number_id: str, recipient: str, template: str = TEMPLATE_NAME
+) -> dict[str, Any]:
+    """What a client would POST to /v1/messages for one template send."""
     return {
-        "from": number.phone_number_id,
+        "from": phone_number_id,
         "to": recipient,
         "type": "template",
-        "template": {"name": TEMPLATE_NAME, "language": {"code": TEMPLATE_LANGUAGE}},
+        "template": {"name": template, "language": {"code": TEMPLATE_LANGUAGE}},
     }
 
 
@@ -233,8 +235,10 @@ async def start_stack(
 # --- seeding ------------------------------------------------------------------------------------
 
 
-def _checked(response: httpx.Response, what: str) -> dict[str, Any]:
-    if response.status_code not in (200, 201):
+def checked(
+    response: httpx.Response, what: str, expect: tuple[int, ...] = (200, 201)
+) -> dict[str, Any]:
+    if response.status_code not in expect:
         raise StartFailed(f"{what}: HTTP {response.status_code} {response.text[:300]}")
     body = response.json()
     assert isinstance(body, dict)
@@ -250,38 +254,50 @@ class Tenant:
 async def seed(
     stack: Stack, api: httpx.AsyncClient, sandbox: httpx.AsyncClient, plan: list[PlannedNumber]
 ) -> Tenant:
-    admin = {"authorization": f"Bearer {stack.admin_token}"}
-    created = _checked(
-        await api.post("/v1/admin/tenants", json={"name": "Bench Co"}, headers=admin), "tenant"
-    )
-    tenant = Tenant(created["id"], created["api_key"])
+    tenant = await create_tenant(api, stack.admin_token, "Bench Co")
     for number in plan:
-        await _seed_number(api, sandbox, tenant, number)
-    template = {
-        "waba_id": WABA_ID,
-        "name": TEMPLATE_NAME,
-        "language": TEMPLATE_LANGUAGE,
-        "body": TEMPLATE_BODY,  # no placeholders: the send needs no parameters
-    }
-    _checked(await sandbox.post("/_sandbox/templates", json=template), "sandbox template")
+        await seed_number(api, sandbox, tenant, number)
+    await seed_template(sandbox, WABA_ID)
     return tenant
 
 
-async def _seed_number(
-    api: httpx.AsyncClient, sandbox: httpx.AsyncClient, tenant: Tenant, number: PlannedNumber
+async def create_tenant(api: httpx.AsyncClient, admin_token: str, name: str) -> Tenant:
+    admin = {"authorization": f"Bearer {admin_token}"}
+    created = await api.post("/v1/admin/tenants", json={"name": name}, headers=admin)
+    body = checked(created, f"tenant {name}")
+    return Tenant(body["id"], body["api_key"])
+
+
+async def seed_number(
+    api: httpx.AsyncClient,
+    sandbox: httpx.AsyncClient,
+    tenant: Tenant,
+    number: PlannedNumber,
+    waba_id: str = WABA_ID,
 ) -> None:
+    """The number at the sandbox Meta (with its throughput) and in the tenant's account."""
     common = {
         "phone_number_id": number.phone_number_id,
-        "waba_id": WABA_ID,
+        "waba_id": waba_id,
         "access_token": number.token,
         "display_phone_number": number.display,
     }
     meta = {**common, "throughput_mps": number.rate, "registered": True}
-    _checked(await sandbox.post("/_sandbox/numbers", json=meta), "sandbox number")
+    checked(await sandbox.post("/_sandbox/numbers", json=meta), "sandbox number")
     ours = await api.post(
         "/v1/numbers", json=common, headers={"authorization": f"Bearer {tenant.api_key}"}
     )
-    _checked(ours, f"POST /v1/numbers {number.phone_number_id}")
+    checked(ours, f"POST /v1/numbers {number.phone_number_id}")
+
+
+async def seed_template(sandbox: httpx.AsyncClient, waba_id: str) -> None:
+    template = {
+        "waba_id": waba_id,
+        "name": TEMPLATE_NAME,
+        "language": TEMPLATE_LANGUAGE,
+        "body": TEMPLATE_BODY,  # no placeholders: the send needs no parameters
+    }
+    checked(await sandbox.post("/_sandbox/templates", json=template), "sandbox template")
 
 
 async def set_rates_and_close_gates(conn: asyncpg.Connection, plan: list[PlannedNumber]) -> None:
@@ -319,7 +335,7 @@ async def open_gates(conn: asyncpg.Connection, plan: list[PlannedNumber]) -> flo
 def _enqueue_rows(tenant_id: str, index: int, number: PlannedNumber) -> Iterator[tuple[Any, ...]]:
     """Q.enqueue_message's parameters, built as enqueue.enqueue builds them."""
     for recipient in number.recipients(index):
-        request = send_request(number, recipient)
+        request = send_request(number.phone_number_id, recipient)
         composed = compose(request)
         yield (
             tenant_id,
@@ -400,7 +416,10 @@ async def enqueue_api(
     pre-built request bytes so the client is never the slow side."""
     # Interleaved across numbers, as concurrent clients of different numbers would post.
     per_number = [
-        [_post_bytes(stack.api, tenant.api_key, send_request(n, r)) for r in n.recipients(i)]
+        [
+            _post_bytes(stack.api, tenant.api_key, send_request(n.phone_number_id, r))
+            for r in n.recipients(i)
+        ]
         for i, n in enumerate(plan)
     ]
     ordered = [req for group in _interleave(per_number) for req in group]
@@ -435,7 +454,7 @@ class Watch:
 
 
 async def _stats(sandbox: httpx.AsyncClient) -> tuple[float, dict[str, Any]]:
-    document = _checked(await sandbox.get("/_sandbox/stats"), "sandbox stats")
+    document = checked(await sandbox.get("/_sandbox/stats"), "sandbox stats")
     return float(document["at"]), document["numbers"]
 
 
