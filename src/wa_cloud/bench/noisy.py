@@ -68,7 +68,6 @@ from wa_cloud.bench.harness import (
     Launch,
     Report,
     StartFailed,
-    embedded_database,
     free_port,
     local_server,
     progress,
@@ -90,9 +89,6 @@ from wa_cloud.bench.send import (
     PlannedNumber,
     Stack,
     Tenant,
-    _environment,
-    _sandbox_launch,
-    _serve_launch,
     checked,
     cpu_shares,
     cpu_snapshot,
@@ -100,8 +96,8 @@ from wa_cloud.bench.send import (
     seed_number,
     seed_template,
     send_request,
+    start_stack,
     status_counts,
-    worker_process,
 )
 from wa_cloud.bench.stats import Outcome, Stats, median_run, render_table, summarize
 from wa_cloud.db.pool import connect
@@ -233,7 +229,6 @@ def serve_slow_front(port: int) -> None:
 @dataclass(slots=True)
 class Noisy:
     stack: Stack
-    secret: str  # the app secret: the quiet webhooks are signed with it
     front_port: int
     noisy_token: str
     serve_cpu: int | None
@@ -271,37 +266,36 @@ def serve_core() -> Iterator[int | None]:
         os.sched_setaffinity(0, original)
 
 
-async def start_stack(
+async def start_noisy_stack(
     stack: contextlib.AsyncExitStack, workdir: Path, serve_cpu: int | None = None
 ) -> Noisy:
-    progress("noisy", "starting embedded PostgreSQL and migrations")
-    database_url = await stack.enter_async_context(embedded_database(workdir))
-    api_port, sandbox_port, front_port = free_port(), free_port(), free_port()
-    api, sandbox = f"http://{HOST}:{api_port}", f"http://{HOST}:{sandbox_port}"
-    front = f"http://{HOST}:{front_port}"
-    env = {**_environment(database_url, sandbox, workdir), "WA_ALLOW_PRIVATE_URLS": "true"}
-    noisy_token = "EAAG-noisy-" + secrets.token_urlsafe(16)
-    progress("noisy", "starting the sandbox Meta (webhooks off) and the slow front")
-    sandbox_pid = await stack.enter_async_context(
-        local_server(_sandbox_launch(env, sandbox_port, ""), workdir)
+    """`bench send`'s stack with one worker, status webhooks off, serve's Graph calls through the
+    slow front (started last: nothing calls Graph before the seeding) and the loopback file
+    server allowed."""
+    front_port = free_port()
+    running = await start_stack(
+        stack,
+        workdir,
+        "noisy",
+        webhooks=False,
+        workers=1,
+        env={"WA_ALLOW_PRIVATE_URLS": "true"},
+        serve_graph_url=f"http://{HOST}:{front_port}",
     )
-    front_env = {**os.environ, UPSTREAM_ENV: sandbox, SLOW_TOKEN_ENV: noisy_token}
+    noisy_token = "EAAG-noisy-" + secrets.token_urlsafe(16)
+    progress("noisy", "starting the slow front")
+    front_env = {**os.environ, UPSTREAM_ENV: running.sandbox, SLOW_TOKEN_ENV: noisy_token}
     front_argv = [sys.executable, "-m", "wa_cloud.bench.noisy", "--port", str(front_port)]
     front_pid = await stack.enter_async_context(
         local_server(Launch("front", front_argv, front_env, front_port, "/file/0", 200), workdir)
     )
-    progress("noisy", "starting wa-cloud serve --no-worker and one worker")
-    serve_env = {**env, "WA_GRAPH_BASE_URL": front}
-    serve_pid = await stack.enter_async_context(
-        local_server(_serve_launch(serve_env, api_port, False), workdir)
-    )
-    worker_pid = await stack.enter_async_context(worker_process(env, 0, workdir))
     if serve_cpu is not None:
-        pin(serve_pid, {serve_cpu})
-    pids = {"serve": [serve_pid], "worker": [worker_pid], "sandbox": [sandbox_pid]}
-    pids.update(front=[front_pid], bench=[os.getpid()])
-    running = Stack(database_url, api, sandbox, env["WA_ADMIN_TOKEN"], pids, workdir / "pg")
-    return Noisy(running, env["WA_APP_SECRET"], front_port, noisy_token, serve_cpu)
+        pin(running.pids["serve"][0], {serve_cpu})
+    # In the order of the report's CPU lines: the process under test first.
+    started = running.pids
+    running.pids = {role: started[role] for role in ("serve", "worker", "sandbox")}
+    running.pids.update(front=[front_pid], bench=[os.getpid()])
+    return Noisy(running, front_port, noisy_token, serve_cpu)
 
 
 # --- seeding ------------------------------------------------------------------------------------
@@ -724,7 +718,7 @@ async def _rounds(noisy: Noisy, tenants: Tenants, args: argparse.Namespace) -> R
     bodies = read_bodies()
     if not bodies:
         raise StartFailed("the webhooks/ corpus is empty")
-    requests = build_requests(endpoint, bodies, noisy.secret)
+    requests = build_requests(endpoint, bodies, stack.app_secret)
     kinds = flood_kinds(port, tenants.noisy_keys, noisy.front_port, args.flood)
     run = Run(serve_cpu=noisy.serve_cpu)
     for round_ in range(1, args.rounds + 1):
@@ -759,7 +753,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, workdir: Path) -> Report:
     serve_cpu = stack.enter_context(serve_core())
-    noisy = await start_stack(stack, workdir, serve_cpu)
+    noisy = await start_noisy_stack(stack, workdir, serve_cpu)
     progress("noisy", "seeding the quiet and the noisy tenant")
     tenants = await seed(noisy)
     run = await _rounds(noisy, tenants, args)

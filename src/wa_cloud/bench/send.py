@@ -143,8 +143,9 @@ class Stack:
     api: str
     sandbox: str
     admin_token: str
+    app_secret: str  # webhooks to our API are signed with it
     pids: dict[str, list[int]] = field(default_factory=dict)
-    pgdata: Path | None = None  # where bench.embedded_database keeps it: workdir / "pg"
+    pgdata: Path | None = None  # where harness.embedded_database keeps it: workdir / "pg"
 
 
 def _environment(database_url: str, sandbox_url: str, workdir: Path) -> dict[str, str]:
@@ -206,30 +207,49 @@ async def worker_process(env: dict[str, str], index: int, workdir: Path) -> Asyn
 
 
 async def start_stack(
-    stack: contextlib.AsyncExitStack, args: argparse.Namespace, workdir: Path
+    stack: contextlib.AsyncExitStack,
+    workdir: Path,
+    bench: str,
+    *,
+    webhooks: bool,
+    workers: int,
+    env: dict[str, str] | None = None,
+    serve_graph_url: str | None = None,
 ) -> Stack:
-    progress("send", "starting embedded PostgreSQL and migrations")
+    """An embedded PostgreSQL with the migrations, the sandbox Meta, `wa-cloud serve` (with its
+    in-process worker when `workers` is 0, else `--no-worker`) and `workers` worker processes.
+    `env` is added to every process's environment; serve calls Graph at `serve_graph_url` when
+    given, every other process at the sandbox."""
+    progress(bench, "starting embedded PostgreSQL and migrations")
     database_url = await stack.enter_async_context(embedded_database(workdir))
     api_port, sandbox_port = free_port(), free_port()
     api, sandbox = f"http://{HOST}:{api_port}", f"http://{HOST}:{sandbox_port}"
-    env = _environment(database_url, sandbox, workdir)
+    env = {**_environment(database_url, sandbox, workdir), **(env or {})}
     # Status webhooks are off unless asked: 3 per message would take the CPU the sender needs.
-    webhook_url = f"{api}/webhook" if args.webhooks else ""
-    progress("send", f"starting the sandbox Meta (webhooks {'on' if args.webhooks else 'off'})")
+    webhook_url = f"{api}/webhook" if webhooks else ""
+    progress(bench, f"starting the sandbox Meta (webhooks {'on' if webhooks else 'off'})")
     sandbox_pid = await stack.enter_async_context(
         local_server(_sandbox_launch(env, sandbox_port, webhook_url), workdir)
     )
-    mode = "with its in-process worker" if args.workers == 0 else f"+ {args.workers} worker(s)"
-    progress("send", f"starting wa-cloud serve {mode}")
+    mode = "with its in-process worker" if workers == 0 else f"+ {workers} worker(s)"
+    progress(bench, f"starting wa-cloud serve {mode}")
+    serve_env = env if serve_graph_url is None else {**env, "WA_GRAPH_BASE_URL": serve_graph_url}
     serve_pid = await stack.enter_async_context(
-        local_server(_serve_launch(env, api_port, args.workers == 0), workdir)
+        local_server(_serve_launch(serve_env, api_port, workers == 0), workdir)
     )
-    workers = [
-        await stack.enter_async_context(worker_process(env, i, workdir))
-        for i in range(args.workers)
+    worker_pids = [
+        await stack.enter_async_context(worker_process(env, i, workdir)) for i in range(workers)
     ]
-    pids = {"sandbox": [sandbox_pid], "serve": [serve_pid], "worker": workers}
-    return Stack(database_url, api, sandbox, env["WA_ADMIN_TOKEN"], pids, workdir / "pg")
+    pids = {"sandbox": [sandbox_pid], "serve": [serve_pid], "worker": worker_pids}
+    return Stack(
+        database_url,
+        api,
+        sandbox,
+        env["WA_ADMIN_TOKEN"],
+        env["WA_APP_SECRET"],
+        pids,
+        workdir / "pg",
+    )
 
 
 # --- seeding ------------------------------------------------------------------------------------
@@ -932,7 +952,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 
 async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, workdir: Path) -> Report:
-    running = await start_stack(stack, args, workdir)
+    running = await start_stack(
+        stack, workdir, "send", webhooks=args.webhooks, workers=args.workers
+    )
     return Report(render_report(await _measure(args, running), args))
 
 
