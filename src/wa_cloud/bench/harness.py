@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import subprocess
@@ -51,7 +52,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         # A session of its own: Ctrl-C reaches only us, and we stop servers in a known order.
         return subprocess.Popen(
@@ -64,7 +65,7 @@ def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess
         )
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
     process.terminate()
@@ -76,7 +77,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def log_tail(log: Path) -> str:
+def _log_tail(log: Path) -> str:
     try:
         data = log.read_bytes()
     except OSError:
@@ -94,22 +95,53 @@ async def _probe(port: int, path: str) -> int:
         writer.close()
 
 
+async def _answers(port: int, path: str, expect: int | None) -> bool:
+    with contextlib.suppress(OSError, EOFError, ValueError, TimeoutError):
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            status = await _probe(port, path)
+        return expect is None or status == expect
+    return False
+
+
+async def _has_logged(log: Path, marker: bytes) -> bool:
+    with contextlib.suppress(OSError):
+        return marker in await asyncio.to_thread(log.read_bytes)
+    return False
+
+
 async def _wait_ready(
-    process: subprocess.Popen[bytes], port: int, path: str, expect: int | None
+    process: subprocess.Popen[bytes], ready: Callable[[], Awaitable[bool]], awaited: str
 ) -> None:
-    """Until GET `path` answers `expect` (any status when None); fail if the process exits."""
+    """Until `ready()` holds; fail if the process exits first, or after READY_TIMEOUT."""
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         if process.poll() is not None:
             raise StartFailed(f"exited with code {process.returncode}")
-        with contextlib.suppress(OSError, EOFError, ValueError, TimeoutError):
-            async with asyncio.timeout(PROBE_TIMEOUT):
-                status = await _probe(port, path)
-            if expect is None or status == expect:
-                return
+        if await ready():
+            return
         if time.monotonic() > deadline:
-            raise StartFailed(f"GET {path} did not answer {expect} within {READY_TIMEOUT:.0f} s")
+            raise StartFailed(f"{awaited} within {READY_TIMEOUT:.0f} s")
         await asyncio.sleep(READY_POLL)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    argv: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready: Callable[[], Awaitable[bool]],
+    awaited: str,
+) -> AsyncIterator[int]:
+    """A subprocess writing to `log`, once `ready()`; yields its pid, stops it on the way out."""
+    process = _start_process(argv, env, log)
+    try:
+        try:
+            await _wait_ready(process, ready, awaited)
+        except StartFailed as exc:
+            raise StartFailed(f"{exc}\n--- {log.stem} output ---\n{_log_tail(log)}") from None
+        yield process.pid
+    finally:
+        _stop_process(process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,19 +154,23 @@ class Launch:
     ready_status: int | None
 
 
-@contextlib.asynccontextmanager
-async def local_server(launch: Launch, workdir: Path) -> AsyncIterator[int]:
-    """A server subprocess, ready to serve; yields its pid and stops it on the way out."""
+def local_server(launch: Launch, workdir: Path) -> contextlib.AbstractAsyncContextManager[int]:
+    """A server subprocess, ready once GET `ready_path` answers `ready_status` (any status when
+    None); yields its pid and stops it on the way out."""
+    path, expect = launch.ready_path, launch.ready_status
+    ready = functools.partial(_answers, launch.port, path, expect)
     log = workdir / f"{launch.name}.log"
-    process = start_process(launch.argv, launch.env, log)
-    try:
-        try:
-            await _wait_ready(process, launch.port, launch.ready_path, launch.ready_status)
-        except StartFailed as exc:
-            raise StartFailed(f"{exc}\n--- server output ---\n{log_tail(log)}") from None
-        yield process.pid
-    finally:
-        stop_process(process)
+    return _running(launch.argv, launch.env, log, ready, f"GET {path} did not answer {expect}")
+
+
+def logging_process(
+    name: str, argv: list[str], env: dict[str, str], workdir: Path, marker: bytes
+) -> contextlib.AbstractAsyncContextManager[int]:
+    """A subprocess with no port to probe, ready once it has logged `marker`; yields its pid and
+    stops it on the way out."""
+    log = workdir / f"{name}.log"
+    ready = functools.partial(_has_logged, log, marker)
+    return _running(argv, env, log, ready, f"did not log {marker!r}")
 
 
 def _start_database(workdir: Path) -> tuple[str, Any]:
@@ -191,7 +227,7 @@ def progress(bench: str, what: str) -> None:
 def print_logs(workdir: Path) -> None:
     """A seeding step that failed names an HTTP status; the why is in the servers' logs."""
     for log in sorted(workdir.glob("*.log")):
-        tail = log_tail(log)
+        tail = _log_tail(log)
         if tail:
             print(f"--- {log.name} (tail) ---\n{tail}", file=sys.stderr)
 

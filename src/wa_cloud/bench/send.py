@@ -39,10 +39,9 @@ import functools
 import json
 import os
 import secrets
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,19 +52,15 @@ import httpx
 
 from wa_cloud.bench.harness import (
     HOST,
-    READY_POLL,
-    READY_TIMEOUT,
     Launch,
     Report,
     StartFailed,
     embedded_database,
     free_port,
     local_server,
-    log_tail,
+    logging_process,
     progress,
     run_bench,
-    start_process,
-    stop_process,
 )
 from wa_cloud.db.pool import connect
 from wa_cloud.db.queries import Q
@@ -178,32 +173,10 @@ def _serve_launch(env: dict[str, str], port: int, in_process_worker: bool) -> La
     return Launch("serve", argv, env, port, "/readyz", 200)
 
 
-async def _wait_logged(process: subprocess.Popen[bytes], log: Path, marker: bytes) -> None:
-    """A worker has no port to probe: it is ready once it has logged `marker`."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        if process.poll() is not None:
-            raise StartFailed(f"exited with code {process.returncode}")
-        with contextlib.suppress(OSError):
-            if marker in await asyncio.to_thread(log.read_bytes):
-                return
-        if time.monotonic() > deadline:
-            raise StartFailed(f"did not log {marker!r} within {READY_TIMEOUT:.0f} s")
-        await asyncio.sleep(READY_POLL)
-
-
-@contextlib.asynccontextmanager
-async def worker_process(env: dict[str, str], index: int, workdir: Path) -> AsyncIterator[int]:
-    log = workdir / f"worker-{index}.log"
-    process = start_process(_cli("worker"), env, log)
-    try:
-        try:
-            await _wait_logged(process, log, b'"worker started"')
-        except StartFailed as exc:
-            raise StartFailed(f"worker {index}: {exc}\n--- output ---\n{log_tail(log)}") from None
-        yield process.pid
-    finally:
-        stop_process(process)
+def worker_process(
+    env: dict[str, str], index: int, workdir: Path
+) -> contextlib.AbstractAsyncContextManager[int]:
+    return logging_process(f"worker-{index}", _cli("worker"), env, workdir, b'"worker started"')
 
 
 async def start_stack(
