@@ -89,7 +89,7 @@ ROUTES = [
     resource("/v1/admin/tenants/{tenant_id}/keys", POST=admin.create_key, GET=admin.list_keys),
     resource("/v1/admin/tenants/{tenant_id}/keys/{key_id}", DELETE=admin.revoke_key),
     resource("/v1/admin/tenants/{tenant_id}/invite", POST=invites.invite_tenant),
-    resource("/v1/admin/events", GET=admin.list_events),
+    resource("/v1/admin/events", GET=events.list_all_events),
     resource("/v1/numbers", POST=numbers.create_number, GET=numbers.list_numbers),
     resource(
         "/v1/numbers/{phone_number_id}",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wa_cloud.errors import BadRequest, PayloadTooLarge, Unprocessable
+from wa_cloud.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
 from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, has_unstorable
 
 MAX_API_BODY = 1024 * 1024
@@ -146,3 +147,10 @@ def field_pin(body: dict[str, Any]) -> str | None:
     if pin is not None and not PIN.fullmatch(pin):
         raise Unprocessable("'pin' must be six digits.", "invalid_field")
     return pin
+
+
+def parse_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("No such resource.") from None

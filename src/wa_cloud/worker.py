@@ -33,6 +33,7 @@ from wa_cloud.media import inbound as media_inbound
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox import enqueue
 from wa_cloud.outbox.sender import Sender
+from wa_cloud.providers.cloud import cloud_providers
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.urlguard import GuardedClient
 
@@ -94,7 +95,7 @@ class Worker:
         )
         self._media = media_inbound.MediaFetcher(
             pool,
-            media_inbound.cloud_providers(graph, box),
+            cloud_providers(graph, box),
             max_attempts=settings.worker_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,

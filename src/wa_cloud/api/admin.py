@@ -12,14 +12,13 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import forget_keys, require_admin
 from wa_cloud.api.pagination import (
-    cursor_id,
     cursor_time,
     cursor_uuid,
     decode_cursor,
     limit_of,
     page,
 )
-from wa_cloud.asgi import field_bool, field_str, read_object, reject_unknown
+from wa_cloud.asgi import field_bool, field_str, parse_uuid, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import Conflict, NotFound
 from wa_cloud.tenants import audit
@@ -71,13 +70,6 @@ async def get_tenant(request: Request) -> JSONResponse:
     if row is None:
         raise NotFound("No tenant with that id.")
     return JSONResponse(tenant_json(row))
-
-
-def parse_uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound("No such resource.") from None
 
 
 async def update_tenant(request: Request) -> JSONResponse:
@@ -214,30 +206,3 @@ async def revoke_key(request: Request) -> JSONResponse:
         )
     forget_keys(state)  # this process at once; the others within their cache time
     return JSONResponse(_key_json(row))
-
-
-def audit_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "created_at": row["created_at"].isoformat(),
-        "tenant_id": None if row["tenant_id"] is None else str(row["tenant_id"]),
-        "actor": row["actor"],
-        "severity": row["severity"],
-        "action": row["action"],
-        "detail": row["detail"],
-    }
-
-
-async def list_audit(state: Any, request: Request, tenant_id: uuid.UUID | None) -> JSONResponse:
-    limit = limit_of(request)
-    (before,) = decode_cursor(request, cursor_id) or (None,)
-    async with state.pool.acquire() as conn:
-        rows = await conn.fetch(Q.list_audit, tenant_id, before, limit + 1)
-    return JSONResponse(page([audit_json(r) for r in rows], limit, "id"))
-
-
-async def list_events(request: Request) -> JSONResponse:
-    """The audit log of the whole platform, or of one tenant with `?tenant_id=`."""
-    state = require_admin(request)
-    raw = request.query_params.get("tenant_id")
-    return await list_audit(state, request, parse_uuid(raw) if raw else None)

@@ -20,9 +20,8 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wa_cloud.api.admin import parse_uuid
 from wa_cloud.api.auth import require_admin
-from wa_cloud.asgi import field_str, read_object, reject_unknown
+from wa_cloud.asgi import field_str, parse_uuid, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, NotFound, Unprocessable
 from wa_cloud.tenants import audit

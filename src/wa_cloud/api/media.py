@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse, Response
 
 from wa_cloud import formdata
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.messages import provider_for
 from wa_cloud.asgi import (
     field_bool,
     field_str,
@@ -42,6 +41,7 @@ from wa_cloud.media.rules import (
     to_voice_note,
 )
 from wa_cloud.providers.base import Provider
+from wa_cloud.providers.cloud import request_providers
 from wa_cloud.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -229,7 +229,9 @@ async def _upload(request: Request, state: AppState, tenant_id: UUID) -> JSONRes
     assert content is not None
     mime_type = check_media(upload.kind, upload.mime_type, len(content), content)
     filename = _filename(upload.filename, mime_type, upload.kind)
-    media_id = await _send_to_meta(provider_for(state)(number), content, mime_type, filename)
+    media_id = await _send_to_meta(
+        request_providers(state.graph, state.box)(number), content, mime_type, filename
+    )
     # Up to 100 MB: hashlib lets other threads run while it hashes, so off the event loop.
     digest = await asyncio.to_thread(lambda: hashlib.sha256(content).hexdigest())
     logger.info(

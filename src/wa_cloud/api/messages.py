@@ -8,17 +8,13 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wa_cloud.api.admin import parse_uuid
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.asgi import read_object, reject_unknown
+from wa_cloud.asgi import parse_uuid, read_object, reject_unknown
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import Conflict, NotFound
+from wa_cloud.errors import NotFound
 from wa_cloud.outbox.compose import SEND_TYPES
 from wa_cloud.outbox.enqueue import enqueue
-from wa_cloud.providers.base import Provider
-from wa_cloud.providers.cloud import cloud_provider
-from wa_cloud.secretbox import SecretUnreadable
-from wa_cloud.state import AppState
+from wa_cloud.providers.cloud import request_providers
 
 _ALLOWED = {
     "from",
@@ -31,21 +27,6 @@ _ALLOWED = {
 } | SEND_TYPES
 
 
-def provider_for(state: AppState) -> Any:
-    def build(number: asyncpg.Record) -> Provider:
-        try:
-            return cloud_provider(state.graph, state.box, dict(number))
-        except SecretUnreadable:
-            # Ours to fix (a master key missing here), not the caller's: said plainly, no 500.
-            raise Conflict(
-                "This number's access token cannot be opened; the operator must restore the "
-                "key it was sealed with, or register the number again.",
-                "number_unavailable",
-            ) from None
-
-    return build
-
-
 async def send_message(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     caller.require_active()
@@ -53,7 +34,11 @@ async def send_message(request: Request) -> JSONResponse:
     # The type's own key is allowed through so an unknown type is named as such, not as a field.
     reject_unknown(body, _ALLOWED | {str(body.get("type"))})
     queued = await enqueue(
-        state.pool, caller.tenant_id, body, provider_for(state), state.template_fetches
+        state.pool,
+        caller.tenant_id,
+        body,
+        request_providers(state.graph, state.box),
+        state.template_fetches,
     )
     return JSONResponse(
         {"id": str(queued.id), "status": queued.status}, status_code=202 if queued.created else 200

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 from uuid import UUID
 
@@ -23,13 +23,11 @@ import asyncpg
 from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.events import InboundMessage
-from wa_cloud.graph.client import GraphClient
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.graph.retry import DEFAULT, delay_for
 from wa_cloud.media.rules import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
-from wa_cloud.providers.base import MediaFile, Provider
-from wa_cloud.providers.cloud import cloud_provider, is_media_id
-from wa_cloud.secretbox import SecretBox
+from wa_cloud.providers.base import MediaFile, ProviderFor
+from wa_cloud.providers.cloud import is_media_id
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +40,6 @@ MAX_IN_FLIGHT: Final = 8
 MAX_PER_TENANT: Final = 2
 # A download (URL lookup, up to 100 MB, in-process retries) must finish inside its lease.
 MIN_LEASE_SECONDS: Final = 120.0
-
-ProviderFor = Callable[[asyncpg.Record], Provider]
 
 
 def _text(value: Any, limit: int = 255) -> str | None:
@@ -83,11 +79,6 @@ async def queue_inbound_media(
         _text(body.get("mime_type")),
         _text(body.get("sha256")),
     )
-
-
-def cloud_providers(graph: GraphClient, box: SecretBox) -> ProviderFor:
-    """A Cloud API provider for a claimed row's number (its token opened just for this)."""
-    return lambda row: cloud_provider(graph, box, dict(row))
 
 
 class MediaRefused(Exception):

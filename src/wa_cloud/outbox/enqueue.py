@@ -8,7 +8,7 @@ caller's. A repeated `idempotency_key` returns the first message instead of a se
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -26,7 +26,7 @@ from wa_cloud.outbox.templates import (
     check_parameters,
     save_templates,
 )
-from wa_cloud.providers.base import Provider
+from wa_cloud.providers.base import ProviderFor
 from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,6 @@ class Queued:
     id: UUID
     status: str
     created: bool  # False when an idempotency key returned an earlier message
-
-
-ProviderFor = Callable[[asyncpg.Record], Provider]
 
 
 async def _check_template(

@@ -7,7 +7,7 @@ instead of checking which provider they hold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,3 +44,7 @@ class Provider(Protocol):
     async def download_media(self, media_id: str, *, max_bytes: int) -> MediaFile: ...
 
     async def templates(self) -> list[dict[str, Any]]: ...
+
+
+# A number's provider from its row (`numbers` columns): how every caller gets one.
+ProviderFor = Callable[[Mapping[str, Any]], Provider]
