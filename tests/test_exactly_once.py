@@ -398,7 +398,7 @@ async def test_a_flagged_number_recovers_once_its_token_opens_again(
 
 
 def test_the_escaped_unicode_fallback_has_a_budget() -> None:
-    from wa_cloud.api.ratelimit import KeyRateLimiter
+    from wa_cloud.ratelimit import KeyRateLimiter
 
     budget = KeyRateLimiter(rate_per_second=1000, burst=3000)  # bytes
     assert budget.take(b"", cost=2000) is None and budget.take(b"", cost=1000) is None

@@ -29,7 +29,6 @@ from wa_cloud.api import (
     ops,
 )
 from wa_cloud.api import webhooks as tenant_webhooks
-from wa_cloud.api.ratelimit import KeyRateLimiter
 from wa_cloud.asgi import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
@@ -40,6 +39,7 @@ from wa_cloud.inbound.receiver import WebhookReceiver
 from wa_cloud.inbound.store import delivery_store
 from wa_cloud.metrics import Metrics
 from wa_cloud.pages import status
+from wa_cloud.ratelimit import KeyRateLimiter
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.state import AppState
 from wa_cloud.urlguard import UrlGuard

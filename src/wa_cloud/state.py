@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
-from wa_cloud.api.ratelimit import KeyRateLimiter, TenantSlots
 from wa_cloud.config import Settings
 from wa_cloud.db.groupcommit import GroupCommit
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.templates import TemplateFetches
+from wa_cloud.ratelimit import KeyRateLimiter, TenantSlots
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.urlguard import GuardedClient
 

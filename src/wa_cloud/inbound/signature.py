@@ -14,8 +14,8 @@ import operator
 import re
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
-from wa_cloud.api.ratelimit import KeyRateLimiter
 from wa_cloud.errors import ApiError
+from wa_cloud.ratelimit import KeyRateLimiter
 
 _PREFIX = "sha256="
 _NON_ASCII_RUNS = re.compile(r"([^\x00-\x7f]+)")
