@@ -29,13 +29,8 @@ from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import Unprocessable
 from wa_cloud.graph.errors import GraphUnavailable
 from wa_cloud.media.inbound import MediaFetcher
-from wa_cloud.media.rules import (
-    MB,
-    AudioConversionError,
-    check_media,
-    sha256_matches,
-    to_voice_note,
-)
+from wa_cloud.media.rules import MB, check_media, sha256_matches
+from wa_cloud.media.voice import AudioConversionError, to_voice_note
 from wa_cloud.providers.base import MediaFile
 
 TOKEN = "EAAG-test-token-" + NUMBER_A

@@ -31,7 +31,7 @@ from wa_cloud.backoff import Backoff
 from wa_cloud.config import Settings
 from wa_cloud.forwarding.events import enqueue_forward
 from wa_cloud.forwarding.forwarder import Forwarder
-from wa_cloud.media.rules import fetch_url
+from wa_cloud.media.fetch import fetch_url
 from wa_cloud.metrics import Metrics
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.urlguard import (

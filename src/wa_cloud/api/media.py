@@ -30,16 +30,9 @@ from wa_cloud.asgi import (
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from wa_cloud.graph.errors import GraphError
-from wa_cloud.media.rules import (
-    KB,
-    MAX_MEDIA_BYTES,
-    MB,
-    AudioConversionError,
-    check_media,
-    fetch_url,
-    rule_for,
-    to_voice_note,
-)
+from wa_cloud.media.fetch import fetch_url
+from wa_cloud.media.rules import KB, MAX_MEDIA_BYTES, MB, check_media, rule_for
+from wa_cloud.media.voice import AudioConversionError, to_voice_note
 from wa_cloud.providers.base import Provider
 from wa_cloud.providers.cloud import request_providers
 from wa_cloud.state import AppState

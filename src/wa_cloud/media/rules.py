@@ -1,5 +1,4 @@
-"""Media: Meta's type and size table, checks before anything is sent to Meta, voice-note
-conversion, and fetching a file from a URL.
+"""Media rules: Meta's type and size table and the checks before anything is sent to Meta.
 
 Meta refuses a wrong file only after the upload (131053), or worse, accepts it and the message
 fails later; checking here gives the caller a 422 that names the problem and costs no Graph call.
@@ -8,29 +7,12 @@ The declared type is not trusted alone: the first bytes of the common formats ar
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import functools
-import io
-import subprocess
-import tempfile
-import warnings
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
-import imageio_ffmpeg
-
 from wa_cloud.errors import Unprocessable
-from wa_cloud.urlguard import GuardedClient, MalformedUrl, checked_url
-
-with warnings.catch_warnings():
-    # pydub imports `audioop` (deprecated since Python 3.11) and looks for ffmpeg on PATH when
-    # imported; we hand it the ffmpeg of the imageio-ffmpeg wheel instead (see `_ffmpeg`).
-    warnings.filterwarnings("ignore", ".*audioop", DeprecationWarning)
-    warnings.filterwarnings("ignore", "Couldn't find ffmpeg", RuntimeWarning)
-    from pydub import AudioSegment
 
 KB: Final = 1024
 MB: Final = 1024 * 1024
@@ -190,120 +172,3 @@ def sha256_matches(expected: str, digest: bytes) -> bool | None:
     except (binascii.Error, ValueError):
         return None
     return decoded == digest if len(decoded) == 32 else None
-
-
-# Voice notes ---------------------------------------------------------------------------------
-VOICE_SAMPLE_RATE: Final = 48_000
-VOICE_BITRATE: Final = "32k"  # WhatsApp's own voice notes are mono Opus at about this rate
-CONVERSION_TIMEOUT_SECONDS: Final = 120.0
-
-
-class AudioConversionError(Exception):
-    """The input is not audio ffmpeg can read, or the conversion failed."""
-
-
-@functools.cache
-def _ffmpeg() -> str:
-    """The ffmpeg binary shipped in the imageio-ffmpeg wheel, handed to pydub once."""
-    executable: str = imageio_ffmpeg.get_ffmpeg_exe()
-    AudioSegment.converter = executable
-    return executable
-
-
-def _decode(content: bytes) -> AudioSegment:
-    """Any audio ffmpeg reads, as 16-bit mono PCM at 48 kHz.
-
-    pydub's own `from_file` runs ffprobe first, which the wheel does not ship; ffmpeg decodes to
-    raw PCM here instead, so ffmpeg is the only binary needed.
-    """
-    # A file, not a pipe: MP4/M4A keep their index at the end, and ffmpeg must seek to it.
-    with tempfile.NamedTemporaryFile(suffix=".audio") as source:
-        source.write(content)
-        source.flush()
-        command = [_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error"]
-        command += ["-i", source.name, "-vn", "-ac", "1", "-ar", str(VOICE_SAMPLE_RATE)]
-        command += ["-f", "s16le", "pipe:1"]
-        try:
-            done = subprocess.run(command, capture_output=True, timeout=CONVERSION_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired as exc:
-            raise AudioConversionError("decoding the audio took too long") from exc
-    if done.returncode != 0 or not done.stdout:
-        reason = done.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioConversionError(reason[-1] if reason else "no audio stream found")
-    return AudioSegment(data=done.stdout, sample_width=2, frame_rate=VOICE_SAMPLE_RATE, channels=1)
-
-
-def to_voice_note(content: bytes) -> bytes:
-    """Any audio, as WhatsApp plays a voice note: OGG container, Opus codec, mono, 48 kHz.
-
-    Blocking (runs ffmpeg twice): call it through `asyncio.to_thread`.
-    """
-    _ffmpeg()
-    segment = _decode(content).set_channels(1).set_frame_rate(VOICE_SAMPLE_RATE)
-    out = io.BytesIO()
-    try:
-        segment.export(
-            out,
-            format="ogg",
-            codec="libopus",
-            bitrate=VOICE_BITRATE,
-            parameters=["-ac", "1", "-ar", str(VOICE_SAMPLE_RATE), "-application", "voip"],
-        )
-    except Exception as exc:  # pydub raises CouldntEncodeError or OSError, both untyped here
-        raise AudioConversionError(f"encoding Opus failed: {type(exc).__name__}") from exc
-    return out.getvalue()
-
-
-# Fetching from a URL -------------------------------------------------------------------------
-URL_FETCH_SECONDS: Final = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    content: bytes
-    mime_type: str | None
-    filename: str | None
-
-
-def _fetch_error(message: str) -> Unprocessable:
-    return Unprocessable(message, "media_download_failed")
-
-
-async def fetch_url(http: GuardedClient, url: str, *, max_bytes: int) -> Fetched:
-    """GET `url`, refusing (422) an error answer or more than `max_bytes` without reading on.
-    The URL is the tenant's: `http` is the guarded client, so a private address is a 422
-    `url_not_allowed` before any connection to it, on the first hop or on any redirect."""
-    try:
-        checked_url(url)  # the guard's own reading of the URL, before anything is fetched
-    except MalformedUrl as exc:
-        raise _fetch_error(f"'url' must be an absolute http or https URL: {exc.reason}.") from None
-    try:
-        async with asyncio.timeout(URL_FETCH_SECONDS):
-            return await _stream(http, url, max_bytes)
-    except TimeoutError:
-        raise _fetch_error(f"The URL did not answer within {URL_FETCH_SECONDS:g} s.") from None
-    except httpx.HTTPError as exc:
-        raise _fetch_error(f"The URL could not be fetched: {type(exc).__name__}.") from exc
-
-
-async def _stream(http: GuardedClient, url: str, max_bytes: int) -> Fetched:
-    too_large = Unprocessable(
-        f"The file at the URL is larger than {max_bytes} bytes.", "media_too_large"
-    )
-    # Redirects are followed (files often sit behind one); each hop is a new request through
-    # the guard, its URL and its address checked again.
-    async with http.stream("GET", url, follow_redirects=True) as response:
-        if not response.is_success:
-            raise _fetch_error(f"The URL answered HTTP {response.status_code}.")
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise too_large
-            chunks.append(chunk)
-        name = response.url.path.rsplit("/", 1)[-1] or None
-        return Fetched(b"".join(chunks), response.headers.get("content-type"), name)
