@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wa_cloud.bench.load import read_response
+from wa_cloud.bench.load import read_response, request_head
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def _log_tail(log: Path) -> str:
 async def _probe(port: int, path: str) -> int:
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
-        status, _ = await read_response(reader)
+        writer.write(request_head("GET", path, f"{HOST}:{port}", {}))
+        status, _, _ = await read_response(reader)
         return status
     finally:
         writer.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
 import signal
 import ssl
@@ -97,34 +96,41 @@ class Tally:
         self.cpu_seconds += other.cpu_seconds
 
 
+def request_head(method: str, path: str, authority: str, headers: dict[str, str]) -> bytes:
+    """An HTTP/1.1 request's head (Host first, then `headers` in their order), to write before
+    its body."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {authority}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def build_requests(endpoint: Endpoint, bodies: list[bytes], secret: str) -> list[bytes]:
     """Each body as complete request bytes, signed once here so the loop only writes."""
     requests = []
     for body in bodies:
-        head = (
-            f"POST {endpoint.path} HTTP/1.1\r\n"
-            f"Host: {endpoint.authority}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"X-Hub-Signature-256: {sign(body, secret)}\r\n"
-            "\r\n"
-        )
-        requests.append(head.encode("latin-1") + body)
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+            "X-Hub-Signature-256": sign(body, secret),
+        }
+        requests.append(request_head("POST", endpoint.path, endpoint.authority, headers) + body)
     return requests
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> None:
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    chunks = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
         if size == 0:
             while await reader.readuntil(b"\r\n") != b"\r\n":
                 pass  # trailers
-            return
-        await reader.readexactly(size + 2)
+            return b"".join(chunks)
+        chunks.append((await reader.readexactly(size + 2))[:-2])
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one whole response; return its status and whether the connection stays open."""
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """Read one whole response; return its status, whether the connection stays open, and its
+    body."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length: int | None = None
@@ -139,21 +145,55 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
             chunked = b"chunked" in value.lower()
         elif name == b"connection":
             keep_alive = b"close" not in value.lower()
+    body = b""
     if chunked:
-        await _read_chunked(reader)
+        body = await _read_chunked(reader)
     elif length:
-        await reader.readexactly(length)
+        body = await reader.readexactly(length)
     elif length is None and status >= 200 and status not in (204, 304):
-        await reader.read()  # no framing: the body runs to the end of the connection
+        body = await reader.read()  # no framing: the body runs to the end of the connection
         keep_alive = False
-    return status, keep_alive
+    return status, keep_alive, body
 
 
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+class KeepAlive:
+    """One keep-alive HTTP/1.1 connection, one request at a time; opened again after the server
+    closed it or it broke."""
 
+    __slots__ = ("host", "port", "streams", "tls")
 
-async def _open(endpoint: Endpoint, tls: ssl.SSLContext | None) -> Streams:
-    return await asyncio.open_connection(endpoint.host, endpoint.port, ssl=tls)
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        self.host, self.port, self.tls = host, port, tls
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self) -> bool:
+        """Open unless open; False when the connection was refused."""
+        if self.streams is None:
+            try:
+                self.streams = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
+            except OSError:
+                return False
+        return True
+
+    async def exchange(self, *request: bytes) -> int | None:
+        """Write a request (once open), read its whole response: its status, or None when the
+        connection was lost on the way."""
+        assert self.streams is not None
+        reader, writer = self.streams
+        writer.writelines(request)
+        try:
+            status, keep_alive, _ = await read_response(reader)
+        except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
+            self.close()
+            return None
+        if not keep_alive:
+            self.close()
+        return status
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
 
 
 def _count(tally: Tally, window: Window, at: float, outcome: str) -> None:
@@ -167,9 +207,8 @@ async def _drive(spec: LoadSpec, first: int, tls: ssl.SSLContext | None, tally: 
     latencies, outcomes = tally.latencies, tally.outcomes
     clock = time.monotonic
     index = first % len(requests)
-    streams: Streams | None = None
-    with contextlib.suppress(OSError):
-        streams = await _open(spec.endpoint, tls)  # connected before the clock starts
+    connection = KeepAlive(spec.endpoint.host, spec.endpoint.port, tls)
+    await connection.open()  # connected before the clock starts (or again in the loop)
     await asyncio.sleep(max(0.0, window.begin - clock()))
     interval = None if spec.per_connection_rate is None else 1.0 / spec.per_connection_rate
     due = window.begin + (interval or 0.0) * (first % 97) / 97  # connections out of step
@@ -179,36 +218,24 @@ async def _drive(spec: LoadSpec, first: int, tls: ssl.SSLContext | None, tally: 
                 await asyncio.sleep(due - now)
                 if clock() >= window.end:
                     break
-            if streams is None:
-                try:
-                    streams = await _open(spec.endpoint, tls)
-                except OSError:
-                    _count(tally, window, now, "connect_failed")
-                    await asyncio.sleep(RECONNECT_PAUSE)
-                    continue
-            reader, writer = streams
+            if not await connection.open():
+                _count(tally, window, now, "connect_failed")
+                await asyncio.sleep(RECONNECT_PAUSE)
+                continue
             sent = clock() if interval is None else due
             if interval is not None:
                 due += interval
-            writer.write(requests[index])
+            request = requests[index]
             index = (index + 1) % len(requests)
-            try:
-                status, keep_alive = await read_response(reader)
-            except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
-                _count(tally, window, clock(), "connection_lost")
-                writer.close()
-                streams = None
-                continue
+            status = await connection.exchange(request)
             done = clock()
-            if window.start <= done < window.end:
+            if status is None:
+                _count(tally, window, done, "connection_lost")
+            elif window.start <= done < window.end:
                 latencies.append(done - sent)
                 outcomes[str(status)] += 1
-            if not keep_alive:
-                writer.close()
-                streams = None
     finally:
-        if streams is not None:
-            streams[1].close()
+        connection.close()
 
 
 async def _cpu_in_window(window: Window) -> float:

@@ -77,11 +77,12 @@ from wa_cloud.bench.load import (
     LOAD_START_ALLOWANCE,
     RECONNECT_PAUSE,
     Endpoint,
+    KeepAlive,
     Window,
     build_requests,
     check_load_args,
     read_bodies,
-    read_response,
+    request_head,
     run_load,
 )
 from wa_cloud.bench.send import (
@@ -89,6 +90,7 @@ from wa_cloud.bench.send import (
     PlannedNumber,
     Stack,
     Tenant,
+    api_post,
     checked,
     cpu_shares,
     cpu_snapshot,
@@ -349,19 +351,6 @@ async def seed(noisy: Noisy) -> Tenants:
 # --- the flood ----------------------------------------------------------------------------------
 
 
-def _head(method: str, path: str, port: int, headers: dict[str, str], length: int) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _json_request(port: int, path: str, key: str, document: dict[str, Any]) -> list[bytes]:
-    body = json.dumps(document).encode()
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    return [_head("POST", path, port, headers, len(body)), body]
-
-
 def _multipart(boundary: str, size: int) -> bytes:
     fields = {"from": NOISY_NUMBER, "type": "document"}
     parts = [
@@ -400,39 +389,45 @@ def flood_kinds(
 ) -> list[FloodKind]:
     """What the noisy tenant does, each kind over its own keep-alive connections."""
     unknown_key, send_key, upload_key, url_key = keys
+    api = f"{HOST}:{port}"
 
     def unknown_template(n: int) -> list[bytes]:
         send = send_request(NOISY_NUMBER, f"4470{n:08d}", f"no_such_template_{n}")
-        return _json_request(port, "/v1/messages", unknown_key, send)
+        return [api_post(api, "/v1/messages", unknown_key, send)]
 
     def slow_send(n: int) -> list[bytes]:
         send = send_request(NOISY_NUMBER, f"4471{n:08d}")
-        return _json_request(port, "/v1/messages", send_key, send)
+        return [api_post(api, "/v1/messages", send_key, send)]
 
     boundary = "noisy" + secrets.token_hex(8)
     upload = _multipart(boundary, UPLOAD_BYTES)
     upload_headers = {
         "Authorization": f"Bearer {upload_key}",
         "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(upload)),
     }
+    # Head and body apart: the 15 MB body is written from the one copy, never joined again.
+    upload_head = request_head("POST", "/v1/media", api, upload_headers)
 
     def big_upload(n: int) -> list[bytes]:
-        return [_head("POST", "/v1/media", port, upload_headers, len(upload)), upload]
+        return [upload_head, upload]
 
     url = f"http://{HOST}:{front_port}/file/{UPLOAD_BYTES}"
 
     def url_upload(n: int) -> list[bytes]:
         document = {"from": NOISY_NUMBER, "type": "document", "url": url}
-        return _json_request(port, "/v1/media", url_key, document)
+        return [api_post(api, "/v1/media", url_key, document)]
 
     attack = attack_body(ATTACK_BYTES)
     attack_headers = {
         "Content-Type": "application/json",
         "X-Hub-Signature-256": "sha256=" + "0" * 64,
+        "Content-Length": str(len(attack)),
     }
+    attack_head = request_head("POST", WEBHOOK_PATH, api, attack_headers)
 
     def bad_webhook(n: int) -> list[bytes]:
-        return [_head("POST", WEBHOOK_PATH, port, attack_headers, len(attack)), attack]
+        return [attack_head, attack]
 
     makers = {
         "unknown-templates": unknown_template,
@@ -467,39 +462,26 @@ class FloodTally:
 
 async def _flood_connection(port: int, kind: FloodKind, tally: FloodTally) -> None:
     """One keep-alive connection, one request at a time, until cancelled."""
-    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+    connection = KeepAlive(HOST, port)
     waiting = False
     try:
         while True:
-            if streams is None:
-                try:
-                    streams = await asyncio.open_connection(HOST, port)
-                except OSError:
-                    tally.answer(kind.name, "connect_failed")
-                    await asyncio.sleep(RECONNECT_PAUSE)
-                    continue
-            reader, writer = streams
-            writer.writelines(kind.make(next(kind.numbers)))
+            if not await connection.open():
+                tally.answer(kind.name, "connect_failed")
+                await asyncio.sleep(RECONNECT_PAUSE)
+                continue
+            request = kind.make(next(kind.numbers))
             tally.sent[kind.name] += 1
             waiting = True
-            try:
-                status, keep_alive = await read_response(reader)
-            except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
-                tally.answer(kind.name, "connection_lost")
-                keep_alive, status = False, 0
-            else:
-                tally.answer(kind.name, str(status))
+            status = await connection.exchange(*request)
             waiting = False
-            if not keep_alive:
-                writer.close()
-                streams = None
+            tally.answer(kind.name, "connection_lost" if status is None else str(status))
             if status == 429:
                 await asyncio.sleep(RATE_LIMITED_PAUSE)
     finally:
         if waiting:
             tally.unfinished[kind.name] += 1
-        if streams is not None:
-            streams[1].close()
+        connection.close()
 
 
 @contextlib.asynccontextmanager

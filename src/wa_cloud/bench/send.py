@@ -62,6 +62,7 @@ from wa_cloud.bench.harness import (
     progress,
     run_bench,
 )
+from wa_cloud.bench.load import read_response, request_head
 from wa_cloud.db.pool import connect
 from wa_cloud.db.queries import Q
 from wa_cloud.inbound.parse import message_text
@@ -366,15 +367,15 @@ class PostTally:
     first_error: str | None = None
 
 
-def _post_bytes(api: str, api_key: str, body: dict[str, Any]) -> bytes:
-    payload = json.dumps(body).encode()
-    authority = api.removeprefix("http://")
-    head = (
-        f"POST /v1/messages HTTP/1.1\r\nHost: {authority}\r\n"
-        f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
-    )
-    return head.encode("latin-1") + payload
+def api_post(authority: str, path: str, api_key: str, document: dict[str, Any]) -> bytes:
+    """A JSON POST to our API as request bytes, built ahead so a connection loop only writes."""
+    body = json.dumps(document).encode()
+    headers = {
+        "Authorization": f"Bearer {api_key}",
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body)),
+    }
+    return request_head("POST", path, authority, headers) + body
 
 
 async def _post_loop(port: int, requests: Iterator[bytes], tally: PostTally) -> None:
@@ -383,18 +384,7 @@ async def _post_loop(port: int, requests: Iterator[bytes], tally: PostTally) -> 
     try:
         for request in requests:
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            # Our API always frames its JSON with Content-Length (never chunked).
-            status = int(head[9:12])
-            length = next(
-                (
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                ),
-                0,
-            )
-            body = await reader.readexactly(length)
+            status, _, body = await read_response(reader)
             tally.statuses[status] = tally.statuses.get(status, 0) + 1
             if status != 202 and tally.first_error is None:
                 tally.first_error = f"HTTP {status}: {body[:300].decode(errors='replace')}"
@@ -408,9 +398,10 @@ async def enqueue_api(
     """Every send through POST /v1/messages, over `connections` keep-alive connections, with
     pre-built request bytes so the client is never the slow side."""
     # Interleaved across numbers, as concurrent clients of different numbers would post.
+    authority = stack.api.removeprefix("http://")
     per_number = [
         [
-            _post_bytes(stack.api, tenant.api_key, send_request(n.phone_number_id, r))
+            api_post(authority, "/v1/messages", tenant.api_key, send_request(n.phone_number_id, r))
             for r in n.recipients(i)
         ]
         for i, n in enumerate(plan)
