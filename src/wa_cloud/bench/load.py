@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from wa_cloud.inbound.signature import sign
@@ -29,6 +30,8 @@ LOAD_START_ALLOWANCE = 1.5
 # After the window closes, in-flight requests get this long before they count as timeouts.
 LOAD_GRACE = 5.0
 RECONNECT_PAUSE = 0.05
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,13 @@ class Window:
     @property
     def end(self) -> float:
         return self.start + self.seconds
+
+    async def read_at_edges(self, read: Callable[[], T]) -> tuple[T, T]:
+        """`read()` as the measured part opens, and again as it closes."""
+        await asyncio.sleep(max(0.0, self.start - time.monotonic()))
+        before = read()
+        await asyncio.sleep(max(0.0, self.end - time.monotonic()))
+        return before, read()
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,17 +248,10 @@ async def _drive(spec: LoadSpec, first: int, tls: ssl.SSLContext | None, tally: 
         connection.close()
 
 
-async def _cpu_in_window(window: Window) -> float:
-    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
-    before = time.process_time()
-    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
-    return time.process_time() - before
-
-
 async def _load(spec: LoadSpec) -> Tally:
     tally = Tally()
     tls = ssl.create_default_context() if spec.endpoint.tls else None
-    cpu = asyncio.create_task(_cpu_in_window(spec.window))
+    cpu = asyncio.create_task(spec.window.read_at_edges(time.process_time))
     drivers = [asyncio.create_task(_drive(spec, first, tls, tally)) for first in spec.firsts]
     timeout = max(0.0, spec.window.end - time.monotonic()) + LOAD_GRACE
     done, pending = await asyncio.wait(drivers, timeout=timeout)
@@ -260,7 +263,8 @@ async def _load(spec: LoadSpec) -> Tally:
         tally.outcomes["timeout"] += len(pending)
     for task in done:
         task.result()  # a bug in the driver must not pass for a quiet run
-    tally.cpu_seconds = await cpu
+    before, after = await cpu
+    tally.cpu_seconds = after - before
     return tally
 
 

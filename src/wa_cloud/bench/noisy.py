@@ -537,10 +537,8 @@ async def settle(stack: Stack) -> float:
 
 
 async def _cpu_in(stack: Stack, window: Window) -> dict[str, float]:
-    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
-    before = cpu_snapshot(stack)
-    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
-    return cpu_shares(before, cpu_snapshot(stack), window.seconds)
+    before, after = await window.read_at_edges(functools.partial(cpu_snapshot, stack))
+    return cpu_shares(before, after, window.seconds)
 
 
 async def measure_phase(

@@ -63,6 +63,7 @@ from wa_cloud.bench.harness import (
     run_bench,
 )
 from wa_cloud.bench.load import read_response, request_head
+from wa_cloud.bench.stats import format_or_dash
 from wa_cloud.db.pool import connect
 from wa_cloud.db.queries import Q
 from wa_cloud.inbound.parse import message_text
@@ -674,10 +675,6 @@ class Run:
     workers: int
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def render_table(results: list[NumberResult]) -> list[str]:
     columns = (
         "{:<16} {:>6} {:>7} {:>8} {:>10} {:>9} {:>7} {:>9} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7}"
@@ -708,16 +705,16 @@ def render_table(results: list[NumberResult]) -> list[str]:
                 r.number.rate,
                 r.number.messages,
                 r.accepted,
-                _fmt(r.overall, ".2f"),
-                _fmt(r.steady, ".2f"),
-                _fmt(None if r.deviation is None else r.deviation * 100, "+.2f"),
-                _fmt(r.while_fast, ".2f"),
+                format_or_dash(r.overall, ".2f"),
+                format_or_dash(r.steady, ".2f"),
+                format_or_dash(None if r.deviation is None else r.deviation * 100, "+.2f"),
+                format_or_dash(r.while_fast, ".2f"),
                 r.throughput_rejected,
                 r.pair_rejected,
-                _fmt(None if lat is None else lat.p50_ms, ".0f"),
-                _fmt(None if lat is None else lat.p99_ms, ".0f"),
-                _fmt(None if lat is None else lat.max_ms, ".0f"),
-                _fmt(r.drain_seconds, ".2f"),
+                format_or_dash(None if lat is None else lat.p50_ms, ".0f"),
+                format_or_dash(None if lat is None else lat.p99_ms, ".0f"),
+                format_or_dash(None if lat is None else lat.max_ms, ".0f"),
+                format_or_dash(r.drain_seconds, ".2f"),
             )
         )
     return lines
@@ -759,9 +756,9 @@ def render_report(run: Run, args: argparse.Namespace) -> list[str]:
     lat = run.latency
     drained = (
         f"NOT drained: timed out after {args.timeout:g} s (last accept at "
-        f"{_fmt(run.drain_seconds, '.2f')} s)"
+        f"{format_or_dash(run.drain_seconds, '.2f')} s)"
         if run.watch.timed_out
-        else f"drained in {_fmt(run.drain_seconds, '.2f')} s"
+        else f"drained in {format_or_dash(run.drain_seconds, '.2f')} s"
     )
     lines.append(
         f"backlog: {sum(n.messages for n in run.plan)} messages enqueued via {run.enqueue} in "

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import math
-import time
 from dataclasses import dataclass
 
 from wa_cloud.bench.load import Tally, Window
@@ -83,10 +82,7 @@ async def process_cpu_share(pid: int | None, window: Window) -> float | None:
     """The server process's share of one core during the measured window."""
     if pid is None:
         return None
-    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
-    before = _cpu_seconds(pid)
-    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
-    after = _cpu_seconds(pid)
+    before, after = await window.read_at_edges(functools.partial(_cpu_seconds, pid))
     if before is None or after is None:
         return None
     return (after - before) / window.seconds
@@ -97,8 +93,8 @@ def median_run(runs: list[Stats]) -> Stats:
     return sorted(runs, key=lambda s: s.throughput)[len(runs) // 2]
 
 
-def _cell(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+def format_or_dash(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def render_table(outcomes: list[Outcome]) -> list[str]:
@@ -123,7 +119,7 @@ def render_table(outcomes: list[Outcome]) -> list[str]:
                 f"{stats.p99_ms:.2f}",
                 stats.errors,
                 f"{stats.client_cpu:.0%}",
-                _cell(stats.server_cpu, ".0%"),
+                format_or_dash(stats.server_cpu, ".0%"),
             )
         )
     return lines
