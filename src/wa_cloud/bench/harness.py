@@ -220,6 +220,10 @@ def cancel_on_sigterm() -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def say(bench: str, what: str) -> None:
+    print(f"wa-cloud bench {bench}: {what}", file=sys.stderr, flush=True)
+
+
 def progress(bench: str, what: str) -> None:
     print(f"  {bench}: {what}", file=sys.stderr, flush=True)
 
@@ -251,11 +255,11 @@ async def run_bench(
                 try:
                     report = await run(stack, workdir)
                 except StartFailed as exc:
-                    print(f"wa-cloud bench {bench}: failed to start: {exc}", file=sys.stderr)
+                    say(bench, f"failed to start: {exc}")
                     print_logs(workdir)
                     return 1
     except asyncio.CancelledError:
-        print(f"wa-cloud bench {bench}: interrupted; processes stopped", file=sys.stderr)
+        say(bench, "interrupted; processes stopped")
         return 130
     print("\n".join(report.lines), flush=True)
     return report.exit_code

@@ -43,6 +43,7 @@ from wa_cloud.bench.harness import (
     local_server,
     progress,
     run_bench,
+    say,
 )
 from wa_cloud.bench.load import (
     LOAD_PROCESSES,
@@ -348,19 +349,18 @@ async def _run_targets(
 async def run_ingest_bench(args: argparse.Namespace) -> int:
     problem = _check_args(args)
     if problem:
-        print(f"wa-cloud bench ingest: {problem}", file=sys.stderr)
+        say("ingest", problem)
         return 2
     bodies = await asyncio.to_thread(read_bodies)
     if not bodies:
-        print("wa-cloud bench ingest: the webhooks/ corpus is empty", file=sys.stderr)
+        say("ingest", "the webhooks/ corpus is empty")
         return 2
-    print(
-        f"wa-cloud bench ingest: {len(bodies)} corpus bodies, {args.connections} connections, "
+    say(
+        "ingest",
+        f"{len(bodies)} corpus bodies, {args.connections} connections, "
         f"{args.rounds} round(s) of {args.warmup:g} s warmup + {args.seconds:g} s per target "
         "(the median round is shown), "
         f"{LOAD_PROCESSES} load process(es){'' if event_loop_factory() else ' (no uvloop)'}",
-        file=sys.stderr,
-        flush=True,
     )
     return await run_bench("ingest", functools.partial(_run_targets, bodies, args))
 

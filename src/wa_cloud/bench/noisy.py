@@ -72,6 +72,7 @@ from wa_cloud.bench.harness import (
     local_server,
     progress,
     run_bench,
+    say,
 )
 from wa_cloud.bench.load import (
     LOAD_START_ALLOWANCE,
@@ -744,16 +745,15 @@ async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, workd
 async def run_noisy_bench(args: argparse.Namespace) -> int:
     problem = _check_args(args)
     if problem:
-        print(f"wa-cloud bench noisy: {problem}", file=sys.stderr)
+        say("noisy", problem)
         return 2
-    print(
-        f"wa-cloud bench noisy: {args.connections} connections of quiet webhooks"
+    say(
+        "noisy",
+        f"{args.connections} connections of quiet webhooks"
         + (f" at {args.rate:g}/s, paced" if args.rate else "")
         + ", "
         f"{args.rounds} round(s) of baseline then flood, {args.warmup:g} s warmup + "
         f"{args.seconds:g} s each (the median round is shown)",
-        file=sys.stderr,
-        flush=True,
     )
     return await run_bench("noisy", functools.partial(_run, args))
 

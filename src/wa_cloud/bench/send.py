@@ -61,6 +61,7 @@ from wa_cloud.bench.harness import (
     logging_process,
     progress,
     run_bench,
+    say,
 )
 from wa_cloud.bench.load import read_response, request_head
 from wa_cloud.bench.stats import format_or_dash
@@ -924,14 +925,13 @@ async def run_send_bench(args: argparse.Namespace) -> int:
         args.timeout = args.seconds * 3 + 30
     problem = _check_args(args)
     if problem:
-        print(f"wa-cloud bench send: {problem}", file=sys.stderr)
+        say("send", problem)
         return 2
-    print(
-        f"wa-cloud bench send: {args.numbers} number(s) at {args.rate}/s"
+    say(
+        "send",
+        f"{args.numbers} number(s) at {args.rate}/s"
         f"{f' + one at {args.fast_rate}/s' if args.fast_rate else ''}, {args.seconds:g} s of "
         f"backlog each, enqueue via {args.enqueue}, "
         f"{'in-process worker' if args.workers == 0 else f'{args.workers} worker process(es)'}",
-        file=sys.stderr,
-        flush=True,
     )
     return await run_bench("send", functools.partial(_run, args))
