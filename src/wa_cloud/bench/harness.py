@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -152,6 +154,30 @@ class Launch:
     port: int
     ready_path: str
     ready_status: int | None
+
+
+def wa_cloud_argv(*args: str) -> list[str]:
+    """`wa-cloud ARGS` run by this interpreter, whatever is on PATH."""
+    return [sys.executable, "-m", "wa_cloud.cli", *args]
+
+
+def wa_cloud_env(database_url: str, app_secret: str) -> dict[str, str]:
+    """This environment and what a wa-cloud process needs, its keys new for each run."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "WA_SECRET_KEY": secrets.token_urlsafe(32),
+        "WA_APP_SECRET": app_secret,
+        "WA_ADMIN_TOKEN": "adm_" + secrets.token_urlsafe(24),
+        "WA_LOG_FORMAT": "json",
+    }
+
+
+def serve_launch(name: str, env: dict[str, str], port: int, *, in_process_worker: bool) -> Launch:
+    argv = wa_cloud_argv("serve", "--host", HOST, "--port", str(port))
+    if not in_process_worker:
+        argv.append("--no-worker")
+    return Launch(name, argv, env, port, "/readyz", 200)
 
 
 def local_server(launch: Launch, workdir: Path) -> contextlib.AbstractAsyncContextManager[int]:

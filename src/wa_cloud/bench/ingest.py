@@ -44,6 +44,8 @@ from wa_cloud.bench.harness import (
     progress,
     run_bench,
     say,
+    serve_launch,
+    wa_cloud_env,
 )
 from wa_cloud.bench.load import (
     LOAD_PROCESSES,
@@ -133,21 +135,6 @@ def _baseline_launch(kind: str, secret: str) -> Launch:
     return Launch(kind, argv, env, port, ready_path, ready_status)
 
 
-def _wa_cloud_launch(database_url: str, secret: str) -> Launch:
-    port = free_port()
-    argv = [sys.executable, "-m", "wa_cloud.cli", "serve", "--no-worker"]
-    argv += ["--host", HOST, "--port", str(port)]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "WA_SECRET_KEY": secrets.token_urlsafe(32),
-        "WA_APP_SECRET": secret,
-        "WA_ADMIN_TOKEN": "adm_" + secrets.token_urlsafe(24),
-        "WA_LOG_FORMAT": "json",
-    }
-    return Launch("wa-cloud", argv, env, port, "/readyz", 200)
-
-
 # --- measuring and reporting --------------------------------------------------------------------
 
 
@@ -204,7 +191,8 @@ async def _start_wa_cloud(
     progress("wa-cloud", "starting embedded PostgreSQL")
     database_url = await stack.enter_async_context(embedded_database(workdir))
     secret = secrets.token_hex(16)
-    launch = _wa_cloud_launch(database_url, secret)
+    env = wa_cloud_env(database_url, secret)
+    launch = serve_launch("wa-cloud", env, free_port(), in_process_worker=False)
     return await _start_local(stack, launch, bodies, secret, workdir), database_url
 
 

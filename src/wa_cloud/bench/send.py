@@ -37,9 +37,7 @@ import asyncio
 import contextlib
 import functools
 import json
-import os
 import secrets
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -62,6 +60,9 @@ from wa_cloud.bench.harness import (
     progress,
     run_bench,
     say,
+    serve_launch,
+    wa_cloud_argv,
+    wa_cloud_env,
 )
 from wa_cloud.bench.load import read_response, request_head
 from wa_cloud.bench.stats import format_or_dash
@@ -148,38 +149,25 @@ class Stack:
 
 def _environment(database_url: str, sandbox_url: str, workdir: Path) -> dict[str, str]:
     return {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "WA_SECRET_KEY": secrets.token_urlsafe(32),
-        "WA_APP_SECRET": secrets.token_hex(16),  # the sandbox signs its webhooks with it too
-        "WA_ADMIN_TOKEN": "adm_" + secrets.token_urlsafe(24),
+        # The sandbox signs its webhooks with the app secret too.
+        **wa_cloud_env(database_url, secrets.token_hex(16)),
         "WA_GRAPH_BASE_URL": sandbox_url,
-        "WA_LOG_FORMAT": "json",
         # `wa-cloud sandbox` keeps dev secrets in the data dir: keep them in our temp dir.
         "WA_DATA_DIR": str(workdir / "data"),
     }
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "wa_cloud.cli", *args]
-
-
 def _sandbox_launch(env: dict[str, str], port: int, webhook_url: str) -> Launch:
-    argv = _cli("sandbox", "--host", HOST, "--port", str(port), "--webhook-url", webhook_url)
-    return Launch("sandbox", argv, env, port, "/_sandbox/numbers", 200)
-
-
-def _serve_launch(env: dict[str, str], port: int, in_process_worker: bool) -> Launch:
-    argv = _cli("serve", "--host", HOST, "--port", str(port))
-    if not in_process_worker:
-        argv.append("--no-worker")
-    return Launch("serve", argv, env, port, "/readyz", 200)
+    argv = ["sandbox", "--host", HOST, "--port", str(port), "--webhook-url", webhook_url]
+    return Launch("sandbox", wa_cloud_argv(*argv), env, port, "/_sandbox/numbers", 200)
 
 
 def worker_process(
     env: dict[str, str], index: int, workdir: Path
 ) -> contextlib.AbstractAsyncContextManager[int]:
-    return logging_process(f"worker-{index}", _cli("worker"), env, workdir, b'"worker started"')
+    return logging_process(
+        f"worker-{index}", wa_cloud_argv("worker"), env, workdir, b'"worker started"'
+    )
 
 
 async def start_stack(
@@ -211,7 +199,9 @@ async def start_stack(
     progress(bench, f"starting wa-cloud serve {mode}")
     serve_env = env if serve_graph_url is None else {**env, "WA_GRAPH_BASE_URL": serve_graph_url}
     serve_pid = await stack.enter_async_context(
-        local_server(_serve_launch(serve_env, api_port, workers == 0), workdir)
+        local_server(
+            serve_launch("serve", serve_env, api_port, in_process_worker=workers == 0), workdir
+        )
     )
     worker_pids = [
         await stack.enter_async_context(worker_process(env, i, workdir)) for i in range(workers)
