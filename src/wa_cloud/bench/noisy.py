@@ -106,7 +106,7 @@ from wa_cloud.bench.stats import Outcome, Stats, median_run, render_table, summa
 from wa_cloud.db.pool import connect
 
 MB = 1024 * 1024
-# The corpus's business number (on bench_send's WABA_ID): the quiet tenant's, so its deliveries
+# The corpus's business number (on send.py's WABA_ID): the quiet tenant's, so its deliveries
 # are indexed like any tenant's.
 QUIET_NUMBER = "106540352242922"
 NOISY_NUMBER = "106540359900001"
@@ -313,10 +313,7 @@ class Tenants:
 
 async def seed(noisy: Noisy) -> Tenants:
     stack = noisy.stack
-    async with (
-        httpx.AsyncClient(base_url=stack.api, timeout=HTTP_TIMEOUT) as api,
-        httpx.AsyncClient(base_url=stack.sandbox, timeout=HTTP_TIMEOUT) as sandbox,
-    ):
+    async with stack.clients() as (api, sandbox):
         quiet = await create_tenant(api, stack.admin_token, "Quiet Co")
         loud = await create_tenant(api, stack.admin_token, "Noisy Co")
         quiet_number = PlannedNumber(

@@ -39,7 +39,7 @@ import functools
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,6 +145,15 @@ class Stack:
     app_secret: str  # webhooks to our API are signed with it
     pids: dict[str, list[int]] = field(default_factory=dict)
     pgdata: Path | None = None  # where harness.embedded_database keeps it: workdir / "pg"
+
+    @contextlib.asynccontextmanager
+    async def clients(self) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+        """HTTP clients of our API and of the sandbox's control API."""
+        async with (
+            httpx.AsyncClient(base_url=self.api, timeout=HTTP_TIMEOUT) as api,
+            httpx.AsyncClient(base_url=self.sandbox, timeout=HTTP_TIMEOUT) as sandbox,
+        ):
+            yield api, sandbox
 
 
 def _environment(database_url: str, sandbox_url: str, workdir: Path) -> dict[str, str]:
@@ -825,10 +834,7 @@ async def _enqueue(
 
 async def _measure(args: argparse.Namespace, stack: Stack) -> Run:
     plan = plan_numbers(args)
-    async with (
-        httpx.AsyncClient(base_url=stack.api, timeout=HTTP_TIMEOUT) as api,
-        httpx.AsyncClient(base_url=stack.sandbox, timeout=HTTP_TIMEOUT) as sandbox,
-    ):
+    async with stack.clients() as (api, sandbox):
         conn = await connect(stack.database_url)
         try:
             progress("send", f"seeding a tenant and {len(plan)} numbers")
