@@ -1,6 +1,7 @@
-"""What the benches run their servers with: subprocesses on free loopback ports with their output
-in a log, ready when they answer, always stopped; a throw-away embedded PostgreSQL with the
-migrations; one run wrapper, with SIGTERM handled like Ctrl-C."""
+"""What the benches run their processes with: subprocesses (wa-cloud's own among them) on free
+loopback ports with their output in a log, ready when they answer or log so, always stopped; a
+throw-away embedded PostgreSQL with the migrations; one run wrapper, SIGTERM handled like Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ LOG_TAIL_BYTES = 2000
 
 
 class StartFailed(Exception):
-    """A target's server did not come up; the message says why."""
+    """A process the bench needs did not come up, or could not be seeded; the message says why."""
 
 
 def free_port() -> int:
