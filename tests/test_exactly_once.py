@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.sender import Batch, Sender
+from wa_cloud.resources import open_resources
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.worker import Health, LoopState, Worker
 
@@ -152,15 +154,13 @@ async def test_a_worker_loop_that_dies_is_restarted_and_reported(settings: Setti
         await asyncio.Event().wait()  # runs until the worker stops
 
     try:
-        async with (
-            new_http_client(5.0) as http,
-            new_send_session(5.0) as sends,
-        ):
-            graph = GraphClient(http, sends, "http://127.0.0.1:9", settings.graph_version)
-            metrics = Metrics()
-            worker = Worker(settings, pool, metrics, graph, SecretBox(settings.secret_key, ()))
+        async with open_resources(
+            replace(settings, graph_base_url="http://127.0.0.1:9"), pool_size=4
+        ) as resources:
+            metrics = resources.metrics
+            worker = Worker(resources)
             async with worker:
-                task = worker._start("flaky", flaky)
+                task = worker.supervise("flaky", flaky)
                 async with asyncio.timeout(10):
                     while worker.health.loops["flaky"].restarts < 1:
                         await asyncio.sleep(0.01)

@@ -32,6 +32,7 @@ from wa_cloud.media.inbound import MediaFetcher
 from wa_cloud.media.rules import MB, check_media, sha256_matches
 from wa_cloud.media.voice import AudioConversionError, to_voice_note
 from wa_cloud.providers.base import MediaFile
+from wa_cloud.worker import run_consumer
 
 TOKEN = "EAAG-test-token-" + NUMBER_A
 CUSTOMER = "16505551234"
@@ -570,7 +571,7 @@ async def test_one_tenants_slow_downloads_do_not_hold_another_tenants(
     )
     fetcher = MediaFetcher(pool, SlowForOneTenant(), max_attempts=3)  # type: ignore[arg-type]
     stopping = asyncio.Event()
-    running = asyncio.create_task(fetcher.run(stopping))
+    running = asyncio.create_task(run_consumer(fetcher, stopping))
     try:
         async with asyncio.timeout(10):
             while await db.fetchval("SELECT state FROM media WHERE id = $1", quick) != "stored":

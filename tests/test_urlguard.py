@@ -41,6 +41,7 @@ from wa_cloud.urlguard import (
     address_refusal,
     checked_url,
 )
+from wa_cloud.worker import run_consumer
 
 ip = ipaddress.ip_address
 
@@ -439,25 +440,27 @@ async def test_the_forwarder_checks_again_at_every_delivery(
         assert settings.database_url and settings.secret_key
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         try:
-            forwarder = Forwarder(
-                pool,
-                SecretBox(settings.secret_key),
-                Metrics(),
-                http=None,  # its own guarded client: private addresses refused
-                backoff=Backoff(base=30.0, cap=60.0),
-                max_attempts=3,
-                poll_seconds=0.1,
-            )
-            stopping = asyncio.Event()
-            running = asyncio.create_task(forwarder.run(stopping))
-            try:
-                async with asyncio.timeout(10):
-                    while not await db.fetchval("SELECT last_error FROM forwards"):
-                        await asyncio.sleep(0.02)
-            finally:
-                stopping.set()
-                forwarder.wake.set()
-                await running
+            # A production process's client: private addresses refused.
+            async with UrlGuard(allow_private=False).client(timeout=10.0) as guarded_client:
+                forwarder = Forwarder(
+                    pool,
+                    SecretBox(settings.secret_key),
+                    Metrics(),
+                    http=guarded_client,
+                    backoff=Backoff(base=30.0, cap=60.0),
+                    max_attempts=3,
+                    poll_seconds=0.1,
+                )
+                stopping = asyncio.Event()
+                running = asyncio.create_task(run_consumer(forwarder, stopping))
+                try:
+                    async with asyncio.timeout(10):
+                        while not await db.fetchval("SELECT last_error FROM forwards"):
+                            await asyncio.sleep(0.02)
+                finally:
+                    stopping.set()
+                    forwarder.wake.set()
+                    await running
         finally:
             await pool.close()
     row = await db.fetchrow("SELECT * FROM forwards")

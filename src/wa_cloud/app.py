@@ -33,16 +33,13 @@ from wa_cloud.asgi import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable, NotFound, RateLimited
-from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
 from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.receiver import WebhookReceiver
 from wa_cloud.inbound.store import delivery_store
-from wa_cloud.metrics import Metrics
 from wa_cloud.pages import status
 from wa_cloud.ratelimit import KeyRateLimiter
-from wa_cloud.secretbox import SecretBox
+from wa_cloud.resources import open_resources
 from wa_cloud.state import AppState
-from wa_cloud.urlguard import UrlGuard
 from wa_cloud.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -53,9 +50,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 # this long is overloaded, and queueing more only makes every caller late.
 API_ACQUIRE_TIMEOUT_SECONDS = 5.0
 INGEST_ACQUIRE_TIMEOUT_SECONDS = 3.0
-# A tenant's URL answering slower than this per read is an error (media fetches also have
-# an overall bound, forwards their own).
-TENANT_URL_TIMEOUT_SECONDS = 10.0
 
 
 def resource(path: str, **handlers: Endpoint) -> Route:
@@ -152,59 +146,42 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
-        assert settings.database_url and settings.secret_key
-        pool = await create_pool(
-            settings.database_url,
-            max_size=settings.db_pool_size,
-            acquire_timeout=API_ACQUIRE_TIMEOUT_SECONDS,
-        )
-        ingest_pool = await create_pool(
-            settings.database_url,
-            max_size=settings.ingest_pool_size,
-            acquire_timeout=INGEST_ACQUIRE_TIMEOUT_SECONDS,
-        )
-        try:
-            async with (
-                new_http_client(settings.graph_timeout_seconds) as http,
-                new_send_session(settings.graph_timeout_seconds) as sends,
-                # Tenants' URLs: its own client, through the URL guard, keeping no cookies.
-                UrlGuard(allow_private=settings.allow_private_urls).client(
-                    timeout=TENANT_URL_TIMEOUT_SECONDS, max_connections=256
-                ) as tenant_http,
-                delivery_store(ingest_pool) as deliveries,
-            ):
-                state = AppState(
-                    settings=settings,
-                    pool=pool,
-                    ingest_pool=ingest_pool,
-                    http=http,
-                    tenant_http=tenant_http,
-                    graph=GraphClient(http, sends, settings.graph_base_url, settings.graph_version),
-                    deliveries=deliveries,
-                    box=SecretBox(settings.secret_key, settings.previous_secret_keys),
-                    metrics=Metrics(),
-                    key_rates=KeyRateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
-                    failed_lookups=KeyRateLimiter(
-                        settings.api_rate_per_second / 2.5, settings.api_rate_burst // 2
-                    ),
+        assert settings.database_url
+        async with contextlib.AsyncExitStack() as stack:
+            resources = await stack.enter_async_context(
+                open_resources(
+                    settings,
+                    pool_size=settings.db_pool_size,
+                    acquire_timeout=API_ACQUIRE_TIMEOUT_SECONDS,
                 )
-                async with contextlib.AsyncExitStack() as stack:
-                    if run_worker:
-                        worker = await stack.enter_async_context(
-                            Worker(
-                                settings,
-                                pool,
-                                state.metrics,
-                                state.graph,
-                                state.box,
-                                http=tenant_http,  # the forwarder's: tenants' webhooks
-                            )
-                        )
-                        state.worker_health = worker.health
-                    yield {"wa": state}
-        finally:
-            await ingest_pool.close()
-            await pool.close()
+            )
+            # Webhook ingest's own connections: API traffic never starves it.
+            ingest_pool = await create_pool(
+                settings.database_url,
+                max_size=settings.ingest_pool_size,
+                acquire_timeout=INGEST_ACQUIRE_TIMEOUT_SECONDS,
+            )
+            stack.push_async_callback(ingest_pool.close)
+            deliveries = await stack.enter_async_context(delivery_store(ingest_pool))
+            state = AppState(
+                settings=settings,
+                pool=resources.pool,
+                ingest_pool=ingest_pool,
+                http=resources.http,
+                tenant_http=resources.tenant_http,
+                graph=resources.graph,
+                deliveries=deliveries,
+                box=resources.box,
+                metrics=resources.metrics,
+                key_rates=KeyRateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
+                failed_lookups=KeyRateLimiter(
+                    settings.api_rate_per_second / 2.5, settings.api_rate_burst // 2
+                ),
+            )
+            if run_worker:
+                worker = await stack.enter_async_context(Worker(resources))
+                state.worker_health = worker.health
+            yield {"wa": state}
 
     starlette = Starlette(
         routes=ROUTES,

@@ -18,6 +18,9 @@ from wa_cloud.errors import ConfigurationError
 
 logger = logging.getLogger("wa_cloud")
 
+# The worker's connections: its indexers, the sender's claims and writes, media, forwards.
+WORKER_POOL_SIZE = 8
+
 
 def _database_url(settings: Settings) -> str:
     if settings.database_url:
@@ -95,37 +98,19 @@ def cmd_worker(args: argparse.Namespace) -> None:
 async def _run_worker(settings: Settings, health_port: int | None = None) -> None:
     import signal
 
-    from wa_cloud.db.pool import create_pool
-    from wa_cloud.graph.client import GraphClient, new_http_client, new_send_session
-    from wa_cloud.metrics import Metrics
-    from wa_cloud.secretbox import SecretBox
+    from wa_cloud.resources import open_resources
     from wa_cloud.worker import Worker
 
-    assert settings.database_url and settings.secret_key
-    pool = await create_pool(settings.database_url, max_size=8)
-    try:
-        async with (
-            new_http_client(settings.graph_timeout_seconds) as http,
-            new_send_session(settings.graph_timeout_seconds) as sends,
-        ):
-            graph = GraphClient(http, sends, settings.graph_base_url, settings.graph_version)
-            worker = Worker(
-                settings,
-                pool,
-                Metrics(),
-                graph,
-                SecretBox(settings.secret_key, settings.previous_secret_keys),
-                http=None,  # the forwarder opens its own client, through the URL guard
-            )
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.stop()))
-            if health_port is None:
-                await worker.run_forever()
-            else:
-                await _with_health_server(worker, health_port)
-    finally:
-        await pool.close()
+    async with open_resources(settings, pool_size=WORKER_POOL_SIZE) as resources:
+        worker = Worker(resources)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Drain: steps in flight finish, then the process exits.
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.stop()))
+        if health_port is None:
+            await worker.run_forever()
+        else:
+            await _with_health_server(worker, health_port)
 
 
 async def _with_health_server(worker: Any, port: int) -> None:

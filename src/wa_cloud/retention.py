@@ -10,11 +10,13 @@ batch its own short transaction under `pg_try_advisory_xact_lock`: a batch never
 long, a busy lock means another process is running a pass (this one stops), and the lock dies
 with its transaction (pooled connections are not reset, so a session lock could leak).
 
-The worker runtime calls `run_retention(pool, settings)` every `RETENTION_INTERVAL_SECONDS`.
+The worker runs `Retention`, whose step is a pass, every `RETENTION_INTERVAL_SECONDS`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, fields
 
@@ -102,3 +104,23 @@ async def run_retention(
     if report.total or busy:
         logger.info("retention pass", extra={**counts, "busy": busy})
     return report
+
+
+class Retention:
+    """The worker's consumer: a pass every interval (no channel: nothing is urgent)."""
+
+    name = "retention"
+    channel = None
+    poll_seconds = RETENTION_INTERVAL_SECONDS
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self.wake = asyncio.Event()
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # a pass is batches of short transactions
+
+    async def step(self) -> float:
+        await run_retention(self._pool, self._settings)
+        return self.poll_seconds

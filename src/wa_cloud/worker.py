@@ -1,12 +1,18 @@
-"""The worker loop: wake on NOTIFY (polling as the fallback), claim, process, repeat.
+"""The worker runtime: consumers woken by NOTIFY (polling as the fallback), run supervised.
+
+A consumer is a small object (`Consumer`): a name, the NOTIFY channel that wakes it, how long it
+sleeps at most when idle, what it holds while it runs, and `step()`, which claims what is due
+and handles it (or starts handling it). `run_consumer` is the one loop around every consumer:
+it clears the consumer's wake before each step, backs off with jitter while the database is
+unreachable, and waits for a NOTIFY or the poll interval when the step claimed nothing.
 
 Any number of workers can run: they coordinate only through PostgreSQL (SKIP LOCKED claims with
-leases). The LISTEN connection is dedicated and re-opened when it drops; while it is down the
-poll interval alone keeps work moving.
+leases). One dedicated LISTEN connection per worker feeds a channel -> consumers table; it is
+re-opened when it drops, and while it is down the poll intervals alone keep work moving.
 
-Every loop runs supervised: one that dies (a bug, not the database, which each loop rides out
-itself) is logged, counted (`wa_worker_restarts_total`) and restarted with backoff, and
-`Health` says which loops are down, for `/readyz`.
+Every loop runs supervised: one that dies (a bug, not the database, which `run_consumer` rides
+out) is logged, counted (`wa_worker_restarts_total`) and restarted with backoff, and `Health`
+says which loops are down, for `/readyz`. `stop()` lets steps in flight finish, then cancels.
 """
 
 from __future__ import annotations
@@ -15,32 +21,143 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any, Protocol
+from uuid import UUID
 
 import asyncpg
 
-from wa_cloud import retention
 from wa_cloud.backoff import Backoff
-from wa_cloud.config import Settings
 from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.pool import connect
-from wa_cloud.forwarding import forwarder
-from wa_cloud.graph.client import GraphClient
-from wa_cloud.inbound.processor import RetryPolicy, process_batch
-from wa_cloud.media import inbound as media_inbound
-from wa_cloud.metrics import Metrics
-from wa_cloud.outbox import enqueue
-from wa_cloud.outbox.sender import Sender
-from wa_cloud.providers.cloud import cloud_providers
-from wa_cloud.secretbox import SecretBox
-from wa_cloud.urlguard import GuardedClient
+from wa_cloud.resources import Resources
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "wa_deliveries"
+DATABASE_BACKOFF = Backoff(base=0.5, cap=10.0)
 RESTART_BACKOFF = Backoff(base=0.5, cap=30.0)
+KEEPALIVE_SECONDS = 5.0  # the LISTEN connection's probe: a dead socket is noticed this soon
+
+
+class Consumer(Protocol):
+    """One kind of work the worker does (deliveries, sends, media, forwards, retention...)."""
+
+    @property
+    def name(self) -> str:
+        """In logs, metrics and /readyz."""
+        ...
+
+    @property
+    def channel(self) -> str | None:
+        """The NOTIFY channel that wakes it (None: the poll interval only)."""
+        ...
+
+    @property
+    def poll_seconds(self) -> float:
+        """The longest it sleeps when nothing is due and nothing wakes it."""
+        ...
+
+    @property
+    def wake(self) -> asyncio.Event:
+        """Set by a NOTIFY on its channel, and by the consumer itself when a job finishes."""
+        ...
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """What it holds while it runs; on the way out, jobs in flight are drained."""
+        ...
+
+    async def step(self) -> float | None:
+        """Claim what is due and handle it (or start handling it). None: something was claimed,
+        step again at once; a number: nothing was, wait at most that long (or until woken)."""
+        ...
+
+
+async def run_consumer(consumer: Consumer, stopping: asyncio.Event) -> None:
+    """The one loop of every consumer, until `stopping` is set."""
+    failures = 0
+    async with consumer.running():
+        while not stopping.is_set():
+            # Cleared before the step: a NOTIFY (or a finished job) during it wakes the wait.
+            consumer.wake.clear()
+            try:
+                wait = await consumer.step()
+                failures = 0
+            except DATABASE_ERRORS as exc:
+                failures += 1
+                logger.warning(
+                    "consumer cannot reach the database",
+                    extra={"consumer": consumer.name, "error": repr(exc)},
+                )
+                wait = DATABASE_BACKOFF.delay(failures)
+            if wait is None:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(consumer.wake.wait(), wait)
+
+
+def idle_wait(poll_seconds: float, due_in: float | None, floor: float = 0.001) -> float:
+    """How long an idle consumer sleeps: until the next row is due (`due_in` seconds, None: none
+    is), never longer than its poll interval."""
+    if due_in is None:
+        return poll_seconds
+    return min(poll_seconds, max(floor, float(due_in)))
+
+
+class InFlight:
+    """The jobs a consumer runs at once, each on behalf of a tenant: free slots, the tenants at
+    their share (so a claim skips them), and a wake when one finishes (a slot is free again;
+    None: nothing to wake)."""
+
+    def __init__(
+        self, wake: asyncio.Event | None, limit: int, per_tenant: int | None = None
+    ) -> None:
+        self._wake = wake
+        self.limit = max(1, limit)
+        self.per_tenant = max(1, per_tenant or limit)
+        self._tasks: dict[asyncio.Task[None], UUID | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.limit - len(self._tasks))
+
+    def busy(self) -> Counter[UUID]:
+        return Counter(t for t in self._tasks.values() if t is not None)
+
+    def full_tenants(self) -> list[UUID]:
+        return [tenant for tenant, n in self.busy().items() if n >= self.per_tenant]
+
+    def start(self, job: Coroutine[Any, Any, None], tenant: UUID | None = None) -> None:
+        task = asyncio.create_task(job)
+        self._tasks[task] = tenant
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def join(self) -> None:
+        """Until every job started so far has finished."""
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def drain(self, seconds: float) -> None:
+        """Let jobs finish for up to `seconds`, then cancel the rest (their rows are claimed
+        again when their leases run out)."""
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        pending: set[asyncio.Task[None]] = set(tasks)
+        if seconds > 0:
+            _, pending = await asyncio.wait(tasks, timeout=seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 @dataclass(slots=True)
@@ -72,79 +189,67 @@ class Health:
         }
 
 
+def standard_consumers(resources: Resources, *, concurrency: int) -> list[Consumer]:
+    """Every consumer a worker runs: `concurrency` delivery indexers, the sender, inbound
+    media, the forwarder and retention."""
+    from wa_cloud.forwarding.forwarder import Forwarder
+    from wa_cloud.inbound.processor import DeliveryIndexer
+    from wa_cloud.media.inbound import MediaFetcher
+    from wa_cloud.outbox.sender import Sender
+    from wa_cloud.retention import Retention
+
+    return [
+        Sender.from_resources(resources),
+        MediaFetcher.from_resources(resources),
+        Forwarder.from_resources(resources),
+        Retention(resources.pool, resources.settings),
+        *(DeliveryIndexer.from_resources(resources, index=i) for i in range(concurrency)),
+    ]
+
+
 class Worker:
     def __init__(
         self,
-        settings: Settings,
-        pool: asyncpg.Pool,
-        metrics: Metrics,
-        graph: GraphClient,
-        box: SecretBox,
+        resources: Resources,
         *,
         concurrency: int = 2,
-        http: GuardedClient | None = None,
+        consumers: list[Consumer] | None = None,
     ) -> None:
-        self._settings = settings
-        self._sender = Sender(
-            pool,
-            graph,
-            box,
-            metrics,
-            lease_seconds=settings.worker_lease_seconds,
-            poll_seconds=settings.worker_poll_seconds,
+        self._resources = resources
+        self._metrics = resources.metrics
+        self.consumers = (
+            consumers
+            if consumers is not None
+            else standard_consumers(resources, concurrency=concurrency)
         )
-        self._media = media_inbound.MediaFetcher(
-            pool,
-            cloud_providers(graph, box),
-            max_attempts=settings.worker_max_attempts,
-            lease_seconds=settings.worker_lease_seconds,
-            poll_seconds=settings.worker_poll_seconds,
-        )
-        # Events to tenants' webhooks, on the process's shared client (its own when not given).
-        self._forwarder = forwarder.Forwarder(
-            pool,
-            box,
-            metrics,
-            http=http,
-            backoff=Backoff(
-                base=settings.forward_retry_base_seconds, cap=forwarder.RETRY_CAP_SECONDS
-            ),
-            max_attempts=settings.forward_max_attempts,
-            lease_seconds=settings.worker_lease_seconds,
-            poll_seconds=settings.worker_poll_seconds,
-            allow_private_urls=settings.allow_private_urls,
-        )
-        self._pool = pool
-        self._metrics = metrics
-        self._concurrency = concurrency
-        self._policy = RetryPolicy(max_attempts=settings.worker_max_attempts)
-        self._wake = asyncio.Event()
+        self._by_channel: dict[str, list[Consumer]] = {}
+        for consumer in self.consumers:
+            if consumer.channel is not None:
+                self._by_channel.setdefault(consumer.channel, []).append(consumer)
         self._stopping = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.health = Health()
 
     async def __aenter__(self) -> Worker:
         self._tasks = []
-        self._start("listen", self._listen)  # first: `stop` cancels it, the rest drain
-        self._start("sender", lambda: self._sender.run(self._stopping))
-        self._start("media", lambda: self._media.run(self._stopping))
-        self._start("forwarder", lambda: self._forwarder.run(self._stopping))
-        self._start("retention", self._retention)
-        for i in range(self._concurrency):
-            self._start(f"deliveries-{i}", lambda i=i: self._loop(i))
-        logger.info("worker started", extra={"concurrency": self._concurrency})
+        if self._by_channel:
+            self._listener = self.supervise("listen", self._listen)
+        for consumer in self.consumers:
+            self.supervise(consumer.name, lambda c=consumer: run_consumer(c, self._stopping))
+        logger.info("worker started", extra={"consumers": [c.name for c in self.consumers]})
         return self
 
-    def _start(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    def supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        """Run `run` until the worker stops, restarted with backoff whenever it dies."""
         state = self.health.loops.setdefault(name, LoopState())
-        task = asyncio.create_task(self._supervise(name, state, run), name=f"worker-{name}")
+        task = asyncio.create_task(self._supervised(name, state, run), name=f"worker-{name}")
         self._tasks.append(task)
         return task
 
-    async def _supervise(
+    async def _supervised(
         self, name: str, state: LoopState, run: Callable[[], Awaitable[None]]
     ) -> None:
-        """Run a loop until the worker stops; restart it, with backoff, whenever it dies."""
         while not self._stopping.is_set():
             state.running, state.down_since = True, None
             try:
@@ -171,16 +276,17 @@ class Worker:
     ) -> None:
         await self.stop()
 
+    def _wake_all(self) -> None:
+        for consumer in self.consumers:
+            consumer.wake.set()
+
     async def stop(self, deadline: float = 10.0) -> None:
-        """Let batches in flight finish (they are one transaction each), then stop."""
+        """Let steps in flight finish (each consumer drains its jobs), then stop."""
         self._stopping.set()
-        self._wake.set()
-        self._sender.wake.set()
-        self._media.wake.set()
-        self._forwarder.wake.set()
-        loops, listener = self._tasks[1:], self._tasks[:1]
-        for task in listener:
-            task.cancel()
+        self._wake_all()
+        if self._listener is not None:
+            self._listener.cancel()
+        loops = [task for task in self._tasks if task is not self._listener]
         _, pending = await asyncio.wait(loops, timeout=deadline) if loops else (set(), set())
         for task in pending:
             task.cancel()
@@ -192,78 +298,30 @@ class Worker:
             await self._stopping.wait()
 
     def _notified(self, connection: object, pid: int, channel: str, payload: str) -> None:
-        if channel == enqueue.CHANNEL:
-            self._sender.wake.set()
-        elif channel == media_inbound.CHANNEL:
-            self._media.wake.set()
-        elif channel == forwarder.CHANNEL:
-            self._forwarder.wake.set()
-        else:
-            self._wake.set()
+        for consumer in self._by_channel.get(channel, ()):
+            consumer.wake.set()
 
     async def _listen(self) -> None:
-        assert self._settings.database_url
-        backoff = 0.5
+        url = self._resources.settings.database_url
+        if not url:
+            raise ValueError("the worker needs settings.database_url")
+        failures = 0
         while not self._stopping.is_set():
             connection: asyncpg.Connection | None = None
             try:
-                connection = await connect(self._settings.database_url)
-                await connection.add_listener(CHANNEL, self._notified)
-                await connection.add_listener(enqueue.CHANNEL, self._notified)
-                await connection.add_listener(media_inbound.CHANNEL, self._notified)
-                await connection.add_listener(forwarder.CHANNEL, self._notified)
-                backoff = 0.5
-                # Anything stored while we were not listening.
-                self._wake.set()
-                self._sender.wake.set()
-                self._media.wake.set()
-                self._forwarder.wake.set()
+                connection = await connect(url)
+                for channel in self._by_channel:
+                    await connection.add_listener(channel, self._notified)
+                failures = 0
+                self._wake_all()  # anything stored while we were not listening
                 while not connection.is_closed():
-                    await asyncio.sleep(5)
-                    await connection.execute("SELECT 1")  # keepalive: notice a dead socket
-            except asyncio.CancelledError:
-                raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await asyncio.sleep(KEEPALIVE_SECONDS)
+                    await connection.execute("SELECT 1")  # notice a dead socket
+            except DATABASE_ERRORS:
+                failures += 1
                 logger.warning("listen connection lost, reconnecting")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+                await asyncio.sleep(DATABASE_BACKOFF.delay(failures))
             finally:
                 if connection is not None and not connection.is_closed():
                     with contextlib.suppress(Exception):
                         await connection.close(timeout=1)
-
-    async def _retention(self) -> None:
-        """Raw bodies, forward payloads, old media and stale pacing rows out, every interval;
-        the pass itself takes a lock, so one worker at a time does it."""
-        while not self._stopping.is_set():
-            try:
-                await retention.run_retention(self._pool, self._settings)
-            except DATABASE_ERRORS as exc:
-                logger.warning("retention pass failed", extra={"error": repr(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), retention.RETENTION_INTERVAL_SECONDS)
-
-    async def _loop(self, index: int) -> None:
-        settings = self._settings
-        backoff = 0.5
-        while not self._stopping.is_set():
-            # Cleared before claiming: a NOTIFY that lands while we work wakes the next wait.
-            self._wake.clear()
-            try:
-                outcome = await process_batch(
-                    self._pool,
-                    batch_size=settings.worker_batch_size,
-                    lease_seconds=settings.worker_lease_seconds,
-                    policy=self._policy,
-                    metrics=self._metrics,
-                )
-                backoff = 0.5
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("worker cannot reach the database", extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
-                continue
-            if outcome.claimed:
-                continue  # there may be more: go again without waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), settings.worker_poll_seconds)

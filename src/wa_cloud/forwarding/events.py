@@ -22,7 +22,6 @@ import asyncpg
 from wa_cloud.db.queries import Q
 from wa_cloud.events import FieldEvent, InboundMessage, StatusUpdate
 
-CHANNEL: Final = "wa_forwards"  # the NOTIFY channel of the enqueue_forward query
 MESSAGE_RECEIVED: Final = "message.received"
 MESSAGE_STATUS: Final = "message.status"
 NUMBER_UPDATED: Final = "number.updated"

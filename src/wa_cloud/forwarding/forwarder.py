@@ -24,8 +24,7 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
@@ -34,16 +33,19 @@ import asyncpg
 import httpx
 
 from wa_cloud.backoff import Backoff, retry_after
+from wa_cloud.db import channels
 from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
-from wa_cloud.forwarding.events import CHANNEL, EVENTS, enqueue_forward
+from wa_cloud.forwarding.events import EVENTS, enqueue_forward
 from wa_cloud.metrics import Metrics
+from wa_cloud.resources import Resources
 from wa_cloud.secretbox import SecretBox, SecretUnreadable
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.sealed import WEBHOOK_SECRET
-from wa_cloud.urlguard import GuardedClient, UrlGuard, UrlNotAllowed
+from wa_cloud.urlguard import GuardedClient, UrlNotAllowed
+from wa_cloud.worker import InFlight, idle_wait
 
-__all__ = ["CHANNEL", "EVENTS", "Forwarder", "enqueue_forward", "signature", "verify"]
+__all__ = ["EVENTS", "Forwarder", "enqueue_forward", "signature", "verify"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ TIMESTAMP_HEADER: Final = "X-WA-Cloud-Timestamp"
 DELIVERY_HEADER: Final = "X-WA-Cloud-Delivery"
 EVENT_HEADER: Final = "X-WA-Cloud-Event"
 TIMEOUT_SECONDS: Final = 10.0
+DRAIN_SECONDS: Final = 5.0  # on stop: POSTs in flight may finish this long
 RETRY_CAP_SECONDS: Final = 3600.0
 # Answers that say "try again later"; every other non-2xx will be the same next time.
 RETRYABLE_STATUSES: Final = frozenset({408, 429})
@@ -168,114 +171,91 @@ async def post_event(
 
 
 class Forwarder:
+    """The worker's consumer of forwards: each step claims what fits in its free slots (a
+    tenant at its share is skipped) and starts those POSTs to tenants' webhooks."""
+
+    name = "forwarder"
+    channel = channels.FORWARDS
+
+    @classmethod
+    def from_resources(cls, resources: Resources) -> Forwarder:
+        settings = resources.settings
+        return cls(
+            resources.pool,
+            resources.box,
+            resources.metrics,
+            http=resources.tenant_http,
+            backoff=Backoff(base=settings.forward_retry_base_seconds, cap=RETRY_CAP_SECONDS),
+            max_attempts=settings.forward_max_attempts,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_seconds=settings.worker_poll_seconds,
+        )
+
     def __init__(
         self,
         pool: asyncpg.Pool,
         box: SecretBox,
         metrics: Metrics,
         *,
-        http: GuardedClient | None,
+        http: GuardedClient,
         backoff: Backoff,
         max_attempts: int,
         lease_seconds: float = 30.0,
         poll_seconds: float = 2.0,
         max_in_flight: int = MAX_IN_FLIGHT,
         max_per_tenant: int = MAX_IN_FLIGHT_PER_TENANT,
-        allow_private_urls: bool = False,
     ) -> None:
-        """`http`: the guarded client for tenants' URLs to share (the web process's); without
-        one the forwarder opens its own, private addresses allowed only with
-        `allow_private_urls` (`WA_ALLOW_PRIVATE_URLS`)."""
+        """`http`: the process's guarded client for tenants' URLs."""
         self._pool = pool
         self._box = box
         self._metrics = metrics
         self._http = http
-        self._allow_private = allow_private_urls
         self._backoff = backoff
         self._max_attempts = max(1, max_attempts)
         # A POST may take the whole timeout: the lease must outlast it, or a row in flight
         # would be claimed again and sent twice.
         self._lease = max(lease_seconds, TIMEOUT_SECONDS + 20.0)
-        self._poll = poll_seconds
-        self._max_in_flight = max(1, max_in_flight)
-        self._max_per_tenant = max(1, max_per_tenant)
-        # POSTs in flight here, with their tenant: what the claim query is told, to skip the full.
-        self._running: dict[asyncio.Task[None], UUID] = {}
+        self.poll_seconds = poll_seconds
         self.wake = asyncio.Event()
+        # POSTs in flight here, with their tenant: what the claim query is told, to skip the full.
+        self._posts = InFlight(self.wake, max_in_flight, max_per_tenant)
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            http = self._http or await stack.enter_async_context(
-                UrlGuard(allow_private=self._allow_private).client(
-                    timeout=TIMEOUT_SECONDS, max_connections=self._max_in_flight
-                )
-            )
-            try:
-                await self._loop(http, stopping)
-            finally:
-                await self._drain()
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self._posts.drain(DRAIN_SECONDS)  # the rest are retried after their lease
 
-    async def _loop(self, http: GuardedClient, stopping: asyncio.Event) -> None:
-        backoff = 0.5
-        while not stopping.is_set():
-            # Cleared before claiming: a NOTIFY that lands while we work wakes the next wait.
-            self.wake.clear()
-            try:
-                free = self._max_in_flight - len(self._running)
-                if free <= 0:
-                    wait = self._poll  # a finishing POST wakes us
-                elif await self._claim(http, free):
-                    continue  # there may be more: go again without waiting
-                else:
-                    wait, backoff = await self._next_wake(), 0.5
-            except DATABASE_ERRORS as exc:
-                logger.warning("forwarder cannot reach the database", extra={"error": repr(exc)})
-                wait, backoff = backoff, min(backoff * 2, 10)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), wait)
-
-    async def _drain(self) -> None:
-        """Let POSTs in flight finish briefly; the rest are retried after their lease."""
-        if not self._running:
-            return
-        _, pending = await asyncio.wait(set(self._running), timeout=5.0)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    def _full_tenants(self) -> list[UUID]:
-        busy = Counter(self._running.values())
-        return [t for t, n in busy.items() if n >= self._max_per_tenant]
+    async def step(self) -> float | None:
+        free = self._posts.free
+        if free <= 0:
+            return self.poll_seconds  # a finishing POST wakes us
+        if await self._claim(free):
+            return None  # there may be more
+        return await self._next_wake()
 
     async def _next_wake(self) -> float:
         async with self._pool.acquire() as conn:
-            seconds = await conn.fetchval(Q.forward_next_due, self._full_tenants())
-        if seconds is None:
-            return self._poll
-        return min(self._poll, max(0.02, float(seconds)))
+            seconds = await conn.fetchval(Q.forward_next_due, self._posts.full_tenants())
+        return idle_wait(self.poll_seconds, seconds, floor=0.02)
 
-    async def _claim(self, http: GuardedClient, limit: int) -> int:
+    async def _claim(self, limit: int) -> int:
         lease = uuid.uuid4()
-        busy = list(Counter(self._running.values()).items())
+        busy = list(self._posts.busy().items())
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 Q.claim_forwards,
                 limit,
                 lease,
                 self._lease,
-                self._max_per_tenant,
+                self._posts.per_tenant,
                 [tenant for tenant, _ in busy],
                 [count for _, count in busy],
             )
         for row in rows:
-            task = asyncio.create_task(self._deliver(http, row, lease))
-            self._running[task] = row["tenant_id"]
-            task.add_done_callback(self._finished)
+            self._posts.start(self._deliver(self._http, row, lease), row["tenant_id"])
         return len(rows)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
-        self.wake.set()
 
     async def _deliver(self, http: GuardedClient, row: asyncpg.Record, lease: UUID) -> None:
         extra = {

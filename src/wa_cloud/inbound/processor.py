@@ -8,6 +8,8 @@ Marking a delivery processed checks the lease, so two workers never both commit 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
@@ -16,11 +18,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from wa_cloud.backoff import Backoff
+from wa_cloud.db import channels
 from wa_cloud.db.queries import Q
 from wa_cloud.events import Delivery, InboundMessage, StatusKind, StatusUpdate
 from wa_cloud.inbound.index import IndexResult, index_delivery
 from wa_cloud.inbound.parse import InvalidDelivery, parse_delivery
 from wa_cloud.metrics import Metrics
+from wa_cloud.resources import Resources
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +178,55 @@ async def _process_one(
     if status != "UPDATE 1":
         raise LeaseLost(f"lease on delivery {row['id']} ran out")
     return result
+
+
+class DeliveryIndexer:
+    """The worker's consumer of stored deliveries: one batch per step (a worker runs several)."""
+
+    channel = channels.DELIVERIES
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        *,
+        batch_size: int,
+        lease_seconds: float,
+        poll_seconds: float,
+        policy: RetryPolicy,
+        index: int = 0,
+    ) -> None:
+        self.name = f"deliveries-{index}"
+        self.poll_seconds = poll_seconds
+        self.wake = asyncio.Event()
+        self._pool = pool
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._lease = lease_seconds
+        self._policy = policy
+
+    @classmethod
+    def from_resources(cls, resources: Resources, *, index: int = 0) -> DeliveryIndexer:
+        settings = resources.settings
+        return cls(
+            resources.pool,
+            resources.metrics,
+            batch_size=settings.worker_batch_size,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_seconds=settings.worker_poll_seconds,
+            policy=RetryPolicy(max_attempts=settings.worker_max_attempts),
+            index=index,
+        )
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # each batch is one transaction: nothing to drain
+
+    async def step(self) -> float | None:
+        outcome = await process_batch(
+            self._pool,
+            batch_size=self._batch_size,
+            lease_seconds=self._lease,
+            policy=self._policy,
+            metrics=self._metrics,
+        )
+        return None if outcome.claimed else self.poll_seconds  # claimed some: maybe more

@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
 
+from wa_cloud.db import channels
 from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.events import InboundMessage
@@ -27,11 +27,12 @@ from wa_cloud.graph.errors import GraphError
 from wa_cloud.graph.retry import DEFAULT, delay_for
 from wa_cloud.media.rules import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
 from wa_cloud.providers.base import MediaFile, ProviderFor
-from wa_cloud.providers.cloud import is_media_id
+from wa_cloud.providers.cloud import cloud_providers, is_media_id
+from wa_cloud.resources import Resources
+from wa_cloud.worker import InFlight
 
 logger = logging.getLogger(__name__)
 
-CHANNEL: Final = "wa_media"
 # Users' files are not bound by Meta's upload table; the largest Meta serves is a document.
 INBOUND_MAX_BYTES: Final = MAX_MEDIA_BYTES
 # Downloads in flight in one worker, and for one tenant among them: a tenant whose files are
@@ -86,6 +87,23 @@ class MediaRefused(Exception):
 
 
 class MediaFetcher:
+    """The worker's consumer of inbound media: each step claims what fits in its free slots
+    (a tenant at its share is skipped) and starts those downloads."""
+
+    name = "media"
+    channel = channels.MEDIA
+
+    @classmethod
+    def from_resources(cls, resources: Resources) -> MediaFetcher:
+        settings = resources.settings
+        return cls(
+            resources.pool,
+            cloud_providers(resources.graph, resources.box),
+            max_attempts=settings.worker_max_attempts,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_seconds=settings.worker_poll_seconds,
+        )
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -99,57 +117,40 @@ class MediaFetcher:
         self._provider_for = provider_for
         self._max_attempts = max(1, max_attempts)
         self._lease = max(lease_seconds, MIN_LEASE_SECONDS)
-        self._poll = poll_seconds
-        self._running: dict[asyncio.Task[None], UUID] = {}
+        self.poll_seconds = poll_seconds
         self.wake = asyncio.Event()
+        self._downloads = InFlight(self.wake, MAX_IN_FLIGHT, MAX_PER_TENANT)
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        backoff = 0.5
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
         try:
-            while not stopping.is_set():
-                # Cleared before claiming: a NOTIFY or a finished download wakes the next wait.
-                self.wake.clear()
-                try:
-                    free = MAX_IN_FLIGHT - len(self._running)
-                    if free > 0 and self._start(await self._claim(free)):
-                        continue  # there may be more: go again without waiting
-                    wait, backoff = self._poll, 0.5
-                except DATABASE_ERRORS as exc:
-                    logger.warning(
-                        "media fetcher cannot reach the database", extra={"error": repr(exc)}
-                    )
-                    wait, backoff = backoff, min(backoff * 2, 10)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), wait)
+            yield
         finally:
             # A download can take minutes: abandoned when the worker stops, claimed again
             # when its lease runs out.
-            for task in self._running:
-                task.cancel()
-            await asyncio.gather(*self._running, return_exceptions=True)
+            await self._downloads.drain(0)
+
+    async def step(self) -> float | None:
+        free = self._downloads.free
+        if free and self._start(await self._claim(free)):
+            return None  # there may be more
+        return self.poll_seconds
 
     def _start(self, rows: list[asyncpg.Record]) -> int:
         for row in rows:
-            task = asyncio.create_task(self._fetch(row))
-            self._running[task] = row["tenant_id"]
-            task.add_done_callback(self._finished)
+            self._downloads.start(self._fetch(row), row["tenant_id"])
         return len(rows)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
-        self.wake.set()
-
     async def _claim(self, limit: int) -> list[asyncpg.Record]:
-        busy = Counter(self._running.values())
-        full = [tenant for tenant, n in busy.items() if n >= MAX_PER_TENANT]
+        full = self._downloads.full_tenants()
         async with self._pool.acquire() as conn:
             return list(await conn.fetch(Q.claim_media, limit, self._lease, full))
 
     async def run_once(self) -> int:
-        """Claim and download one batch the way `run` does, waiting for it; the number of rows
+        """Claim and download one batch the way `step` does, waiting for it; the number of rows
         claimed."""
-        claimed = self._start(await self._claim(MAX_IN_FLIGHT - len(self._running)))
-        await asyncio.gather(*list(self._running))
+        claimed = self._start(await self._claim(self._downloads.free))
+        await self._downloads.join()
         return claimed
 
     async def _fetch(self, row: asyncpg.Record) -> None:

@@ -31,8 +31,6 @@ from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "wa_outbox"
-
 
 @dataclass(frozen=True, slots=True)
 class Queued:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from wa_cloud.db import channels
 from wa_cloud.db.groupcommit import DATABASE_ERRORS, GroupCommit
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import DatabaseUnavailable
@@ -45,14 +46,17 @@ from wa_cloud.outbox.pacing import (
     reserve_slots,
 )
 from wa_cloud.providers.cloud import CloudProvider, cloud_provider
+from wa_cloud.resources import Resources
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.window import window_state
+from wa_cloud.worker import InFlight, idle_wait
 
 logger = logging.getLogger(__name__)
 
 # What a number's own rows can cause (a value that breaks a statement), as opposed to the
 # database's trouble (connections, timeouts, deadlocks), which ends the claim and flags nothing.
 ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+DRAIN_SECONDS = 10.0  # on stop: how long sends in flight may take to finish
 
 
 def _about_the_number(exc: Exception) -> bool:
@@ -126,6 +130,24 @@ async def record_outcomes(conn: asyncpg.Connection, rows: list[Outcome]) -> None
 
 
 class Sender:
+    """The worker's consumer of the outbox: each step claims one number's due batch and starts
+    sending it; sends run concurrently, paced by their claimed slots."""
+
+    name = "sender"
+    channel = channels.OUTBOX
+
+    @classmethod
+    def from_resources(cls, resources: Resources) -> Sender:
+        settings = resources.settings
+        return cls(
+            resources.pool,
+            resources.graph,
+            resources.box,
+            resources.metrics,
+            lease_seconds=settings.worker_lease_seconds,
+            poll_seconds=settings.worker_poll_seconds,
+        )
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -142,9 +164,11 @@ class Sender:
         self._box = box
         self._metrics = metrics
         self._lease = max(lease_seconds, 5.0)
-        self._poll = poll_seconds
+        self.poll_seconds = poll_seconds
         self._in_flight = asyncio.Semaphore(max_in_flight)
-        self._dispatches: set[asyncio.Task[None]] = set()
+        # Batches being sent: a finished one wakes nothing (the next claim is due by the clock).
+        self._dispatches = InFlight(None, limit=2**31)
+        self._next_recovery = 0.0
         self.wake = asyncio.Event()
         self._marks: GroupCommit[tuple[uuid.UUID, uuid.UUID]] = GroupCommit(
             "outbox-dispatch", self._write_marks
@@ -176,48 +200,39 @@ class Sender:
         async with self._pool.acquire() as conn:
             await record_outcomes(conn, rows)
 
-    # The loop ------------------------------------------------------------------------------
+    # The consumer ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
         """The group committers `dispatch` writes through: open while the sender runs."""
         async with self._marks, self._accepted, self._outcomes:
             yield
 
-    async def run(self, stopping: asyncio.Event) -> None:
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
         async with self.writing():
-            next_recovery = 0.0
-            backoff = 0.5
-            while not stopping.is_set():
-                self.wake.clear()
-                try:
-                    if time.monotonic() >= next_recovery:
-                        await self.recover()
-                        next_recovery = time.monotonic() + self._lease / 3
-                    batch = await self.claim()
-                    if batch is False:
-                        continue  # a number was flagged and skipped: look for the next one
-                    if batch is not None:
-                        task = asyncio.create_task(self.dispatch(batch))
-                        self._dispatches.add(task)
-                        task.add_done_callback(self._dispatches.discard)
-                        continue
-                    wait = await self._next_wake()
-                    backoff = 0.5
-                except DATABASE_ERRORS as exc:
-                    logger.warning("sender cannot reach the database", extra={"error": repr(exc)})
-                    wait = backoff
-                    backoff = min(backoff * 2, 10)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), wait)
-            if self._dispatches:
-                await asyncio.wait(self._dispatches, timeout=10)
+            try:
+                yield
+            finally:
+                # Sends in flight finish (their outcomes written) before the committers close;
+                # the few still waiting on Meta after that are recovered by their leases.
+                await self._dispatches.drain(DRAIN_SECONDS)
+
+    async def step(self) -> float | None:
+        if time.monotonic() >= self._next_recovery:
+            await self.recover()
+            self._next_recovery = time.monotonic() + self._lease / 3
+        batch = await self.claim()
+        if batch is False:
+            return None  # a number was flagged and skipped: look for the next one
+        if batch is not None:
+            self._dispatches.start(self.dispatch(batch))
+            return None
+        return await self._next_wake()
 
     async def _next_wake(self) -> float:
         async with self._pool.acquire() as conn:
             seconds = await conn.fetchval(Q.outbox_next_wake, LOOKAHEAD_SECONDS)
-        if seconds is None:
-            return self._poll
-        return min(self._poll, max(0.001, seconds))
+        return idle_wait(self.poll_seconds, seconds)
 
     async def recover(self) -> None:
         async with self._pool.acquire() as conn:

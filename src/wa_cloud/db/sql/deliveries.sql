@@ -5,7 +5,7 @@ WITH inserted AS (
     SELECT * FROM unnest($1::text[], $2::bytea[])
     RETURNING id
 )
-SELECT pg_notify('wa_deliveries', count(*)::text) FROM inserted;
+SELECT pg_notify('{{channel.deliveries}}', count(*)::text) FROM inserted;
 
 -- name: claim_deliveries
 UPDATE deliveries
@@ -120,7 +120,7 @@ WITH replayed AS (
 ), forgotten AS (
     DELETE FROM quarantine WHERE delivery_id IN (SELECT id FROM replayed)
 )
-SELECT count(*) AS replayed, pg_notify('wa_deliveries', count(*)::text) AS notified
+SELECT count(*) AS replayed, pg_notify('{{channel.deliveries}}', count(*)::text) AS notified
   FROM replayed;
 
 -- name: lock_contacts

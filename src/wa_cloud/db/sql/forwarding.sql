@@ -29,7 +29,7 @@ WITH queued AS (
     ON CONFLICT (tenant_id, dedup_key) DO NOTHING
     RETURNING id
 )
-SELECT pg_notify('wa_forwards', '') FROM queued;
+SELECT pg_notify('{{channel.forwards}}', '') FROM queued;
 
 -- name: claim_forwards
 -- Due forwards with a lease: `run_after` moves to the lease's end, so a row whose worker died

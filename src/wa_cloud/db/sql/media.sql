@@ -7,7 +7,7 @@ WITH queued AS (
     ON CONFLICT (phone_number_id, media_id) DO NOTHING
     RETURNING id
 )
-SELECT pg_notify('wa_media', '') FROM queued;
+SELECT pg_notify('{{channel.media}}', '') FROM queued;
 
 -- name: refuse_inbound_media
 -- A media id that cannot be Meta's (Meta's are digits): the message is kept, its media marked

@@ -22,7 +22,7 @@ ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NO
 RETURNING id, status;
 
 -- name: notify_outbox
-SELECT pg_notify('wa_outbox', $1);
+SELECT pg_notify('{{channel.outbox}}', $1);
 
 -- name: ensure_pacing
 INSERT INTO pacing (phone_number_id) VALUES ($1) ON CONFLICT DO NOTHING;

@@ -157,7 +157,7 @@ WITH candidates AS (
      WHERE id IN (SELECT delivery_id FROM candidates)
     RETURNING id
 )
-SELECT count(*) FROM requeued, pg_notify('wa_deliveries', '') AS notified;
+SELECT count(*) FROM requeued, pg_notify('{{channel.deliveries}}', '') AS notified;
 
 -- name: tenant_has_number
 -- The tenant's number, or one it had (its contacts there stay its history).

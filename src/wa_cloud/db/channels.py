@@ -1,0 +1,18 @@
+"""The NOTIFY channels: declared here once. The SQL names them as `{{channel.<key>}}`, filled in
+from this table when the queries load (db/queries.py); the worker listens on the same names."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DELIVERIES: Final = "wa_deliveries"  # a delivery stored (or requeued): the indexers
+OUTBOX: Final = "wa_outbox"  # a message queued: the sender
+MEDIA: Final = "wa_media"  # an inbound media download queued: the media fetcher
+FORWARDS: Final = "wa_forwards"  # an event queued for a tenant's webhook: the forwarder
+
+BY_KEY: Final[dict[str, str]] = {
+    "deliveries": DELIVERIES,
+    "outbox": OUTBOX,
+    "media": MEDIA,
+    "forwards": FORWARDS,
+}
