@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -78,6 +78,24 @@ async def read_object(request: Request, *, optional: bool = False) -> dict[str, 
     return document
 
 
+# A required field's reader returns str: the caller needs no check (a missing field is a 422).
+@overload
+def field_str(
+    document: Mapping[str, Any],
+    name: str,
+    *,
+    required: Literal[True] = True,
+    max_length: int = 500,
+) -> str: ...
+@overload
+def field_str(
+    document: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool,
+    max_length: int = 500,
+    default: str | None = None,
+) -> str | None: ...
 def field_str(
     document: Mapping[str, Any],
     name: str,
@@ -130,6 +148,10 @@ DIGITS = re.compile(r"[0-9]{5,20}")
 PIN = re.compile(r"[0-9]{6}")
 
 
+@overload
+def field_digits(body: dict[str, Any], name: str, *, required: Literal[True] = True) -> str: ...
+@overload
+def field_digits(body: dict[str, Any], name: str, *, required: bool) -> str | None: ...
 def field_digits(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
     value = body.get(name)
     if isinstance(value, int) and not isinstance(value, bool):

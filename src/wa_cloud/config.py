@@ -1,8 +1,10 @@
 """Settings from the environment, read in one place.
 
-`Settings.from_env` is the only reader of `os.environ` in the package; everything else receives a
-`Settings`. In production the three secrets are required; `wa-cloud dev` generates them once and
-keeps them in `WA_DATA_DIR` so restarts keep the same keys.
+`Settings.from_env` reads the service's settings; everything else receives a `Settings`. (The
+CLI also asks whether `WA_GRAPH_BASE_URL` was set at all, for `wa-cloud dev`'s sandbox, and the
+embedded PostgreSQL sets `XDG_RUNTIME_DIR` for its socket when it is missing.) In production
+the three secrets are required; `wa-cloud dev` generates them once and keeps them in
+`WA_DATA_DIR` so restarts keep the same keys.
 """
 
 from __future__ import annotations

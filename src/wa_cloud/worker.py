@@ -98,6 +98,15 @@ async def run_consumer(consumer: Consumer, stopping: asyncio.Event) -> None:
                 await asyncio.wait_for(consumer.wake.wait(), wait)
 
 
+def lease_expired(attempts: int, max_attempts: int) -> str | None:
+    """Why a row claimed for the `attempts`-th time is given up, or None to try it. A row is
+    claimed again only when its lease ran out (the worker holding it died or hung), so past
+    `max_attempts` the row itself is the likely cause and is not tried again."""
+    if attempts <= max_attempts:
+        return None
+    return f"gave up: the lease expired on {attempts - 1} attempts"
+
+
 def idle_wait(poll_seconds: float, due_in: float | None, floor: float = 0.001) -> float:
     """How long an idle consumer sleeps: until the next row is due (`due_in` seconds, None: none
     is), never longer than its poll interval."""

@@ -59,13 +59,11 @@ def app_json(state: AppState, row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _secrets(body: dict[str, Any], *, required: bool) -> tuple[str | None, str | None]:
-    secret = field_str(body, "app_secret", required=required, max_length=200)
-    verify_token = field_str(body, "verify_token", required=required, max_length=200)
+def _app_secret(secret: str) -> str:
     # Meta's app secrets are hex; the secret travels in the app access token, an HTTP header.
-    if secret is not None and not (secret.isascii() and secret.isprintable() and "|" not in secret):
+    if not (secret.isascii() and secret.isprintable() and "|" not in secret):
         raise Unprocessable("'app_secret' is not a Meta app secret.", "invalid_field")
-    return secret, verify_token
+    return secret
 
 
 def _sealed(
@@ -98,8 +96,8 @@ async def create_app(request: Request) -> JSONResponse:
     body = await read_object(request)
     reject_unknown(body, {"app_id", "app_secret", "verify_token"})
     app_id = field_digits(body, "app_id")
-    secret, verify_token = _secrets(body, required=True)
-    assert app_id is not None and secret is not None and verify_token is not None
+    secret = _app_secret(field_str(body, "app_secret", max_length=200))
+    verify_token = field_str(body, "verify_token", max_length=200)
     await prove_app(state, app_id, secret)
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
@@ -126,7 +124,10 @@ async def update_app(request: Request) -> JSONResponse:
     app_id = request.path_params["app_id"]
     body = await read_object(request)
     reject_unknown(body, {"app_secret", "verify_token"})
-    secret, verify_token = _secrets(body, required=False)
+    secret = field_str(body, "app_secret", required=False, max_length=200)
+    if secret is not None:
+        _app_secret(secret)
+    verify_token = field_str(body, "verify_token", required=False, max_length=200)
     if secret is None and verify_token is None:
         raise Unprocessable("Give app_secret, verify_token or both.", "missing_field")
     async with state.pool.acquire() as conn:

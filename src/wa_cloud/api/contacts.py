@@ -6,7 +6,6 @@ simply not found.
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -23,6 +22,7 @@ from wa_cloud.api.pagination import (
     page,
 )
 from wa_cloud.asgi import DIGITS
+from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, NotFound
 from wa_cloud.window import window_state
@@ -64,9 +64,9 @@ async def list_contacts(request: Request) -> JSONResponse:
                 "user_id": r["user_id"],
                 "name": r["name"],
                 "username": r["username"],
-                "last_inbound_at": _iso(r["last_inbound_at"]),
+                "last_inbound_at": iso(r["last_inbound_at"]),
                 "window_open": window.open,
-                "window_expires_at": _iso(window.expires_at),
+                "window_expires_at": iso(window.expires_at),
                 "bot_paused": r["bot_paused"],
             }
         )
@@ -116,7 +116,3 @@ async def contact_messages(request: Request) -> JSONResponse:
     for item in result["data"]:
         del item["at"]
     return JSONResponse(result)
-
-
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()

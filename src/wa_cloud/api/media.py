@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
@@ -73,14 +73,19 @@ _EXTENSIONS: Final = {
 
 
 @dataclass(frozen=True, slots=True)
+class File:
+    content: bytes
+    mime_type: str | None  # as declared (checked against the bytes before it goes to Meta)
+    filename: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Upload:
     sender: str
     kind: str
     voice: bool
-    content: bytes | None  # None: fetch `url`
-    mime_type: str | None
-    filename: str | None
-    url: str | None = None
+    source: File | str  # the file itself, or the URL to fetch it from
+    filename: str | None = None  # the caller's name for a file fetched by URL
 
 
 class GraphUnavailableError(ApiError):
@@ -100,10 +105,8 @@ async def _read_upload(request: Request) -> Upload:
         sender=_sender(body),
         kind=_kind(body),
         voice=bool(field_bool(body, "voice")),
-        content=None,
-        mime_type=None,
+        source=url,
         filename=field_str(body, "filename", required=False, max_length=200),
-        url=url,
     )
 
 
@@ -122,21 +125,16 @@ async def _read_multipart(request: Request, content_type: str) -> Upload:
         sender=_sender(fields),
         kind=_kind(fields),
         voice=_form_bool(fields, "voice"),
-        content=file.data,
-        mime_type=file.content_type,
-        filename=file.filename,
+        source=File(file.data, file.content_type, file.filename),
     )
 
 
 def _sender(fields: Mapping[str, Any]) -> str:
-    sender = field_str(fields, "from", max_length=30)
-    assert sender is not None
-    return sender
+    return field_str(fields, "from", max_length=30)
 
 
 def _kind(fields: Mapping[str, Any]) -> str:
     kind = field_str(fields, "type", max_length=30)
-    assert kind is not None
     rule_for(kind)  # an unknown type is refused before anything is read or fetched
     return kind
 
@@ -158,34 +156,27 @@ def _filename(given: str | None, mime_type: str, kind: str) -> str:
 
 
 # Getting the bytes ready -------------------------------------------------------------------
-async def _with_content(state: AppState, upload: Upload) -> Upload:
+async def _with_content(state: AppState, upload: Upload) -> File:
     limit = MAX_VOICE_INPUT if upload.voice else rule_for(upload.kind).max_bytes
-    if upload.content is not None:
-        if upload.voice and len(upload.content) > limit:
+    if isinstance(upload.source, File):
+        if upload.voice and len(upload.source.content) > limit:
             raise Unprocessable(
                 f"Audio to convert may be at most {limit} bytes.", "media_too_large"
             )
-        return upload
-    assert upload.url is not None
-    fetched = await fetch_url(state.tenant_http, upload.url, max_bytes=limit)
-    return replace(
-        upload,
-        content=fetched.content,
-        mime_type=fetched.mime_type,
-        filename=upload.filename or fetched.filename,
-    )
+        return upload.source
+    fetched = await fetch_url(state.tenant_http, upload.source, max_bytes=limit)
+    return File(fetched.content, fetched.mime_type, upload.filename or fetched.filename)
 
 
-async def _as_voice_note(upload: Upload) -> Upload:
-    assert upload.content is not None
+async def _as_voice_note(file: File) -> File:
     try:
         # ffmpeg runs for a while on long audio: in a thread, so the loop keeps serving.
-        converted = await asyncio.to_thread(to_voice_note, upload.content)
+        converted = await asyncio.to_thread(to_voice_note, file.content)
     except AudioConversionError as exc:
         raise Unprocessable(
             f"The audio could not be converted to a voice note: {exc}", "unsupported_media_type"
         ) from exc
-    return replace(upload, content=converted, mime_type="audio/ogg", filename="voice.ogg")
+    return File(converted, "audio/ogg", "voice.ogg")
 
 
 async def _send_to_meta(provider: Provider, content: bytes, mime_type: str, filename: str) -> str:
@@ -215,13 +206,12 @@ async def _upload(request: Request, state: AppState, tenant_id: UUID) -> JSONRes
         number = await conn.fetchrow(Q.sender_number, upload.sender, tenant_id)
     if number is None:
         raise NotFound("No number with that phone_number_id is yours.")
-    upload = await _with_content(state, upload)
+    file = await _with_content(state, upload)
     if upload.voice:
-        upload = await _as_voice_note(upload)
-    content = upload.content
-    assert content is not None
-    mime_type = check_media(upload.kind, upload.mime_type, len(content), content)
-    filename = _filename(upload.filename, mime_type, upload.kind)
+        file = await _as_voice_note(file)
+    content = file.content
+    mime_type = check_media(upload.kind, file.mime_type, len(content), content)
+    filename = _filename(file.filename, mime_type, upload.kind)
     media_id = await _send_to_meta(
         request_providers(state.graph, state.box)(number), content, mime_type, filename
     )

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.asgi import parse_uuid, read_object, reject_unknown
+from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound
 from wa_cloud.outbox.compose import SEND_TYPES
@@ -46,9 +47,6 @@ async def send_message(request: Request) -> JSONResponse:
 
 
 def message_json(row: asyncpg.Record) -> dict[str, Any]:
-    def iso(value: Any) -> str | None:
-        return None if value is None else value.isoformat()
-
     return {
         "id": str(row["id"]),
         "wamid": row["wamid"],

@@ -62,7 +62,6 @@ async def create_number(request: Request) -> JSONResponse:
     provider = field_str(body, "provider", required=False, default="cloud")
     if provider != "cloud":
         raise Unprocessable("'provider' must be 'cloud'.", "invalid_field")
-    assert phone_number_id is not None and waba_id is not None and token is not None
     row = await register_number(
         state,
         caller.tenant_id,

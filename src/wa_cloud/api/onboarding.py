@@ -28,7 +28,6 @@ async def embedded_signup(request: Request) -> JSONResponse:
     settings = state.settings
     if not settings.app_id or not settings.app_secret:
         raise ApiError(503, "signup_unavailable", "The platform's Meta app is not configured.")
-    assert code is not None and waba_id is not None and phone_number_id is not None
     try:
         token = await state.graph.exchange_code(settings.app_id, settings.app_secret, code)
     except GraphError as exc:

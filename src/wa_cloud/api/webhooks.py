@@ -33,7 +33,6 @@ STATES = ("pending", "delivered", "failed")
 
 def _url(body: dict[str, Any]) -> str:
     url = field_str(body, "url", max_length=MAX_URL_LENGTH)
-    assert url is not None
     refused = Unprocessable("'url' must be an absolute http(s) URL.", "invalid_field")
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise refused

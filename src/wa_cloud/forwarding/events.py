@@ -10,15 +10,14 @@ other code (bot replies, number changes) calls `enqueue_forward` directly.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Collection, Mapping
-from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
 
+from wa_cloud.canonical import canonical_json, iso
 from wa_cloud.db.queries import Q
 from wa_cloud.events import FieldEvent, InboundMessage, StatusUpdate
 
@@ -62,14 +61,6 @@ async def enqueue_forward(
     await conn.execute(Q.enqueue_forward, tenant_id, event, dict(payload), dedup_key(event, dedup))
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _canonical(*parts: object) -> str:
-    return json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def _received(message: InboundMessage) -> tuple[dict[str, Any], str]:
     sender = message.sender
     payload = {
@@ -86,10 +77,10 @@ def _received(message: InboundMessage) -> tuple[dict[str, Any], str]:
         "type": message.type,
         "text": message.text,
         "context_wamid": message.context_wamid,
-        "timestamp": _iso(message.timestamp),
+        "timestamp": iso(message.timestamp),
         "message": dict(message.raw),
     }
-    return payload, _canonical(message.route.phone_number_id, message.wamid)
+    return payload, canonical_json(message.route.phone_number_id, message.wamid)
 
 
 def _status(status: StatusUpdate) -> tuple[dict[str, Any], str]:
@@ -97,7 +88,7 @@ def _status(status: StatusUpdate) -> tuple[dict[str, Any], str]:
         "phone_number_id": status.route.phone_number_id,
         "wamid": status.wamid,
         "status": status.status,
-        "timestamp": _iso(status.timestamp),
+        "timestamp": iso(status.timestamp),
         "recipient": status.recipient_id or status.recipient_user_id,
         "recipient_user_id": status.recipient_user_id,
         "errors": [dict(e) for e in status.errors],
@@ -105,7 +96,7 @@ def _status(status: StatusUpdate) -> tuple[dict[str, Any], str]:
         "conversation": None if status.conversation is None else dict(status.conversation),
         "biz_opaque_callback_data": status.biz_opaque_callback_data,
     }
-    return payload, _canonical(status.route.phone_number_id, status.wamid, status.status)
+    return payload, canonical_json(status.route.phone_number_id, status.wamid, status.status)
 
 
 def _field(event: FieldEvent) -> tuple[dict[str, Any], str]:
@@ -115,10 +106,10 @@ def _field(event: FieldEvent) -> tuple[dict[str, Any], str]:
         "waba_id": route.waba_id,
         "phone_number_id": route.phone_number_id,
         "field": event.field,
-        "time": _iso(event.time),
+        "time": iso(event.time),
         "value": event.raw.get("value", dict(event.raw)),
     }
-    dedup = _canonical(route.waba_id, route.phone_number_id, event.field, event.time, event.raw)
+    dedup = canonical_json(route.waba_id, route.phone_number_id, event.field, event.time, event.raw)
     return payload, dedup
 
 

@@ -43,7 +43,7 @@ from wa_cloud.secretbox import SecretBox, SecretUnreadable
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.sealed import WEBHOOK_SECRET
 from wa_cloud.urlguard import GuardedClient, UrlNotAllowed
-from wa_cloud.worker import InFlight, idle_wait
+from wa_cloud.worker import InFlight, idle_wait, lease_expired
 
 __all__ = ["EVENTS", "Forwarder", "enqueue_forward", "signature", "verify"]
 
@@ -268,10 +268,9 @@ class Forwarder:
             if row["url"] is None or row["secret_enc"] is None:
                 await self._give_up(row, lease, Answer(None, "the tenant has no webhook"), extra)
                 return
-            if row["attempts"] > self._max_attempts:
-                # Claimed again after its lease ran out each time: its worker keeps dying.
-                reason = f"gave up: the lease expired on {row['attempts'] - 1} attempts"
-                await self._give_up(row, lease, Answer(None, reason), extra)
+            given_up = lease_expired(row["attempts"], self._max_attempts)
+            if given_up is not None:
+                await self._give_up(row, lease, Answer(None, given_up), extra)
                 return
             try:
                 secret = self._box.open(

@@ -7,8 +7,6 @@ replayed after a worker died changes nothing the second time.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from wa_cloud.canonical import digest
 from wa_cloud.db.queries import Q
 from wa_cloud.events import (
     Delivery,
@@ -48,11 +47,6 @@ PLATFORM_SOURCE = "platform"
 def source_of(app_id: str | None) -> str:
     """The delivery source that speaks for a number bound to `app_id` (None: the platform app)."""
     return PLATFORM_SOURCE if app_id is None else f"app:{app_id}"
-
-
-def _dedup_key(*parts: object) -> bytes:
-    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).digest()
 
 
 async def _contact_id(conn: asyncpg.Connection, tenant_id: UUID, message: InboundMessage) -> int:
@@ -186,7 +180,7 @@ async def _field_event(
         kind,
         tenant_id is None,
         dict(raw),
-        _dedup_key(route.waba_id, route.phone_number_id, field, kind, key_time, raw),
+        digest(route.waba_id, route.phone_number_id, field, kind, key_time, raw),
         delivery_id,
         source if tenant_id is None else None,
         orphan_reason if tenant_id is None else None,

@@ -20,16 +20,18 @@ import asyncpg
 from wa_cloud.backoff import Backoff
 from wa_cloud.db import channels
 from wa_cloud.db.queries import Q
+from wa_cloud.errors import WaCloudError
 from wa_cloud.events import Delivery, InboundMessage, StatusKind, StatusUpdate
 from wa_cloud.inbound.index import IndexResult, index_delivery
 from wa_cloud.inbound.parse import InvalidDelivery, parse_delivery
 from wa_cloud.metrics import Metrics
 from wa_cloud.resources import Resources
+from wa_cloud.worker import lease_expired
 
 logger = logging.getLogger(__name__)
 
 
-class LeaseLost(Exception):
+class LeaseLost(WaCloudError):
     """Our lease ran out and another worker may own the delivery now."""
 
 
@@ -78,13 +80,10 @@ async def process_batch(
             for row in claimed:
                 delivery_id = row["id"]
                 log = {"delivery_id": delivery_id, "source": row["source"]}
-                if row["attempts"] > policy.max_attempts:
+                given_up = lease_expired(row["attempts"], policy.max_attempts)
+                if given_up is not None:
                     await conn.execute(
-                        Q.quarantine_delivery,
-                        delivery_id,
-                        lease,
-                        "worker_died",
-                        f"processing stopped before finishing {row['attempts'] - 1} times",
+                        Q.quarantine_delivery, delivery_id, lease, "worker_died", given_up
                     )
                     quarantined += 1
                     continue

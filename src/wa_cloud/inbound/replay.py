@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
 from wa_cloud.tenants import audit
 
@@ -69,17 +70,14 @@ def _excerpt(body: bytes) -> str:
 
 
 def delivery_json(delivery: StoredDelivery) -> dict[str, Any]:
-    def at(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
     shown: dict[str, Any] = {
         "id": delivery.id,
         "source": delivery.source,
-        "received_at": at(delivery.received_at),
+        "received_at": iso(delivery.received_at),
         "state": delivery.state,
         "attempts": delivery.attempts,
-        "run_after": at(delivery.run_after),
-        "processed_at": at(delivery.processed_at),
+        "run_after": iso(delivery.run_after),
+        "processed_at": iso(delivery.processed_at),
         "last_error": delivery.last_error,
         "quarantine": None,
         "body_size": len(delivery.body),
@@ -88,7 +86,7 @@ def delivery_json(delivery: StoredDelivery) -> dict[str, Any]:
         shown["quarantine"] = {
             "code": delivery.quarantine_code,
             "reason": delivery.quarantine_reason,
-            "at": at(delivery.quarantined_at),
+            "at": iso(delivery.quarantined_at),
         }
     is_json, document = _json_body(delivery.body)
     if is_json:

@@ -22,6 +22,7 @@ import asyncpg
 from wa_cloud.db import channels
 from wa_cloud.db.groupcommit import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
+from wa_cloud.errors import WaCloudError
 from wa_cloud.events import InboundMessage
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.graph.retry import DEFAULT, delay_for
@@ -29,7 +30,7 @@ from wa_cloud.media.rules import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
 from wa_cloud.providers.base import MediaFile, ProviderFor
 from wa_cloud.providers.cloud import cloud_providers, is_media_id
 from wa_cloud.resources import Resources
-from wa_cloud.worker import InFlight
+from wa_cloud.worker import InFlight, lease_expired
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ async def queue_inbound_media(
     )
 
 
-class MediaRefused(Exception):
+class MediaRefused(WaCloudError):
     """A download that will fail the same way every time (no number, wrong bytes)."""
 
 
@@ -172,9 +173,9 @@ class MediaFetcher:
         )
 
     async def _download(self, row: asyncpg.Record) -> tuple[MediaFile, str]:
-        if row["attempts"] > self._max_attempts:
-            # Claimed again after its lease ran out each time: the download kills its worker.
-            raise MediaRefused(f"gave up: the lease expired on {row['attempts'] - 1} attempts")
+        given_up = lease_expired(row["attempts"], self._max_attempts)
+        if given_up is not None:
+            raise MediaRefused(given_up)
         if not row["registered"]:
             raise MediaRefused("the number is no longer registered with this tenant")
         if row["access_token_enc"] is None:

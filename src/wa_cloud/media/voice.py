@@ -12,6 +12,8 @@ from typing import Final
 
 import imageio_ffmpeg
 
+from wa_cloud.errors import WaCloudError
+
 with warnings.catch_warnings():
     # pydub imports `audioop` (deprecated since Python 3.11) and looks for ffmpeg on PATH when
     # imported; we hand it the ffmpeg of the imageio-ffmpeg wheel instead (see `_ffmpeg`).
@@ -25,7 +27,7 @@ VOICE_BITRATE: Final = "32k"  # WhatsApp's own voice notes are mono Opus at abou
 CONVERSION_TIMEOUT_SECONDS: Final = 120.0
 
 
-class AudioConversionError(Exception):
+class AudioConversionError(WaCloudError):
     """The input is not audio ffmpeg can read, or the conversion failed."""
 
 

@@ -1,12 +1,13 @@
 """The sender: claim a number's due messages with their send slots, send each on time, record.
 
 A claim is one short transaction: lock the number's pacing row (SKIP LOCKED), take up to a
-quarter-second of its throughput in messages, apply the 24-hour window and the pair rate,
-reserve send slots and commit. Each message is then marked dispatched (group-committed) just
-before its request leaves, so a worker killed at any point leaves a row that is either sent
-again (never dispatched) or reported `unknown` (dispatched, outcome not recorded) — never lost,
-never blindly doubled. One number's backlog never holds another's: claims go to the number
-whose next slot comes first, a quarter-second at a time.
+second of its throughput in messages (`CLAIM_HORIZON_SECONDS`), apply the 24-hour window and
+the pair rate, reserve send slots and commit. Each message is then marked dispatched
+(group-committed) just before its request leaves, so a worker killed at any point leaves a row
+that is either sent again (never dispatched) or reported `unknown` (dispatched, outcome not
+recorded) — never lost, never blindly doubled. One number's backlog never holds another's:
+claims go to the number whose next slot comes first, half a second before it is due
+(`LOOKAHEAD_SECONDS`).
 """
 
 from __future__ import annotations
