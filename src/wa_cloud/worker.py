@@ -31,8 +31,7 @@ from uuid import UUID
 import asyncpg
 
 from wa_cloud.backoff import Backoff
-from wa_cloud.db.groupcommit import DATABASE_ERRORS
-from wa_cloud.db.pool import connect
+from wa_cloud.db.pool import DATABASE_ERRORS, connect
 from wa_cloud.resources import Resources
 
 logger = logging.getLogger(__name__)

@@ -6,12 +6,12 @@ import asyncio
 import hmac
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from wa_cloud.asgi import error_response
 from wa_cloud.db.migrations import head_revision
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import Unauthorized
 from wa_cloud.state import AppState
@@ -33,7 +33,7 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         async with asyncio.timeout(_READY_TIMEOUT), state.pool.acquire() as conn:
             current = await conn.fetchval("SELECT version_num FROM alembic_version")
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+    except DATABASE_ERRORS:
         return error_response(503, "database_unavailable", "The database is not reachable.")
     head = head_revision()
     if current != head:
@@ -73,6 +73,6 @@ async def metrics(request: Request) -> PlainTextResponse:
                 gauges.append(("wa_deliveries", {"state": row["state"]}, row["n"]))
             gauges.append(("wa_processing_lag_seconds", {}, await conn.fetchval(Q.processing_lag)))
             gauges.append(("wa_orphaned_events", {}, await conn.fetchval(Q.orphaned_count)))
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+    except DATABASE_ERRORS:
         pass  # the process counters are still worth scraping while the database is down
     return PlainTextResponse(state.metrics.render(gauges), media_type="text/plain; version=0.0.4")

@@ -17,15 +17,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-import asyncpg
-
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class GroupCommit(Generic[T]):

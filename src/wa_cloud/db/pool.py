@@ -8,6 +8,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+# What a database call raises when PostgreSQL is unreachable, restarting or overloaded: the
+# errors a caller rides out (retry, back off, answer 503) rather than a bug to report.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
 
 def asyncpg_url(url: str) -> str:
     """asyncpg takes postgresql:// only; accept the SQLAlchemy and Heroku spellings too."""

@@ -34,7 +34,7 @@ import httpx
 
 from wa_cloud.backoff import Backoff, retry_after
 from wa_cloud.db import channels
-from wa_cloud.db.groupcommit import DATABASE_ERRORS
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.forwarding.events import EVENTS, enqueue_forward
 from wa_cloud.metrics import Metrics

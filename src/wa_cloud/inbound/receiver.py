@@ -15,7 +15,7 @@ from typing import Any
 
 from wa_cloud.asgi import read_capped
 from wa_cloud.config import MAX_WEBHOOK_BYTES
-from wa_cloud.db.groupcommit import DATABASE_ERRORS
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.errors import ApiError, DatabaseUnavailable
 from wa_cloud.inbound.routes import UnknownApp, app_secrets
 from wa_cloud.inbound.signature import SignatureInvalid, SignatureMissing, verify_off_loop

@@ -20,7 +20,7 @@ from uuid import UUID
 import asyncpg
 
 from wa_cloud.db import channels
-from wa_cloud.db.groupcommit import DATABASE_ERRORS
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import WaCloudError
 from wa_cloud.events import InboundMessage

@@ -26,7 +26,8 @@ from typing import Any, Literal
 import asyncpg
 
 from wa_cloud.db import channels
-from wa_cloud.db.groupcommit import DATABASE_ERRORS, GroupCommit
+from wa_cloud.db.groupcommit import GroupCommit
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import DatabaseUnavailable
 from wa_cloud.graph.client import GraphClient
