@@ -101,7 +101,7 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        def number(name: str, default: float, kind: type = float) -> float:
+        def number(name: str, default: float, kind: type[float] = float) -> float:
             raw = get(name)
             if raw is None:
                 return default

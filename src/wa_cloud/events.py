@@ -6,6 +6,7 @@ tomorrow is carried as `UNKNOWN` with the raw payload, never a crash.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,7 +119,8 @@ class FieldEvent:
     field: str
     kind: str
     time: datetime | None
-    raw: Mapping[str, Any] = field(repr=False)
+    # dataclasses.field: inside this class, `field` names the attribute above.
+    raw: Mapping[str, Any] = dataclasses.field(repr=False)
 
 
 Event = InboundMessage | StatusUpdate | FieldEvent

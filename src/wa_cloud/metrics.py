@@ -90,8 +90,8 @@ class Metrics:
         samples: dict[str, list[str]] = defaultdict(list)
         for (name, labels), value in sorted(self._values.items()):
             samples[name].append(f"{name}{_labels(dict(labels))} {value:g}")
-        for name, labels, value in gauges:
-            samples[name].append(f"{name}{_labels(labels)} {value:g}")
+        for name, gauge_labels, value in gauges:
+            samples[name].append(f"{name}{_labels(gauge_labels)} {value:g}")
         lines: list[str] = []
         for name, (kind, text) in HELP.items():
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]

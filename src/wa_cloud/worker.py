@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -244,7 +245,7 @@ class Worker:
         if self._by_channel:
             self._listener = self.supervise("listen", self._listen)
         for consumer in self.consumers:
-            self.supervise(consumer.name, lambda c=consumer: run_consumer(c, self._stopping))
+            self.supervise(consumer.name, functools.partial(run_consumer, consumer, self._stopping))
         logger.info("worker started", extra={"consumers": [c.name for c in self.consumers]})
         return self
 

@@ -108,7 +108,7 @@ def _pywa_app(app_secret: str) -> Any:
         webhook_endpoint=WEBHOOK_PATH,
     )
 
-    @wa.on_message()
+    @wa.on_message()  # type: ignore[untyped-decorator]  # pywa is not typed here
     async def ignore(_: WhatsApp, message: types.Message) -> None:
         """Does nothing: the bench measures pywa's webhook path, not a bot."""
 

@@ -128,7 +128,7 @@ def build_requests(endpoint: Endpoint, bodies: list[bytes], secret: str) -> list
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
         if size == 0:
@@ -300,7 +300,7 @@ def _start_load_processes(
 ) -> list[tuple[multiprocessing.process.BaseProcess, Connection]]:
     # spawn, not fork: the parent has an event loop and threads that a fork would copy.
     context = multiprocessing.get_context("spawn")
-    started = []
+    started: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     for firsts in _split(connections, LOAD_PROCESSES, len(requests)):
         receive, send = context.Pipe(duplex=False)
         per_connection = None if rate is None else rate / connections

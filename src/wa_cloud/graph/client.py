@@ -11,6 +11,7 @@ deliver it twice.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -236,8 +237,8 @@ class GraphClient:
         params = {"limit": "100"}
         while True:
             page = await call_with_retries(
-                lambda p=dict(params): self.request(
-                    "GET", f"{waba_id}/message_templates", token, params=p
+                functools.partial(
+                    self.request, "GET", f"{waba_id}/message_templates", token, params=dict(params)
                 )
             )
             found.extend(page.get("data") or [])

@@ -185,7 +185,7 @@ async def _field_event(
         source if tenant_id is None else None,
         orphan_reason if tenant_id is None else None,
     )
-    return status.endswith(" 1")
+    return bool(status.endswith(" 1"))
 
 
 # Template news: the cached copy is dropped, so the next send of it fetches Meta's current one.

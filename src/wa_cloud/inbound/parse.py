@@ -69,7 +69,8 @@ def message_text(message: Mapping[str, Any]) -> str | None:
         case "document":
             return _str(body.get("caption")) or _str(body.get("filename"))
         case "interactive":
-            reply = _dict(body.get(body.get("type"))) if isinstance(body.get("type"), str) else {}
+            kind = body.get("type")
+            reply = _dict(body.get(kind)) if isinstance(kind, str) else {}
             return _str(reply.get("title")) or _str(reply.get("body"))
         case "button":
             return _str(body.get("text"))

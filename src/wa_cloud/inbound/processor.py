@@ -112,8 +112,8 @@ async def process_batch(
                         extra={**log, "messages": result.messages, "statuses": result.statuses},
                     )
         retried = 0
-        for row, exc in failures:
-            reason = f"{type(exc).__name__}: {exc}"[:2000]
+        for row, error in failures:
+            reason = f"{type(error).__name__}: {error}"[:2000]
             if row["attempts"] >= policy.max_attempts:
                 await conn.execute(
                     Q.quarantine_delivery, row["id"], lease, "processing_failed", reason
@@ -133,7 +133,7 @@ async def process_batch(
                     extra={
                         "delivery_id": row["id"],
                         "attempts": row["attempts"],
-                        "error": type(exc).__name__,
+                        "error": type(error).__name__,
                     },
                 )
     metrics.inc("wa_deliveries_processed_total", processed)

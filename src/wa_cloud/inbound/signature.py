@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import operator
 import re
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii
 
 from wa_cloud.errors import ApiError
 from wa_cloud.ratelimit import KeyRateLimiter

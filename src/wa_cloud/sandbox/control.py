@@ -38,7 +38,8 @@ class ControlError(Exception):
 
 
 def _state(request: Request) -> SandboxState:
-    return request.app.state.sandbox
+    state: SandboxState = request.app.state.sandbox
+    return state
 
 
 async def _body(request: Request) -> dict[str, Any]:

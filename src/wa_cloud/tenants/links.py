@@ -94,7 +94,7 @@ def open_link(
     if len(token) > MAX_TOKEN_LENGTH:
         return None
     try:
-        payload = _serializer(settings, clock).loads(token, max_age=max_age.total_seconds())
+        payload = _serializer(settings, clock).loads(token, max_age=int(max_age.total_seconds()))
         if isinstance(payload, str):
             # Signed before links carried a generation: the first one.
             return StatusLink(UUID(payload), 0)

@@ -69,7 +69,8 @@ _API_KEY: Final[dict[str, Schema]] = {
 def _media_object(*, caption: bool, filename: bool) -> Schema:
     """An image/audio/video/document/sticker object in Meta's send shape: an `id` from
     `POST /v1/media` or a `link`, exactly one of them."""
-    properties: dict[str, Schema] = {
+    # `False`: JSON Schema's schema that nothing matches (this kind has no such field).
+    properties: dict[str, Schema | bool] = {
         "id": {"type": "string", "minLength": 1},
         "link": {"type": "string", "format": "uri", "pattern": "^https?://"},
         "caption": text(1024) if caption else False,
