@@ -71,7 +71,7 @@ def test_every_route_is_described_and_nothing_else() -> None:
     undescribed = sorted(served - described)
     assert not undescribed, (
         f"route(s) {undescribed} are not in the OpenAPI document: describe them in "
-        "src/wa_cloud/api/openapi.py (request body, every response and its schema)"
+        "src/wa_cloud/api/openapi/paths/ (request body, every response and its schema)"
     )
     stale = sorted(described - served)
     assert not stale, f"the OpenAPI document describes operations no route serves: {stale}"

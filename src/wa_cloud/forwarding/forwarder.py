@@ -6,7 +6,7 @@
 timestamp in `X-WA-Cloud-Timestamp` and the row's id in `X-WA-Cloud-Delivery` (the same on every
 attempt, so the receiver can drop repeats). A 2xx is delivered; network errors, timeouts, 5xx,
 408 and 429 are retried with backoff (Retry-After honoured); any other answer fails at once.
-Every give-up is an audit row the tenant can read. What is queued, and how: `forward_events`.
+Every give-up is an audit row the tenant can read. What is queued, and how: `events.py`.
 
 The tenant's URL goes through the URL guard at every delivery (its client connects only to
 checked public addresses). Slots are fair: at most `max_per_tenant` POSTs of one tenant are in
