@@ -3,6 +3,9 @@ audit log."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Final
+
 from wa_cloud.api.openapi.schema import (
     PAGING,
     UUID,
@@ -15,56 +18,49 @@ from wa_cloud.api.openapi.schema import (
     ref,
 )
 
+# Every operation here: the admin tag, the platform's admin token.
+_operation: Final = partial(operation, tag="admin", security="admin")
+
 
 def paths() -> dict[str, Schema]:
     tenant_id = [param("TenantId")]
     return {
         "/v1/admin/tenants": {
-            "post": operation(
+            "post": _operation(
                 "createTenant",
                 "Create a tenant and its first API key",
-                tag="admin",
-                security="admin",
                 body=json_body(ref("NewTenant")),
                 responses={
                     "201": ok("Created; the key is shown this once.", ref("TenantCreated")),
                     **errors(400, 413, 422),
                 },
             ),
-            "get": operation(
+            "get": _operation(
                 "listTenants",
                 "List tenants, oldest first",
-                tag="admin",
-                security="admin",
                 parameters=PAGING,
                 responses={"200": ok("A page of tenants.", ref("TenantPage")), **errors(400)},
             ),
         },
         "/v1/admin/tenants/{tenant_id}": {
             "parameters": tenant_id,
-            "get": operation(
+            "get": _operation(
                 "getTenant",
                 "Read a tenant",
-                tag="admin",
-                security="admin",
                 responses={"200": ok("The tenant.", ref("Tenant")), **errors(404)},
             ),
-            "patch": operation(
+            "patch": _operation(
                 "updateTenant",
                 "Activate or deactivate a tenant; rename it; change its email",
-                tag="admin",
-                security="admin",
                 body=json_body(ref("TenantChange")),
                 responses={
                     "200": ok("The tenant as changed.", ref("Tenant")),
                     **errors(400, 404, 413, 422),
                 },
             ),
-            "delete": operation(
+            "delete": _operation(
                 "deleteTenant",
                 "Delete a deactivated tenant and everything it owns",
-                tag="admin",
-                security="admin",
                 description=(
                     "Numbers (and their sealed tokens), contacts, messages, statuses, events, "
                     "media, forwards, its webhook, apps, API keys, its audit rows, and the "
@@ -80,41 +76,33 @@ def paths() -> dict[str, Schema]:
         },
         "/v1/admin/tenants/{tenant_id}/keys": {
             "parameters": tenant_id,
-            "post": operation(
+            "post": _operation(
                 "createApiKey",
                 "Another API key for the tenant (rotation: create, move over, revoke the old)",
-                tag="admin",
-                security="admin",
                 responses={
                     "201": ok("Created; the key is shown this once.", ref("ApiKeyCreated")),
                     **errors(404),
                 },
             ),
-            "get": operation(
+            "get": _operation(
                 "listApiKeys",
                 "The tenant's API keys, revoked ones included (never the keys themselves)",
-                tag="admin",
-                security="admin",
                 responses={"200": ok("All the keys.", ref("ApiKeyList")), **errors(404)},
             ),
         },
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}": {
             "parameters": [*tenant_id, param("KeyId")],
-            "delete": operation(
+            "delete": _operation(
                 "revokeApiKey",
                 "Revoke an API key",
-                tag="admin",
-                security="admin",
                 responses={"200": ok("The key, revoked.", ref("ApiKey")), **errors(404)},
             ),
         },
         "/v1/admin/tenants/{tenant_id}/invite": {
             "parameters": tenant_id,
-            "post": operation(
+            "post": _operation(
                 "inviteTenant",
                 "Mail the tenant a signed, expiring link to its status page",
-                tag="admin",
-                security="admin",
                 description=(
                     "To the tenant's email, or to `email` when given. 202: accepted by the mail "
                     "server (in dev, logged when none is configured), not yet delivered. Every "
@@ -129,11 +117,9 @@ def paths() -> dict[str, Schema]:
             ),
         },
         "/v1/admin/events": {
-            "get": operation(
+            "get": _operation(
                 "listAuditEvents",
                 "The audit log of the whole platform, newest first",
-                tag="admin",
-                security="admin",
                 parameters=[
                     {
                         "name": "tenant_id",

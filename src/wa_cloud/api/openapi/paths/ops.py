@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Final
+
 from wa_cloud.api.openapi.schema import Schema, err, ok, operation, ref
+
+# Every operation here: the ops tag, no credentials in the document.
+_operation: Final = partial(operation, tag="ops")
 
 
 def paths() -> dict[str, Schema]:
     return {
         "/healthz": {
-            "get": operation(
+            "get": _operation(
                 "healthz",
                 "The process is alive",
-                tag="ops",
                 responses={"200": ok("Alive.", ref("Health"))},
             )
         },
         "/readyz": {
-            "get": operation(
+            "get": _operation(
                 "readyz",
                 "The database is reachable and its schema current",
-                tag="ops",
                 responses={
                     "200": ok("Ready.", ref("Ready")),
                     "503": ok(
@@ -31,10 +35,9 @@ def paths() -> dict[str, Schema]:
             )
         },
         "/metrics": {
-            "get": operation(
+            "get": _operation(
                 "metrics",
                 "Prometheus metrics",
-                tag="ops",
                 description="With `WA_METRICS_TOKEN` set: `Authorization: Bearer <it>`.",
                 responses={
                     "200": ok(
@@ -47,10 +50,9 @@ def paths() -> dict[str, Schema]:
             )
         },
         "/openapi.json": {
-            "get": operation(
+            "get": _operation(
                 "openapi",
                 "This document",
-                tag="ops",
                 responses={"200": ok("OpenAPI 3.1.", {"type": "object"})},
             )
         },

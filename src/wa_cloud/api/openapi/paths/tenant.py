@@ -3,6 +3,9 @@ messages, media, contacts, its webhook, its audit log)."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Final
+
 from wa_cloud.api.openapi.components import DELIVERY_STATES
 from wa_cloud.api.openapi.schema import (
     PAGING,
@@ -15,63 +18,54 @@ from wa_cloud.api.openapi.schema import (
     ref,
 )
 
+# Every operation here: the tenant tag, a tenant's API key.
+_operation: Final = partial(operation, tag="tenant", security="tenant")
+
 
 def paths() -> dict[str, Schema]:
     return {
         "/v1/numbers": {
-            "post": operation(
+            "post": _operation(
                 "createNumber",
                 "Register a number",
-                tag="tenant",
-                security="tenant",
                 body=json_body(ref("NewNumber")),
                 responses={
                     "201": ok("Registered (never the token or PIN).", ref("Number")),
                     **errors(400, 403, 409, 413, 422),
                 },
             ),
-            "get": operation(
+            "get": _operation(
                 "listNumbers",
                 "Your numbers",
-                tag="tenant",
-                security="tenant",
                 responses={"200": ok("All your numbers.", ref("NumberList")), **errors()},
             ),
         },
         "/v1/numbers/{phone_number_id}": {
             "parameters": [param("PhoneNumberId")],
-            "get": operation(
+            "get": _operation(
                 "getNumber",
                 "Read one of your numbers",
-                tag="tenant",
-                security="tenant",
                 responses={"200": ok("The number.", ref("Number")), **errors(404)},
             ),
-            "patch": operation(
+            "patch": _operation(
                 "updateNumber",
                 "Turn the bot on or off; set the send rate",
-                tag="tenant",
-                security="tenant",
                 body=json_body(ref("NumberChange")),
                 responses={
                     "200": ok("The number as changed.", ref("Number")),
                     **errors(400, 403, 404, 413, 422),
                 },
             ),
-            "delete": operation(
+            "delete": _operation(
                 "deleteNumber",
                 "Deregister the number at Meta and forget its token and PIN (history stays)",
-                tag="tenant",
-                security="tenant",
                 responses={"200": ok("Removed.", ref("NumberRemoved")), **errors(403, 404)},
             ),
         },
         "/v1/onboarding/embedded-signup": {
-            "post": operation(
+            "post": _operation(
                 "embeddedSignup",
                 "Register a number from Meta's Embedded Signup",
-                tag="tenant",
-                security="tenant",
                 description=(
                     "Exchanges the code for a business token with the platform app, then "
                     "onboards the number exactly as POST /v1/numbers does."
@@ -84,11 +78,9 @@ def paths() -> dict[str, Schema]:
             ),
         },
         "/v1/apps": {
-            "post": operation(
+            "post": _operation(
                 "createApp",
                 "Register your own Meta app",
-                tag="tenant",
-                security="tenant",
                 description=(
                     "Ownership is proven first: Graph `GET /{app_id}` with the app access token "
                     "`app_id|app_secret` must answer with that id (422 `app_not_verified`)."
@@ -99,32 +91,26 @@ def paths() -> dict[str, Schema]:
                     **errors(400, 403, 409, 413, 422),
                 },
             ),
-            "get": operation(
+            "get": _operation(
                 "listApps",
                 "Your own Meta apps",
-                tag="tenant",
-                security="tenant",
                 responses={"200": ok("All your apps.", ref("AppList")), **errors()},
             ),
         },
         "/v1/apps/{app_id}": {
             "parameters": [param("AppId")],
-            "put": operation(
+            "put": _operation(
                 "updateApp",
                 "A new app secret (proven with Meta again) or verify token",
-                tag="tenant",
-                security="tenant",
                 body=json_body(ref("AppSecrets")),
                 responses={
                     "200": ok("Updated.", ref("App")),
                     **errors(400, 403, 404, 413, 422),
                 },
             ),
-            "delete": operation(
+            "delete": _operation(
                 "deleteApp",
                 "Forget one of your apps (409 while numbers are bound to it)",
-                tag="tenant",
-                security="tenant",
                 responses={
                     "200": ok("Deleted.", ref("AppDeleted")),
                     **errors(403, 404, 409),
@@ -132,11 +118,9 @@ def paths() -> dict[str, Schema]:
             ),
         },
         "/v1/messages": {
-            "post": operation(
+            "post": _operation(
                 "sendMessage",
                 "Send a message through the durable outbox",
-                tag="tenant",
-                security="tenant",
                 description=(
                     "A free-form message to a contact whose 24-hour window is closed, with no "
                     "fallback_template, is refused: 422 `outside_customer_service_window`."
@@ -154,20 +138,16 @@ def paths() -> dict[str, Schema]:
         },
         "/v1/messages/{message_id}": {
             "parameters": [param("MessageId")],
-            "get": operation(
+            "get": _operation(
                 "getMessage",
                 "A message and where it is",
-                tag="tenant",
-                security="tenant",
                 responses={"200": ok("The message.", ref("Message")), **errors(404)},
             ),
         },
         "/v1/media": {
-            "post": operation(
+            "post": _operation(
                 "uploadMedia",
                 "Upload media to Meta for a number, checked against Meta's rules first",
-                tag="tenant",
-                security="tenant",
                 description=(
                     "A multipart form with the file, or JSON naming a URL we download it from; "
                     "a URL whose host is not a public address (loopback, private, link-local, "
@@ -195,11 +175,9 @@ def paths() -> dict[str, Schema]:
                     "schema": {"type": "string", "maxLength": 255},
                 }
             ],
-            "get": operation(
+            "get": _operation(
                 "getMedia",
                 "The bytes of an inbound media file we downloaded from Meta",
-                tag="tenant",
-                security="tenant",
                 responses={
                     "200": {
                         "description": "The file, as an attachment, in its own MIME type.",
@@ -211,11 +189,9 @@ def paths() -> dict[str, Schema]:
             ),
         },
         "/v1/contacts": {
-            "get": operation(
+            "get": _operation(
                 "listContacts",
                 "Contacts of one of your numbers, with their 24-hour window",
-                tag="tenant",
-                security="tenant",
                 parameters=[param("PhoneNumberIdQuery"), *PAGING],
                 responses={
                     "200": ok("A page of contacts.", ref("ContactPage")),
@@ -224,11 +200,9 @@ def paths() -> dict[str, Schema]:
             ),
         },
         "/v1/contacts/{contact}/messages": {
-            "get": operation(
+            "get": _operation(
                 "contactMessages",
                 "A contact's messages in both directions, newest first",
-                tag="tenant",
-                security="tenant",
                 parameters=[
                     {
                         "name": "contact",
@@ -247,11 +221,9 @@ def paths() -> dict[str, Schema]:
             ),
         },
         "/v1/webhooks": {
-            "put": operation(
+            "put": _operation(
                 "putWebhook",
                 "Set your webhook: where we POST the events you choose",
-                tag="tenant",
-                security="tenant",
                 description=(
                     "Replaces the URL and events; every PUT makes a new secret. A URL whose "
                     "host is not a public address, or that carries credentials, is 422 "
@@ -263,27 +235,21 @@ def paths() -> dict[str, Schema]:
                     **errors(400, 403, 413, 422),
                 },
             ),
-            "get": operation(
+            "get": _operation(
                 "getWebhook",
                 "Your webhook (never its secret)",
-                tag="tenant",
-                security="tenant",
                 responses={"200": ok("The webhook.", ref("Webhook")), **errors(404)},
             ),
-            "delete": operation(
+            "delete": _operation(
                 "deleteWebhook",
                 "Stop forwarding events; pending deliveries are dropped",
-                tag="tenant",
-                security="tenant",
                 responses={"204": {"description": "Deleted."}, **errors(403, 404)},
             ),
         },
         "/v1/webhooks/deliveries": {
-            "get": operation(
+            "get": _operation(
                 "listWebhookDeliveries",
                 "Events forwarded to your webhook, newest first",
-                tag="tenant",
-                security="tenant",
                 parameters=[
                     {
                         "name": "state",
@@ -300,11 +266,9 @@ def paths() -> dict[str, Schema]:
             ),
         },
         "/v1/events": {
-            "get": operation(
+            "get": _operation(
                 "listEvents",
                 "Your rows of the audit log, newest first",
-                tag="tenant",
-                security="tenant",
                 parameters=PAGING,
                 responses={"200": ok("A page of events.", ref("AuditPage")), **errors(400)},
             ),

@@ -3,6 +3,7 @@ to the platform app and to a tenant's own app."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
 from wa_cloud.api.openapi.schema import DIGITS, Schema, err, json_body, ok, operation, ref
@@ -20,6 +21,10 @@ _SIGNATURE: Final[Schema] = {
 }
 
 
+# Every operation here: the webhooks tag; Meta's signature, not a security scheme.
+_operation: Final = partial(operation, tag="webhooks")
+
+
 def paths() -> dict[str, Schema]:
     webhook_post = {
         "200": {"description": "Stored durably; Meta may forget it."},
@@ -35,17 +40,15 @@ def paths() -> dict[str, Schema]:
     }
     return {
         "/webhook": {
-            "get": operation(
+            "get": _operation(
                 "verifyPlatformWebhook",
                 "Meta's subscription handshake for the platform app",
-                tag="webhooks",
                 parameters=_HUB,
                 responses=handshake,
             ),
-            "post": operation(
+            "post": _operation(
                 "receivePlatformWebhook",
                 "A webhook delivery from Meta to the platform app",
-                tag="webhooks",
                 parameters=[_SIGNATURE],
                 body=json_body(ref("MetaNotification")),
                 responses=webhook_post,
@@ -60,17 +63,15 @@ def paths() -> dict[str, Schema]:
                     "schema": {"type": "string", "pattern": DIGITS},
                 }
             ],
-            "get": operation(
+            "get": _operation(
                 "verifyAppWebhook",
                 "Meta's subscription handshake for a tenant's own app",
-                tag="webhooks",
                 parameters=_HUB,
                 responses={**handshake, "404": err("NotFound"), "503": err("Unavailable")},
             ),
-            "post": operation(
+            "post": _operation(
                 "receiveAppWebhook",
                 "A webhook delivery from Meta to a tenant's own app (its secret verifies it)",
-                tag="webhooks",
                 parameters=[_SIGNATURE],
                 body=json_body(ref("MetaNotification")),
                 responses={**webhook_post, "404": err("NotFound")},
