@@ -23,7 +23,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -167,6 +167,14 @@ class InFlight:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    @contextlib.asynccontextmanager
+    async def draining(self, seconds: float) -> AsyncIterator[None]:
+        """A consumer's `running()`: the block, then `drain(seconds)` however it ends."""
+        try:
+            yield
+        finally:
+            await self.drain(seconds)
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
@@ -220,12 +220,8 @@ class Forwarder:
         # POSTs in flight here, with their tenant: what the claim query is told, to skip the full.
         self._posts = InFlight(self.wake, max_in_flight, max_per_tenant)
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await self._posts.drain(DRAIN_SECONDS)  # the rest are retried after their lease
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._posts.draining(DRAIN_SECONDS)  # the rest are retried after their lease
 
     async def step(self) -> float | None:
         free = self._posts.free

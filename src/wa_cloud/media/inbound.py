@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 from uuid import UUID
 
@@ -122,14 +122,10 @@ class MediaFetcher:
         self.wake = asyncio.Event()
         self._downloads = InFlight(self.wake, MAX_IN_FLIGHT, MAX_PER_TENANT)
 
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            # A download can take minutes: abandoned when the worker stops, claimed again
-            # when its lease runs out.
-            await self._downloads.drain(0)
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]:
+        # A download can take minutes: abandoned when the worker stops, claimed again when its
+        # lease runs out.
+        return self._downloads.draining(0)
 
     async def step(self) -> float | None:
         free = self._downloads.free

@@ -211,13 +211,10 @@ class Sender:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        async with self.writing():
-            try:
-                yield
-            finally:
-                # Sends in flight finish (their outcomes written) before the committers close;
-                # the few still waiting on Meta after that are recovered by their leases.
-                await self._dispatches.drain(DRAIN_SECONDS)
+        # Sends in flight finish (their outcomes written) before the committers close; the few
+        # still waiting on Meta after that are recovered by their leases.
+        async with self.writing(), self._dispatches.draining(DRAIN_SECONDS):
+            yield
 
     async def step(self) -> float | None:
         if time.monotonic() >= self._next_recovery:
