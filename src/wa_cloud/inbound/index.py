@@ -53,33 +53,24 @@ async def _contact_id(conn: asyncpg.Connection, tenant_id: UUID, message: Inboun
     sender = message.sender
     phone_number_id = message.route.phone_number_id
     inbound_at = message.timestamp if message.opens_window else None
+    # What the message says of its sender: the same values, in the same order, after each
+    # statement's keys, whether the contact is updated or inserted.
+    known = (
+        sender.wa_id,
+        sender.user_id,
+        sender.parent_user_id,
+        sender.username,
+        sender.name,
+        inbound_at,
+    )
     for _ in range(3):
         row = await conn.fetchrow(
             Q.find_contact, phone_number_id, sender.wa_id, sender.user_id, tenant_id
         )
         if row is not None:
-            await conn.execute(
-                Q.update_contact,
-                row["id"],
-                sender.wa_id,
-                sender.user_id,
-                sender.parent_user_id,
-                sender.username,
-                sender.name,
-                inbound_at,
-            )
+            await conn.execute(Q.update_contact, row["id"], *known)
             return int(row["id"])
-        new_id = await conn.fetchval(
-            Q.insert_contact,
-            tenant_id,
-            phone_number_id,
-            sender.wa_id,
-            sender.user_id,
-            sender.parent_user_id,
-            sender.username,
-            sender.name,
-            inbound_at,
-        )
+        new_id = await conn.fetchval(Q.insert_contact, tenant_id, phone_number_id, *known)
         if new_id is not None:
             return int(new_id)
         # Another worker inserted the same contact between our find and insert: find it again.
