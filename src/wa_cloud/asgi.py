@@ -1,4 +1,5 @@
-"""Reading and answering JSON: one place for the error body and request validation."""
+"""HTTP at the ASGI level: the ASGI types, the capped body reader, the JSON error body and the
+typed request-field readers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, has_unstorable
 
 MAX_API_BODY = 1024 * 1024
 
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 
 def error_response(
     status: int, code: str, message: str, extra: Mapping[str, Any] | None = None
@@ -26,7 +32,7 @@ def error_response(
 
 
 async def read_capped(
-    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    receive: Receive,
     declared: bytes | str | None,
     limit: int,
 ) -> bytes:

@@ -10,21 +10,14 @@ everything else (including the GET handshakes) goes on to Starlette.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-from wa_cloud.asgi import read_capped
+from wa_cloud.asgi import ASGIApp, Receive, Scope, Send, read_capped
 from wa_cloud.config import MAX_WEBHOOK_BYTES
 from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.errors import ApiError, DatabaseUnavailable
 from wa_cloud.inbound.routes import UnknownApp, app_secrets
 from wa_cloud.inbound.signature import SignatureInvalid, SignatureMissing, verify_off_loop
 from wa_cloud.state import AppState
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _APPS_PREFIX = "/webhook/apps/"
 _BODY_READ = "wa_cloud.body_read"  # set in the scope once the whole body is in
