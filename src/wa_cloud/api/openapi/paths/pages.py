@@ -9,6 +9,14 @@ from wa_cloud.api.openapi.schema import Schema, err, ok, operation, ref
 _HTML: Final[Schema] = {"type": "string"}
 
 
+def _refused(description: str) -> Schema:
+    """A refusal: the friendly page, or the JSON error body (as any other route's)."""
+    return {
+        "description": description,
+        "content": {"text/html": {"schema": _HTML}, "application/json": {"schema": ref("Error")}},
+    }
+
+
 def paths() -> dict[str, Schema]:
     return {
         "/t/{token}": {
@@ -26,27 +34,9 @@ def paths() -> dict[str, Schema]:
                 ],
                 responses={
                     "200": ok("The page.", _HTML, media_type="text/html"),
-                    "403": {
-                        "description": "The tenant is deactivated: a friendly page.",
-                        "content": {
-                            "text/html": {"schema": _HTML},
-                            "application/json": {"schema": ref("Error")},
-                        },
-                    },
-                    "404": {
-                        "description": "Expired, tampered with or unknown: a friendly page.",
-                        "content": {
-                            "text/html": {"schema": _HTML},
-                            "application/json": {"schema": ref("Error")},
-                        },
-                    },
-                    "410": {
-                        "description": "Replaced by a newer invitation's link: a friendly page.",
-                        "content": {
-                            "text/html": {"schema": _HTML},
-                            "application/json": {"schema": ref("Error")},
-                        },
-                    },
+                    "403": _refused("The tenant is deactivated: a friendly page."),
+                    "404": _refused("Expired, tampered with or unknown: a friendly page."),
+                    "410": _refused("Replaced by a newer invitation's link: a friendly page."),
                     "503": err("Unavailable"),
                 },
             )
