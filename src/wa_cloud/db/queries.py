@@ -2,7 +2,9 @@
 
 Each statement sits under a `-- name: <name>` header; `Q.<name>` is its text. Keeping SQL in
 files per aggregate makes each query reviewable in one place (procrastinate's habit). A NOTIFY
-channel is written `{{channel.<key>}}` and filled in from db/channels.py, its one declaration.
+channel is written `{{channel.<key>}}` and filled in from db/channels.py, its one declaration; a
+piece of SQL several statements share is written `{{<fragment>:<arg>}}` and filled in from
+`sql/fragments/<fragment>.sql` (its `{arg}` replaced, its comment lines dropped).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from wa_cloud.db import channels
 
 _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _CHANNEL = re.compile(r"\{\{channel\.(\w+)\}\}")
+_FRAGMENT = re.compile(r"\{\{(\w+):(\w+)\}\}")
 
 
 def _channel(match: re.Match[str]) -> str:
@@ -23,11 +26,30 @@ def _channel(match: re.Match[str]) -> str:
         raise ValueError(f"unknown NOTIFY channel {match.group(0)!r} in the SQL") from None
 
 
+def _fragments(directory: Path) -> dict[str, str]:
+    return {
+        path.stem: "\n".join(
+            line for line in path.read_text().splitlines() if not line.startswith("--")
+        ).strip()
+        for path in directory.glob("*.sql")
+    }
+
+
 class _Queries:
     def __init__(self, directory: Path) -> None:
+        fragments = _fragments(directory / "fragments")
+
+        def fragment(match: re.Match[str]) -> str:
+            try:
+                text = fragments[match.group(1)]
+            except KeyError:
+                raise ValueError(f"unknown SQL fragment {match.group(0)!r}") from None
+            return text.replace("{arg}", match.group(2))
+
         statements: dict[str, str] = {}
         for path in sorted(directory.glob("*.sql")):
-            parts = _HEADER.split(_CHANNEL.sub(_channel, path.read_text()))
+            text = _FRAGMENT.sub(fragment, _CHANNEL.sub(_channel, path.read_text()))
+            parts = _HEADER.split(text)
             for name, body in zip(parts[1::2], parts[2::2], strict=True):
                 if name in statements:
                     raise ValueError(f"query {name!r} is defined twice ({path.name})")

@@ -40,15 +40,7 @@ SELECT pg_notify('{{channel.forwards}}', '') FROM queued;
 -- forwards_tenant_due (one index probe each), not by reading every due row.
 -- A deactivated tenant's rows are not claimed: they stay pending, no attempt spent, and go out
 -- once it is active again (inbound is still stored meanwhile; nothing is sent for it).
-WITH RECURSIVE waiting (tenant_id) AS (
-    (SELECT tenant_id FROM forwards WHERE state = 'pending' ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT f.tenant_id FROM forwards f
-             WHERE f.state = 'pending' AND f.tenant_id > w.tenant_id
-             ORDER BY f.tenant_id LIMIT 1)
-      FROM waiting w
-     WHERE w.tenant_id IS NOT NULL
-), room AS (
+WITH RECURSIVE waiting (tenant_id) AS ({{pending_tenants:forwards}}), room AS (
     SELECT w.tenant_id, $4::int - coalesce(busy.n, 0) AS free
       FROM waiting w
       JOIN tenants t ON t.id = w.tenant_id AND t.active
@@ -89,15 +81,7 @@ SELECT c.id, c.tenant_id, c.event, c.payload, c.attempts, c.created_at, w.url, w
 -- name: forward_next_due
 -- Seconds until the next forward this process could claim is due (NULL: none): pending rows
 -- of active tenants, except those at their bound here ($1; a finishing POST wakes us for them).
-WITH RECURSIVE waiting (tenant_id) AS (
-    (SELECT tenant_id FROM forwards WHERE state = 'pending' ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT f.tenant_id FROM forwards f
-             WHERE f.state = 'pending' AND f.tenant_id > w.tenant_id
-             ORDER BY f.tenant_id LIMIT 1)
-      FROM waiting w
-     WHERE w.tenant_id IS NOT NULL
-)
+WITH RECURSIVE waiting (tenant_id) AS ({{pending_tenants:forwards}})
 SELECT greatest(0, extract(epoch FROM min(n.run_after) - now()))::float8
   FROM waiting w
   JOIN tenants t ON t.id = w.tenant_id AND t.active

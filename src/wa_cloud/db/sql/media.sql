@@ -25,15 +25,7 @@ ON CONFLICT (phone_number_id, media_id) DO NOTHING;
 -- their own slots and never the others' downloads.
 -- Tenants with pending rows are walked through media_tenant_due (one index probe each, as the
 -- forwarder's claim does), so a tenant's long backlog is never read row by row.
-WITH RECURSIVE waiting (tenant_id) AS (
-    (SELECT tenant_id FROM media WHERE state = 'pending' ORDER BY tenant_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.tenant_id FROM media m
-             WHERE m.state = 'pending' AND m.tenant_id > w.tenant_id
-             ORDER BY m.tenant_id LIMIT 1)
-      FROM waiting w
-     WHERE w.tenant_id IS NOT NULL
-), due AS (
+WITH RECURSIVE waiting (tenant_id) AS ({{pending_tenants:media}}), due AS (
     SELECT d.id, d.run_after
       FROM waiting w
      CROSS JOIN LATERAL (
