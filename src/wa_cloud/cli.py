@@ -152,14 +152,32 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
+    import contextlib
+    import signal
+
+    from wa_cloud.db import embedded
+
+    # SIGTERM (`kill`, a process manager) stops dev the way Ctrl-C does, through every `finally`
+    # and so through the embedded database's stop; by default it ends the process on the spot.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    settings = Settings.from_env(dev=True).with_dev_secrets()
+    logs.configure(settings.log_format)
+    database = (
+        contextlib.nullcontext(settings.database_url)
+        if settings.database_url
+        else embedded.running(settings.data_dir)
+    )
+    with database as url:
+        _run_dev(args, settings, url)
+
+
+def _run_dev(args: argparse.Namespace, settings: Settings, url: str) -> None:
+    """`wa-cloud dev` on the database at `url`: migrations, the banner, then the servers."""
     import uvicorn
 
     from wa_cloud.app import create_app
     from wa_cloud.sandbox import create_sandbox
 
-    settings = Settings.from_env(dev=True).with_dev_secrets()
-    logs.configure(settings.log_format)
-    url = _database_url(settings)
     _migrate(url)
     port = args.port or settings.port
     sandbox_port = args.sandbox_port
@@ -207,9 +225,31 @@ def cmd_dev(args: argparse.Namespace) -> None:
                 )
             ),
         ]
-        await asyncio.gather(*(server.serve() for server in servers))
+        await _serve_together(servers)
 
     asyncio.run(run())
+
+
+async def _serve_together(servers: list[Any]) -> None:
+    """Serve until one server stops, then stop them all; if one never started, exit with
+    uvicorn's start-up failure status (as `wa-cloud serve` does)."""
+    import contextlib
+
+    from uvicorn.config import STARTUP_FAILURE
+
+    async def serve(server: Any) -> None:
+        # uvicorn calls sys.exit when it cannot bind; caught, so the others still stop in order.
+        with contextlib.suppress(SystemExit):
+            await server.serve()
+
+    serving = [asyncio.create_task(serve(server)) for server in servers]
+    # One that ends alone (a port taken, its app's start-up failed) would leave dev half up.
+    await asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*serving)
+    if not all(server.started for server in servers):
+        raise SystemExit(STARTUP_FAILURE)  # uvicorn has logged why
 
 
 def cmd_sandbox(args: argparse.Namespace) -> None:
