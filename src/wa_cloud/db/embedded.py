@@ -36,12 +36,13 @@ def _get_server(pgdata: Path, *, cleanup_mode: str | None) -> Any:
         runtime = pgdata.parent / "run"
         runtime.mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-    import pgserver  # imported here: production with DATABASE_URL never needs it
+    # Imported here: production with DATABASE_URL never needs it.
+    from pgserver.postgres_server import get_server
 
     # At INFO pgserver logs every command line with initdb's and pg_ctl's whole output: some 50
     # lines on a newcomer's first start, before the banner. A failure still comes at ERROR.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    return pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
+    return get_server(pgdata, cleanup_mode=cleanup_mode)
 
 
 def start(data_dir: Path) -> str:
