@@ -419,6 +419,12 @@ def cmd_bench_noisy(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(run_noisy_bench(args)))
 
 
+def cmd_bench_drain(args: argparse.Namespace) -> None:
+    from wa_cloud.bench.drain import run_drain_bench
+
+    sys.exit(asyncio.run(run_drain_bench(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wa-cloud", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -538,6 +544,26 @@ def build_parser() -> argparse.ArgumentParser:
         "url-uploads, bad-webhooks (default: all)",
     )
     noisy.set_defaults(func=cmd_bench_noisy)
+    drain = bench_sub.add_parser(
+        "drain", help="deliveries indexed a second by 1, 2... workers; lag at a sustained rate"
+    )
+    drain.add_argument(
+        "--deliveries", type=int, default=20000, help="stored before each worker count's drain"
+    )
+    drain.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    drain.add_argument(
+        "--mix",
+        choices=("messages", "corpus"),
+        default="messages",
+        help="single-message corpus deliveries, or every valid corpus file",
+    )
+    drain.add_argument(
+        "--rate", type=float, default=None, help="then post this many a second (with --seconds)"
+    )
+    drain.add_argument(
+        "--seconds", type=float, default=None, help="for this long, with the workers running"
+    )
+    drain.set_defaults(func=cmd_bench_drain)
     return parser
 
 

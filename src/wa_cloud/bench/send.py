@@ -39,7 +39,7 @@ import functools
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,6 +145,7 @@ class Stack:
     app_secret: str  # webhooks to our API are signed with it
     pids: dict[str, list[int]] = field(default_factory=dict)
     pgdata: Path | None = None  # where harness.embedded_database keeps it: workdir / "pg"
+    env: dict[str, str] = field(default_factory=dict)  # every process's, for workers started later
 
     @contextlib.asynccontextmanager
     async def clients(self) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
@@ -188,11 +189,12 @@ async def start_stack(
     workers: int,
     env: dict[str, str] | None = None,
     serve_graph_url: str | None = None,
+    serve_worker: bool | None = None,
 ) -> Stack:
     """An embedded PostgreSQL with the migrations, the sandbox Meta, `wa-cloud serve` (with its
-    in-process worker when `workers` is 0, else `--no-worker`) and `workers` worker processes.
-    `env` is added to every process's environment; serve calls Graph at `serve_graph_url` when
-    given, every other process at the sandbox."""
+    in-process worker when `serve_worker`, by default when `workers` is 0, else `--no-worker`)
+    and `workers` worker processes. `env` is added to every process's environment; serve calls
+    Graph at `serve_graph_url` when given, every other process at the sandbox."""
     progress(bench, "starting embedded PostgreSQL and migrations")
     database_url = await stack.enter_async_context(embedded_database(workdir))
     api_port, sandbox_port = free_port(), free_port()
@@ -204,12 +206,13 @@ async def start_stack(
     sandbox_pid = await stack.enter_async_context(
         local_server(_sandbox_launch(env, sandbox_port, webhook_url), workdir)
     )
-    mode = "with its in-process worker" if workers == 0 else f"+ {workers} worker(s)"
-    progress(bench, f"starting wa-cloud serve {mode}")
+    in_process = workers == 0 if serve_worker is None else serve_worker
+    mode = "with its in-process worker" if in_process else "--no-worker"
+    progress(bench, f"starting wa-cloud serve {mode} + {workers} worker(s)")
     serve_env = env if serve_graph_url is None else {**env, "WA_GRAPH_BASE_URL": serve_graph_url}
     serve_pid = await stack.enter_async_context(
         local_server(
-            serve_launch("serve", serve_env, api_port, in_process_worker=workers == 0), workdir
+            serve_launch("serve", serve_env, api_port, in_process_worker=in_process), workdir
         )
     )
     worker_pids = [
@@ -224,6 +227,7 @@ async def start_stack(
         env["WA_APP_SECRET"],
         pids,
         workdir / "pg",
+        env,
     )
 
 
@@ -379,7 +383,7 @@ def api_post(authority: str, path: str, api_key: str, document: dict[str, Any]) 
     return request_head("POST", path, authority, headers) + body
 
 
-async def _post_loop(port: int, requests: Iterator[bytes], tally: PostTally) -> None:
+async def _post_loop(port: int, requests: Iterator[bytes], tally: PostTally, ok: int) -> None:
     """One keep-alive connection posting until the shared iterator is exhausted."""
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
@@ -387,7 +391,7 @@ async def _post_loop(port: int, requests: Iterator[bytes], tally: PostTally) -> 
             writer.write(request)
             status, _, body = await read_response(reader)
             tally.statuses[status] = tally.statuses.get(status, 0) + 1
-            if status != 202 and tally.first_error is None:
+            if status != ok and tally.first_error is None:
                 tally.first_error = f"HTTP {status}: {body[:300].decode(errors='replace')}"
     finally:
         writer.close()
@@ -408,10 +412,17 @@ async def enqueue_api(
         for i, n in enumerate(plan)
     ]
     ordered = [req for group in _interleave(per_number) for req in group]
-    shared = iter(ordered)
-    port = int(stack.api.rsplit(":", 1)[1])
+    return await post_all(int(stack.api.rsplit(":", 1)[1]), ordered, connections)
+
+
+async def post_all(
+    port: int, requests: Iterable[bytes], connections: int, *, ok: int = 202
+) -> PostTally:
+    """Every request once, in order, over `connections` keep-alive connections that share one
+    iterator; a status other than `ok` is tallied, the first one's body kept."""
+    shared = iter(requests)
     tally = PostTally()
-    await asyncio.gather(*(_post_loop(port, shared, tally) for _ in range(connections)))
+    await asyncio.gather(*(_post_loop(port, shared, tally, ok) for _ in range(connections)))
     return tally
 
 
