@@ -55,7 +55,7 @@ class Settings:
     # Worker tuning: how long a claimed delivery stays ours, and how often a failing one is retried.
     worker_lease_seconds: float = 30.0
     worker_max_attempts: int = 8
-    worker_batch_size: int = 100
+    worker_batch_size: int = 500  # the most an indexer claims at once (under a backlog)
     worker_poll_seconds: float = 2.0
     db_pool_size: int = 10
     # Graph API: how long a call may take before it is an error (a send: outcome unknown).
@@ -146,7 +146,7 @@ class Settings:
             dev=dev,
             worker_lease_seconds=number("WA_WORKER_LEASE_SECONDS", 30.0),
             worker_max_attempts=int(number("WA_WORKER_MAX_ATTEMPTS", 8, int)),
-            worker_batch_size=int(number("WA_WORKER_BATCH_SIZE", 100, int)),
+            worker_batch_size=int(number("WA_WORKER_BATCH_SIZE", 500, int)),
             worker_poll_seconds=number("WA_WORKER_POLL_SECONDS", 2.0),
             db_pool_size=int(number("WA_DB_POOL_SIZE", 10, int)),
             graph_timeout_seconds=number("WA_GRAPH_TIMEOUT_SECONDS", 10.0),

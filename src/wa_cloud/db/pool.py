@@ -27,6 +27,12 @@ def sqlalchemy_url(url: str) -> str:
     return urlunsplit(("postgresql+asyncpg", *parts[1:]))
 
 
+def jsonb_text(value: Any) -> str | None:
+    """A value as the jsonb codec below writes it, for the text[] that stands in for a jsonb[]
+    parameter (asyncpg reads a list inside an array parameter as one more dimension)."""
+    return None if value is None else json.dumps(value)
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     # jsonb in and out as Python objects; json.dumps once here instead of at every call site.
     await connection.set_type_codec(

@@ -3,21 +3,24 @@
 `enqueue_forward` inserts a `forwards` row on the caller's connection, in its transaction, and
 only when the tenant's webhook takes that event (one statement: INSERT ... SELECT ... WHERE
 EXISTS); a dedup key makes an event indexed twice one forward, and a NOTIFY on `wa_forwards`
-wakes the forwarder at commit. The indexer calls `forward_indexed` for what it newly stored;
-other code (bot replies, number changes) calls `enqueue_forward` directly.
+wakes the forwarder at commit. The indexer queues `forward_of` each event it newly stored, a
+batch in one statement (`enqueue_forwards`); other code (bot replies, number changes) calls
+`enqueue_forward` directly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
 
 from wa_cloud.canonical import canonical_json, iso
+from wa_cloud.db.pool import jsonb_text
 from wa_cloud.db.queries import Q
 from wa_cloud.events import FieldEvent, InboundMessage, StatusUpdate
 
@@ -113,26 +116,52 @@ def _field(event: FieldEvent) -> tuple[dict[str, Any], str]:
     return payload, dedup
 
 
-async def forward_indexed(
-    conn: asyncpg.Connection,
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A `forwards` row to queue: what `enqueue_forwards` takes."""
+
+    tenant_id: UUID
+    event: str
+    payload: dict[str, Any]
+    dedup_key: bytes
+
+
+def forward_of(
     tenant_id: UUID,
     event: InboundMessage | StatusUpdate | FieldEvent,
     subscribed: Collection[str],
-) -> None:
-    """Queue what the indexer newly stored, if the tenant's webhook takes it. `subscribed` is
-    what the indexer read with the number's owner: nothing to do costs no statement."""
+) -> Forward | None:
+    """What the indexer queues for an event it newly stored, if the tenant's webhook takes it.
+    `subscribed` is what the indexer read with the number's owner: nothing to do is no row."""
     if not subscribed:
-        return
+        return None
     if isinstance(event, InboundMessage):
         name = MESSAGE_RECEIVED
+        if name not in subscribed:
+            return None
         payload, dedup = _received(event)
     elif isinstance(event, StatusUpdate):
         name = MESSAGE_STATUS
+        if name not in subscribed:
+            return None
         payload, dedup = _status(event)
     else:
         name = FIELD_EVENTS.get(event.field, "")
         if name not in subscribed:
-            return
+            return None
         payload, dedup = _field(event)
-    if name in subscribed:
-        await enqueue_forward(conn, tenant_id, name, payload, dedup)
+    return Forward(tenant_id, name, payload, dedup_key(name, dedup))
+
+
+async def enqueue_forwards(conn: asyncpg.Connection, rows: Sequence[Forward]) -> None:
+    """Queue many forwards in one statement (the indexer's batch), each only while its tenant's
+    webhook still takes the event, once per dedup key; one wake-up for the forwarder."""
+    if not rows:
+        return
+    await conn.execute(
+        Q.enqueue_forwards,
+        [r.tenant_id for r in rows],
+        [r.event for r in rows],
+        [jsonb_text(r.payload) for r in rows],
+        [r.dedup_key for r in rows],
+    )

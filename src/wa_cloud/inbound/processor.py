@@ -1,4 +1,4 @@
-"""Stored deliveries into the index: claim a batch, process each in a savepoint, commit once.
+"""Stored deliveries into the index: claim a batch, index it set-based, commit once.
 
 Claiming commits a lease (and counts the attempt) before any work, so a worker that dies
 mid-batch leaves rows that another worker takes once the lease runs out, and a delivery that
@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -21,8 +21,8 @@ from wa_cloud.backoff import Backoff
 from wa_cloud.db import channels
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import WaCloudError
-from wa_cloud.events import Delivery, InboundMessage, StatusKind, StatusUpdate
-from wa_cloud.inbound.index import IndexResult, index_delivery
+from wa_cloud.events import InboundMessage, StatusKind, StatusUpdate
+from wa_cloud.inbound.index import IndexResult, Item, index_batch
 from wa_cloud.inbound.parse import InvalidDelivery, parse_delivery
 from wa_cloud.metrics import Metrics
 from wa_cloud.resources import Resources
@@ -36,6 +36,7 @@ class LeaseLost(WaCloudError):
 
 
 PROCESSING_BACKOFF = Backoff(base=1.0, cap=600.0)
+MIN_BATCH = 16  # an idle indexer's claim: what a quiet minute brings
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,114 +70,123 @@ async def process_batch(
         claimed = await conn.fetch(Q.claim_deliveries, lease, lease_seconds, batch_size)
         if not claimed:
             return BatchOutcome(0, 0, 0, 0)
-        processed = quarantined = 0
-        failures: list[tuple[asyncpg.Record, BaseException]] = []
-        parsed = {row["id"]: _parse(row) for row in claimed}
-        async with conn.transaction():
-            # Every contact the batch will write, locked first and in one global order: two
-            # batches that share customers then queue instead of deadlocking (each used to lock
-            # its contacts in delivery order, and a shuffled stream stalled every worker).
-            await conn.execute(Q.lock_contacts, sorted(_contact_keys(parsed.values())))
-            for row in claimed:
-                delivery_id = row["id"]
-                log = {"delivery_id": delivery_id, "source": row["source"]}
-                given_up = lease_expired(row["attempts"], policy.max_attempts)
-                if given_up is not None:
-                    await conn.execute(
-                        Q.quarantine_delivery, delivery_id, lease, "worker_died", given_up
-                    )
-                    quarantined += 1
-                    continue
-                try:
-                    async with conn.transaction():
-                        result = await _process_one(conn, row, lease, parsed[row["id"]])
-                except InvalidDelivery as exc:
-                    await conn.execute(
-                        Q.quarantine_delivery, delivery_id, lease, exc.code, exc.message
-                    )
-                    logger.warning("delivery quarantined", extra={**log, "code": exc.code})
-                    quarantined += 1
-                except (asyncpg.PostgresConnectionError, OSError):
-                    raise  # the whole batch is lost with the connection; leases expire
-                except Exception as exc:
-                    failures.append((row, exc))
-                else:
-                    processed += 1
-                    unknown = result.orphaned - result.refused_source
-                    metrics.inc("wa_events_orphaned_total", unknown, reason="unknown_number")
-                    metrics.inc(
-                        "wa_events_orphaned_total", result.refused_source, reason="source_not_bound"
-                    )
-                    logger.debug(
-                        "delivery processed",
-                        extra={**log, "messages": result.messages, "statuses": result.statuses},
-                    )
+        batch = _Run(conn, lease)
+        try:
+            async with conn.transaction():
+                items = await batch.admit(claimed, policy)
+                # Every contact the batch will write, locked first and in one global order: two
+                # batches that share customers then queue instead of deadlocking.
+                await conn.execute(Q.lock_contacts, sorted(_contact_keys(items)))
+                await batch.index(items)
+        except LeaseLost:
+            # Claimed again by another worker meanwhile: it indexes them; nothing of ours
+            # was committed.
+            logger.warning("batch lease ran out", extra={"deliveries": len(claimed)})
+            return BatchOutcome(len(claimed), 0, 0, 0)
+        retried = await batch.settle_failures(policy)
+    result = batch.result
+    unknown = result.orphaned - result.refused_source
+    metrics.inc("wa_events_orphaned_total", unknown, reason="unknown_number")
+    metrics.inc("wa_events_orphaned_total", result.refused_source, reason="source_not_bound")
+    metrics.inc("wa_deliveries_processed_total", batch.processed)
+    metrics.inc("wa_deliveries_quarantined_total", batch.quarantined)
+    metrics.inc("wa_deliveries_retried_total", retried)
+    return BatchOutcome(len(claimed), batch.processed, batch.quarantined, retried)
+
+
+@dataclass(slots=True)
+class _Run:
+    """One claimed batch on its way through: quarantined at once (unparseable, or its lease kept
+    expiring), indexed together, or failed alone."""
+
+    conn: asyncpg.Connection
+    lease: uuid.UUID
+    result: IndexResult = field(default_factory=IndexResult)
+    processed: int = 0
+    quarantined: int = 0
+    failures: list[tuple[Item, int, BaseException]] = field(default_factory=list)
+    attempts: dict[int, int] = field(default_factory=dict)
+
+    async def admit(self, claimed: list[asyncpg.Record], policy: RetryPolicy) -> list[Item]:
+        items: list[Item] = []
+        for row in claimed:
+            delivery_id = row["id"]
+            self.attempts[delivery_id] = row["attempts"]
+            given_up = lease_expired(row["attempts"], policy.max_attempts)
+            if given_up is not None:
+                await self._quarantine(delivery_id, "worker_died", given_up)
+                continue
+            try:
+                delivery = parse_delivery(bytes(row["body"]))
+            except InvalidDelivery as exc:
+                await self._quarantine(delivery_id, exc.code, exc.message)
+                logger.warning(
+                    "delivery quarantined", extra={"delivery_id": delivery_id, "code": exc.code}
+                )
+                continue
+            items.append(Item(delivery_id, row["source"], delivery))
+        return items
+
+    async def _quarantine(self, delivery_id: int, code: str, reason: str) -> None:
+        await self.conn.execute(Q.quarantine_delivery, delivery_id, self.lease, code, reason)
+        self.quarantined += 1
+
+    async def index(self, items: list[Item]) -> None:
+        """The items in one savepoint; when a statement fails, each half in its own, down to
+        the one delivery that fails, which alone is retried (the rest commit)."""
+        if not items:
+            return
+        try:
+            async with self.conn.transaction():
+                result = await index_batch(self.conn, items)
+                ids = [item.delivery_id for item in items]
+                status = await self.conn.execute(Q.finish_deliveries, ids, self.lease)
+                if status != f"UPDATE {len(ids)}":
+                    raise LeaseLost(f"the lease on {len(ids) - int(status.split()[1])} ran out")
+        except (LeaseLost, asyncpg.PostgresConnectionError, OSError):
+            raise  # the whole batch is lost with the lease or the connection
+        except Exception as exc:
+            if len(items) == 1:
+                self.failures.append((items[0], self.attempts[items[0].delivery_id], exc))
+                return
+            middle = len(items) // 2
+            await self.index(items[:middle])
+            await self.index(items[middle:])
+            return
+        self.result.add(result)
+        self.processed += len(items)
+
+    async def settle_failures(self, policy: RetryPolicy) -> int:
+        """Each delivery that failed alone: tried again later, or quarantined past its tries."""
         retried = 0
-        for row, error in failures:
+        for item, attempts, error in self.failures:
             reason = f"{type(error).__name__}: {error}"[:2000]
-            if row["attempts"] >= policy.max_attempts:
-                await conn.execute(
-                    Q.quarantine_delivery, row["id"], lease, "processing_failed", reason
-                )
-                quarantined += 1
-                logger.error(
-                    "delivery quarantined after retries",
-                    extra={"delivery_id": row["id"], "attempts": row["attempts"]},
-                )
+            extra = {"delivery_id": item.delivery_id, "attempts": attempts}
+            if attempts >= policy.max_attempts:
+                await self._quarantine(item.delivery_id, "processing_failed", reason)
+                logger.error("delivery quarantined after retries", extra=extra)
             else:
-                await conn.execute(
-                    Q.retry_delivery, row["id"], lease, policy.delay(row["attempts"]), reason
+                await self.conn.execute(
+                    Q.retry_delivery, item.delivery_id, self.lease, policy.delay(attempts), reason
                 )
                 retried += 1
                 logger.warning(
-                    "delivery failed, will retry",
-                    extra={
-                        "delivery_id": row["id"],
-                        "attempts": row["attempts"],
-                        "error": type(error).__name__,
-                    },
+                    "delivery failed, will retry", extra={**extra, "error": type(error).__name__}
                 )
-    metrics.inc("wa_deliveries_processed_total", processed)
-    metrics.inc("wa_deliveries_quarantined_total", quarantined)
-    metrics.inc("wa_deliveries_retried_total", retried)
-    return BatchOutcome(len(claimed), processed, quarantined, retried)
+        return retried
 
 
-def _parse(row: asyncpg.Record) -> Delivery | InvalidDelivery:
-    try:
-        return parse_delivery(bytes(row["body"]))
-    except InvalidDelivery as exc:
-        return exc
-
-
-def _contact_keys(deliveries: Iterable[Delivery | InvalidDelivery]) -> set[str]:
+def _contact_keys(items: Iterable[Item]) -> set[str]:
     """The contacts indexing will write: senders, and recipients a 131047 closes."""
     keys: set[str] = set()
-    for delivery in deliveries:
-        if isinstance(delivery, InvalidDelivery):
-            continue
-        for event in delivery.events:
+    for item in items:
+        for event in item.delivery.events:
             number = event.route.phone_number_id
             if isinstance(event, InboundMessage):
                 keys.add(f"{number}:{event.sender.wa_id or event.sender.user_id}")
             elif isinstance(event, StatusUpdate) and event.kind is StatusKind.FAILED:
                 keys.add(f"{number}:{event.recipient_id or event.recipient_user_id}")
     return keys
-
-
-async def _process_one(
-    conn: asyncpg.Connection,
-    row: asyncpg.Record,
-    lease: uuid.UUID,
-    delivery: Delivery | InvalidDelivery,
-) -> IndexResult:
-    if isinstance(delivery, InvalidDelivery):
-        raise delivery
-    result = await index_delivery(conn, delivery, row["id"], row["source"])
-    status = await conn.execute(Q.finish_delivery, row["id"], lease, "processed")
-    if status != "UPDATE 1":
-        raise LeaseLost(f"lease on delivery {row['id']} ran out")
-    return result
 
 
 class DeliveryIndexer:
@@ -200,7 +210,10 @@ class DeliveryIndexer:
         self.wake = asyncio.Event()
         self._pool = pool
         self._metrics = metrics
-        self._batch_size = batch_size
+        # Adapts to the backlog: small when idle (a lone delivery is not held for company),
+        # doubling while claims come back full, up to `batch_size`.
+        self._max_batch = max(1, batch_size)
+        self._batch_size = min(MIN_BATCH, self._max_batch)
         self._lease = lease_seconds
         self._policy = policy
 
@@ -228,4 +241,8 @@ class DeliveryIndexer:
             policy=self._policy,
             metrics=self._metrics,
         )
+        if outcome.claimed >= self._batch_size:
+            self._batch_size = min(self._max_batch, self._batch_size * 2)
+        elif outcome.claimed < self._batch_size // 2:
+            self._batch_size = max(min(MIN_BATCH, self._max_batch), self._batch_size // 2)
         return None if outcome.claimed else self.poll_seconds  # claimed some: maybe more

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
@@ -51,36 +52,57 @@ def _text(value: Any, limit: int = 255) -> str | None:
     return None
 
 
-async def queue_inbound_media(
-    conn: asyncpg.Connection, tenant_id: UUID, message: InboundMessage, message_id: UUID
-) -> None:
-    """Queue the download of the message's media, if it has one, on the caller's connection."""
+REFUSED_MEDIA_ID: Final = "refused: the media id is not one of Meta's (digits); nothing was fetched"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaJob:
+    """A `media` row for a newly stored message: a download to queue, or (`refused`) a media id
+    that cannot be Meta's, recorded as failed so nothing is ever fetched for it."""
+
+    tenant_id: UUID
+    phone_number_id: str
+    media_id: str
+    message_id: UUID
+    mime_type: str | None
+    sha256: str | None
+    refused: bool
+
+
+def media_job(tenant_id: UUID, message: InboundMessage, message_id: UUID) -> MediaJob | None:
+    """The download the message's media needs, if it has one."""
     body = message.raw.get(message.type)
     if message.type not in MEDIA_KINDS or not isinstance(body, Mapping):
-        return
+        return None
     media_id = _text(body.get("id"))
-    if media_id is None:
-        return
-    if not is_media_id(media_id):
-        await conn.execute(
-            Q.refuse_inbound_media,
-            tenant_id,
-            message.route.phone_number_id,
-            media_id,
-            message_id,
-            _text(body.get("mime_type")),
-            "refused: the media id is not one of Meta's (digits); nothing was fetched",
-        )
-        return
-    await conn.execute(
-        Q.queue_inbound_media,
+    if media_id is None or message.route.phone_number_id is None:
+        return None
+    return MediaJob(
         tenant_id,
         message.route.phone_number_id,
         media_id,
         message_id,
         _text(body.get("mime_type")),
         _text(body.get("sha256")),
+        refused=not is_media_id(media_id),
     )
+
+
+async def queue_media_jobs(conn: asyncpg.Connection, jobs: Sequence[MediaJob]) -> None:
+    """On the caller's connection, in its transaction: the downloads in one statement (one
+    wake-up for the fetchers), the refused ids in another."""
+    for refused, query in ((False, Q.queue_inbound_media), (True, Q.refuse_inbound_media)):
+        rows = [j for j in jobs if j.refused is refused]
+        if rows:
+            await conn.execute(
+                query,
+                [j.tenant_id for j in rows],
+                [j.phone_number_id for j in rows],
+                [j.media_id for j in rows],
+                [j.message_id for j in rows],
+                [j.mime_type for j in rows],
+                [REFUSED_MEDIA_ID if refused else j.sha256 for j in rows],
+            )
 
 
 class MediaRefused(WaCloudError):

@@ -19,10 +19,11 @@ UPDATE deliveries
          FOR UPDATE SKIP LOCKED)
 RETURNING id, source, body, attempts, received_at;
 
--- name: finish_delivery
+-- name: finish_deliveries
+-- A batch indexed: processed, under the lease that claimed it (the caller checks the count).
 UPDATE deliveries
-   SET state = $3, processed_at = now(), lease_token = NULL, locked_until = NULL
- WHERE id = $1 AND lease_token = $2;
+   SET state = 'processed', processed_at = now(), lease_token = NULL, locked_until = NULL
+ WHERE id = ANY ($1::bigint[]) AND lease_token = $2;
 
 -- name: retry_delivery
 UPDATE deliveries

@@ -31,6 +31,21 @@ WITH queued AS (
 )
 SELECT pg_notify('{{channel.forwards}}', '') FROM queued;
 
+-- name: enqueue_forwards
+-- The indexer's batch (payloads as JSON text, cast here): every row in one statement, each only while its tenant's webhook takes
+-- the event, once per dedup key; one wake-up for the forwarder at commit.
+WITH queued AS (
+    INSERT INTO forwards (tenant_id, event, payload, dedup_key)
+    SELECT u.tenant_id, u.event, u.payload::jsonb, u.dedup_key
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])
+           AS u (tenant_id, event, payload, dedup_key)
+     WHERE EXISTS (SELECT 1 FROM tenant_webhooks w
+                    WHERE w.tenant_id = u.tenant_id AND u.event = ANY (w.events))
+    ON CONFLICT (tenant_id, dedup_key) DO NOTHING
+    RETURNING 1
+)
+SELECT pg_notify('{{channel.forwards}}', '') WHERE EXISTS (SELECT 1 FROM queued);
+
 -- name: claim_forwards
 -- Due forwards with a lease: `run_after` moves to the lease's end, so a row whose worker died
 -- is due again then; outcomes are written only under the lease token that claimed the row.

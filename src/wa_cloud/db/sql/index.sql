@@ -10,69 +10,113 @@ SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
    -- if it is registered again within Meta's retry horizon).
    AND n.removed_at IS NULL;
 
--- name: find_contact
-SELECT id, wa_id, user_id FROM contacts
- WHERE phone_number_id = $1 AND tenant_id = $4 AND (wa_id = $2 OR user_id = $3)
- ORDER BY (wa_id = $2) DESC NULLS LAST
- LIMIT 1
- FOR UPDATE;
+-- Every statement below takes a whole claimed batch as parallel arrays (`unnest`): one
+-- statement per kind of row, whatever the batch size. JSON goes in as text[] (json.dumps in
+-- Python) and is cast here: an array parameter of jsonb would read a list value (a status's
+-- errors) as another dimension of the array.
 
--- name: update_contact
+-- name: find_contacts
+-- The contact each sender already is ($5: the caller's index for it), preferring the one that
+-- matches by wa_id. The batch holds the contacts' advisory locks (lock_contacts).
+SELECT k.n, c.id
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[])
+       AS k (tenant_id, phone_number_id, wa_id, user_id, n)
+ CROSS JOIN LATERAL (
+    SELECT c.id FROM contacts c
+     WHERE c.phone_number_id = k.phone_number_id AND c.tenant_id = k.tenant_id
+       AND (c.wa_id = k.wa_id OR c.user_id = k.user_id)
+     ORDER BY (c.wa_id = k.wa_id) DESC NULLS LAST
+     LIMIT 1
+ ) c;
+
+-- name: update_contacts
 -- Fill in identifiers we did not know yet; the window only ever moves forward.
-UPDATE contacts
-   SET wa_id = coalesce(wa_id, $2), user_id = coalesce(user_id, $3),
-       parent_user_id = coalesce($4, parent_user_id), username = coalesce($5, username),
-       name = coalesce($6, name),
-       last_inbound_at = greatest(last_inbound_at, $7),
+UPDATE contacts c
+   SET wa_id = coalesce(c.wa_id, u.wa_id), user_id = coalesce(c.user_id, u.user_id),
+       parent_user_id = coalesce(u.parent_user_id, c.parent_user_id),
+       username = coalesce(u.username, c.username), name = coalesce(u.name, c.name),
+       last_inbound_at = greatest(c.last_inbound_at, u.last_inbound_at),
        updated_at = now()
- WHERE id = $1;
+  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::timestamptz[])
+       AS u (id, wa_id, user_id, parent_user_id, username, name, last_inbound_at)
+ WHERE c.id = u.id;
 
--- name: insert_contact
+-- name: insert_contacts
+-- $9: the caller's index of each; a contact another writer stored meanwhile is not returned.
 INSERT INTO contacts (tenant_id, phone_number_id, wa_id, user_id, parent_user_id, username, name,
                       last_inbound_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT t, p, w, u, pu, un, nm, li
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::timestamptz[])
+       AS k (t, p, w, u, pu, un, nm, li)
 ON CONFLICT DO NOTHING
-RETURNING id;
+RETURNING id, tenant_id, phone_number_id, wa_id, user_id;
 
--- name: insert_inbound_message
+-- name: insert_inbound_messages
+-- A wamid already stored (a redelivery, or twice in this batch) is not inserted again.
 INSERT INTO messages (tenant_id, phone_number_id, contact_id, wamid, direction, type, text,
                       payload, context_wamid, status, sent_at, delivery_id)
-VALUES ($1, $2, $3, $4, 'in', $5, $6, $7, $8, 'received', $9, $10)
+SELECT t, p, c, w, 'in', ty, tx, pl::jsonb, cw, 'received', sa, d
+  FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+              $7::text[], $8::text[], $9::timestamptz[], $10::bigint[])
+       AS k (t, p, c, w, ty, tx, pl, cw, sa, d)
 ON CONFLICT (phone_number_id, wamid) WHERE wamid IS NOT NULL DO NOTHING
-RETURNING id;
+RETURNING id, phone_number_id, wamid;
 
--- name: insert_status
+-- name: insert_statuses
 INSERT INTO statuses (tenant_id, phone_number_id, wamid, status, occurred_at, recipient_id,
                       recipient_user_id, errors, pricing, conversation, biz_opaque_callback_data,
                       payload, delivery_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+SELECT t, p, w, st, at, r, ru, e::jsonb, pr::jsonb, cv::jsonb, bz, pl::jsonb, d
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+              $13::bigint[])
+       AS k (t, p, w, st, at, r, ru, e, pr, cv, bz, pl, d)
 ON CONFLICT (phone_number_id, wamid, status) DO NOTHING
-RETURNING id;
+RETURNING phone_number_id, wamid, status;
 
--- name: advance_message_status
+-- name: advance_message_statuses
 -- Statuses arrive duplicated and out of order: only move forward; `failed` always lands and
 -- stays (a `delivered` processed after it, by another worker or another delivery, is older news).
-UPDATE messages
-   SET status = CASE WHEN $3 = 'failed' OR (status <> 'failed'
-                          AND wa_status_rank($3) > wa_status_rank(status))
-                     THEN $3 ELSE status END,
-       status_at = CASE WHEN $3 = 'failed' OR (status <> 'failed'
-                             AND wa_status_rank($3) > wa_status_rank(status))
-                        THEN $4 ELSE status_at END,
-       errors = CASE WHEN $3 = 'failed' THEN $5 ELSE errors END,
-       pricing = coalesce($6, pricing)
- WHERE phone_number_id = $1 AND wamid = $2 AND direction = 'out' AND tenant_id = $7;
+-- At most one row per message in a call (the caller applies a batch's statuses of one message
+-- in rounds, in their order), so each is applied exactly as one at a time would be.
+UPDATE messages m
+   SET status = CASE WHEN u.status = 'failed' OR (m.status <> 'failed'
+                          AND wa_status_rank(u.status) > wa_status_rank(m.status))
+                     THEN u.status ELSE m.status END,
+       status_at = CASE WHEN u.status = 'failed' OR (m.status <> 'failed'
+                             AND wa_status_rank(u.status) > wa_status_rank(m.status))
+                        THEN u.occurred_at ELSE m.status_at END,
+       errors = CASE WHEN u.status = 'failed' THEN u.errors::jsonb ELSE m.errors END,
+       pricing = coalesce(u.pricing::jsonb, m.pricing)
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+              $7::uuid[])
+       AS u (phone_number_id, wamid, status, occurred_at, errors, pricing, tenant_id)
+ WHERE m.phone_number_id = u.phone_number_id AND m.wamid = u.wamid AND m.direction = 'out'
+   AND m.tenant_id = u.tenant_id;
 
--- name: close_window
--- Meta said 131047: the window is closed for this recipient until they write again. Closed as
--- of the failure's own time, not ours: Meta does not order webhooks, and a late 131047 about an
--- older send must not close the window a newer inbound message opened.
-UPDATE contacts
-   SET window_closed_at = greatest(window_closed_at, coalesce($4, now())), updated_at = now()
- WHERE phone_number_id = $1 AND tenant_id = $5 AND (wa_id = $2 OR user_id = $3);
+-- name: close_windows
+-- Meta said 131047: the window is closed for these recipients until they write again. Closed
+-- as of each failure's own time, not ours: Meta does not order webhooks, and a late 131047 about
+-- an older send must not close the window a newer inbound message opened.
+UPDATE contacts c
+   SET window_closed_at = greatest(c.window_closed_at, x.closed_at), updated_at = now()
+  FROM (SELECT c2.id, max(coalesce(u.occurred_at, now())) AS closed_at
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])
+               AS u (phone_number_id, wa_id, user_id, occurred_at, tenant_id)
+          JOIN contacts c2 ON c2.phone_number_id = u.phone_number_id
+                          AND c2.tenant_id = u.tenant_id
+                          AND (c2.wa_id = u.wa_id OR c2.user_id = u.user_id)
+         GROUP BY c2.id) x
+ WHERE c.id = x.id;
 
--- name: insert_event
+-- name: insert_events
 INSERT INTO events (tenant_id, phone_number_id, waba_id, field, kind, orphaned, payload,
                     dedup_key, delivery_id, source, orphan_reason)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (dedup_key) DO NOTHING;
+SELECT t, p, wb, f, k, o, pl::jsonb, dk, d, src, r
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
+              $7::text[], $8::bytea[], $9::bigint[], $10::text[], $11::text[])
+       AS u (t, p, wb, f, k, o, pl, dk, d, src, r)
+ON CONFLICT (dedup_key) DO NOTHING
+RETURNING dedup_key;

@@ -1,20 +1,23 @@
 -- name: queue_inbound_media
--- Queued in the indexer's transaction: the message and its download commit together. A media
--- id seen again (a redelivered webhook) queues nothing and wakes nobody.
+-- Queued in the indexer's transaction, a batch at a time: the messages and their downloads
+-- commit together. A media id seen again (a redelivered webhook) queues nothing; one wake-up
+-- for the fetchers when anything was queued.
 WITH queued AS (
     INSERT INTO media (tenant_id, phone_number_id, media_id, message_id, mime_type, sha256)
-    VALUES ($1, $2, $3, $4, $5, $6)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[])
     ON CONFLICT (phone_number_id, media_id) DO NOTHING
-    RETURNING id
+    RETURNING 1
 )
-SELECT pg_notify('{{channel.media}}', '') FROM queued;
+SELECT pg_notify('{{channel.media}}', '') WHERE EXISTS (SELECT 1 FROM queued);
 
 -- name: refuse_inbound_media
--- A media id that cannot be Meta's (Meta's are digits): the message is kept, its media marked
--- unavailable with the reason, and nothing is ever fetched for it.
+-- Media ids that cannot be Meta's (Meta's are digits): the messages are kept, their media marked
+-- unavailable with the reason ($6), and nothing is ever fetched for them.
 INSERT INTO media (tenant_id, phone_number_id, media_id, message_id, mime_type, state,
                    last_error)
-VALUES ($1, $2, $3, $4, $5, 'failed', $6)
+SELECT t, p, m, msg, mt, 'failed', r
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[])
+       AS u (t, p, m, msg, mt, r)
 ON CONFLICT (phone_number_id, media_id) DO NOTHING;
 
 -- name: claim_media
