@@ -311,7 +311,7 @@ async def _contacts(conn: asyncpg.Connection, batch: _Batch) -> None:
     # wa_id, another its user_id): their values are folded into the first, in batch order, so
     # the contact gets one update (an UPDATE ... FROM matching a row twice applies one at random).
     first: dict[int, _Contact] = {}
-    for row in sorted(found, key=lambda r: r["n"]):
+    for row in sorted((r for r in found if r["id"] is not None), key=lambda r: r["n"]):
         contact = contacts[row["n"]]
         contact.id = row["id"]
         if row["id"] in first:

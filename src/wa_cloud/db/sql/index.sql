@@ -16,18 +16,22 @@ SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
 -- errors) as another dimension of the array.
 
 -- name: find_contacts
--- The contact each sender already is ($5: the caller's index for it), preferring the one that
--- matches by wa_id. The batch holds the contacts' advisory locks (lock_contacts).
-SELECT k.n, c.id
+-- The contact each sender already is ($5: the caller's index for it; NULL: none yet),
+-- preferring the one that matches by wa_id. Two lookups, each on all the columns of a unique index, rather than one
+-- with OR: with OR the planner read every contact of the number for each sender whenever its
+-- statistics were behind a growing table. The batch holds the contacts' advisory locks.
+SELECT k.n, f.id
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[])
        AS k (tenant_id, phone_number_id, wa_id, user_id, n)
  CROSS JOIN LATERAL (
-    SELECT c.id FROM contacts c
-     WHERE c.phone_number_id = k.phone_number_id AND c.tenant_id = k.tenant_id
-       AND (c.wa_id = k.wa_id OR c.user_id = k.user_id)
-     ORDER BY (c.wa_id = k.wa_id) DESC NULLS LAST
-     LIMIT 1
- ) c;
+    SELECT coalesce(
+        (SELECT c.id FROM contacts c
+          WHERE c.phone_number_id = k.phone_number_id AND c.tenant_id = k.tenant_id
+            AND c.wa_id = k.wa_id),
+        (SELECT c.id FROM contacts c
+          WHERE c.phone_number_id = k.phone_number_id AND c.tenant_id = k.tenant_id
+            AND c.user_id = k.user_id)) AS id
+ ) f;
 
 -- name: update_contacts
 -- Fill in identifiers we did not know yet; the window only ever moves forward.
@@ -43,7 +47,7 @@ UPDATE contacts c
  WHERE c.id = u.id;
 
 -- name: insert_contacts
--- $9: the caller's index of each; a contact another writer stored meanwhile is not returned.
+-- A contact another writer stored meanwhile is not returned (the caller fails the batch).
 INSERT INTO contacts (tenant_id, phone_number_id, wa_id, user_id, parent_user_id, username, name,
                       last_inbound_at)
 SELECT t, p, w, u, pu, un, nm, li
@@ -99,16 +103,23 @@ UPDATE messages m
 -- name: close_windows
 -- Meta said 131047: the window is closed for these recipients until they write again. Closed
 -- as of each failure's own time, not ours: Meta does not order webhooks, and a late 131047 about
--- an older send must not close the window a newer inbound message opened.
+-- an older send must not close the window a newer inbound message opened. (Matched by wa_id and
+-- by user_id separately, each on its unique index, as find_contacts does.)
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])
+           AS u (phone_number_id, wa_id, user_id, occurred_at, tenant_id)
+), matched AS (
+    SELECT c.id, coalesce(u.occurred_at, now()) AS closed_at
+      FROM u JOIN contacts c ON c.phone_number_id = u.phone_number_id
+                            AND c.tenant_id = u.tenant_id AND c.wa_id = u.wa_id
+    UNION ALL
+    SELECT c.id, coalesce(u.occurred_at, now())
+      FROM u JOIN contacts c ON c.phone_number_id = u.phone_number_id
+                            AND c.tenant_id = u.tenant_id AND c.user_id = u.user_id
+)
 UPDATE contacts c
    SET window_closed_at = greatest(c.window_closed_at, x.closed_at), updated_at = now()
-  FROM (SELECT c2.id, max(coalesce(u.occurred_at, now())) AS closed_at
-          FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])
-               AS u (phone_number_id, wa_id, user_id, occurred_at, tenant_id)
-          JOIN contacts c2 ON c2.phone_number_id = u.phone_number_id
-                          AND c2.tenant_id = u.tenant_id
-                          AND (c2.wa_id = u.wa_id OR c2.user_id = u.user_id)
-         GROUP BY c2.id) x
+  FROM (SELECT id, max(closed_at) AS closed_at FROM matched GROUP BY id) x
  WHERE c.id = x.id;
 
 -- name: insert_events
