@@ -73,6 +73,10 @@ async def process_batch(
         batch = _Run(conn, lease)
         try:
             async with conn.transaction():
+                # Planned for each batch with the tables' sizes as they are now: a plan cached
+                # while contacts or messages were nearly empty (a new deployment, a test) scans
+                # them whole once they have grown, until autovacuum's next analyse.
+                await conn.execute(Q.plan_each_batch)
                 items = await batch.admit(claimed, policy)
                 # Every contact the batch will write, locked first and in one global order: two
                 # batches that share customers then queue instead of deadlocking.

@@ -124,6 +124,9 @@ WITH replayed AS (
 SELECT count(*) AS replayed, pg_notify('{{channel.deliveries}}', count(*)::text) AS notified
   FROM replayed;
 
+-- name: plan_each_batch
+SET LOCAL plan_cache_mode = force_custom_plan;
+
 -- name: lock_contacts
 -- Transaction-level locks on "<number>:<customer>" keys, taken in the order given (sorted by
 -- the caller), so concurrent batches never wait on each other in a cycle.
