@@ -94,3 +94,36 @@ async def test_estimated_delivery_counts_for_a_large_table(db: asyncpg.Connectio
     await db.execute("INSERT INTO deliveries (source, body) VALUES ('platform', '\\x7b7d')")
     rows = await db.fetch(Q.delivery_counts_estimated, 300_000)
     assert {r["state"]: r["n"] for r in rows} == {"pending": 1, "processed": 299_999}
+
+
+def _indexes(plan: Any) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(plan, dict):
+        if "Index Name" in plan:
+            found.append((plan["Relation Name"], plan["Index Name"]))
+        for value in plan.values():
+            found += _indexes(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            found += _indexes(value)
+    return found
+
+
+async def test_batch_contact_lookups_take_the_identifier_indexes_before_any_analyse(
+    db: asyncpg.Connection,
+) -> None:
+    """A new deployment's contacts table grows faster than autovacuum analyses it. Without
+    statistics the planner once valued the tenant-led index as cheap as the unique one and read
+    every contact of the number for each sender of a batch."""
+    await db.execute("INSERT INTO tenants (id, name) VALUES ($1, 'Plan Co')", TENANT)
+    await db.execute(
+        "INSERT INTO contacts (tenant_id, phone_number_id, wa_id, last_inbound_at)"
+        " SELECT $1, $2, (16500000000 + g)::text, now() FROM generate_series(1, 20000) g",
+        TENANT,
+        NUMBER,
+    )
+    keys = [str(16500000000 + g) for g in range(1, 201)]
+    args = ([TENANT] * 200, [NUMBER] * 200, keys, [None] * 200, list(range(200)))
+    plan = await db.fetchval("EXPLAIN (FORMAT JSON) " + Q.find_contacts, *args)
+    used = {index for table, index in _indexes(json.loads(plan)) if table == "contacts"}
+    assert used == {"contacts_wa_id", "contacts_user_id"}, used

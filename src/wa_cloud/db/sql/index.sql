@@ -17,20 +17,21 @@ SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
 
 -- name: find_contacts
 -- The contact each sender already is ($5: the caller's index for it; NULL: none yet),
--- preferring the one that matches by wa_id. Two lookups, each on all the columns of a unique index, rather than one
--- with OR: with OR the planner read every contact of the number for each sender whenever its
--- statistics were behind a growing table. The batch holds the contacts' advisory locks.
+-- preferring the one that matches by wa_id. Two lookups, each on a unique index led by
+-- (number, identifier); the tenant is compared with IS NOT DISTINCT FROM (the same, as
+-- tenant_id is NOT NULL) so that no index led by the tenant looks as good to a planner
+-- without statistics (0009). The batch holds the contacts' advisory locks.
 SELECT k.n, f.id
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[])
        AS k (tenant_id, phone_number_id, wa_id, user_id, n)
  CROSS JOIN LATERAL (
     SELECT coalesce(
         (SELECT c.id FROM contacts c
-          WHERE c.phone_number_id = k.phone_number_id AND c.tenant_id = k.tenant_id
-            AND c.wa_id = k.wa_id),
+          WHERE c.phone_number_id = k.phone_number_id AND c.wa_id = k.wa_id
+            AND c.tenant_id IS NOT DISTINCT FROM k.tenant_id),
         (SELECT c.id FROM contacts c
-          WHERE c.phone_number_id = k.phone_number_id AND c.tenant_id = k.tenant_id
-            AND c.user_id = k.user_id)) AS id
+          WHERE c.phone_number_id = k.phone_number_id AND c.user_id = k.user_id
+            AND c.tenant_id IS NOT DISTINCT FROM k.tenant_id)) AS id
  ) f;
 
 -- name: update_contacts
@@ -104,18 +105,18 @@ UPDATE messages m
 -- Meta said 131047: the window is closed for these recipients until they write again. Closed
 -- as of each failure's own time, not ours: Meta does not order webhooks, and a late 131047 about
 -- an older send must not close the window a newer inbound message opened. (Matched by wa_id and
--- by user_id separately, each on its unique index, as find_contacts does.)
+-- by user_id separately, each on its unique index, the tenant as a filter, as find_contacts.)
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::uuid[])
            AS u (phone_number_id, wa_id, user_id, occurred_at, tenant_id)
 ), matched AS (
     SELECT c.id, coalesce(u.occurred_at, now()) AS closed_at
-      FROM u JOIN contacts c ON c.phone_number_id = u.phone_number_id
-                            AND c.tenant_id = u.tenant_id AND c.wa_id = u.wa_id
+      FROM u JOIN contacts c ON c.phone_number_id = u.phone_number_id AND c.wa_id = u.wa_id
+                            AND c.tenant_id IS NOT DISTINCT FROM u.tenant_id
     UNION ALL
     SELECT c.id, coalesce(u.occurred_at, now())
-      FROM u JOIN contacts c ON c.phone_number_id = u.phone_number_id
-                            AND c.tenant_id = u.tenant_id AND c.user_id = u.user_id
+      FROM u JOIN contacts c ON c.phone_number_id = u.phone_number_id AND c.user_id = u.user_id
+                            AND c.tenant_id IS NOT DISTINCT FROM u.tenant_id
 )
 UPDATE contacts c
    SET window_closed_at = greatest(c.window_closed_at, x.closed_at), updated_at = now()
