@@ -93,7 +93,7 @@ class _Owner:
 
 @dataclass(slots=True)
 class _Owners:
-    """Who owns the batch's numbers and WABAs, read in one query; `for_source` applies the
+    """Who owns the batch's numbers and WABAs, read in one query; `number` and `waba` apply the
     trust rule per delivery: the platform app speaks for the numbers registered without an
     `app_id`, a tenant's own app (`app:<id>`) only for the numbers bound to it."""
 
@@ -132,7 +132,7 @@ class _Message:
     owner: _Owner
     event: InboundMessage
     delivery_id: int
-    contact: int = -1  # index into the batch's contacts
+    contact: _Contact | None = None  # None: a sender with no id
 
 
 @dataclass(slots=True)
@@ -168,7 +168,6 @@ class _Contact:
     username: str | None = None
     name: str | None = None
     last_inbound_at: datetime | None = None
-    position: int = 0  # in the batch's list
     id: int | None = None
 
     def fold(self, message: InboundMessage) -> None:
@@ -290,12 +289,12 @@ async def _contacts(conn: asyncpg.Connection, batch: _Batch) -> None:
             continue  # a sender with no id: the message is stored without a contact
         contact = next((index[k] for k in keys if k in index), None)
         if contact is None:
-            contact = _Contact(tenant, number, None, None, position=len(batch.contacts))
+            contact = _Contact(tenant, number, None, None)
             batch.contacts.append(contact)
         contact.fold(message.event)
         for key in keys:
             index.setdefault(key, contact)
-        message.contact = contact.position
+        message.contact = contact
     if not batch.contacts:
         return
     contacts = batch.contacts
@@ -370,13 +369,12 @@ async def _messages(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
     messages = batch.messages
     if not messages:
         return []
-    # A contact merged into another (one stored contact) took the other's id.
-    ids = {c.position: c.id for c in batch.contacts}
     rows = await conn.fetch(
         Q.insert_inbound_messages,
         [m.owner.tenant_id for m in messages],
         [m.event.route.phone_number_id for m in messages],
-        [ids.get(m.contact) for m in messages],
+        # A contact merged into another (one stored contact) took the other's id.
+        [None if m.contact is None else m.contact.id for m in messages],
         [m.event.wamid for m in messages],
         [m.event.type for m in messages],
         [m.event.text for m in messages],
