@@ -30,7 +30,7 @@ from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.sender import Batch, Sender
 from wa_cloud.resources import open_resources
 from wa_cloud.secretbox import SecretBox
-from wa_cloud.worker import Health, LoopState, Worker
+from wa_cloud.worker import Health, InFlight, LoopState, Worker
 
 CUSTOMER = "16505551234"
 
@@ -454,3 +454,41 @@ async def test_a_stream_of_large_webhook_bodies_is_refused_unread_past_the_budge
         "/webhook", content=b"{}", headers={"x-hub-signature-256": "sha256=" + "0" * 64}
     )
     assert small.status_code == 403  # small bodies are not held back by it
+
+
+async def test_a_group_commit_reopened_after_a_close_commits_again() -> None:
+    """A supervised consumer that died re-enters its committers (the sender's dispatch marks
+    and outcomes): they must write again, not answer "shutting down" for ever."""
+    written: list[int] = []
+
+    async def write(items: list[int]) -> None:
+        written.extend(items)
+
+    commit: GroupCommit[int] = GroupCommit("reopened", write)
+    async with commit:
+        await commit.submit(1)
+    async with commit:
+        await commit.submit(2)
+    assert written == [1, 2]
+
+
+async def test_a_drain_cut_short_cancels_its_jobs() -> None:
+    """A worker's stop that runs past its deadline cancels the consumer's drain: the jobs still
+    running must be cancelled with it, not left writing through closed resources."""
+    jobs = InFlight(None, limit=4)
+    cancelled = asyncio.Event()
+
+    async def job() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    jobs.start(job())
+    drain = asyncio.create_task(jobs.drain(60.0))
+    await asyncio.sleep(0.05)
+    drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
+    assert cancelled.is_set() and len(jobs) == 0

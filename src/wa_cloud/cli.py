@@ -106,7 +106,7 @@ async def _run_worker(settings: Settings, health_port: int | None = None) -> Non
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # Drain: steps in flight finish, then the process exits.
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.stop()))
+            loop.add_signal_handler(sig, worker.request_stop)
         if health_port is None:
             await worker.run_forever()
         else:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 import asyncpg
 
 from wa_cloud.config import Settings
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 
 logger = logging.getLogger(__name__)
@@ -122,5 +123,10 @@ class Retention:
         return contextlib.nullcontext()  # a pass is batches of short transactions
 
     async def step(self) -> float:
-        await run_retention(self._pool, self._settings)
+        try:
+            await run_retention(self._pool, self._settings)
+        except DATABASE_ERRORS as exc:
+            # Tried again next interval, not at the runtime's database backoff: a pass that
+            # keeps timing out must not re-run a heavy delete every few seconds.
+            logger.warning("retention pass failed", extra={"error": repr(exc)})
         return self.poll_seconds

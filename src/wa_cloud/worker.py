@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 DATABASE_BACKOFF = Backoff(base=0.5, cap=10.0)
 RESTART_BACKOFF = Backoff(base=0.5, cap=30.0)
 KEEPALIVE_SECONDS = 5.0  # the LISTEN connection's probe: a dead socket is noticed this soon
+# How long a stop waits for consumers to drain: longer than the longest drain (the sender's
+# 10 s), so a drain finishes, or cancels its own jobs, before the stop cancels the loop.
+STOP_SECONDS = 15.0
 
 
 class Consumer(Protocol):
@@ -161,12 +164,16 @@ class InFlight:
         tasks = list(self._tasks)
         if not tasks:
             return
-        pending: set[asyncio.Task[None]] = set(tasks)
-        if seconds > 0:
-            _, pending = await asyncio.wait(tasks, timeout=seconds)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            if seconds > 0:
+                await asyncio.wait(tasks, timeout=seconds)
+        finally:
+            # Also when the drain itself is cancelled (a stop past its deadline): no job may
+            # outlive the resources it writes through.
+            unfinished = [task for task in tasks if not task.done()]
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def draining(self, seconds: float) -> AsyncIterator[None]:
@@ -293,14 +300,22 @@ class Worker:
     ) -> None:
         await self.stop()
 
-    def _wake_all(self) -> None:
+    def _wake_listeners(self) -> None:
+        """Every consumer that a NOTIFY wakes: what was stored while nobody listened is
+        looked at now (retention, on its own clock, is not)."""
+        for consumers in self._by_channel.values():
+            for consumer in consumers:
+                consumer.wake.set()
+
+    def request_stop(self) -> None:
+        """From a signal handler: the worker drains and `run_forever` returns."""
+        self._stopping.set()
         for consumer in self.consumers:
             consumer.wake.set()
 
-    async def stop(self, deadline: float = 10.0) -> None:
+    async def stop(self, deadline: float = STOP_SECONDS) -> None:
         """Let steps in flight finish (each consumer drains its jobs), then stop."""
-        self._stopping.set()
-        self._wake_all()
+        self.request_stop()
         if self._listener is not None:
             self._listener.cancel()
         loops = [task for task in self._tasks if task is not self._listener]
@@ -330,10 +345,11 @@ class Worker:
                 for channel in self._by_channel:
                     await connection.add_listener(channel, self._notified)
                 failures = 0
-                self._wake_all()  # anything stored while we were not listening
+                self._wake_listeners()
                 while not connection.is_closed():
                     await asyncio.sleep(KEEPALIVE_SECONDS)
-                    await connection.execute("SELECT 1")  # notice a dead socket
+                    # Notice a dead socket; bounded, as a half-open one would never answer.
+                    await connection.execute("SELECT 1", timeout=KEEPALIVE_SECONDS)
             except DATABASE_ERRORS:
                 failures += 1
                 logger.warning("listen connection lost, reconnecting")

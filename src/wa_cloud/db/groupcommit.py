@@ -53,6 +53,8 @@ class GroupCommit(Generic[T]):
         self._closed = False
 
     async def __aenter__(self) -> GroupCommit[T]:
+        # Open again after a close: a supervised consumer that died re-enters its committers.
+        self._closed = False
         self._runner = asyncio.create_task(self._run(), name=f"group-commit-{self._name}")
         return self
 
