@@ -37,7 +37,7 @@ from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.receiver import WebhookReceiver
 from wa_cloud.inbound.store import delivery_store
 from wa_cloud.pages import status
-from wa_cloud.ratelimit import KeyRateLimiter
+from wa_cloud.ratelimit import FailedLookups, KeyRateLimiter
 from wa_cloud.resources import open_resources
 from wa_cloud.state import AppState
 from wa_cloud.worker import Worker
@@ -174,7 +174,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                 box=resources.box,
                 metrics=resources.metrics,
                 key_rates=KeyRateLimiter(settings.api_rate_per_second, settings.api_rate_burst),
-                failed_lookups=KeyRateLimiter(
+                failed_lookups=FailedLookups(
                     settings.api_rate_per_second / 2.5, settings.api_rate_burst // 2
                 ),
             )

@@ -7,9 +7,10 @@ web processes a key may reach N times the rate in the worst case, which still bo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Final
 from uuid import UUID
 
@@ -70,3 +71,27 @@ class TenantSlots:
             self._busy[tenant_id] -= 1
             if not self._busy[tenant_id]:
                 del self._busy[tenant_id]
+
+
+class FailedLookups:
+    """Lookups that found nothing (guessed API keys, made-up app ids), counted per kind.
+
+    Past the rate, uncached lookups of that kind go one at a time: guessing costs the database
+    one query in flight, and a real key or app, whose lookup looks the same until it is
+    answered, waits its turn instead of being refused (a refusal would let anyone lock every
+    tenant out by guessing)."""
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self._failures = KeyRateLimiter(per_second, burst)
+        self._turns: dict[bytes, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, kind: bytes) -> AsyncIterator[None]:
+        if self._failures.waiting(kind) is None:
+            yield
+            return
+        async with self._turns.setdefault(kind, asyncio.Lock()):
+            yield
+
+    def failed(self, kind: bytes) -> None:
+        self._failures.take(kind)

@@ -14,7 +14,7 @@ from wa_cloud.db.groupcommit import GroupCommit
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.templates import TemplateFetches
-from wa_cloud.ratelimit import KeyRateLimiter, TenantSlots
+from wa_cloud.ratelimit import FailedLookups, KeyRateLimiter, TenantSlots
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.urlguard import GuardedClient
 
@@ -47,9 +47,9 @@ class AppState:
     key_rates: KeyRateLimiter = field(default_factory=lambda: KeyRateLimiter(50.0, 200), repr=False)
     # key hash -> (expires at, the caller): api/auth.py.
     key_cache: dict[bytes, tuple[float, Caller]] = field(default_factory=dict, repr=False)
-    # Lookups that found no key or no app: past this rate, uncached ones are refused unasked.
-    failed_lookups: KeyRateLimiter = field(
-        default_factory=lambda: KeyRateLimiter(20.0, 100), repr=False
+    # Lookups that found no key or no app: past this rate, uncached ones go one at a time.
+    failed_lookups: FailedLookups = field(
+        default_factory=lambda: FailedLookups(20.0, 100), repr=False
     )
     # Media uploads in flight per tenant in this process (api/media.py).
     upload_slots: TenantSlots = field(default_factory=lambda: TenantSlots(2), repr=False)

@@ -59,15 +59,12 @@ async def require_tenant(request: Request) -> tuple[AppState, Caller]:
     if cached is not None and cached[0] > now:
         caller = cached[1]
     else:
-        wait = state.failed_lookups.waiting(_UNKNOWN_KEYS, now)
-        if wait is not None:
-            # Many unknown keys lately (someone guessing): uncached keys wait, so guessing
-            # costs the database nothing more; known keys above are not slowed.
-            raise RateLimited(wait)
-        async with state.pool.acquire() as conn:
+        # Many unknown keys lately (someone guessing): uncached keys are looked up one at a
+        # time, so guessing costs the database one query in flight; cached keys are not slowed.
+        async with state.failed_lookups.turn(_UNKNOWN_KEYS), state.pool.acquire() as conn:
             row = await conn.fetchrow(Q.tenant_by_key, key_hash)
         if row is None:
-            state.failed_lookups.take(_UNKNOWN_KEYS, now)
+            state.failed_lookups.failed(_UNKNOWN_KEYS)
             raise Unauthorized("The API key is not valid.")
         caller = Caller(tenant_id=row["id"], active=row["active"])
         if len(state.key_cache) >= 10_000:

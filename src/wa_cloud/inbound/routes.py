@@ -60,14 +60,12 @@ async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
         return cached[1], cached[2]
     if state.unknown_apps.get(app_id, 0.0) > now:
         raise UnknownApp()
-    if state.failed_lookups.waiting(_UNKNOWN_APPS) is not None:
-        # A flood of made-up app ids: answered as unknown without asking the database (the
-        # ingest pool is Meta's deliveries'); a real new app's first webhook is retried by Meta.
-        raise UnknownApp()
-    async with state.ingest_pool.acquire() as conn:
+    # A flood of made-up app ids: uncached ids are looked up one at a time (the ingest pool is
+    # Meta's deliveries'), and a registered app's webhook is answered in its turn.
+    async with state.failed_lookups.turn(_UNKNOWN_APPS), state.ingest_pool.acquire() as conn:
         row = await conn.fetchrow(Q.app_secret, app_id)
     if row is None:
-        state.failed_lookups.take(_UNKNOWN_APPS)
+        state.failed_lookups.failed(_UNKNOWN_APPS)
         if len(state.unknown_apps) >= _APP_CACHE_ENTRIES:
             state.unknown_apps.clear()  # made-up ids must not grow the process
         state.unknown_apps[app_id] = now + _UNKNOWN_APP_SECONDS
