@@ -96,8 +96,9 @@ async def create_app(request: Request) -> JSONResponse:
     body = await read_object(request)
     reject_unknown(body, {"app_id", "app_secret", "verify_token"})
     app_id = field_digits(body, "app_id")
-    secret = _app_secret(field_str(body, "app_secret", max_length=200))
+    secret = field_str(body, "app_secret", max_length=200)
     verify_token = field_str(body, "verify_token", max_length=200)
+    _app_secret(secret)  # after both are read: a missing field is named before a malformed one
     await prove_app(state, app_id, secret)
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
@@ -125,9 +126,9 @@ async def update_app(request: Request) -> JSONResponse:
     body = await read_object(request)
     reject_unknown(body, {"app_secret", "verify_token"})
     secret = field_str(body, "app_secret", required=False, max_length=200)
+    verify_token = field_str(body, "verify_token", required=False, max_length=200)
     if secret is not None:
         _app_secret(secret)
-    verify_token = field_str(body, "verify_token", required=False, max_length=200)
     if secret is None and verify_token is None:
         raise Unprocessable("Give app_secret, verify_token or both.", "missing_field")
     async with state.pool.acquire() as conn:

@@ -54,7 +54,7 @@ async def create_number(request: Request) -> JSONResponse:
     phone_number_id = field_digits(body, "phone_number_id")
     waba_id = field_digits(body, "waba_id")
     token = field_str(body, "access_token", max_length=4096)
-    if token is not None and not (token.isascii() and token.isprintable()):
+    if not (token.isascii() and token.isprintable()):
         raise Unprocessable("'access_token' is not a Meta access token.", "invalid_field")
     display = field_digits(body, "display_phone_number", required=False)
     app_id = field_digits(body, "app_id", required=False)

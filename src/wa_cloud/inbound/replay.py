@@ -205,7 +205,7 @@ async def _replay(
         detail={
             "count": replayed,
             "ids": ids[:_AUDITED_IDS],
-            "since": since.isoformat() if since else None,
+            "since": iso(since),
         },
     )
     return replayed
