@@ -32,7 +32,7 @@ from tests.conftest import NUMBER_A, NUMBER_B, WABA, Meta, Running
 from wa_cloud.api.openapi import DOCUMENT, HTTP_METHODS, described_operations
 from wa_cloud.api.webhooks import STATES
 from wa_cloud.app import ROUTES
-from wa_cloud.forwarding.forwarder import EVENTS
+from wa_cloud.forwarding.events import EVENTS
 from wa_cloud.media.rules import MEDIA_KINDS
 from wa_cloud.outbox.compose import SEND_TYPES
 from wa_cloud.tenants.links import make_token

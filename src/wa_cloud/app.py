@@ -167,7 +167,6 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                 settings=settings,
                 pool=resources.pool,
                 ingest_pool=ingest_pool,
-                http=resources.http,
                 tenant_http=resources.tenant_http,
                 graph=resources.graph,
                 deliveries=deliveries,

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
-import httpx
 
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
@@ -28,7 +27,6 @@ TENANT_URL_CONNECTIONS = 256
 class Resources:
     settings: Settings
     pool: asyncpg.Pool
-    http: httpx.AsyncClient  # Meta's Graph API (and only it: the token goes nowhere else)
     # Tenant-supplied URLs: every connection through the URL guard, no cookies kept.
     tenant_http: GuardedClient
     graph: GraphClient
@@ -56,7 +54,6 @@ async def open_resources(
             yield Resources(
                 settings=settings,
                 pool=pool,
-                http=http,
                 tenant_http=tenant_http,
                 graph=GraphClient(http, sends, settings.graph_base_url, settings.graph_version),
                 box=SecretBox(settings.secret_key, settings.previous_secret_keys),

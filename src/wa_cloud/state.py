@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import asyncpg
-import httpx
 
 from wa_cloud.config import Settings
 from wa_cloud.db.groupcommit import GroupCommit
@@ -29,7 +28,6 @@ MB = 1024 * 1024
 class AppState:
     settings: Settings
     pool: asyncpg.Pool
-    http: httpx.AsyncClient
     # Tenant-supplied URLs (media by URL, forwarding): every connection through the URL guard.
     tenant_http: GuardedClient
     graph: GraphClient

@@ -36,7 +36,6 @@ from wa_cloud.backoff import Backoff, retry_after
 from wa_cloud.db import channels
 from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
-from wa_cloud.forwarding.events import EVENTS, enqueue_forward
 from wa_cloud.metrics import Metrics
 from wa_cloud.resources import Resources
 from wa_cloud.secretbox import SecretBox, SecretUnreadable
@@ -45,7 +44,7 @@ from wa_cloud.tenants.sealed import WEBHOOK_SECRET
 from wa_cloud.urlguard import GuardedClient, UrlNotAllowed
 from wa_cloud.worker import InFlight, idle_wait, lease_expired
 
-__all__ = ["EVENTS", "Forwarder", "enqueue_forward", "signature", "verify"]
+__all__ = ["Forwarder", "signature", "verify"]
 
 logger = logging.getLogger(__name__)
 
