@@ -10,7 +10,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from wa_cloud.sandbox import account, control, media, messages, templates
+from wa_cloud.sandbox import account, control, media, messages, models, templates
 from wa_cloud.sandbox.config import SandboxConfig
 from wa_cloud.sandbox.graph import graph
 from wa_cloud.sandbox.state import SandboxState
@@ -33,6 +33,8 @@ ROUTES = [
     Route("/_sandbox/faults", control.control(control.clear_faults), methods=["DELETE"]),
     Route("/_sandbox/latency", control.control(control.add_latency, 201), methods=["POST"]),
     Route("/_sandbox/latency", control.control(control.clear_latency), methods=["DELETE"]),
+    # The model fakes (OpenAI-compatible under /openai/v1, Gemini under /gemini; /_models/).
+    *models.MODEL_ROUTES,
     # The media download URL handed out by GET /{media_id} (Meta's lives on lookaside.fbsbx.com).
     Route(media.DOWNLOAD_PATH, graph(media.download), methods=["GET"]),
     Route(
@@ -57,7 +59,8 @@ ROUTES = [
 
 
 def create_sandbox(config: SandboxConfig) -> Starlette:
-    """A fresh, empty emulator of Meta's Graph API; its state is `app.state.sandbox`."""
+    """A fresh, empty emulator of Meta's Graph API; its state is `app.state.sandbox` (the model
+    fakes' is `app.state.models`)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,4 +79,5 @@ def create_sandbox(config: SandboxConfig) -> Starlette:
 
     app = Starlette(routes=ROUTES, lifespan=lifespan)
     app.state.sandbox = SandboxState.create(config)
+    app.state.models = models.ModelState.create(config.request_log_limit)
     return app
