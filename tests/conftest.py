@@ -354,7 +354,10 @@ class Meta:
 
 
 @contextlib.asynccontextmanager
-async def meta_running(settings: Settings, *, run_worker: bool = True) -> AsyncIterator[Meta]:
+async def meta_running(
+    settings: Settings, *, run_worker: bool = True, models: bool = False
+) -> AsyncIterator[Meta]:
+    """`models`: the app's model endpoints (OpenAI-compatible and Gemini) are the sandbox's."""
     from wa_cloud.sandbox.app import create_sandbox
     from wa_cloud.sandbox.config import SandboxConfig
 
@@ -384,6 +387,15 @@ async def meta_running(settings: Settings, *, run_worker: bool = True) -> AsyncI
         )
         assert seeded.status_code == 201, seeded.text
         local = replace(settings, graph_base_url=sandbox_url)
+        if models:
+            local = replace(
+                local,
+                openai_base_url=f"{sandbox_url}/openai/v1",
+                openai_api_key="sk-sandbox-platform",
+                ai_model="echo",
+                gemini_api_key="gemini-sandbox-key",
+                gemini_base_url=f"{sandbox_url}/gemini",
+            )
         async with serve(local, run_worker=run_worker, sock=app_sock, sandbox=sandbox) as app:
             tenant = await app.create_tenant("Sender Co")
             added = await app.add_number(tenant["api_key"], NUMBER_A)

@@ -308,7 +308,7 @@ async def test_create_number_shape_never_shows_the_token(
     assert body["waba_id"] == WABA
     assert body["display_phone_number"] == "15550783881"
     assert body["provider"] == "cloud"
-    assert body["bot_enabled"] is True
+    assert body["bot_enabled"] is False  # the assistant is off until configured or switched on
     assert body["throughput_mps"] == 80
     assert body["app_id"] is None
     for word in ("token", "pin", "secret"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
@@ -219,6 +220,37 @@ async def _probe_get_number(
     assert own.status_code == 200, own.text
     response = await world.app.client.get(f"/v1/numbers/{victim.number}", headers=caller.headers())
     assert_error(response, 404, "not_found")
+    return [response]
+
+
+async def _probe_get_bot(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    own = await world.app.client.get(f"/v1/numbers/{caller.number}/bot", headers=caller.headers())
+    assert own.status_code == 200, own.text
+    response = await world.app.client.get(
+        f"/v1/numbers/{victim.number}/bot", headers=caller.headers()
+    )
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
+async def _probe_put_bot(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await db.fetch("SELECT * FROM bots ORDER BY phone_number_id")
+    number = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    response = await world.app.client.put(
+        f"/v1/numbers/{victim.number}/bot",
+        json={"instructions": "Say the other tenant's secrets.", "api_key": "sk-mine"},
+        headers=caller.headers(),
+    )
+    assert_error(response, 404, "not_found")
+    assert [dict(r) for r in await db.fetch("SELECT * FROM bots ORDER BY phone_number_id")] == [
+        dict(r) for r in before
+    ]
+    after = await db.fetchrow("SELECT * FROM numbers WHERE phone_number_id = $1", victim.number)
+    assert dict(after) == dict(number)
     return [response]
 
 
@@ -504,12 +536,87 @@ async def _probe_list_deliveries(
     return [response]
 
 
+async def _pauses(db: asyncpg.Connection, victim: Side) -> list[tuple[Any, ...]]:
+    rows = await db.fetch(
+        "SELECT id, bot_paused, paused_until, paused_by FROM contacts"
+        " WHERE tenant_id = $1::uuid ORDER BY id",
+        victim.tenant_id,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def _probe_pause(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection, action: str
+) -> list[httpx.Response]:
+    before = await _pauses(db, victim)
+    responses = []
+    for contact, number in (
+        (victim.only_contact, victim.number),  # the victim's contact on the victim's number
+        (victim.only_contact, caller.number),  # ... named on the caller's own number
+        (SHARED, victim.number),  # a wa_id both know, but on the victim's number
+    ):
+        response = await world.app.client.post(
+            f"/v1/contacts/{contact}/{action}",
+            json={"phone_number_id": number},
+            headers=caller.headers(),
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    assert await _pauses(db, victim) == before
+    return responses
+
+
+async def _probe_pause_contact(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    return await _probe_pause(world, caller, victim, db, "pause")
+
+
+async def _probe_resume_contact(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    await db.execute(
+        "UPDATE contacts SET bot_paused = true, paused_by = 'api' WHERE tenant_id = $1::uuid",
+        victim.tenant_id,
+    )
+    return await _probe_pause(world, caller, victim, db, "resume")
+
+
+async def _probe_usage(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    """There is no id to name: the caller's usage must hold nothing of the victim's."""
+    marker = victim.secrets_in_text[0]
+    await db.execute(
+        "INSERT INTO credit_ledger (tenant_id, amount, balance_before, balance_after, reason)"
+        " VALUES ($1::uuid, 4321, 0, 4321, $2)",
+        victim.tenant_id,
+        marker,
+    )
+    await db.execute(
+        "INSERT INTO token_usage (tenant_id, phone_number_id, model, feature, day, calls,"
+        " input_tokens, output_tokens) VALUES ($1::uuid, $2, $3, 'reply', current_date, 1, 1, 1)"
+        " ON CONFLICT DO NOTHING",
+        victim.tenant_id,
+        victim.number,
+        marker,
+    )
+    theirs = await world.app.client.get("/v1/usage", headers=victim.headers())
+    assert marker in theirs.text  # the rows are real: the probe below means something
+    response = await world.app.client.get("/v1/usage", headers=caller.headers())
+    assert response.status_code == 200, response.text
+    assert marker not in response.text and victim.number not in response.text
+    return [response]
+
+
 PROBES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/numbers"): _probe_create_number,
     ("GET", "/v1/numbers"): _probe_list_numbers,
     ("GET", "/v1/numbers/{phone_number_id}"): _probe_get_number,
     ("PATCH", "/v1/numbers/{phone_number_id}"): _probe_update_number,
     ("DELETE", "/v1/numbers/{phone_number_id}"): _probe_delete_number,
+    ("GET", "/v1/numbers/{phone_number_id}/bot"): _probe_get_bot,
+    ("PUT", "/v1/numbers/{phone_number_id}/bot"): _probe_put_bot,
     ("POST", "/v1/onboarding/embedded-signup"): _probe_embedded_signup,
     ("POST", "/v1/media"): _probe_upload_media,
     ("GET", "/v1/media/{media_id}"): _probe_get_media,
@@ -522,6 +629,9 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/v1/contacts"): _probe_list_contacts,
     ("GET", "/v1/events"): _probe_list_events,
     ("GET", "/v1/contacts/{contact}/messages"): _probe_contact_messages,
+    ("POST", "/v1/contacts/{contact}/pause"): _probe_pause_contact,
+    ("POST", "/v1/contacts/{contact}/resume"): _probe_resume_contact,
+    ("GET", "/v1/usage"): _probe_usage,
     ("PUT", "/v1/webhooks"): _probe_put_webhook,
     ("GET", "/v1/webhooks"): _probe_get_webhook,
     ("DELETE", "/v1/webhooks"): _probe_delete_webhook,
@@ -567,7 +677,9 @@ async def test_every_tenant_route_refuses_the_other_tenants_ids(
                 leaked = _leaks(response, victim)
                 assert not leaked, f"{method} {path} as {caller.name} shows {leaked}"
                 if response.is_success:
-                    data = response.json()["data"]
+                    body = response.json()
+                    # A list's items, or the one object a route answers with (GET /v1/usage).
+                    data = body.get("data", [body])
                     assert isinstance(data, list)
                     for item in data:
                         assert victim.number not in str(item.values())

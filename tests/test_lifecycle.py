@@ -353,6 +353,10 @@ TENANT_TABLES = (
     "apps",
     "api_keys",
     "audit_log",
+    "bots",
+    "replies",
+    "credit_ledger",
+    "token_usage",
 )
 
 
@@ -419,6 +423,31 @@ async def seed_everything(
     )
     await db.execute(
         "INSERT INTO pair_pacing (phone_number_id, recipient, tat) VALUES ($1, 'r', now())",
+        number,
+    )
+    await db.execute(
+        "INSERT INTO bots (phone_number_id, tenant_id, instructions, api_key_enc)"
+        " VALUES ($1, $2, 'Be kind.', $3)",
+        number,
+        tenant_id,
+        box.seal("sk-tenant", context=sealed.BOT_API_KEY.context(number)),
+    )
+    await db.execute(
+        "INSERT INTO replies (tenant_id, phone_number_id, contact_id, due_at)"
+        " VALUES ($1, $2, $3, now())",
+        tenant_id,
+        number,
+        contact,
+    )
+    await db.execute(
+        "INSERT INTO credit_ledger (tenant_id, amount, balance_before, balance_after, reason)"
+        " VALUES ($1, 5, 0, 5, 'gift')",
+        tenant_id,
+    )
+    await db.execute(
+        "INSERT INTO token_usage (tenant_id, phone_number_id, model, feature, day)"
+        " VALUES ($1, $2, 'echo', 'reply', current_date)",
+        tenant_id,
         number,
     )
 

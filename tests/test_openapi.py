@@ -219,13 +219,15 @@ class World:
     body: dict[str, str]
     # Per operation, ids that replace `path`'s (e.g. a number of its own to delete).
     path_for: dict[tuple[str, str], dict[str, str]]
+    # Per operation, body fields beside `body`'s (e.g. the number a contact is paused on).
+    body_for: dict[tuple[str, str], dict[str, str]]
 
     def use_known_ids(self, case: schemathesis.Case) -> None:
         operation = (case.operation.method.upper(), case.operation.path)
         for container, known in (
             (case.path_parameters, {**self.path, **self.path_for.get(operation, {})}),
             (case.query, self.query),
-            (case.body, self.body),
+            (case.body, {**self.body, **self.body_for.get(operation, {})}),
         ):
             if isinstance(container, dict):
                 for name in known.keys() & container.keys():
@@ -294,6 +296,10 @@ async def world(meta: Meta) -> World:
         query={"phone_number_id": NUMBER_A, "tenant_id": other["id"]},
         body={"from": NUMBER_A, "to": CUSTOMER},
         path_for={("DELETE", "/v1/numbers/{phone_number_id}"): {"phone_number_id": NUMBER_B}},
+        body_for={
+            ("POST", f"/v1/contacts/{{contact}}/{action}"): {"phone_number_id": NUMBER_A}
+            for action in ("pause", "resume")
+        },
     )
 
 

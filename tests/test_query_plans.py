@@ -42,6 +42,27 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
         ("messages",),
     ),
     "a message by id": (Q.get_message, (uuid.uuid4(), TENANT), ("messages",)),
+    "conversations past their retention, with their media": (
+        Q.purge_conversations,
+        (2000,),
+        ("messages", "media"),
+    ),
+    "a reply's debit, once per reply": (
+        Q.debit_reply,
+        (TENANT, NUMBER, 1, 2),
+        ("tenants", "credit_ledger"),
+    ),
+    "a tenant's ledger, newest first": (
+        Q.usage_ledger,
+        (TENANT, None, None, 100),
+        ("credit_ledger",),
+    ),
+    "a tenant's tokens": (Q.usage_tokens, (TENANT, None, None), ("token_usage",)),
+    "a person's send takes the conversation over": (
+        Q.human_takeover,
+        (1, NUMBER, TENANT),
+        ("contacts", "bots"),
+    ),
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),
     "deliveries to claim": (Q.claim_deliveries, (uuid.uuid4(), 30.0, 100), ("deliveries",)),

@@ -444,6 +444,10 @@ async def test_a_number_its_owner_removed_can_move_to_another_tenant(
     a = await app.create_tenant("Tenant A")
     b = await app.create_tenant("Tenant B")
     assert (await app.add_number(b["api_key"], NUMBER_B, OTHER_WABA)).status_code == 201
+    switched = await app.client.patch(
+        f"/v1/numbers/{NUMBER_B}", json={"bot_enabled": True}, headers=bearer(b["api_key"])
+    )
+    assert switched.status_code == 200, switched.text
     before = _messages_body(NUMBER_B, OTHER_WABA, wamid="wamid.to-b")
     assert (await app.post_webhook(before)).status_code == 200
     await wait_idle(db)
@@ -457,7 +461,7 @@ async def test_a_number_its_owner_removed_can_move_to_another_tenant(
         headers=bearer(a["api_key"]),
     )
     assert taken.status_code == 201, taken.text
-    assert taken.json()["bot_enabled"] is True and taken.json()["throughput_mps"] == 80
+    assert taken.json()["bot_enabled"] is False and taken.json()["throughput_mps"] == 80
     after = _messages_body(NUMBER_B, OTHER_WABA, wamid="wamid.to-a")
     assert (await app.post_webhook(after)).status_code == 200
     await wait_idle(db)

@@ -18,7 +18,9 @@ from starlette.routing import Route
 from wa_cloud.api import (
     admin,
     apps,
+    bot,
     contacts,
+    credits,
     events,
     invites,
     media,
@@ -83,6 +85,7 @@ ROUTES = [
     resource("/v1/admin/tenants/{tenant_id}/keys", POST=admin.create_key, GET=admin.list_keys),
     resource("/v1/admin/tenants/{tenant_id}/keys/{key_id}", DELETE=admin.revoke_key),
     resource("/v1/admin/tenants/{tenant_id}/invite", POST=invites.invite_tenant),
+    resource("/v1/admin/tenants/{tenant_id}/credits", POST=credits.add_credits),
     resource("/v1/admin/events", GET=events.list_all_events),
     resource("/v1/numbers", POST=numbers.create_number, GET=numbers.list_numbers),
     resource(
@@ -91,6 +94,7 @@ ROUTES = [
         PATCH=numbers.update_number,
         DELETE=numbers.delete_number,
     ),
+    resource("/v1/numbers/{phone_number_id}/bot", GET=bot.get_bot, PUT=bot.put_bot),
     resource("/v1/onboarding/embedded-signup", POST=onboarding.embedded_signup),
     resource("/v1/apps", POST=apps.create_app, GET=apps.list_apps),
     resource("/v1/apps/{app_id}", PUT=apps.update_app, DELETE=apps.delete_app),
@@ -101,6 +105,9 @@ ROUTES = [
     resource("/v1/contacts", GET=contacts.list_contacts),
     resource("/v1/events", GET=events.list_events),
     resource("/v1/contacts/{contact}/messages", GET=contacts.contact_messages),
+    resource("/v1/contacts/{contact}/pause", POST=contacts.pause_contact),
+    resource("/v1/contacts/{contact}/resume", POST=contacts.resume_contact),
+    resource("/v1/usage", GET=credits.usage),
     resource(
         "/v1/webhooks",
         PUT=tenant_webhooks.put_webhook,

@@ -190,6 +190,19 @@ def _run_dev(args: argparse.Namespace, settings: Settings, url: str) -> None:
         database_url=url,
         graph_base_url=settings.graph_base_url if explicit_graph else sandbox_url,
     )
+    # Without model keys the assistant talks to the sandbox's models: `echo` answers with what
+    # the customer wrote, and the fake Gemini "understands" media, so the bot works at once.
+    if not settings.openai_api_key:
+        settings = replace(
+            settings,
+            openai_api_key="sandbox",
+            openai_base_url=f"{sandbox_url}/openai/v1",
+            ai_model="echo",
+        )
+    if not settings.gemini_api_key:
+        settings = replace(
+            settings, gemini_api_key="sandbox", gemini_base_url=f"{sandbox_url}/gemini"
+        )
     admin = f"-H 'Authorization: Bearer {settings.admin_token}'"
     print(
         "\n".join(
@@ -209,6 +222,13 @@ def _run_dev(args: argparse.Namespace, settings: Settings, url: str) -> None:
                 '"waba_id": "102290129340398", "access_token": "EAAG-dev"}\'',
                 "  post a message:   wa-cloud simulate --url "
                 f"http://127.0.0.1:{port}/webhook --text 'hello'",
+                f"  the assistant     model {settings.ai_model} at "
+                f"{settings.openai_base_url or 'the OpenAI API'}",
+                "  turn it on:       curl -s -X PUT -H 'Authorization: Bearer <api_key>' "
+                f"-d '{{\"debounce_seconds\": 0}}' {base}/v1/numbers/<phone_number_id>/bot",
+                f"  give credits:     curl -s -X POST {admin} "
+                f'-d \'{{"amount": 100, "reason": "trial"}}\' '
+                f"{base}/v1/admin/tenants/<tenant id>/credits",
             ]
         ),
         flush=True,
@@ -322,7 +342,7 @@ def cmd_retention(args: argparse.Namespace) -> None:
         f"retention ({settings.raw_retention_days:g} days for raw bodies): "
         f"{report.delivery_bodies} delivery bodies cleared, {report.forwards} forwards, "
         f"{report.orphaned_events} orphaned events, {report.media} media, "
-        f"{report.pair_pacing} pair-pacing rows deleted"
+        f"{report.pair_pacing} pair-pacing rows deleted; {report.messages} messages purged"
     )
     if report.busy:
         print("another process was running a retention pass: this one stopped early")
@@ -423,6 +443,12 @@ def cmd_bench_drain(args: argparse.Namespace) -> None:
     from wa_cloud.bench.drain import run_drain_bench
 
     sys.exit(asyncio.run(run_drain_bench(args)))
+
+
+def cmd_bench_reply(args: argparse.Namespace) -> None:
+    from wa_cloud.bench.reply import run_reply_bench
+
+    sys.exit(asyncio.run(run_reply_bench(args)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -564,6 +590,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--seconds", type=float, default=None, help="for this long, with the workers running"
     )
     drain.set_defaults(func=cmd_bench_drain)
+    reply = bench_sub.add_parser(
+        "reply", help="the assistant's overhead: inbound webhook -> its answer's Graph send"
+    )
+    reply.add_argument(
+        "--conversations", type=int, default=200, help="customers writing at once, per round"
+    )
+    reply.add_argument("--rounds", type=int, default=3, help="measured rounds")
+    reply.add_argument(
+        "--warmup", type=int, default=20, help="conversations answered first, not measured"
+    )
+    reply.add_argument(
+        "--numbers", type=int, default=1, help="the tenant's numbers the customers write to"
+    )
+    reply.add_argument(
+        "--throughput", type=int, default=1000, help="each number's send rate (messages/s)"
+    )
+    reply.set_defaults(func=cmd_bench_reply)
     return parser
 
 

@@ -2,8 +2,10 @@
 
 One pass clears raw webhook bodies and deletes finished forwards and orphaned events older than
 `WA_RAW_RETENTION_DAYS` (default 7: Meta retries a webhook for up to 7 days, so a body is
-never needed after that), deletes downloaded media past its number's `media_retention_days`
-(default 90), and drops pair-pacing rows that no longer pace anything.
+never needed after that), purges conversations past their number's assistant `retention_hours`
+(default 24; 0 keeps them: the text, payload and downloaded media go, the message rows stay),
+deletes downloaded media past its number's `media_retention_days` (default 90), and drops
+pair-pacing rows that no longer pace anything.
 
 Any worker may run it; one runs at a time. Work goes in batches of a few thousand rows, each
 batch its own short transaction under `pg_try_advisory_xact_lock`: a batch never holds locks
@@ -45,6 +47,7 @@ class RetentionReport:
     delivery_bodies: int = 0
     forwards: int = 0
     orphaned_events: int = 0
+    messages: int = 0  # purged (text and media gone, the row kept)
     media: int = 0
     pair_pacing: int = 0
     busy: bool = False
@@ -93,6 +96,7 @@ async def run_retention(
         ("delivery_bodies", Q.purge_delivery_bodies, (raw_age, batch_size)),
         ("forwards", Q.delete_finished_forwards, (raw_age, batch_size)),
         ("orphaned_events", Q.delete_orphaned_events, (raw_age, batch_size)),
+        ("messages", Q.purge_conversations, (batch_size,)),
         ("media", Q.delete_expired_media, (batch_size,)),
         ("pair_pacing", Q.delete_stale_pair_pacing, (STALE_PAIR_SECONDS, batch_size)),
     )

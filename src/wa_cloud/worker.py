@@ -215,7 +215,8 @@ class Health:
 
 def standard_consumers(resources: Resources, *, concurrency: int) -> list[Consumer]:
     """Every consumer a worker runs: `concurrency` delivery indexers, the sender, inbound
-    media, the forwarder and retention."""
+    media, the forwarder, the assistant's replies and retention."""
+    from wa_cloud.ai.replies import Replier
     from wa_cloud.forwarding.forwarder import Forwarder
     from wa_cloud.inbound.processor import DeliveryIndexer
     from wa_cloud.media.inbound import MediaFetcher
@@ -226,6 +227,7 @@ def standard_consumers(resources: Resources, *, concurrency: int) -> list[Consum
         Sender.from_resources(resources),
         MediaFetcher.from_resources(resources),
         Forwarder.from_resources(resources),
+        Replier.from_resources(resources),
         Retention(resources.pool, resources.settings),
         *(DeliveryIndexer.from_resources(resources, index=i) for i in range(concurrency)),
     ]

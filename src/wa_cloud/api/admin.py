@@ -33,6 +33,7 @@ def tenant_json(row: asyncpg.Record) -> dict[str, Any]:
         "name": row["name"],
         "email": row["email"],
         "active": row["active"],
+        "credits_balance": row["credits_balance"],
         "created_at": row["created_at"].isoformat(),
     }
 

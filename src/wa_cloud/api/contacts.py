@@ -1,4 +1,5 @@
-"""`GET /v1/contacts` and a contact's messages: what a tenant's numbers received and sent.
+"""`GET /v1/contacts`, a contact's messages (what a tenant's numbers received and sent), and
+pausing or resuming the assistant in one conversation.
 
 Scoped by the caller's tenant and by a number that is (or was) theirs: another tenant's ids are
 simply not found.
@@ -6,6 +7,7 @@ simply not found.
 
 from __future__ import annotations
 
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
@@ -21,11 +23,15 @@ from wa_cloud.api.pagination import (
     limit_of,
     page,
 )
-from wa_cloud.asgi import DIGITS
+from wa_cloud.asgi import DIGITS, field_digits, read_object, reject_unknown
 from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import BadRequest, NotFound
+from wa_cloud.errors import BadRequest, NotFound, Unprocessable
+from wa_cloud.tenants import audit
 from wa_cloud.window import window_state
+
+# The longest pause with an end: a year (longer: pause until resumed).
+MAX_PAUSE_MINUTES: Final = 525_600
 
 
 def _phone_number_id(request: Request) -> str:
@@ -44,6 +50,33 @@ async def require_own_number(conn: asyncpg.Connection, tenant_id: UUID, number: 
         raise NotFound("No number with that phone_number_id is yours.")
 
 
+async def find_contact(conn: asyncpg.Connection, tenant_id: UUID, number: str, contact: str) -> int:
+    """The id of the tenant's contact `contact` (a wa_id or user_id) on `number`; 404 unless
+    the number is (or was) the tenant's and the contact wrote to or was written from it."""
+    await require_own_number(conn, tenant_id, number)
+    contact_id: int | None = await conn.fetchval(Q.find_tenant_contact, tenant_id, number, contact)
+    if contact_id is None:
+        raise NotFound("No contact with that wa_id or user_id on that number.")
+    return contact_id
+
+
+def contact_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A contact as the API shows it, from fragments/contact_view.sql's columns (its internal
+    `id` is for paging only)."""
+    window = window_state(row["last_inbound_at"], row["window_closed_at"])
+    return {
+        "wa_id": row["wa_id"],
+        "user_id": row["user_id"],
+        "name": row["name"],
+        "username": row["username"],
+        "last_inbound_at": iso(row["last_inbound_at"]),
+        "window_open": window.open,
+        "window_expires_at": iso(window.expires_at),
+        "bot_paused": row["bot_paused"],
+        "paused_until": iso(row["paused_until"]),
+    }
+
+
 async def list_contacts(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     phone_number_id = _phone_number_id(request)
@@ -54,22 +87,7 @@ async def list_contacts(request: Request) -> JSONResponse:
         rows = await conn.fetch(
             Q.list_contacts, caller.tenant_id, phone_number_id, after, limit + 1
         )
-    items = []
-    for r in rows:
-        window = window_state(r["last_inbound_at"], r["window_closed_at"])
-        items.append(
-            {
-                "id": r["id"],
-                "wa_id": r["wa_id"],
-                "user_id": r["user_id"],
-                "name": r["name"],
-                "username": r["username"],
-                "last_inbound_at": iso(r["last_inbound_at"]),
-                "window_open": window.open,
-                "window_expires_at": iso(window.expires_at),
-                "bot_paused": r["bot_paused"],
-            }
-        )
+    items = [{"id": r["id"], **contact_json(r)} for r in rows]
     result = page(items, limit, "id")
     for item in result["data"]:
         del item["id"]
@@ -82,15 +100,9 @@ async def contact_messages(request: Request) -> JSONResponse:
     limit = limit_of(request)
     after, after_id = decode_cursor(request, cursor_time, cursor_uuid) or (None, None)
     async with state.pool.acquire() as conn:
-        await require_own_number(conn, caller.tenant_id, phone_number_id)
-        contact_id = await conn.fetchval(
-            Q.find_tenant_contact,
-            caller.tenant_id,
-            phone_number_id,
-            request.path_params["contact"],
+        contact_id = await find_contact(
+            conn, caller.tenant_id, phone_number_id, request.path_params["contact"]
         )
-        if contact_id is None:
-            raise NotFound("No contact with that wa_id or user_id on that number.")
         rows = await conn.fetch(
             Q.contact_messages,
             caller.tenant_id,
@@ -106,6 +118,7 @@ async def contact_messages(request: Request) -> JSONResponse:
             "direction": r["direction"],
             "type": r["type"],
             "text": r["text"],
+            "purged": r["purged"],
             "status": r["status"],
             "created_at": r["created_at"].isoformat(),
             "at": r["at"].isoformat(),
@@ -116,3 +129,67 @@ async def contact_messages(request: Request) -> JSONResponse:
     for item in result["data"]:
         del item["at"]
     return JSONResponse(result)
+
+
+def _minutes(body: dict[str, Any]) -> float | None:
+    value = body.get("minutes")
+    if value is None:
+        return None
+    # NaN and infinity fail the range too; a huge int is compared, never made a float.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_PAUSE_MINUTES
+    ):
+        raise Unprocessable(
+            f"'minutes' must be a number above 0 and at most {MAX_PAUSE_MINUTES}"
+            " (omit it to pause until resumed).",
+            "invalid_field",
+        )
+    return float(value)
+
+
+async def pause_contact(request: Request) -> JSONResponse:
+    """`{"phone_number_id", "minutes"?}`: the assistant stays out of this conversation for that
+    long (without minutes: until resumed)."""
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    body = await read_object(request)
+    reject_unknown(body, {"phone_number_id", "minutes"})
+    number = field_digits(body, "phone_number_id")
+    minutes = _minutes(body)
+    contact = request.path_params["contact"]
+    async with state.pool.acquire() as conn, conn.transaction():
+        contact_id = await find_contact(conn, caller.tenant_id, number, contact)
+        row = await conn.fetchrow(
+            Q.pause_conversation, contact_id, caller.tenant_id, minutes, "api"
+        )
+        await audit.record(
+            conn,
+            "contact.paused",
+            tenant_id=caller.tenant_id,
+            actor=audit.tenant_actor(caller.tenant_id),
+            detail={"phone_number_id": number, "contact": contact, "minutes": minutes},
+        )
+    return JSONResponse(contact_json(row))
+
+
+async def resume_contact(request: Request) -> JSONResponse:
+    """`{"phone_number_id"}`: the assistant answers this conversation again, whoever paused it."""
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    body = await read_object(request)
+    reject_unknown(body, {"phone_number_id"})
+    number = field_digits(body, "phone_number_id")
+    contact = request.path_params["contact"]
+    async with state.pool.acquire() as conn, conn.transaction():
+        contact_id = await find_contact(conn, caller.tenant_id, number, contact)
+        row = await conn.fetchrow(Q.resume_conversation, contact_id, caller.tenant_id)
+        await audit.record(
+            conn,
+            "contact.resumed",
+            tenant_id=caller.tenant_id,
+            actor=audit.tenant_actor(caller.tenant_id),
+            detail={"phone_number_id": number, "contact": contact},
+        )
+    return JSONResponse(contact_json(row))

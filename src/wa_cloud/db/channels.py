@@ -9,10 +9,12 @@ DELIVERIES: Final = "wa_deliveries"  # a delivery stored (or requeued): the inde
 OUTBOX: Final = "wa_outbox"  # a message queued: the sender
 MEDIA: Final = "wa_media"  # an inbound media download queued: the media fetcher
 FORWARDS: Final = "wa_forwards"  # an event queued for a tenant's webhook: the forwarder
+REPLIES: Final = "wa_replies"  # a conversation's reply scheduled: the assistant
 
 BY_KEY: Final[dict[str, str]] = {
     "deliveries": DELIVERIES,
     "outbox": OUTBOX,
     "media": MEDIA,
     "forwards": FORWARDS,
+    "replies": REPLIES,
 }

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import asyncpg
 
+from wa_cloud.ai.schedule import ReplyJob, answers, schedule_replies
 from wa_cloud.canonical import digest
 from wa_cloud.db.pool import jsonb_text
 from wa_cloud.db.queries import Q
@@ -89,6 +90,9 @@ class _Owner:
     waba_id: str
     source: str  # the only source that speaks for the number
     subscribed: frozenset[str]  # events the tenant's webhook takes
+    bot_enabled: bool = False
+    debounce_seconds: float = 0.0
+    owner_phones: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -120,7 +124,13 @@ async def _owners(conn: asyncpg.Connection, items: Sequence[Item]) -> _Owners:
         return owners
     for r in await conn.fetch(Q.number_owners, list(numbers), list(wabas)):
         owner = _Owner(
-            r["tenant_id"], r["waba_id"], source_of(r["app_id"]), frozenset(r["forward_events"])
+            r["tenant_id"],
+            r["waba_id"],
+            source_of(r["app_id"]),
+            frozenset(r["forward_events"]),
+            r["bot_enabled"],
+            r["debounce_seconds"],
+            tuple(r["owner_phones"]),
         )
         owners.by_number[r["phone_number_id"]] = owner
         owners.by_waba.setdefault(r["waba_id"], []).append(owner)
@@ -387,18 +397,34 @@ async def _messages(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
     keys = [(m.event.route.phone_number_id, m.event.wamid) for m in messages]
     forwards: list[Forward] = []
     jobs: list[MediaJob] = []
+    replies: list[ReplyJob] = []
     for message, key, new in zip(messages, keys, _first_stored(keys, set(stored_ids)), strict=True):
         if not new:
             batch.result.duplicates += 1
             continue
         batch.result.messages += 1
-        job = media_job(message.owner.tenant_id, message.event, stored_ids[key])
+        owner = message.owner
+        job = media_job(owner.tenant_id, message.event, stored_ids[key])
         if job is not None:
             jobs.append(job)
+        contact_id = None if message.contact is None else message.contact.id
+        if contact_id is not None and answers(
+            message.event, bot_enabled=owner.bot_enabled, owner_phones=owner.owner_phones
+        ):
+            replies.append(
+                ReplyJob(
+                    owner.tenant_id,
+                    str(message.event.route.phone_number_id),
+                    contact_id,
+                    owner.debounce_seconds,
+                    stored_ids[key],
+                )
+            )
         forward = forward_of(message.owner.tenant_id, message.event, message.owner.subscribed)
         if forward is not None:
             forwards.append(forward)
     await queue_media_jobs(conn, jobs)
+    await schedule_replies(conn, replies)
     return forwards
 
 

@@ -81,3 +81,17 @@ def to_voice_note(content: bytes) -> bytes:
     except Exception as exc:  # pydub raises CouldntEncodeError or OSError, both untyped here
         raise AudioConversionError(f"encoding Opus failed: {type(exc).__name__}") from exc
     return out.getvalue()
+
+
+def to_mp3(content: bytes) -> bytes:
+    """Any audio as MP3 (what a reader of audio that takes no AMR or Opus-in-MP4 gets).
+
+    Blocking: call it through `asyncio.to_thread`.
+    """
+    _ffmpeg()
+    out = io.BytesIO()
+    try:
+        _decode(content).export(out, format="mp3", bitrate="64k")
+    except Exception as exc:  # as above
+        raise AudioConversionError(f"encoding MP3 failed: {type(exc).__name__}") from exc
+    return out.getvalue()

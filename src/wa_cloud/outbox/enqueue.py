@@ -3,6 +3,10 @@
 What Meta would refuse is refused here first: a free-form message to a closed window (unless a
 fallback template is named), a template whose parameters do not match, a number that is not the
 caller's. A repeated `idempotency_key` returns the first message instead of a second send.
+
+A send queued here is a person's (`author` 'human'): with it, the assistant pauses in that
+conversation for the number's `human_takeover_minutes` (pauses.sql `human_takeover`), in the
+transaction that queues it.
 """
 
 from __future__ import annotations
@@ -168,6 +172,9 @@ async def _insert(
         if row is None:  # a concurrent call with the same key won the race
             existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
             return Queued(existing["id"], existing["status"], created=False)
+        if contact is not None:
+            # A person answers this conversation now: the assistant keeps out of it a while.
+            await conn.execute(Q.human_takeover, contact["id"], sender, tenant_id)
         await conn.execute(Q.ensure_pacing, sender)
         await conn.execute(Q.notify_outbox, sender)
     logger.info(

@@ -31,5 +31,7 @@ APP_VERIFY_TOKEN = SealedColumn("apps", "app_id", "verify_token_enc", "apps.veri
 WEBHOOK_SECRET = SealedColumn(
     "tenant_webhooks", "tenant_id", "secret_enc", "tenant_webhooks.secret"
 )
+# A tenant's own model key for its number's assistant.
+BOT_API_KEY = SealedColumn("bots", "phone_number_id", "api_key_enc", "bots.api_key")
 
-ALL = (NUMBER_TOKEN, NUMBER_PIN, APP_SECRET, APP_VERIFY_TOKEN, WEBHOOK_SECRET)
+ALL = (NUMBER_TOKEN, NUMBER_PIN, APP_SECRET, APP_VERIFY_TOKEN, WEBHOOK_SECRET, BOT_API_KEY)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from wa_cloud.ai.config import REASONING_EFFORTS
+from wa_cloud.ai.usage import FEATURES
+from wa_cloud.api.contacts import MAX_PAUSE_MINUTES
+from wa_cloud.api.credits import MAX_CREDITS_MOVE
 from wa_cloud.api.openapi.schema import (
     DIGITS,
     RECIPIENT,
@@ -47,6 +51,7 @@ FORWARDED_EVENTS: Final = [
     "bot.reply",
 ]
 DELIVERY_STATES: Final = ["pending", "delivered", "failed"]
+USAGE_FEATURES: Final = sorted(FEATURES)
 INTERACTIVE_TYPES: Final = sorted(compose.INTERACTIVE_TYPES)
 
 _TENANT: Final[dict[str, Schema]] = {
@@ -56,6 +61,11 @@ _TENANT: Final[dict[str, Schema]] = {
     "active": {
         "type": "boolean",
         "description": "False: sends, replies and changes are refused; inbound is still stored.",
+    },
+    "credits_balance": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "What the assistant's replies are paid from (POST .../credits adds).",
     },
     "created_at": TIMESTAMP,
 }
@@ -166,6 +176,45 @@ SCHEMAS: Final[dict[str, Schema]] = {
                     "audit_events",
                 ],
             },
+        }
+    ),
+    "CreditsChange": closed(
+        {
+            "amount": {
+                "type": "integer",
+                "minimum": -MAX_CREDITS_MOVE,
+                "maximum": MAX_CREDITS_MOVE,
+                "not": {"const": 0},
+                "description": (
+                    "Credits to add; negative corrects downwards, never below a balance of 0 "
+                    "(422 `insufficient_credits`)."
+                ),
+            },
+            "reason": text(500, "Why, for the ledger: e.g. an invoice number."),
+        }
+    ),
+    "CreditsAdded": closed(
+        {
+            "tenant_id": UUID,
+            "credits_balance": {"type": "integer", "minimum": 0},
+            "entry": ref("LedgerEntry"),
+        }
+    ),
+    "LedgerEntry": closed(
+        {
+            "id": {"type": "integer", "minimum": 1},
+            "amount": {"type": "integer", "description": "Added (positive) or taken (negative)."},
+            "balance_before": {"type": "integer", "minimum": 0},
+            "balance_after": {"type": "integer", "minimum": 0},
+            "reason": {
+                "type": "string",
+                "description": "`reply` for an assistant's reply; the operator's reason otherwise.",
+            },
+            "phone_number_id": {
+                "type": ["string", "null"],
+                "description": "The number whose reply it paid for (null: the operator's).",
+            },
+            "created_at": TIMESTAMP,
         }
     ),
     "ApiKey": closed(
@@ -500,10 +549,30 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 "description": "Whether a free-form message may be sent now.",
             },
             "window_expires_at": nullable(TIMESTAMP),
-            "bot_paused": {"type": "boolean"},
+            "bot_paused": {
+                "type": "boolean",
+                "description": "Whether the assistant keeps out of this conversation now.",
+            },
+            "paused_until": {
+                **nullable(TIMESTAMP),
+                "description": "When the pause ends; null: not paused, or until resumed.",
+            },
         }
     ),
     "ContactPage": page_of("Contact"),
+    "PauseRequest": closed(
+        {
+            "phone_number_id": digits("The number of the conversation."),
+            "minutes": {
+                "type": ["number", "null"],
+                "exclusiveMinimum": 0,
+                "maximum": MAX_PAUSE_MINUTES,
+                "description": "How long; absent or null: until resumed.",
+            },
+        },
+        optional=("minutes",),
+    ),
+    "ResumeRequest": closed({"phone_number_id": digits("The number of the conversation.")}),
     "ContactMessage": closed(
         {
             "id": UUID,
@@ -511,11 +580,156 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "direction": {"enum": ["in", "out"]},
             "type": {"type": "string"},
             "text": {"type": ["string", "null"]},
+            "purged": {
+                "type": "boolean",
+                "description": "Retention cleared its text and media (the number's bot "
+                "retention_hours); the message itself stays.",
+            },
             "status": {"enum": MESSAGE_STATUSES},
             "created_at": TIMESTAMP,
         }
     ),
     "ContactMessagePage": page_of("ContactMessage"),
+    # Tenant: the assistant, credits and usage
+    "BotSettings": closed(
+        {
+            "enabled": {"type": ["boolean", "null"], "default": True},
+            "instructions": nullable(
+                text(20_000, "The system prompt; {{business_name}} and {{today}} are filled in.")
+            ),
+            "model": nullable(text(200, "null: the platform's model.")),
+            "base_url": nullable(
+                text(2000, "An OpenAI-compatible API (http or https); null: the platform's.")
+            ),
+            "api_key": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": 500,
+                "pattern": "^[ -~]*[!-~][ -~]*$",
+                "writeOnly": True,
+                "description": (
+                    "The key for base_url (printable ASCII), sealed and never shown. Omitted: "
+                    "the stored key stays while base_url stays the same."
+                ),
+            },
+            "api": {"enum": ["chat", "responses", None]},
+            "reasoning_effort": {"enum": [*REASONING_EFFORTS, None]},
+            "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2},
+            "max_output_tokens": {"type": ["integer", "null"], "minimum": 16, "maximum": 32_000},
+            "history_turns": {"type": ["integer", "null"], "minimum": 0, "maximum": 200},
+            "debounce_seconds": {"type": ["number", "null"], "minimum": 0, "maximum": 60},
+            "timezone": nullable(text(64, "An IANA time zone, e.g. America/Bogota.")),
+            "owner_phones": {
+                "type": ["array", "null"],
+                "maxItems": 20,
+                "items": {"type": "string", "pattern": "^[0-9]{6,20}$"},
+                "description": "Whose WhatsApp commands the assistant takes (pause, resume...).",
+            },
+            "credits_per_reply": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": 1_000_000,
+            },
+            "retention_hours": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": 87_600,
+                "description": "Conversations are purged after this long; 0 keeps them.",
+            },
+            "fallback_text": nullable(text(4096)),
+            "out_of_credits_text": nullable(text(4096)),
+            "media_unavailable_text": nullable(text(4096)),
+            "voice_replies": {"type": ["boolean", "null"]},
+            "human_takeover_minutes": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "maximum": 43_200,
+                "description": "A send through POST /v1/messages pauses the conversation this "
+                "long; 0: never.",
+            },
+            "tools": {
+                "type": ["array", "null"],
+                "maxItems": 0,
+                "description": "Only an empty list for now.",
+            },
+        },
+        optional=(
+            "enabled",
+            "instructions",
+            "model",
+            "base_url",
+            "api_key",
+            "api",
+            "reasoning_effort",
+            "temperature",
+            "max_output_tokens",
+            "history_turns",
+            "debounce_seconds",
+            "timezone",
+            "owner_phones",
+            "credits_per_reply",
+            "retention_hours",
+            "fallback_text",
+            "out_of_credits_text",
+            "media_unavailable_text",
+            "voice_replies",
+            "human_takeover_minutes",
+            "tools",
+        ),
+    ),
+    "Bot": closed(
+        {
+            "enabled": {"type": "boolean"},
+            "instructions": {"type": "string"},
+            "model": {"type": ["string", "null"]},
+            "base_url": {"type": ["string", "null"]},
+            "api": {"enum": ["chat", "responses", None]},
+            "reasoning_effort": {"enum": [*REASONING_EFFORTS, None]},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "max_output_tokens": {"type": "integer", "minimum": 16, "maximum": 32_000},
+            "history_turns": {"type": "integer", "minimum": 0, "maximum": 200},
+            "debounce_seconds": {"type": "number", "minimum": 0, "maximum": 60},
+            "timezone": {"type": "string"},
+            "owner_phones": {"type": "array", "items": {"type": "string"}},
+            "credits_per_reply": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+            "retention_hours": {"type": "integer", "minimum": 0, "maximum": 87_600},
+            "fallback_text": {"type": ["string", "null"]},
+            "out_of_credits_text": {"type": ["string", "null"]},
+            "media_unavailable_text": {"type": ["string", "null"]},
+            "voice_replies": {"type": "boolean"},
+            "human_takeover_minutes": {"type": "number", "minimum": 0, "maximum": 43_200},
+            "tools": {"type": "array", "items": {"type": "object"}},
+            "has_api_key": {
+                "type": "boolean",
+                "description": "A model key is stored for base_url (it is never shown).",
+            },
+        }
+    ),
+    "Usage": closed(
+        {
+            "credits_balance": {"type": "integer", "minimum": 0},
+            "ledger": {
+                "type": "array",
+                "items": ref("LedgerEntry"),
+                "description": "Newest first, up to `limit`.",
+            },
+            "tokens": {
+                "type": "array",
+                "items": ref("TokenUsage"),
+                "description": "Summed over the days asked for (all, without since/until).",
+            },
+        }
+    ),
+    "TokenUsage": closed(
+        {
+            "phone_number_id": {"type": "string"},
+            "model": {"type": "string"},
+            "feature": {"enum": USAGE_FEATURES},
+            "calls": {"type": "integer", "minimum": 0},
+            "input_tokens": {"type": "integer", "minimum": 0},
+            "output_tokens": {"type": "integer", "minimum": 0},
+        }
+    ),
     # Tenant: events forwarded to the tenant's own webhook
     "WebhookSetting": closed(
         {

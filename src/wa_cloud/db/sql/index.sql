@@ -1,10 +1,15 @@
 -- name: number_owners
 -- With the events each owner's webhook takes (none: empty), so indexing spends no statement on
 -- forwarding for tenants without a webhook.
+-- With what the assistant needs to schedule replies: whether it is on, its debounce and the
+-- owner phones (whose commands it takes even while it is off).
 SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
-       coalesce(w.events, '{}') AS forward_events
+       coalesce(w.events, '{}') AS forward_events, n.bot_enabled,
+       coalesce(b.debounce_seconds, 1.5)::float8 AS debounce_seconds,
+       coalesce(b.owner_phones, '{}') AS owner_phones
   FROM numbers n
   LEFT JOIN tenant_webhooks w ON w.tenant_id = n.tenant_id
+  LEFT JOIN bots b ON b.phone_number_id = n.phone_number_id AND b.tenant_id = n.tenant_id
  WHERE (n.phone_number_id = ANY($1::text[]) OR n.waba_id = ANY($2::text[]))
    -- A removed number speaks for nobody: what Meta still sends for it is orphaned (and adopted
    -- if it is registered again within Meta's retry horizon).
@@ -132,3 +137,26 @@ SELECT t, p, wb, f, k, o, pl::jsonb, dk, d, src, r
        AS u (t, p, wb, f, k, o, pl, dk, d, src, r)
 ON CONFLICT (dedup_key) DO NOTHING
 RETURNING dedup_key;
+
+-- name: schedule_replies
+-- The bursts these new messages open or join ($5: the messages, in the order of the others): one
+-- pending job per conversation; a later message pushes its due time back and is answered with
+-- the rest. A job already running is not joined: the message opens the next burst.
+WITH burst AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::float8[], $5::uuid[])
+           AS u (tenant_id, phone_number_id, contact_id, debounce_seconds, message_id)
+), jobs AS (
+    INSERT INTO replies (tenant_id, phone_number_id, contact_id, due_at)
+    SELECT DISTINCT ON (contact_id) tenant_id, phone_number_id, contact_id,
+           clock_timestamp() + make_interval(secs => debounce_seconds)
+      FROM burst
+     ORDER BY contact_id
+    ON CONFLICT (contact_id) WHERE state = 'pending'
+    DO UPDATE SET due_at = greatest(replies.due_at, excluded.due_at)
+    RETURNING id, contact_id
+), marked AS (
+    UPDATE messages m SET reply_id = j.id
+      FROM burst b JOIN jobs j ON j.contact_id = b.contact_id
+     WHERE m.id = b.message_id
+)
+SELECT pg_notify('{{channel.replies}}', '') WHERE EXISTS (SELECT 1 FROM jobs);

@@ -1,8 +1,8 @@
 -- name: list_contacts
-SELECT id, wa_id, user_id, name, username, last_inbound_at, window_closed_at, bot_paused
-  FROM contacts
- WHERE tenant_id = $1 AND phone_number_id = $2 AND ($3::bigint IS NULL OR id < $3)
- ORDER BY id DESC
+SELECT {{contact_view:c}}
+  FROM contacts c
+ WHERE c.tenant_id = $1 AND c.phone_number_id = $2 AND ($3::bigint IS NULL OR c.id < $3)
+ ORDER BY c.id DESC
  LIMIT $4;
 
 -- name: find_tenant_contact
@@ -11,7 +11,8 @@ SELECT id FROM contacts
  LIMIT 1;
 
 -- name: contact_messages
-SELECT id, wamid, direction, type, text, status, created_at,
+-- `text`: the body or caption, else what the assistant understood of the media (a transcript).
+SELECT id, wamid, direction, type, coalesce(text, media_text) AS text, status, created_at, purged_at IS NOT NULL AS purged,
        coalesce(sent_at, created_at) AS at
   FROM messages
  WHERE tenant_id = $1 AND contact_id = $2

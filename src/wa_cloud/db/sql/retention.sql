@@ -49,6 +49,40 @@ WITH due AS (
 )
 SELECT count(*) FROM deleted;
 
+-- name: purge_conversations
+-- Each number's messages past its assistant's retention_hours (the bots row of the number's
+-- tenant; none: 24 hours; 0: kept): their text, payload, request and what was understood of
+-- their media are cleared and their downloaded media deleted; the row stays (id, wamid,
+-- direction, type, status, times: counts and threads still add up) and says when it was
+-- purged. An outbound message still queued or being sent is left alone: the sender needs its
+-- request. Walks messages_retention (per number, oldest first, unpurged only).
+WITH due AS (
+    SELECT m.id
+      FROM numbers n
+      LEFT JOIN bots b ON b.phone_number_id = n.phone_number_id AND b.tenant_id = n.tenant_id
+     CROSS JOIN LATERAL (
+        SELECT id FROM messages
+         WHERE phone_number_id = n.phone_number_id AND purged_at IS NULL
+           AND created_at < now() - make_interval(hours => coalesce(b.retention_hours, 24))
+           AND NOT (direction = 'out' AND status IN ('queued', 'sending'))
+         ORDER BY created_at
+         LIMIT $1
+         FOR UPDATE SKIP LOCKED
+     ) m
+     WHERE coalesce(b.retention_hours, 24) > 0
+     LIMIT $1
+), media_deleted AS (
+    DELETE FROM media d USING due WHERE d.message_id = due.id
+), purged AS (
+    UPDATE messages m
+       SET text = NULL, media_text = NULL, payload = '{}'::jsonb, request = NULL,
+           fallback_template = NULL, purged_at = now()
+      FROM due
+     WHERE m.id = due.id
+    RETURNING 1
+)
+SELECT count(*) FROM purged;
+
 -- name: delete_expired_media
 -- Each number's downloads past its own media_retention_days (stored or failed; a pending one
 -- is still the download queue). GET /v1/media/{id} then answers 404.

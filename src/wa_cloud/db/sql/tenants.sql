@@ -1,18 +1,18 @@
 -- name: insert_tenant
 INSERT INTO tenants (name, email) VALUES ($1, $2)
-RETURNING id, name, email, active, created_at;
+RETURNING id, name, email, active, credits_balance, created_at;
 
 -- name: insert_api_key
 INSERT INTO api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3) RETURNING id;
 
 -- name: list_tenants
-SELECT id, name, email, active, created_at FROM tenants
+SELECT id, name, email, active, credits_balance, created_at FROM tenants
  WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2::uuid))
  ORDER BY created_at DESC, id DESC
  LIMIT $3;
 
 -- name: get_tenant
-SELECT id, name, email, active, created_at FROM tenants WHERE id = $1;
+SELECT id, name, email, active, credits_balance, created_at FROM tenants WHERE id = $1;
 
 -- name: tenant_by_key
 SELECT t.id, t.name, t.active FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
@@ -41,7 +41,7 @@ ON CONFLICT (phone_number_id) DO UPDATE
        -- Another tenant taking the number over starts from the defaults, not the old settings.
        tenant_id = excluded.tenant_id,
        bot_enabled = CASE WHEN numbers.tenant_id = excluded.tenant_id
-                          THEN numbers.bot_enabled ELSE true END,
+                          THEN numbers.bot_enabled ELSE false END,
        throughput_mps = CASE WHEN numbers.tenant_id = excluded.tenant_id
                              THEN numbers.throughput_mps ELSE 80 END
  WHERE numbers.removed_at IS NOT NULL
@@ -103,7 +103,7 @@ UPDATE tenants
    SET active = coalesce($2, active), name = coalesce($3, name), email = coalesce($4, email),
        updated_at = now()
  WHERE id = $1
-RETURNING id, name, email, active, created_at;
+RETURNING id, name, email, active, credits_balance, created_at;
 
 -- name: list_keys
 SELECT id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1

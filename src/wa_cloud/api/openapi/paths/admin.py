@@ -116,6 +116,23 @@ def paths() -> dict[str, Schema]:
                 },
             ),
         },
+        "/v1/admin/tenants/{tenant_id}/credits": {
+            "parameters": tenant_id,
+            "post": _operation(
+                "addCredits",
+                "Add credits to a tenant, or correct its balance downwards",
+                description=(
+                    "In one transaction: the balance moves and a ledger row records it (the "
+                    "tenant sees it in GET /v1/usage). A negative amount that would take the "
+                    "balance below 0 is 422 `insufficient_credits`."
+                ),
+                body=json_body(ref("CreditsChange")),
+                responses={
+                    "201": ok("Moved; the new balance and its ledger row.", ref("CreditsAdded")),
+                    **errors(400, 404, 413, 422),
+                },
+            ),
+        },
         "/v1/admin/events": {
             "get": _operation(
                 "listAuditEvents",

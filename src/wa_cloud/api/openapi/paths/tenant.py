@@ -1,5 +1,5 @@
-"""`paths` of the tenant tag: what a business does with one of its API keys (numbers, apps,
-messages, media, contacts, its webhook, its audit log)."""
+"""`paths` of the tenant tag: what a business does with one of its API keys (numbers and their
+assistants, apps, messages, media, contacts, usage, its webhook, its audit log)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ from wa_cloud.api.openapi.schema import (
 
 # Every operation here: the tenant tag, a tenant's API key.
 _operation: Final = partial(operation, tag="tenant", security="tenant")
+_CONTACT: Final[Schema] = {
+    "name": "contact",
+    "in": "path",
+    "required": True,
+    "description": "The contact's wa_id or user_id.",
+    "schema": {"type": "string", "minLength": 1},
+}
 
 
 def paths() -> dict[str, Schema]:
@@ -60,6 +67,30 @@ def paths() -> dict[str, Schema]:
                 "deleteNumber",
                 "Deregister the number at Meta and forget its token and PIN (history stays)",
                 responses={"200": ok("Removed.", ref("NumberRemoved")), **errors(403, 404)},
+            ),
+        },
+        "/v1/numbers/{phone_number_id}/bot": {
+            "parameters": [param("PhoneNumberId")],
+            "get": _operation(
+                "getBot",
+                "The number's AI assistant (never its model key)",
+                description="A number never configured shows the defaults.",
+                responses={"200": ok("The configuration.", ref("Bot")), **errors(404)},
+            ),
+            "put": _operation(
+                "putBot",
+                "Configure the number's AI assistant (the whole configuration)",
+                description=(
+                    "Omitted fields take their defaults; `enabled` is the number's bot_enabled. "
+                    "`model`, `base_url` and `api_key` null mean the platform's. A value the "
+                    "schema cannot judge (a time zone, a URL) is 422 `invalid_field`; an "
+                    "unknown field 422 `unknown_field`."
+                ),
+                body=json_body(ref("BotSettings")),
+                responses={
+                    "200": ok("The configuration as stored.", ref("Bot")),
+                    **errors(400, 403, 404, 413, 422),
+                },
             ),
         },
         "/v1/onboarding/embedded-signup": {
@@ -204,13 +235,7 @@ def paths() -> dict[str, Schema]:
                 "contactMessages",
                 "A contact's messages in both directions, newest first",
                 parameters=[
-                    {
-                        "name": "contact",
-                        "in": "path",
-                        "required": True,
-                        "description": "The contact's wa_id or user_id.",
-                        "schema": {"type": "string", "minLength": 1},
-                    },
+                    _CONTACT,
                     param("PhoneNumberIdQuery"),
                     *PAGING,
                 ],
@@ -218,6 +243,64 @@ def paths() -> dict[str, Schema]:
                     "200": ok("A page of messages.", ref("ContactMessagePage")),
                     **errors(400, 404),
                 },
+            ),
+        },
+        "/v1/contacts/{contact}/pause": {
+            "parameters": [_CONTACT],
+            "post": _operation(
+                "pauseContact",
+                "Pause the assistant in one conversation, for a while or until resumed",
+                body=json_body(ref("PauseRequest")),
+                responses={
+                    "200": ok("The contact, paused.", ref("Contact")),
+                    **errors(400, 403, 404, 413, 422),
+                },
+            ),
+        },
+        "/v1/contacts/{contact}/resume": {
+            "parameters": [_CONTACT],
+            "post": _operation(
+                "resumeContact",
+                "Let the assistant answer one conversation again (whoever paused it)",
+                body=json_body(ref("ResumeRequest")),
+                responses={
+                    "200": ok("The contact, resumed.", ref("Contact")),
+                    **errors(400, 403, 404, 413, 422),
+                },
+            ),
+        },
+        "/v1/usage": {
+            "get": _operation(
+                "getUsage",
+                "Your credits, their ledger and the model tokens your assistants used",
+                parameters=[
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Ledger rows, newest first.",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 1000,
+                            "default": 100,
+                        },
+                    },
+                    *(
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": False,
+                            "description": description,
+                            "schema": {"type": "string", "format": "date"},
+                        }
+                        for name, description in (
+                            ("since", "Only this UTC day and later (ledger and tokens)."),
+                            ("until", "Only this UTC day and earlier (ledger and tokens)."),
+                        )
+                    ),
+                ],
+                responses={"200": ok("Your usage.", ref("Usage")), **errors(400)},
             ),
         },
         "/v1/webhooks": {

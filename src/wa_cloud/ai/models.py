@@ -1,0 +1,192 @@
+"""OpenAI-compatible models through the `openai` SDK: answers (Chat Completions or the Responses
+API) and speech.
+
+One SDK client per endpoint and key, kept while the worker runs. The platform's endpoint (the
+operator's `OPENAI_BASE_URL`) uses a plain HTTP client; a tenant's own `base_url` goes through
+the URL guard's client, so a tenant cannot point the assistant at our private network. The SDK
+retries timeouts, 429 and 5xx itself (with backoff, honouring Retry-After); `ANSWER_BUDGET`
+bounds the whole call, retries included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+import openai
+
+from wa_cloud.ai.config import Api
+from wa_cloud.ai.prompt import Turn
+from wa_cloud.ai.sdk_http import sdk_client
+from wa_cloud.errors import WaCloudError
+
+REQUEST_TIMEOUT: Final = 30.0  # one HTTP request to the model
+ANSWER_BUDGET: Final = 60.0  # the whole answer, the SDK's retries included
+MAX_RETRIES: Final = 2
+CLIENTS_KEPT: Final = 256
+SPEECH_MODEL: Final = "gpt-4o-mini-tts"
+SPEECH_VOICE: Final = "alloy"
+
+
+class ModelFailed(WaCloudError):
+    """The model did not answer within the budget (its reason is safe to log: no key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a number's assistant talks to: the platform's or the tenant's own."""
+
+    base_url: str | None
+    api_key: str = field(repr=False)
+    tenant_owned: bool  # a tenant-supplied URL: every connection through the URL guard
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"{type(exc).__name__} ({exc.status_code})"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {ANSWER_BUDGET:.0f} s"
+    return type(exc).__name__
+
+
+class Models:
+    def __init__(self, platform_http: httpx.AsyncClient, tenant_http: httpx.AsyncClient) -> None:
+        self._platform_http = sdk_client(platform_http)
+        self._tenant_http = sdk_client(tenant_http)
+        self._clients: OrderedDict[tuple[str | None, bytes, bool], openai.AsyncOpenAI] = (
+            OrderedDict()
+        )
+
+    def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
+        # Keyed by a digest of the key, so the cache's keys hold no secret.
+        key = (
+            endpoint.base_url,
+            hashlib.sha256(endpoint.api_key.encode()).digest(),
+            endpoint.tenant_owned,
+        )
+        client = self._clients.get(key)
+        if client is None:
+            client = openai.AsyncOpenAI(
+                api_key=endpoint.api_key,
+                base_url=endpoint.base_url,
+                timeout=REQUEST_TIMEOUT,
+                max_retries=MAX_RETRIES,
+                http_client=self._tenant_http if endpoint.tenant_owned else self._platform_http,
+            )
+            self._clients[key] = client
+            if len(self._clients) > CLIENTS_KEPT:
+                self._clients.popitem(last=False)  # the shared HTTP client stays open
+        else:
+            self._clients.move_to_end(key)
+        return client
+
+    async def answer(
+        self,
+        endpoint: Endpoint,
+        *,
+        model: str,
+        api: Api,
+        instructions: str,
+        turns: Sequence[Turn],
+        temperature: float,
+        max_output_tokens: int,
+        reasoning_effort: str | None,
+    ) -> Answer:
+        client = self._client(endpoint)
+        try:
+            async with asyncio.timeout(ANSWER_BUDGET):
+                if api == "responses":
+                    return await _respond(
+                        client, model, instructions, turns, max_output_tokens, reasoning_effort
+                    )
+                return await _chat(
+                    client, model, instructions, turns, temperature, max_output_tokens
+                )
+        except (openai.OpenAIError, TimeoutError) as exc:
+            raise ModelFailed(_reason(exc)) from exc
+
+    async def speech(self, endpoint: Endpoint, text: str) -> bytes:
+        """The text spoken, as OGG/Opus (what WhatsApp plays as a voice note)."""
+        client = self._client(endpoint)
+        try:
+            async with asyncio.timeout(ANSWER_BUDGET):
+                response = await client.audio.speech.create(
+                    model=SPEECH_MODEL, voice=SPEECH_VOICE, input=text, response_format="opus"
+                )
+                return response.content
+        except (openai.OpenAIError, TimeoutError) as exc:
+            raise ModelFailed(_reason(exc)) from exc
+
+
+def _messages(instructions: str, turns: Sequence[Turn]) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": instructions},
+        *({"role": t.role, "content": t.text} for t in turns),
+    ]
+
+
+async def _chat(
+    client: openai.AsyncOpenAI,
+    model: str,
+    instructions: str,
+    turns: Sequence[Turn],
+    temperature: float,
+    max_output_tokens: int,
+) -> Answer:
+    completion = await client.chat.completions.create(
+        model=model,
+        messages=_messages(instructions, turns),  # type: ignore[arg-type]
+        temperature=temperature,
+        # `max_tokens`: what every OpenAI-compatible server (OpenRouter, local ones) takes.
+        max_tokens=max_output_tokens,
+    )
+    text = ""
+    if completion.choices:
+        text = completion.choices[0].message.content or ""
+    usage = completion.usage
+    return Answer(
+        text.strip(),
+        completion.model or model,
+        usage.prompt_tokens if usage else 0,
+        usage.completion_tokens if usage else 0,
+    )
+
+
+async def _respond(
+    client: openai.AsyncOpenAI,
+    model: str,
+    instructions: str,
+    turns: Sequence[Turn],
+    max_output_tokens: int,
+    reasoning_effort: str | None,
+) -> Answer:
+    extra: dict[str, Any] = {}
+    if reasoning_effort is not None:
+        extra["reasoning"] = {"effort": reasoning_effort}
+    response = await client.responses.create(
+        model=model,
+        instructions=instructions,
+        input=[{"role": t.role, "content": t.text} for t in turns],
+        max_output_tokens=max_output_tokens,
+        **extra,
+    )
+    usage = response.usage
+    return Answer(
+        (response.output_text or "").strip(),
+        response.model or model,
+        usage.input_tokens if usage else 0,
+        usage.output_tokens if usage else 0,
+    )

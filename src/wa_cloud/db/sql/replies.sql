@@ -1,0 +1,160 @@
+-- The assistant's reply jobs (ai/replies.py). A job is claimed with a lease; its `attempts`
+-- fences the finish, so a job whose lease ran out and was claimed again is finished once.
+
+-- name: claim_replies
+-- Due jobs: pending ones at their debounce, running ones whose worker died (lease ended). A
+-- conversation's next burst waits while its previous one is being answered (its answer belongs
+-- in the history), and tenants this worker already answers the most for ($3) wait their turn.
+WITH due AS (
+    SELECT r.id
+      FROM replies r
+     WHERE r.state IN ('pending', 'running')
+       AND (CASE WHEN r.state = 'pending' THEN r.due_at ELSE r.locked_until END)
+           <= clock_timestamp()
+       AND NOT (r.tenant_id = ANY ($3::uuid[]))
+       AND NOT EXISTS (
+           SELECT 1 FROM replies o
+            WHERE o.contact_id = r.contact_id AND o.id <> r.id AND o.state = 'running'
+              AND o.locked_until > clock_timestamp())
+     ORDER BY (CASE WHEN r.state = 'pending' THEN r.due_at ELSE r.locked_until END)
+     LIMIT $1
+     FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE replies r
+   SET state = 'running', attempts = r.attempts + 1,
+       locked_until = clock_timestamp() + make_interval(secs => $2)
+  FROM due
+ WHERE r.id = due.id
+RETURNING r.id, r.tenant_id, r.phone_number_id, r.contact_id, r.attempts, r.created_at;
+
+-- name: extend_reply_lease
+UPDATE replies SET locked_until = clock_timestamp() + make_interval(secs => $3)
+ WHERE id = $1 AND state = 'running' AND attempts = $2;
+
+-- name: next_reply_due
+SELECT extract(epoch FROM min(CASE WHEN state = 'pending' THEN due_at ELSE locked_until END)
+                          - clock_timestamp())::float8
+  FROM replies WHERE state IN ('pending', 'running');
+
+-- name: reply_context
+-- Everything a job decides with, in one read: the number and its tenant, the assistant's
+-- configuration (this tenant's), and the conversation.
+SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.flagged_reason,
+       n.bot_enabled, n.verified_name, n.removed_at IS NULL AS registered,
+       t.active AS tenant_active, t.name AS tenant_name, t.credits_balance,
+       c.wa_id, c.user_id, c.name AS contact_name, c.last_inbound_at, c.window_closed_at,
+       (c.bot_paused AND (c.paused_until IS NULL OR c.paused_until > now())) AS paused,
+       b.phone_number_id IS NOT NULL AS configured,
+       b.instructions, b.model, b.base_url, b.api_key_enc, b.api, b.reasoning_effort,
+       b.temperature::float8 AS temperature, b.max_output_tokens, b.history_turns,
+       b.debounce_seconds::float8 AS debounce_seconds, b.timezone, b.owner_phones,
+       b.credits_per_reply, b.retention_hours, b.fallback_text, b.out_of_credits_text,
+       b.media_unavailable_text, b.voice_replies,
+       b.human_takeover_minutes::float8 AS human_takeover_minutes, b.tools
+  FROM numbers n
+  JOIN tenants t ON t.id = n.tenant_id
+  JOIN contacts c ON c.id = $2 AND c.phone_number_id = n.phone_number_id
+                 AND c.tenant_id = n.tenant_id
+  LEFT JOIN bots b ON b.phone_number_id = n.phone_number_id AND b.tenant_id = n.tenant_id
+ WHERE n.phone_number_id = $1 AND n.tenant_id = $3;
+
+-- name: burst_messages
+-- The messages a job answers, oldest first, with their media as far as it got.
+SELECT m.id, m.wamid, m.type, m.text, m.media_text, m.payload, m.created_at,
+       md.state AS media_state, md.mime_type AS media_mime, md.content AS media_content
+  FROM messages m
+  LEFT JOIN media md ON md.message_id = m.id
+ WHERE m.reply_id = $1 AND m.tenant_id = $2
+ -- Meta's time first (deliveries arrive reordered), to the second; then as they arrived.
+ ORDER BY m.sent_at NULLS LAST, m.created_at, m.id;
+
+-- name: conversation_history
+-- The turns before this burst, newest first (the caller keeps the last N): both directions,
+-- never a purged message, never a later burst's messages.
+SELECT m.direction, m.type, coalesce(m.text, m.media_text) AS text, m.media_text
+  FROM messages m
+ WHERE m.contact_id = $1 AND m.tenant_id = $2 AND m.purged_at IS NULL
+   AND m.status <> 'failed'
+   AND (m.reply_id IS NULL OR m.reply_id < $3)
+   AND (m.direction = 'out' OR m.reply_id IS DISTINCT FROM $3)
+   AND coalesce(m.text, m.media_text) IS NOT NULL
+ -- Stored order: Meta's timestamps are whole seconds, and ours are the turns as we took them.
+ ORDER BY m.created_at DESC, m.id DESC
+ LIMIT $4;
+
+-- name: save_media_text
+UPDATE messages SET media_text = $2 WHERE id = $1 AND purged_at IS NULL;
+
+-- name: postpone_reply
+-- Its media is still downloading: try again shortly, as the same burst.
+-- Not an attempt: the claim's count is taken back, so waiting never gives the job up.
+UPDATE replies SET state = 'pending', due_at = clock_timestamp() + make_interval(secs => $3),
+                   locked_until = NULL, attempts = attempts - 1
+ WHERE id = $1 AND state = 'running' AND attempts = $2
+   -- a newer pending burst of the conversation would collide with this one
+   AND NOT EXISTS (SELECT 1 FROM replies o WHERE o.contact_id = replies.contact_id
+                     AND o.state = 'pending');
+
+-- name: finish_reply
+-- Only the holder of the lease finishes it (`attempts` as the fence): 0 rows, nothing else
+-- of the finish may commit.
+UPDATE replies SET state = $3, outcome = $4, finished_at = now(), locked_until = NULL
+ WHERE id = $1 AND state = 'running' AND attempts = $2
+RETURNING contact_id,
+          EXISTS (SELECT 1 FROM replies o WHERE o.contact_id = replies.contact_id
+                    AND o.state = 'pending') AS more;
+
+-- name: notify_replies
+SELECT pg_notify('{{channel.replies}}', '');
+
+-- name: enqueue_reply
+-- The assistant's answer into the outbox (idempotent per job and part).
+INSERT INTO messages (tenant_id, phone_number_id, contact_id, direction, type, text, payload,
+                      request, recipient, status, idempotency_key, run_after, author, reply_id)
+VALUES ($1, $2, $3, 'out', $4, $5, $6, $6, $7, 'queued', $8, now(), 'bot', $9)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: owner_target_contact
+SELECT id, name FROM contacts
+ WHERE phone_number_id = $1 AND tenant_id = $2 AND (wa_id = $3 OR user_id = $3)
+ LIMIT 1;
+
+-- name: resume_all_contacts
+WITH resumed AS (
+    UPDATE contacts
+       SET bot_paused = false, paused_until = NULL, paused_by = NULL, updated_at = now()
+     WHERE phone_number_id = $1 AND tenant_id = $2 AND bot_paused
+    RETURNING 1
+)
+SELECT count(*) FROM resumed;
+
+-- name: set_number_bot
+UPDATE numbers SET bot_enabled = $3, updated_at = now()
+ WHERE phone_number_id = $1 AND tenant_id = $2;
+
+-- name: owner_status
+-- Paused conversations and today's counts (the day in the number's time zone, $3).
+SELECT
+  (SELECT coalesce(array_agg(coalesce(c.name, c.wa_id, c.user_id) ORDER BY c.updated_at DESC),
+                   '{}')
+     FROM (SELECT * FROM contacts c
+            WHERE c.phone_number_id = $1 AND c.tenant_id = $2 AND c.bot_paused
+              AND (c.paused_until IS NULL OR c.paused_until > now())
+            ORDER BY c.updated_at DESC LIMIT 20) c) AS paused,
+  (SELECT count(*) FROM messages m
+    WHERE m.phone_number_id = $1 AND m.tenant_id = $2 AND m.direction = 'in'
+      AND m.created_at >= (date_trunc('day', now() AT TIME ZONE $3) AT TIME ZONE $3)) AS inbound,
+  (SELECT count(*) FROM messages m
+    WHERE m.phone_number_id = $1 AND m.tenant_id = $2 AND m.author = 'bot'
+      AND m.created_at >= (date_trunc('day', now() AT TIME ZONE $3) AT TIME ZONE $3)) AS replies;
+
+-- name: lock_reply
+-- The finish's fence: the job is still running under this claim.
+SELECT true FROM replies WHERE id = $1 AND state = 'running' AND attempts = $2 FOR UPDATE;
+
+-- name: reply_recipient
+SELECT coalesce(wa_id, user_id) FROM contacts WHERE id = $1 AND tenant_id = $2;
+
+-- name: number_conversations
+SELECT count(*) FROM contacts WHERE phone_number_id = $1 AND tenant_id = $2;
