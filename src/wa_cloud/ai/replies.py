@@ -235,7 +235,7 @@ class Replier:
             return await self._commands(job, ctx, config, commands)
         if not config.enabled:
             return Plan("skipped: bot disabled")
-        if ctx["paused"]:
+        if ctx["bot_paused"]:
             return Plan("skipped: conversation paused")
         if not window_state(ctx["last_inbound_at"], ctx["window_closed_at"]).open:
             return Plan("skipped: customer-service window closed")
@@ -276,7 +276,7 @@ class Replier:
             config.instructions,
             now=datetime.now(UTC),
             timezone=config.timezone,
-            contact_name=ctx["contact_name"],
+            contact_name=ctx["name"],
             business_name=ctx["verified_name"] or ctx["tenant_name"],
         )
         assert self._models is not None
@@ -462,7 +462,7 @@ class Replier:
                 plan.effects.append(_resume(job.contact_id, tenant))
                 plan.text(confirmation(command))
             elif kind == "status":
-                plan.text(confirmation(command, paused=bool(ctx["paused"])))
+                plan.text(confirmation(command, paused=bool(ctx["bot_paused"])))
             elif kind in ("pause_contact", "resume_contact"):
                 async with self._pool.acquire() as conn:
                     target = await conn.fetchrow(

@@ -2,13 +2,7 @@
 -- the number (registered again by another tenant) is never read: the join names the tenant.
 
 -- name: get_bot
-SELECT n.phone_number_id, n.bot_enabled, b.phone_number_id IS NOT NULL AS configured,
-       b.instructions, b.model, b.base_url, b.api_key_enc, b.api, b.reasoning_effort,
-       b.temperature::float8 AS temperature, b.max_output_tokens, b.history_turns,
-       b.debounce_seconds::float8 AS debounce_seconds, b.timezone, b.owner_phones,
-       b.credits_per_reply, b.retention_hours, b.fallback_text, b.out_of_credits_text,
-       b.media_unavailable_text, b.voice_replies,
-       b.human_takeover_minutes::float8 AS human_takeover_minutes, b.tools
+SELECT n.phone_number_id, n.bot_enabled, {{bot_config:b}}
   FROM numbers n
   LEFT JOIN bots b ON b.phone_number_id = n.phone_number_id AND b.tenant_id = n.tenant_id
  WHERE n.phone_number_id = $1 AND n.tenant_id = $2 AND n.removed_at IS NULL;

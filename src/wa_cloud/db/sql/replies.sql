@@ -42,15 +42,8 @@ SELECT extract(epoch FROM min(CASE WHEN state = 'pending' THEN due_at ELSE locke
 SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.flagged_reason,
        n.bot_enabled, n.verified_name, n.removed_at IS NULL AS registered,
        t.active AS tenant_active, t.name AS tenant_name, t.credits_balance,
-       c.wa_id, c.user_id, c.name AS contact_name, c.last_inbound_at, c.window_closed_at,
-       (c.bot_paused AND (c.paused_until IS NULL OR c.paused_until > now())) AS paused,
-       b.phone_number_id IS NOT NULL AS configured,
-       b.instructions, b.model, b.base_url, b.api_key_enc, b.api, b.reasoning_effort,
-       b.temperature::float8 AS temperature, b.max_output_tokens, b.history_turns,
-       b.debounce_seconds::float8 AS debounce_seconds, b.timezone, b.owner_phones,
-       b.credits_per_reply, b.retention_hours, b.fallback_text, b.out_of_credits_text,
-       b.media_unavailable_text, b.voice_replies,
-       b.human_takeover_minutes::float8 AS human_takeover_minutes, b.tools
+       {{contact_view:c}},
+       {{bot_config:b}}
   FROM numbers n
   JOIN tenants t ON t.id = n.tenant_id
   JOIN contacts c ON c.id = $2 AND c.phone_number_id = n.phone_number_id
