@@ -355,9 +355,10 @@ class Meta:
 
 @contextlib.asynccontextmanager
 async def meta_running(
-    settings: Settings, *, run_worker: bool = True, models: bool = False
+    settings: Settings, *, run_worker: bool = True, models: bool = False, gemini: bool = True
 ) -> AsyncIterator[Meta]:
-    """`models`: the app's model endpoints (OpenAI-compatible and Gemini) are the sandbox's."""
+    """`models`: the app's model endpoints (OpenAI-compatible and, with `gemini`, Gemini) are
+    the sandbox's."""
     from wa_cloud.sandbox.app import create_sandbox
     from wa_cloud.sandbox.config import SandboxConfig
 
@@ -393,7 +394,7 @@ async def meta_running(
                 openai_base_url=f"{sandbox_url}/openai/v1",
                 openai_api_key="sk-sandbox-platform",
                 ai_model="echo",
-                gemini_api_key="gemini-sandbox-key",
+                gemini_api_key="gemini-sandbox-key" if gemini else None,
                 gemini_base_url=f"{sandbox_url}/gemini",
             )
         async with serve(local, run_worker=run_worker, sock=app_sock, sandbox=sandbox) as app:

@@ -478,3 +478,23 @@ async def test_purged_turns_never_reach_the_model(bot: Meta, db: asyncpg.Connect
     await replies_done(db, 2)
     chat = await model_requests(bot, "chat")
     assert [m["content"] for m in chat[1]["body"]["messages"][1:]] == ["hola"]
+
+
+async def test_without_gemini_media_gets_the_polite_reply_once(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    async with meta_running(settings, models=True, gemini=False) as meta:
+        await give_credits(db, meta)
+        await configure(meta, debounce_seconds=1.0)
+        for _ in range(2):  # two voice notes in one burst
+            await _customer_sends_media(
+                meta, "audio", _ogg_voice_note(), "audio/ogg; codecs=opus", voice=True
+            )
+        rows = await replies_done(db, 1, timeout=30)
+        assert rows[0]["outcome"] == "answered: media not understood"
+        sent = await sent_to_customer(meta, 1)
+        await asyncio.sleep(0.3)
+        assert len(await meta.sent_bodies()) == 1
+        assert "no puedo escuchar audios" in sent[0]["text"]["body"]
+        assert await model_requests(meta) == []
+        assert await db.fetchval("SELECT count(*) FROM credit_ledger") == 0
