@@ -135,9 +135,10 @@ def _number(body: Mapping[str, Any], name: str, low: float, high: float, default
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad(name, f"a number from {low} to {high}")
-    if not low <= value <= high:
+    # Compared before isfinite: a 400-digit integer overflows a float.
+    if not low <= value <= high or not math.isfinite(value):
         raise _bad(name, f"a number from {low} to {high}")
     return float(value)
 

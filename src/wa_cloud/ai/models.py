@@ -53,6 +53,17 @@ class Answer:
     input_tokens: int
     output_tokens: int
 
+    @classmethod
+    def reported(cls, text: str, model: str, input_tokens: Any, output_tokens: Any) -> Answer:
+        """As a server reported it, made sane: a tenant's server may send any counts or name."""
+        return cls(text, str(model)[:200], _count(input_tokens), _count(output_tokens))
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return min(max(value, 0), 2**31 - 1)
+
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):
@@ -157,7 +168,7 @@ async def _chat(
     if completion.choices:
         text = completion.choices[0].message.content or ""
     usage = completion.usage
-    return Answer(
+    return Answer.reported(
         text.strip(),
         completion.model or model,
         usage.prompt_tokens if usage else 0,
@@ -184,7 +195,7 @@ async def _respond(
         **extra,
     )
     usage = response.usage
-    return Answer(
+    return Answer.reported(
         (response.output_text or "").strip(),
         response.model or model,
         usage.input_tokens if usage else 0,

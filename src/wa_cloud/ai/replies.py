@@ -57,6 +57,7 @@ HISTORY_TOKENS: Final = 6000
 # A burst whose media is still downloading waits for it this long (then goes without it).
 MEDIA_WAIT_SECONDS: Final = 30.0
 MEDIA_RETRY_SECONDS: Final = 0.5
+MAX_REPLY_PARTS: Final = 5
 NO_MEDIA_TEXT: Final = (
     "Lo siento, no puedo escuchar audios ni ver imágenes o videos. ¿Me lo escribes, por favor? "
     "/ Sorry, I can't listen to audio or see images or videos here. Could you write it, please?"
@@ -87,13 +88,16 @@ class Plan:
 
     outcome: str
     parts: list[tuple[str, dict[str, Any], str | None]] = field(default_factory=list)
+    commands: bool = False  # a command's confirmations go out even to a paused conversation
     effects: list[Callable[[asyncpg.Connection], Awaitable[Any]]] = field(default_factory=list)
     debit: int = 0
     usage: list[tuple[Feature, Answer]] = field(default_factory=list)
     audit: tuple[str, str, dict[str, Any]] | None = None  # action, severity, detail
 
     def text(self, body: str) -> None:
-        for part in split_reply(body):
+        # A model's answer is bounded here whatever the server sent (max_output_tokens is a
+        # request, not a promise).
+        for part in split_reply(body)[:MAX_REPLY_PARTS]:
             self.parts.append(("text", {"body": part}, part))
 
 
@@ -154,9 +158,15 @@ class Replier:
     async def step(self) -> float | None:
         free = self._jobs.free
         if free:
+            busy = self._jobs.busy()
             async with self._pool.acquire() as conn:
                 rows = await conn.fetch(
-                    Q.claim_replies, free, self._lease, self._jobs.full_tenants()
+                    Q.claim_replies,
+                    free,
+                    self._lease,
+                    list(busy),
+                    list(busy.values()),
+                    MAX_PER_TENANT,
                 )
             for row in rows:
                 job = Job(
@@ -240,7 +250,20 @@ class Replier:
         if not window_state(ctx["last_inbound_at"], ctx["window_closed_at"]).open:
             return Plan("skipped: customer-service window closed")
         plan = Plan("answered")
-        if ctx["credits_balance"] < config.credits_per_reply:
+        try:
+            key = bot_key(self._box, job.phone_number_id, ctx["api_key_enc"])
+        except SecretUnreadable:
+            plan.outcome = "skipped: the bot's model key cannot be opened"
+            plan.audit = ("bot.key_unreadable", "error", {"phone_number_id": job.phone_number_id})
+            return plan
+        endpoint, model = self._endpoint(config, key)
+        if endpoint is None:
+            plan.outcome = "skipped: no model configured"
+            plan.audit = ("bot.no_model", "warning", {"phone_number_id": job.phone_number_id})
+            return plan
+        # The platform's model is never free: a tenant prices its own endpoint at 0 if it likes.
+        cost = config.credits_per_reply if key is not None else max(1, config.credits_per_reply)
+        if ctx["credits_balance"] < cost:
             plan.outcome = "skipped: out of credits"
             plan.audit = (
                 "bot.out_of_credits",
@@ -260,17 +283,6 @@ class Replier:
             if not turn.strip():
                 plan.outcome = "answered: media not understood"
                 return plan
-        try:
-            key = bot_key(self._box, job.phone_number_id, ctx["api_key_enc"])
-        except SecretUnreadable:
-            plan.outcome = "skipped: the bot's model key cannot be opened"
-            plan.audit = ("bot.key_unreadable", "error", {"phone_number_id": job.phone_number_id})
-            return plan
-        endpoint, model = self._endpoint(config, key)
-        if endpoint is None:
-            plan.outcome = "skipped: no model configured"
-            plan.audit = ("bot.no_model", "warning", {"phone_number_id": job.phone_number_id})
-            return plan
         turns = await self._history(job, config, turn)
         instructions = render_instructions(
             config.instructions,
@@ -305,7 +317,7 @@ class Replier:
         if not answer.text:
             plan.outcome = "answered: the model said nothing"
             return plan
-        plan.debit = config.credits_per_reply
+        plan.debit = cost
         if config.voice_replies and _sent_voice(burst):
             voice = await self._voice(endpoint, provider, answer.text, plan)
             if voice is not None:
@@ -451,7 +463,7 @@ class Replier:
     async def _commands(
         self, job: Job, ctx: Mapping[str, Any], config: BotConfig, commands: Sequence[Command]
     ) -> Plan:
-        plan = Plan("commands: " + ", ".join(c.kind for c in commands))
+        plan = Plan("commands: " + ", ".join(c.kind for c in commands), commands=True)
         number, tenant = job.phone_number_id, job.tenant_id
         for command in commands:
             kind = command.kind
@@ -459,8 +471,13 @@ class Replier:
                 plan.effects.append(_pause(job.contact_id, tenant, "contact"))
                 plan.text(confirmation(command))
             elif kind == "resume":
-                plan.effects.append(_resume(job.contact_id, tenant))
-                plan.text(confirmation(command))
+                if ctx["paused_by"] in (None, "contact"):
+                    plan.effects.append(_resume(job.contact_id, tenant))
+                    plan.text(confirmation(command))
+                else:  # the business paused it (or a person took over): theirs to lift
+                    plan.text(
+                        confirmation(Command("status", language=command.language), paused=True)
+                    )
             elif kind == "status":
                 plan.text(confirmation(command, paused=bool(ctx["bot_paused"])))
             elif kind in ("pause_contact", "resume_contact"):
@@ -502,9 +519,14 @@ class Replier:
     # Finishing ------------------------------------------------------------------------------
     async def _finish(self, job: Job, plan: Plan) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(Q.lock_reply, job.id, job.attempts):
+            gates = await conn.fetchrow(Q.lock_reply, job.id, job.attempts)
+            if gates is None:
                 logger.info("reply lease lost", extra={"reply_id": job.id})
                 return
+            if not plan.commands and plan.parts and not gates["open"]:
+                # Paused, switched off or deactivated while the model thought: a person may be
+                # answering now, and the bot must not talk over them.
+                plan = Plan("skipped: paused during the answer", usage=plan.usage)
             if plan.debit:
                 balance = await debit_reply(
                     conn, job.tenant_id, job.phone_number_id, job.id, plan.debit

@@ -96,7 +96,7 @@ class MediaReader:
         except (genai_errors.APIError, TimeoutError, OSError) as exc:
             raise ModelFailed(f"Gemini: {type(exc).__name__}") from exc
         usage = response.usage_metadata
-        answer = Answer(
+        answer = Answer.reported(
             (response.text or "").strip(),
             GEMINI_MODEL,
             (usage.prompt_token_count or 0) if usage else 0,

@@ -2,29 +2,46 @@
 -- fences the finish, so a job whose lease ran out and was claimed again is finished once.
 
 -- name: claim_replies
--- Due jobs: pending ones at their debounce, running ones whose worker died (lease ended). A
--- conversation's next burst waits while its previous one is being answered (its answer belongs
--- in the history), and tenants this worker already answers the most for ($3) wait their turn.
-WITH due AS (
-    SELECT r.id
+-- Due jobs: pending ones at their debounce, running ones whose worker died (lease ended).
+-- A conversation's jobs go one at a time, oldest first (the previous answer belongs in the
+-- next one's history). Fair between tenants: a tenant gets at most $5 of this worker's jobs,
+-- counting those it already runs ($3 tenants, $4 their counts), so one tenant's slow model
+-- never holds every slot.
+WITH candidates AS (
+    SELECT r.id, r.tenant_id,
+           CASE WHEN r.state = 'pending' THEN r.due_at ELSE r.locked_until END AS due
       FROM replies r
      WHERE r.state IN ('pending', 'running')
        AND (CASE WHEN r.state = 'pending' THEN r.due_at ELSE r.locked_until END)
            <= clock_timestamp()
-       AND NOT (r.tenant_id = ANY ($3::uuid[]))
        AND NOT EXISTS (
            SELECT 1 FROM replies o
-            WHERE o.contact_id = r.contact_id AND o.id <> r.id AND o.state = 'running'
-              AND o.locked_until > clock_timestamp())
-     ORDER BY (CASE WHEN r.state = 'pending' THEN r.due_at ELSE r.locked_until END)
+            WHERE o.contact_id = r.contact_id AND o.id < r.id
+              AND o.state IN ('pending', 'running'))
+), ranked AS (
+    SELECT c.id, c.due,
+           row_number() OVER (PARTITION BY c.tenant_id ORDER BY c.due) AS n,
+           coalesce(b.running, 0) AS running
+      FROM candidates c
+      LEFT JOIN unnest($3::uuid[], $4::int[]) AS b (tenant_id, running)
+             ON b.tenant_id = c.tenant_id
+), chosen AS (
+    SELECT r.id
+      FROM replies r JOIN ranked k ON k.id = r.id
+     WHERE k.n <= $5 - k.running
+       -- checked again on the row as locked: another worker may have just claimed it
+       AND r.state IN ('pending', 'running')
+       AND (CASE WHEN r.state = 'pending' THEN r.due_at ELSE r.locked_until END)
+           <= clock_timestamp()
+     ORDER BY k.due
      LIMIT $1
      FOR UPDATE OF r SKIP LOCKED
 )
 UPDATE replies r
    SET state = 'running', attempts = r.attempts + 1,
        locked_until = clock_timestamp() + make_interval(secs => $2)
-  FROM due
- WHERE r.id = due.id
+  FROM chosen
+ WHERE r.id = chosen.id
 RETURNING r.id, r.tenant_id, r.phone_number_id, r.contact_id, r.attempts, r.created_at;
 
 -- name: extend_reply_lease
@@ -42,7 +59,7 @@ SELECT extract(epoch FROM min(CASE WHEN state = 'pending' THEN due_at ELSE locke
 SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.flagged_reason,
        n.bot_enabled, n.verified_name, n.removed_at IS NULL AS registered,
        t.active AS tenant_active, t.name AS tenant_name, t.credits_balance,
-       {{contact_view:c}},
+       {{contact_view:c}}, c.paused_by,
        {{bot_config:b}}
   FROM numbers n
   JOIN tenants t ON t.id = n.tenant_id
@@ -143,8 +160,19 @@ SELECT
       AND m.created_at >= (date_trunc('day', now() AT TIME ZONE $3) AT TIME ZONE $3)) AS replies;
 
 -- name: lock_reply
--- The finish's fence: the job is still running under this claim.
-SELECT true FROM replies WHERE id = $1 AND state = 'running' AND attempts = $2 FOR UPDATE;
+-- The finish's fence: the job is still running under this claim (no row: it is not). With
+-- whether the bot may still talk in the conversation: not paused meanwhile (the contact held
+-- until this transaction ends, so a pause waits for it or is seen by it), still on, the tenant
+-- still active. Not the tenant's row: the debit updates it in this transaction, and two
+-- finishes sharing it first would deadlock upgrading.
+SELECT NOT (c.bot_paused AND (c.paused_until IS NULL OR c.paused_until > now()))
+       AND n.bot_enabled AND t.active AS open
+  FROM replies r
+  JOIN contacts c ON c.id = r.contact_id
+  JOIN numbers n ON n.phone_number_id = r.phone_number_id
+  JOIN tenants t ON t.id = r.tenant_id
+ WHERE r.id = $1 AND r.state = 'running' AND r.attempts = $2
+   FOR UPDATE OF r FOR SHARE OF c;
 
 -- name: reply_recipient
 SELECT coalesce(wa_id, user_id) FROM contacts WHERE id = $1 AND tenant_id = $2;
