@@ -606,6 +606,13 @@ def build_parser() -> argparse.ArgumentParser:
     reply.add_argument(
         "--throughput", type=int, default=1000, help="each number's send rate (messages/s)"
     )
+    reply.add_argument("--workers", type=int, default=1, help="wa-cloud worker processes")
+    reply.add_argument(
+        "--spread",
+        type=float,
+        default=0.0,
+        help="write a round's messages evenly over this many seconds (default 0: at once)",
+    )
     reply.set_defaults(func=cmd_bench_reply)
     return parser
 
