@@ -135,6 +135,8 @@ class Replier:
         self.poll_seconds = settings.worker_poll_seconds
         self.wake = asyncio.Event()
         self._jobs = InFlight(self.wake, MAX_IN_FLIGHT, MAX_PER_TENANT)
+        # Read ticks beside the jobs: their own slots, and finishing one wakes nobody.
+        self._marks = InFlight(asyncio.Event(), MAX_IN_FLIGHT, MAX_IN_FLIGHT)
         self._models: Models | None = None
         self._reader: MediaReader | None = None
 
@@ -149,7 +151,7 @@ class Replier:
                 )
             try:
                 # A job cut short is claimed again when its lease ends.
-                async with self._jobs.draining(5.0):
+                async with self._marks.draining(1.0), self._jobs.draining(5.0):
                     yield
             finally:
                 if self._reader is not None:
@@ -182,6 +184,11 @@ class Replier:
                 return None
         async with self._pool.acquire() as conn:
             due = await conn.fetchval(Q.next_reply_due)
+        if due is not None and due <= 0 and len(self._jobs):
+            # Due but not claimable now: its tenant is at its share here, or its conversation's
+            # previous burst is being answered. A finishing job wakes us for them (a NOTIFY for
+            # anything new); polling at the floor meanwhile only loads the database.
+            due = None
         return idle_wait(self.poll_seconds, due)
 
     async def run_once(self) -> int:
@@ -346,7 +353,8 @@ class Replier:
             except Exception as exc:  # a tick is worth no failure of the reply
                 logger.info("mark read failed", extra={"error": type(exc).__name__})
 
-        self._jobs.start(mark())
+        if self._marks.free:
+            self._marks.start(mark())
 
     def _endpoint(self, config: BotConfig, key: str | None) -> tuple[Endpoint | None, str]:
         model = config.model or self._settings.ai_model

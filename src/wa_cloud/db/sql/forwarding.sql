@@ -97,7 +97,8 @@ SELECT c.id, c.tenant_id, c.event, c.payload, c.attempts, c.created_at, w.url, w
 -- Seconds until the next forward this process could claim is due (NULL: none): pending rows
 -- of active tenants, except those at their bound here ($1; a finishing POST wakes us for them).
 WITH RECURSIVE waiting (tenant_id) AS ({{pending_tenants:forwards}})
-SELECT greatest(0, extract(epoch FROM min(n.run_after) - now()))::float8
+-- Not greatest(0, ...): that is 0, not NULL, when nothing is pending (a poll every 20 ms).
+SELECT extract(epoch FROM min(n.run_after) - now())::float8
   FROM waiting w
   JOIN tenants t ON t.id = w.tenant_id AND t.active
  CROSS JOIN LATERAL (
