@@ -80,7 +80,8 @@ CREATE TABLE replies (
 -- One burst open per conversation: a later message joins it (and pushes it back).
 CREATE UNIQUE INDEX replies_open ON replies (contact_id) WHERE state = 'pending';
 -- What the consumer claims: pending ones when due, running ones when their lease ran out.
-CREATE INDEX replies_due ON replies ((CASE WHEN state = 'pending' THEN due_at ELSE locked_until END))
+CREATE INDEX replies_due
+    ON replies ((CASE WHEN state = 'pending' THEN due_at ELSE locked_until END))
     WHERE state IN ('pending', 'running');
 CREATE INDEX replies_finished ON replies (finished_at) WHERE state IN ('done', 'failed');
 
