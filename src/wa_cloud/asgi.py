@@ -142,6 +142,25 @@ def field_int(document: Mapping[str, Any], name: str, *, low: int, high: int) ->
     return value
 
 
+def field_number(
+    document: Mapping[str, Any], name: str, *, low: float, high: float, above: bool = False
+) -> float | None:
+    """A number (int or float) within [low, high], or (`above`) within (low, high]."""
+    value = document.get(name)
+    if value is None:
+        return None
+    # Compared as given: a 400-digit int never becomes a float, and NaN or infinity fail.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (low < value if above else low <= value)
+        or not value <= high
+    ):
+        rule = f"above {low:g} and at most {high:g}" if above else f"from {low:g} to {high:g}"
+        raise Unprocessable(f"'{name}' must be a number {rule}.", "invalid_field")
+    return float(value)
+
+
 def reject_unknown(document: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(document) - allowed)
     if unknown:

@@ -8,7 +8,6 @@ same `BotConfig` from the row.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -17,6 +16,7 @@ from typing import Any, Final, Literal
 import httpx
 
 from wa_cloud.ai.prompt import valid_timezone
+from wa_cloud.asgi import field_bool, field_int, field_number, field_str, reject_unknown
 from wa_cloud.errors import Unprocessable
 from wa_cloud.urlguard import checked_url
 
@@ -64,6 +64,8 @@ class BotConfig:
             return self.api
         return "responses" if REASONING_MODEL.match(model) else "chat"
 
+
+DEFAULTS: Final = BotConfig()
 
 # The columns of `bots` that hold the configuration, in the order of the upsert's parameters.
 COLUMNS: Final = (
@@ -120,45 +122,8 @@ def _bad(name: str, rule: str) -> Unprocessable:
     return Unprocessable(f"'{name}' must be {rule}.", "invalid_field")
 
 
-def _text(body: Mapping[str, Any], name: str, limit: int) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or "\x00" in value:
-        raise _bad(name, "a non-empty string without NUL characters, or null")
-    if len(value) > limit:
-        raise _bad(name, f"at most {limit} characters")
-    return value.strip()
-
-
-def _number(body: Mapping[str, Any], name: str, low: float, high: float, default: float) -> float:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(name, f"a number from {low} to {high}")
-    # Compared before isfinite: a 400-digit integer overflows a float.
-    if not low <= value <= high or not math.isfinite(value):
-        raise _bad(name, f"a number from {low} to {high}")
-    return float(value)
-
-
-def _whole(body: Mapping[str, Any], name: str, low: int, high: int, default: int) -> int:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad(name, f"a whole number from {low} to {high}")
-    return value
-
-
-def _flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise _bad(name, "true or false")
-    return value
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _phones(value: Any) -> tuple[str, ...]:
@@ -191,10 +156,8 @@ def _base_url(value: str | None) -> str | None:
 def parse_config(body: Mapping[str, Any], *, current: BotConfig) -> BotConfig:
     """A PUT body as a whole configuration. `api_key` omitted keeps the stored key only when
     the endpoint (`base_url`) stays the same: a key is never sent to a new address unasked."""
-    unknown = sorted(set(body) - FIELDS)
-    if unknown:
-        raise Unprocessable(f"Unknown field(s): {', '.join(unknown)}.", "unknown_field")
-    timezone = _text(body, "timezone", 64) or "UTC"
+    reject_unknown(body, set(FIELDS))
+    timezone = field_str(body, "timezone", required=False, max_length=64) or "UTC"
     if not valid_timezone(timezone):
         raise _bad("timezone", "an IANA time zone such as 'America/Bogota'")
     api = body.get("api")
@@ -207,32 +170,47 @@ def parse_config(body: Mapping[str, Any], *, current: BotConfig) -> BotConfig:
     if tools is not None and (not isinstance(tools, list) or tools):
         # The agent's HTTP tools are their own change; until then only an empty list is valid.
         raise _bad("tools", "an empty list (HTTP tools are not available yet)")
-    base_url = _base_url(_text(body, "base_url", 2000))
-    api_key = _text(body, "api_key", 500)
+    base_url = _base_url(field_str(body, "base_url", required=False, max_length=2000))
+    api_key = field_str(body, "api_key", required=False)
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
         raise _bad("api_key", "an API key (printable ASCII)")
     keeps_key = api_key is None and "api_key" not in body and base_url == current.base_url
+    d = DEFAULTS
     config = BotConfig(
-        enabled=_flag(body, "enabled", True),
-        instructions=_text(body, "instructions", 20_000) or DEFAULT_INSTRUCTIONS,
-        model=_text(body, "model", 200),
+        enabled=_or(field_bool(body, "enabled"), True),
+        instructions=field_str(body, "instructions", required=False, max_length=20_000)
+        or d.instructions,
+        model=field_str(body, "model", required=False, max_length=200),
         base_url=base_url,
         api_key=api_key,
         api=api,
         reasoning_effort=effort,
-        temperature=_number(body, "temperature", 0.0, 2.0, 0.7),
-        max_output_tokens=_whole(body, "max_output_tokens", 16, 32_000, 400),
-        history_turns=_whole(body, "history_turns", 0, 200, 20),
-        debounce_seconds=_number(body, "debounce_seconds", 0.0, 60.0, 1.5),
+        temperature=_or(field_number(body, "temperature", low=0, high=2), d.temperature),
+        max_output_tokens=_or(
+            field_int(body, "max_output_tokens", low=16, high=32_000), d.max_output_tokens
+        ),
+        history_turns=_or(field_int(body, "history_turns", low=0, high=200), d.history_turns),
+        debounce_seconds=_or(
+            field_number(body, "debounce_seconds", low=0, high=60), d.debounce_seconds
+        ),
         timezone=timezone,
         owner_phones=_phones(body.get("owner_phones")),
-        credits_per_reply=_whole(body, "credits_per_reply", 0, 1_000_000, 2),
-        retention_hours=_whole(body, "retention_hours", 0, 24 * 365 * 10, 24),
-        fallback_text=_text(body, "fallback_text", 4096),
-        out_of_credits_text=_text(body, "out_of_credits_text", 4096),
-        media_unavailable_text=_text(body, "media_unavailable_text", 4096),
-        voice_replies=_flag(body, "voice_replies", False),
-        human_takeover_minutes=_number(body, "human_takeover_minutes", 0.0, 60.0 * 24 * 30, 30.0),
+        credits_per_reply=_or(
+            field_int(body, "credits_per_reply", low=0, high=1_000_000), d.credits_per_reply
+        ),
+        retention_hours=_or(
+            field_int(body, "retention_hours", low=0, high=24 * 365 * 10), d.retention_hours
+        ),
+        fallback_text=field_str(body, "fallback_text", required=False, max_length=4096),
+        out_of_credits_text=field_str(body, "out_of_credits_text", required=False, max_length=4096),
+        media_unavailable_text=field_str(
+            body, "media_unavailable_text", required=False, max_length=4096
+        ),
+        voice_replies=_or(field_bool(body, "voice_replies"), d.voice_replies),
+        human_takeover_minutes=_or(
+            field_number(body, "human_takeover_minutes", low=0, high=60 * 24 * 30),
+            d.human_takeover_minutes,
+        ),
         tools=(),
     )
     # A local server may take no key at all; a stored key is dropped when the URL changes.

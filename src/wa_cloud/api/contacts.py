@@ -23,10 +23,10 @@ from wa_cloud.api.pagination import (
     limit_of,
     page,
 )
-from wa_cloud.asgi import DIGITS, field_digits, read_object, reject_unknown
+from wa_cloud.asgi import DIGITS, field_digits, field_number, read_object, reject_unknown
 from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import BadRequest, NotFound, Unprocessable
+from wa_cloud.errors import BadRequest, NotFound
 from wa_cloud.tenants import audit
 from wa_cloud.window import window_state
 
@@ -131,24 +131,6 @@ async def contact_messages(request: Request) -> JSONResponse:
     return JSONResponse(result)
 
 
-def _minutes(body: dict[str, Any]) -> float | None:
-    value = body.get("minutes")
-    if value is None:
-        return None
-    # NaN and infinity fail the range too; a huge int is compared, never made a float.
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not 0 < value <= MAX_PAUSE_MINUTES
-    ):
-        raise Unprocessable(
-            f"'minutes' must be a number above 0 and at most {MAX_PAUSE_MINUTES}"
-            " (omit it to pause until resumed).",
-            "invalid_field",
-        )
-    return float(value)
-
-
 async def pause_contact(request: Request) -> JSONResponse:
     """`{"phone_number_id", "minutes"?}`: the assistant stays out of this conversation for that
     long (without minutes: until resumed)."""
@@ -157,7 +139,7 @@ async def pause_contact(request: Request) -> JSONResponse:
     body = await read_object(request)
     reject_unknown(body, {"phone_number_id", "minutes"})
     number = field_digits(body, "phone_number_id")
-    minutes = _minutes(body)
+    minutes = field_number(body, "minutes", low=0, high=MAX_PAUSE_MINUTES, above=True)
     contact = request.path_params["contact"]
     async with state.pool.acquire() as conn, conn.transaction():
         contact_id = await find_contact(conn, caller.tenant_id, number, contact)
