@@ -183,12 +183,7 @@ class Replier:
             if rows:
                 return None
         async with self._pool.acquire() as conn:
-            due = await conn.fetchval(Q.next_reply_due)
-        if due is not None and due <= 0 and len(self._jobs):
-            # Due but not claimable now: its tenant is at its share here, or its conversation's
-            # previous burst is being answered. A finishing job wakes us for them (a NOTIFY for
-            # anything new); polling at the floor meanwhile only loads the database.
-            due = None
+            due = await conn.fetchval(Q.next_reply_due, self._jobs.full_tenants())
         return idle_wait(self.poll_seconds, due)
 
     async def run_once(self) -> int:

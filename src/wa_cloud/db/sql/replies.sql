@@ -49,9 +49,18 @@ UPDATE replies SET locked_until = clock_timestamp() + make_interval(secs => $3)
  WHERE id = $1 AND state = 'running' AND attempts = $2;
 
 -- name: next_reply_due
-SELECT extract(epoch FROM min(CASE WHEN state = 'pending' THEN due_at ELSE locked_until END)
-                          - clock_timestamp())::float8
-  FROM replies WHERE state IN ('pending', 'running');
+-- Seconds until the next job this worker could claim is due (NULL: none): not a job held back
+-- by its conversation's earlier one, nor one of the tenants at their share here ($1). A
+-- finishing job wakes the consumer for those; a NOTIFY for anything new.
+SELECT extract(epoch FROM min(CASE WHEN r.state = 'pending' THEN r.due_at
+                                   ELSE r.locked_until END) - clock_timestamp())::float8
+  FROM replies r
+ WHERE r.state IN ('pending', 'running')
+   AND NOT (r.tenant_id = ANY ($1::uuid[]))
+   AND NOT EXISTS (
+       SELECT 1 FROM replies o
+        WHERE o.contact_id = r.contact_id AND o.id < r.id
+          AND o.state IN ('pending', 'running'));
 
 -- name: reply_context
 -- Everything a job decides with, in one read: the number and its tenant, the assistant's
