@@ -30,7 +30,7 @@ import uvicorn
 from wa_cloud.app import create_app
 from wa_cloud.config import Settings
 from wa_cloud.db import embedded, migrations
-from wa_cloud.db.pool import asyncpg_url, connect
+from wa_cloud.db.pool import asyncpg_url, connect, create_pool
 from wa_cloud.inbound.signature import sign
 
 NUMBER_A = "106540352242922"
@@ -116,6 +116,17 @@ async def db(db_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await connect(db_url)
     yield conn
     await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def pool_of(db_url: str | None) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the test's database, for what takes one (retention, consumers)."""
+    assert db_url
+    pool = await create_pool(db_url, max_size=3)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @dataclass
@@ -438,3 +449,53 @@ def start_worker(settings: Settings, **env: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+# The assistant ------------------------------------------------------------------------------
+@pytest.fixture
+async def bot(settings: Settings) -> AsyncIterator[Meta]:
+    """The sandbox Meta and its model fakes, our app and worker (the assistant tests)."""
+    async with meta_running(settings, models=True) as running:
+        yield running
+
+
+async def configure_bot(meta: Meta, **config: Any) -> dict[str, Any]:
+    body = {"debounce_seconds": 0, **config}
+    response = await meta.app.client.put(
+        f"/v1/numbers/{NUMBER_A}/bot", json=body, headers=meta.tenant()
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def give_credits(db: asyncpg.Connection, meta: Meta, amount: int = 100) -> None:
+    await db.execute(
+        "UPDATE tenants SET credits_balance = $2 WHERE id = $1::uuid", meta.tenant_id, amount
+    )
+
+
+async def replies_done(db: asyncpg.Connection, count: int, timeout: float = 15.0) -> list[Any]:
+    """Wait until `count` reply jobs finished; their rows, oldest first."""
+    async with asyncio.timeout(timeout):
+        while True:
+            rows = await db.fetch("SELECT * FROM replies ORDER BY id")
+            finished = [r for r in rows if r["state"] in ("done", "failed")]
+            if len(finished) >= count and len(finished) == len(rows):
+                return finished
+            await asyncio.sleep(0.05)
+
+
+async def sent_to_customer(meta: Meta, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """Wait until Meta received `count` messages; their bodies."""
+    async with asyncio.timeout(timeout):
+        while True:
+            bodies = await meta.sent_bodies()
+            if len(bodies) >= count:
+                return bodies
+            await asyncio.sleep(0.05)
+
+
+async def model_requests(meta: Meta, api: str | None = None) -> list[dict[str, Any]]:
+    response = await meta.sandbox.get("/_models/requests")
+    assert response.status_code == 200, response.text
+    return [r for r in response.json()["data"] if api is None or r["api"] == api]

@@ -12,74 +12,34 @@ import asyncio
 import base64
 import json
 import subprocess
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import imageio_ffmpeg
 import pytest
 
-from tests.conftest import NUMBER_A, Meta, meta_running, start_worker
+from tests.conftest import (
+    NUMBER_A,
+    Meta,
+    configure_bot,
+    give_credits,
+    meta_running,
+    model_requests,
+    replies_done,
+    sent_to_customer,
+    start_worker,
+)
 from wa_cloud.config import Settings
 
 CUSTOMER = "16505551234"
 OWNER = "573001112233"
 
 
-@pytest.fixture
-async def bot(settings: Settings) -> AsyncIterator[Meta]:
-    """The sandbox Meta and models, our app and worker; the tenant has 100 credits."""
-    async with meta_running(settings, models=True) as running:
-        yield running
-
-
-async def configure(meta: Meta, **config: Any) -> dict[str, Any]:
-    body = {"debounce_seconds": 0, **config}
-    response = await meta.app.client.put(
-        f"/v1/numbers/{NUMBER_A}/bot", json=body, headers=meta.tenant()
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-async def give_credits(db: asyncpg.Connection, meta: Meta, amount: int = 100) -> None:
-    await db.execute(
-        "UPDATE tenants SET credits_balance = $2 WHERE id = $1::uuid", meta.tenant_id, amount
-    )
-
-
-async def replies_done(db: asyncpg.Connection, count: int, timeout: float = 15.0) -> list[Any]:
-    """Wait until `count` reply jobs finished; their rows, oldest first."""
-    async with asyncio.timeout(timeout):
-        while True:
-            rows = await db.fetch("SELECT * FROM replies ORDER BY id")
-            finished = [r for r in rows if r["state"] in ("done", "failed")]
-            if len(finished) >= count and len(finished) == len(rows):
-                return finished
-            await asyncio.sleep(0.05)
-
-
-async def sent_to_customer(meta: Meta, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-    """Wait until Meta received `count` messages; their bodies."""
-    async with asyncio.timeout(timeout):
-        while True:
-            bodies = await meta.sent_bodies()
-            if len(bodies) >= count:
-                return bodies
-            await asyncio.sleep(0.05)
-
-
-async def model_requests(meta: Meta, api: str | None = None) -> list[dict[str, Any]]:
-    response = await meta.sandbox.get("/_models/requests")
-    assert response.status_code == 200, response.text
-    return [r for r in response.json()["data"] if api is None or r["api"] == api]
-
-
 async def test_one_reply_with_rendered_instructions_and_history(
     bot: Meta, db: asyncpg.Connection
 ) -> None:
     await give_credits(db, bot)
-    await configure(
+    await configure_bot(
         bot, instructions="You answer for {{business_name}}. Customer: {{contact_name}}."
     )
     await bot.customer_writes("hola", sender=CUSTOMER)
@@ -126,7 +86,7 @@ async def test_one_reply_with_rendered_instructions_and_history(
 
 async def test_a_burst_in_the_debounce_gets_one_reply(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
-    await configure(bot, debounce_seconds=1.0)
+    await configure_bot(bot, debounce_seconds=1.0)
     for text in ("hola", "quiero una pizza", "grande"):
         await bot.customer_writes(text, sender=CUSTOMER)
     rows = await replies_done(db, 1)
@@ -147,7 +107,7 @@ async def test_a_burst_in_the_debounce_gets_one_reply(bot: Meta, db: asyncpg.Con
 
 async def test_redelivered_message_is_answered_once(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
-    await configure(bot, debounce_seconds=0.5)
+    await configure_bot(bot, debounce_seconds=0.5)
     wamid = await bot.customer_writes("hola", sender=CUSTOMER)
     delivery = await db.fetchval("SELECT body FROM deliveries ORDER BY id LIMIT 1")
     for _ in range(4):  # Meta delivers the same body again
@@ -164,7 +124,7 @@ async def test_redelivered_message_is_answered_once(bot: Meta, db: asyncpg.Conne
 async def test_responses_api_for_reasoning_models(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
     await bot.sandbox.post("/_models/script", json={"replies": ["Claro, te ayudo."]})
-    await configure(bot, model="o4-mini", reasoning_effort="low", instructions="Be brief.")
+    await configure_bot(bot, model="o4-mini", reasoning_effort="low", instructions="Be brief.")
     await bot.customer_writes("ayuda", sender=CUSTOMER)
     sent = await sent_to_customer(bot, 1)
     assert sent[0]["text"] == {"body": "Claro, te ayudo."}
@@ -183,7 +143,9 @@ async def test_model_outage_sends_the_fallback_once(bot: Meta, db: asyncpg.Conne
     await give_credits(db, bot)
     # More failures than the SDK's retries: the answer never comes.
     await bot.sandbox.post("/_models/script", json={"fail": [500, 500, 500, 500]})
-    await configure(bot, model="gpt-4.1-mini", fallback_text="Ahora no puedo, te escribo pronto.")
+    await configure_bot(
+        bot, model="gpt-4.1-mini", fallback_text="Ahora no puedo, te escribo pronto."
+    )
     await bot.customer_writes("hola", sender=CUSTOMER)
     rows = await replies_done(db, 1, timeout=30)
     assert rows[0]["outcome"].startswith("model failed")
@@ -202,7 +164,7 @@ async def test_model_outage_sends_the_fallback_once(bot: Meta, db: asyncpg.Conne
 async def test_an_empty_answer_sends_nothing(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
     await bot.sandbox.post("/_models/script", json={"empty": True})
-    await configure(bot, model="gpt-4.1-mini")
+    await configure_bot(bot, model="gpt-4.1-mini")
     await bot.customer_writes("hola", sender=CUSTOMER)
     rows = await replies_done(db, 1)
     assert rows[0]["outcome"] == "answered: the model said nothing"
@@ -212,7 +174,7 @@ async def test_an_empty_answer_sends_nothing(bot: Meta, db: asyncpg.Connection) 
 
 async def test_out_of_credits_calls_no_model(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot, 1)
-    await configure(bot, credits_per_reply=2, out_of_credits_text="Sin saldo por ahora.")
+    await configure_bot(bot, credits_per_reply=2, out_of_credits_text="Sin saldo por ahora.")
     await bot.customer_writes("hola", sender=CUSTOMER)
     rows = await replies_done(db, 1)
     assert rows[0]["outcome"] == "skipped: out of credits"
@@ -226,14 +188,14 @@ async def test_out_of_credits_calls_no_model(bot: Meta, db: asyncpg.Connection) 
 
 async def test_off_paused_inactive_or_group_send_nothing(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
-    await configure(bot, enabled=False)
+    await configure_bot(bot, enabled=False)
     await bot.customer_writes("hola", sender=CUSTOMER)
     # The assistant is off: no job at all.
     assert await db.fetchval("SELECT count(*) FROM replies") == 0
     number = await bot.app.client.get(f"/v1/numbers/{NUMBER_A}", headers=bot.tenant())
     assert number.json()["bot_enabled"] is False
 
-    await configure(bot)  # on again
+    await configure_bot(bot)  # on again
     await db.execute("UPDATE contacts SET bot_paused = true")
     await bot.customer_writes("sigues?", sender=CUSTOMER)
     rows = await replies_done(db, 1)
@@ -263,7 +225,7 @@ async def test_off_paused_inactive_or_group_send_nothing(bot: Meta, db: asyncpg.
 
 async def test_closed_window_sends_nothing(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
-    await configure(bot, debounce_seconds=0.5)
+    await configure_bot(bot, debounce_seconds=0.5)
     await bot.customer_writes("hola", sender=CUSTOMER)
     # Meta said 131047 meanwhile (the window closed after the message).
     await db.execute("UPDATE contacts SET window_closed_at = now() + interval '1 minute'")
@@ -280,7 +242,7 @@ async def test_contact_commands(
     bot: Meta, db: asyncpg.Connection, pause: str, resume: str, status: str, language: str
 ) -> None:
     await give_credits(db, bot)
-    await configure(bot)
+    await configure_bot(bot)
     await bot.customer_writes(pause, sender=CUSTOMER)
     await replies_done(db, 1)
     assert await db.fetchval("SELECT bot_paused FROM contacts WHERE wa_id = $1", CUSTOMER)
@@ -302,7 +264,7 @@ async def test_contact_commands(
 
 async def test_owner_commands(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
-    await configure(bot, owner_phones=["+57 300 111 2233"])
+    await configure_bot(bot, owner_phones=["+57 300 111 2233"])
     await bot.customer_writes("hola", sender=CUSTOMER)
     await replies_done(db, 1)
     await bot.customer_writes(f"pausar +{CUSTOMER}", sender=OWNER)
@@ -370,7 +332,7 @@ async def test_voice_note_transcribed_and_answered_by_voice(
     bot: Meta, db: asyncpg.Connection, tmp_path: Any
 ) -> None:
     await give_credits(db, bot)
-    await configure(bot, voice_replies=True)
+    await configure_bot(bot, voice_replies=True)
     await _customer_sends_media(
         bot, "audio", _ogg_voice_note(), "audio/ogg; codecs=opus", voice=True
     )
@@ -409,7 +371,7 @@ async def test_voice_note_transcribed_and_answered_by_voice(
 
 async def test_image_described(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
-    await configure(bot)
+    await configure_bot(bot)
     png = base64.b64decode(
         "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
     )
@@ -437,7 +399,7 @@ async def test_a_worker_killed_mid_reply_still_answers_once(
             "WA_AI_MODEL": "echo",
         }
         await give_credits(db, web)
-        await configure(web)
+        await configure_bot(web)
         await web.sandbox.post("/_models/script", json={"delay_seconds": 3})
         first = start_worker(local, **env)
         try:
@@ -468,7 +430,7 @@ async def test_a_worker_killed_mid_reply_still_answers_once(
 
 async def test_purged_turns_never_reach_the_model(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot)
-    await configure(bot)
+    await configure_bot(bot)
     await bot.customer_writes("mi tarjeta es 4111", sender=CUSTOMER)
     await replies_done(db, 1)
     await sent_to_customer(bot, 1)
@@ -485,7 +447,7 @@ async def test_without_gemini_media_gets_the_polite_reply_once(
 ) -> None:
     async with meta_running(settings, models=True, gemini=False) as meta:
         await give_credits(db, meta)
-        await configure(meta, debounce_seconds=1.0)
+        await configure_bot(meta, debounce_seconds=1.0)
         for _ in range(2):  # two voice notes in one burst
             await _customer_sends_media(
                 meta, "audio", _ogg_voice_note(), "audio/ogg; codecs=opus", voice=True

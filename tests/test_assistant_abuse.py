@@ -22,10 +22,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.conftest import NUMBER_A, WABA, Meta, meta_running, serve_asgi
+from tests.conftest import (
+    NUMBER_A,
+    WABA,
+    Meta,
+    configure_bot,
+    give_credits,
+    meta_running,
+    model_requests,
+    pool_of,
+    replies_done,
+    serve_asgi,
+)
 from wa_cloud.ai.replies import MAX_IN_FLIGHT, MAX_PER_TENANT
 from wa_cloud.config import Settings
-from wa_cloud.db.pool import create_pool
 from wa_cloud.db.queries import Q
 from wa_cloud.retention import run_retention
 
@@ -34,43 +44,6 @@ TENANT_KEY = "sk-tenant-very-secret-0123456789"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def bot(settings: Settings) -> AsyncIterator[Meta]:
-    async with meta_running(settings, models=True) as running:
-        yield running
-
-
-async def configure(meta: Meta, **config: Any) -> dict[str, Any]:
-    body = {"debounce_seconds": 0, **config}
-    response = await meta.app.client.put(
-        f"/v1/numbers/{NUMBER_A}/bot", json=body, headers=meta.tenant()
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-async def give_credits(db: asyncpg.Connection, meta: Meta, amount: int = 100) -> None:
-    await db.execute(
-        "UPDATE tenants SET credits_balance = $2 WHERE id = $1::uuid", meta.tenant_id, amount
-    )
-
-
-async def replies_done(db: asyncpg.Connection, count: int, timeout: float = 15.0) -> list[Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            rows = await db.fetch("SELECT * FROM replies ORDER BY id")
-            finished = [r for r in rows if r["state"] in ("done", "failed")]
-            if len(finished) >= count and len(finished) == len(rows):
-                return finished
-            await asyncio.sleep(0.05)
-
-
-async def model_requests(meta: Meta, api: str | None = None) -> list[dict[str, Any]]:
-    response = await meta.sandbox.get("/_models/requests")
-    assert response.status_code == 200, response.text
-    return [r for r in response.json()["data"] if api is None or r["api"] == api]
 
 
 @contextlib.asynccontextmanager
@@ -101,15 +74,6 @@ async def fake_openai(answer: dict[str, Any]) -> AsyncIterator[tuple[str, list[d
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     async with serve_asgi(app) as url:
         yield f"{url}/v1", seen
-
-
-@contextlib.asynccontextmanager
-async def _pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(settings.database_url or "", max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def _tenant_number(db: asyncpg.Connection, name: str, number: str) -> uuid.UUID:
@@ -211,7 +175,7 @@ async def test_a_person_taking_over_during_the_model_call_stops_the_bot_answer(
     pauses the conversation). The bot's answer must not follow the person's message: the
     finish checks only its lease, never the pause/switch it decided with."""
     await give_credits(db, bot)
-    await configure(bot)
+    await configure_bot(bot)
     await bot.customer_writes("hola", sender=CUSTOMER)  # first answer, no delay
     await replies_done(db, 1)
     await bot.sandbox.post("/_models/script", json={"delay_seconds": 2})
@@ -241,7 +205,7 @@ async def test_a_customer_cannot_lift_the_businesss_pause_with_resume(
     human takeover); the customer's "resume" must not switch it back on. resume_conversation
     clears any pause, whoever set it."""
     await give_credits(db, bot)
-    await configure(bot)
+    await configure_bot(bot)
     await bot.customer_writes("hola", sender=CUSTOMER)
     await replies_done(db, 1)
     paused = await bot.app.client.post(
@@ -266,7 +230,7 @@ async def test_credits_per_reply_zero_does_not_give_free_use_of_the_platform_mod
     limit, through the operator's OPENAI_API_KEY. The price of a reply on the platform's key is
     the tenant's to choose."""
     await give_credits(db, bot, 0)
-    await configure(bot, credits_per_reply=0)  # base_url/api_key null: the platform's model
+    await configure_bot(bot, credits_per_reply=0)  # base_url/api_key null: the platform's model
     await bot.customer_writes("hola", sender=CUSTOMER)
     rows = await replies_done(db, 1)
     chat = await model_requests(bot, "chat")
@@ -360,7 +324,7 @@ async def test_the_new_owners_retention_does_not_decide_the_previous_owners_mess
         number,
         timedelta(hours=30),
     )
-    async with _pool(settings) as pool:
+    async with pool_of(settings.database_url) as pool:
         await run_retention(pool, settings, batch_size=10)
     row = await db.fetchrow("SELECT text, purged_at FROM messages WHERE id = $1", old)
     assert row["purged_at"] is not None and row["text"] is None, (
@@ -384,7 +348,7 @@ async def test_a_huge_answer_from_a_tenants_model_is_bounded(
         ]
     }
     async with fake_openai(answer) as (url, _):
-        await configure(bot, base_url=url, model="m", max_output_tokens=400)
+        await configure_bot(bot, base_url=url, model="m", max_output_tokens=400)
         await bot.customer_writes("hola", sender=CUSTOMER)
         rows = await replies_done(db, 1)
     parts = await db.fetchval("SELECT count(*) FROM messages WHERE author = 'bot'")
@@ -400,7 +364,7 @@ async def test_odd_usage_from_a_tenants_model_does_not_wedge_the_reply(
     await give_credits(db, bot)
     answer = {"usage": {"prompt_tokens": -1, "completion_tokens": 1, "total_tokens": 0}}
     async with fake_openai(answer) as (url, seen):
-        await configure(bot, base_url=url, model="m")
+        await configure_bot(bot, base_url=url, model="m")
         await bot.customer_writes("hola", sender=CUSTOMER)
         rows = await replies_done(db, 1, timeout=60)
     assert rows[0]["outcome"] == "answered", (rows[0]["outcome"], f"model asked {len(seen)}x")
@@ -421,7 +385,7 @@ async def test_tenant_base_url_cannot_reach_loopback(
     ):
         await give_credits(db, meta)
         port = url.split(":")[2].split("/")[0]
-        await configure(
+        await configure_bot(
             meta,
             base_url=f"http://{host}:{port}/v1",
             api_key=TENANT_KEY,
@@ -445,7 +409,7 @@ async def test_the_tenants_key_goes_only_to_its_base_url_and_nowhere_else(
     caplog.set_level(logging.DEBUG)
     await give_credits(db, bot)
     async with fake_openai({}) as (url, seen):
-        shown = await configure(bot, base_url=url, api_key=TENANT_KEY, model="m")
+        shown = await configure_bot(bot, base_url=url, api_key=TENANT_KEY, model="m")
         assert "api_key" not in shown and shown["has_api_key"] is True
         got = await bot.app.client.get(f"/v1/numbers/{NUMBER_A}/bot", headers=bot.tenant())
         assert TENANT_KEY not in got.text
@@ -454,7 +418,7 @@ async def test_the_tenants_key_goes_only_to_its_base_url_and_nowhere_else(
         assert [s["headers"]["authorization"] for s in seen] == [f"Bearer {TENANT_KEY}"]
         # A new base_url without a key: the old key is never sent to it.
         async with fake_openai({}) as (other, other_seen):
-            shown = await configure(bot, base_url=other, model="m")
+            shown = await configure_bot(bot, base_url=other, model="m")
             assert shown["has_api_key"] is False
             await bot.customer_writes("otra", sender=CUSTOMER)
             await replies_done(db, 2)
@@ -480,7 +444,7 @@ async def test_a_question_in_the_same_burst_as_status_is_still_answered(
     """The word "estado" then a real question within the debounce: the plan takes the commands and
     drops every other message of the burst; the question is never answered (job done)."""
     await give_credits(db, bot)
-    await configure(bot, debounce_seconds=1.5)
+    await configure_bot(bot, debounce_seconds=1.5)
     await bot.customer_writes("estado", sender=CUSTOMER)
     await bot.customer_writes("¿cuánto cuesta el envío?", sender=CUSTOMER)
     rows = await replies_done(db, 1)

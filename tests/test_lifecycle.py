@@ -31,10 +31,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import Running, process_env, serve
+from tests.conftest import Running, pool_of, process_env, serve
 from tests.test_status_page import LINK, rendered_logs, running, seed
 from wa_cloud.config import Settings
-from wa_cloud.db.pool import create_pool
 from wa_cloud.retention import RETENTION_INTERVAL_SECONDS, RetentionReport, run_retention
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.tenants import links, sealed
@@ -46,15 +45,6 @@ WABA_1 = "102290129340391"
 WABA_2 = "102290129340392"
 WABA_SHARED = "102290129340393"
 DAY = timedelta(days=1)
-
-
-@contextlib.asynccontextmanager
-async def pool_of(db_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(db_url, max_size=3)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def new_tenant(db: asyncpg.Connection, name: str = "T") -> uuid.UUID:
