@@ -130,3 +130,28 @@ def errors(*statuses: int) -> dict[str, Schema]:
     credentials), 429 (a tenant key over its rate) and 503 (the database is down)."""
     wanted = {*statuses, 401, 429, 503}
     return {str(status): err(_ERROR_RESPONSES[status]) for status in sorted(wanted)}
+
+
+def with_body(
+    operation_id: str,
+    summary: str,
+    *,
+    body: Schema,
+    tag: str,
+    responses: dict[str, Schema],
+    also: tuple[int, ...] = (),
+    security: str | None = None,
+    description: str | None = None,
+) -> Schema:
+    """An authenticated operation that takes a request `body`: its `responses`, then the error
+    answers of `errors(*also)` and those of any body: 400 (not JSON), 413 (larger than the
+    limit), 422 (valid JSON that breaks a rule)."""
+    return operation(
+        operation_id,
+        summary,
+        tag=tag,
+        security=security,
+        description=description,
+        body=body,
+        responses={**responses, **errors(400, 413, 422, *also)},
+    )
