@@ -97,7 +97,7 @@ def _parse_owner(verb: str, argument: str) -> Command | None:
         if verb in _RESUME_ALL_VERBS and _RESUME_ALL_VERBS[verb] == _ALL[argument]:
             return Command("resume_all", language=_RESUME_ALL_VERBS[verb])
         return None
-    number = _number_digits(argument)
+    number = phone_digits(argument)
     if number is None:
         return None
     if verb in _PAUSE:
@@ -107,7 +107,9 @@ def _parse_owner(verb: str, argument: str) -> Command | None:
     return None
 
 
-def _number_digits(argument: str) -> str | None:
+def phone_digits(argument: str) -> str | None:
+    """A phone number as people write it ("+57 300-111 (2233)"), as wa_id digits; None when
+    it is not one. Owner phones in the bot configuration are read the same way."""
     if not _NUMBER_SHAPE.fullmatch(argument):
         return None
     digits = "".join(ch for ch in argument if ch.isdigit())

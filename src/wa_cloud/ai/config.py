@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
+from wa_cloud.ai.commands import phone_digits
 from wa_cloud.ai.prompt import valid_timezone
 from wa_cloud.asgi import field_bool, field_int, field_number, field_str, reject_unknown
 from wa_cloud.errors import Unprocessable
@@ -28,7 +29,6 @@ DEFAULT_INSTRUCTIONS: Final = (
 # Completions. Overridable per bot with "api".
 REASONING_MODEL: Final = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 REASONING_EFFORTS: Final = ("minimal", "low", "medium", "high")
-PHONE: Final = re.compile(r"[0-9]{6,20}")
 
 Api = Literal["chat", "responses"]
 
@@ -133,8 +133,8 @@ def _phones(value: Any) -> tuple[str, ...]:
         raise _bad("owner_phones", "a list of at most 20 phone numbers")
     phones: list[str] = []
     for item in value:
-        digits = re.sub(r"[\s()+\-.]", "", item) if isinstance(item, str) else ""
-        if not PHONE.fullmatch(digits):
+        digits = phone_digits(item) if isinstance(item, str) else None
+        if digits is None:
             raise _bad("owner_phones", "phone numbers in international form (digits, like wa_id)")
         phones.append(digits)
     return tuple(dict.fromkeys(phones))

@@ -622,8 +622,11 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "owner_phones": {
                 "type": ["array", "null"],
                 "maxItems": 20,
-                "items": {"type": "string", "pattern": "^[0-9]{6,20}$"},
-                "description": "Whose WhatsApp commands the assistant takes (pause, resume...).",
+                # As people write them ("+57 300-111 2233"); stored and shown as wa_id digits
+                # (6 to 15 of them).
+                "items": {"type": "string", "pattern": "^\\+?[0-9() -]{6,30}$"},
+                "description": "Whose WhatsApp commands the assistant takes (pause, resume...), "
+                "in international form; shown as their digits.",
             },
             "credits_per_reply": {
                 "type": ["integer", "null"],
