@@ -21,8 +21,6 @@ UPGRADE = """
 CREATE INDEX messages_tenant_day ON messages (tenant_id, created_at);
 -- GET /v1/media/{id}: a tenant's media by Meta's id.
 CREATE INDEX media_tenant ON media (tenant_id, media_id);
--- Claims of inbound media downloads walk the tenants with pending rows (fair per tenant).
-CREATE INDEX media_tenant_due ON media (tenant_id, run_after) WHERE state = 'pending';
 -- GET /v1/contacts: a number's contacts, newest id first, a page at a time.
 CREATE INDEX contacts_number_id ON contacts (phone_number_id, id);
 -- An orphaned event keeps the source that sent it and why it was not indexed, so a number
@@ -65,7 +63,6 @@ ALTER TABLE numbers DROP COLUMN flagged_reason, DROP COLUMN flagged_at;
 DROP INDEX events_orphaned_number;
 ALTER TABLE events DROP COLUMN source, DROP COLUMN orphan_reason;
 DROP INDEX contacts_number_id;
-DROP INDEX media_tenant_due;
 DROP INDEX media_tenant;
 DROP INDEX messages_tenant_day
 """
