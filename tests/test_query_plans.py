@@ -44,7 +44,7 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
     "a message by id": (Q.get_message, (uuid.uuid4(), TENANT), ("messages",)),
     "conversations past their retention, with their media": (
         Q.purge_conversations,
-        (2000,),
+        (2000, 24),
         ("messages", "media"),
     ),
     "a reply's debit, once per reply": (
@@ -60,8 +60,24 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
     "a tenant's tokens": (Q.usage_tokens, (TENANT, None, None), ("token_usage",)),
     "a person's send takes the conversation over": (
         Q.human_takeover,
-        (1, NUMBER, TENANT),
+        (1, NUMBER, TENANT, 30.0),
         ("contacts", "bots"),
+    ),
+    "reply jobs to claim, fair per tenant": (
+        Q.claim_replies,
+        (32, 30.0, [], [], 8),
+        ("replies",),
+    ),
+    "the replier's next wake-up": (Q.next_reply_due, ([],), ("replies",)),
+    "finished reply jobs past retention": (
+        Q.delete_finished_replies,
+        (600.0, 100),
+        ("replies",),
+    ),
+    "a reply job's context": (
+        Q.reply_context,
+        (NUMBER, 1, TENANT),
+        ("numbers", "tenants", "contacts", "bots"),
     ),
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),

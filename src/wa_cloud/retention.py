@@ -24,6 +24,7 @@ from dataclasses import dataclass, fields
 
 import asyncpg
 
+from wa_cloud.ai.config import DEFAULTS
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
@@ -46,6 +47,7 @@ class RetentionReport:
 
     delivery_bodies: int = 0
     forwards: int = 0
+    replies: int = 0  # finished reply jobs
     orphaned_events: int = 0
     messages: int = 0  # purged (text and media gone, the row kept)
     media: int = 0
@@ -95,8 +97,9 @@ async def run_retention(
     plan = (
         ("delivery_bodies", Q.purge_delivery_bodies, (raw_age, batch_size)),
         ("forwards", Q.delete_finished_forwards, (raw_age, batch_size)),
+        ("replies", Q.delete_finished_replies, (raw_age, batch_size)),
         ("orphaned_events", Q.delete_orphaned_events, (raw_age, batch_size)),
-        ("messages", Q.purge_conversations, (batch_size,)),
+        ("messages", Q.purge_conversations, (batch_size, DEFAULTS.retention_hours)),
         ("media", Q.delete_expired_media, (batch_size,)),
         ("pair_pacing", Q.delete_stale_pair_pacing, (STALE_PAIR_SECONDS, batch_size)),
     )

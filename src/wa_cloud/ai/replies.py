@@ -38,6 +38,7 @@ from wa_cloud.config import Settings
 from wa_cloud.db import channels
 from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
+from wa_cloud.forwarding.events import BOT_REPLY, enqueue_forward
 from wa_cloud.media.rules import MEDIA_KINDS
 from wa_cloud.outbox.compose import compose
 from wa_cloud.providers.base import Provider, ProviderFor
@@ -186,14 +187,6 @@ class Replier:
             due = await conn.fetchval(Q.next_reply_due, self._jobs.full_tenants())
         return idle_wait(self.poll_seconds, due)
 
-    async def run_once(self) -> int:
-        """Claim and answer what is due now, waiting for it (tests, benchmarks)."""
-        before = len(self._jobs)
-        await self.step()
-        started = len(self._jobs) - before
-        await self._jobs.join()
-        return started
-
     async def _run(self, job: Job) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(job))
         try:
@@ -275,10 +268,10 @@ class Replier:
             if config.out_of_credits_text:
                 plan.text(config.out_of_credits_text)
             return plan
-        self._mark_read(provider, burst)
         understood = await self._understand(job, burst, plan)
         if understood is None:
-            return None
+            return None  # its media is still downloading: marked read when it is answered
+        self._mark_read(provider, burst)
         unreadable, turn = understood
         if unreadable and self._reader is None:
             plan.text(config.media_unavailable_text or NO_MEDIA_TEXT)  # once per burst
@@ -386,7 +379,7 @@ class Replier:
             text = m["text"]
             if m["type"] in MEDIA_KINDS:
                 label = MEDIA_LABELS.get(m["type"], m["type"])
-                seen = m["media_text"] or await self._read_media(job, m, plan)
+                seen = m["media_text"] or await self._read_media(job, m)
                 if seen is None:
                     unreadable = True
                     lines.append(
@@ -403,7 +396,7 @@ class Replier:
             return True, ""
         return unreadable, turn
 
-    async def _read_media(self, job: Job, message: asyncpg.Record, plan: Plan) -> str | None:
+    async def _read_media(self, job: Job, message: asyncpg.Record) -> str | None:
         if self._reader is None or message["media_state"] != "stored":
             return None
         try:
@@ -485,14 +478,14 @@ class Replier:
                 plan.text(confirmation(command, paused=bool(ctx["bot_paused"])))
             elif kind in ("pause_contact", "resume_contact"):
                 async with self._pool.acquire() as conn:
-                    target = await conn.fetchrow(
-                        Q.owner_target_contact, number, tenant, command.target
+                    target = await conn.fetchval(
+                        Q.find_tenant_contact, tenant, number, command.target
                     )
                 if target is not None:
                     plan.effects.append(
-                        _pause(target["id"], tenant, "owner")
+                        _pause(target, tenant, "owner")
                         if kind == "pause_contact"
-                        else _resume(target["id"], tenant)
+                        else _resume(target, tenant)
                     )
                 plan.text(confirmation(command, found=target is not None))
             elif kind in ("pause_all", "resume_all"):
@@ -539,25 +532,43 @@ class Replier:
             for effect in plan.effects:
                 await effect(conn)
             recipient = await conn.fetchval(Q.reply_recipient, job.contact_id, job.tenant_id)
-            queued = 0
+            queued: list[dict[str, Any]] = []
             for i, (kind, body, text) in enumerate(plan.parts):
                 composed = compose({"to": recipient, "type": kind, kind: body})
                 row = await conn.fetchrow(
-                    Q.enqueue_reply,
+                    Q.enqueue_message,
                     job.tenant_id,
                     job.phone_number_id,
                     job.contact_id,
                     composed.kind,
                     text,
                     composed.body,
+                    composed.body,
                     composed.recipient,
                     f"reply:{job.id}:{i}",
+                    None,  # no fallback template: a reply goes out inside the window or not at all
+                    None,
+                    "bot",
                     job.id,
                 )
-                queued += row is not None
+                if row is not None:
+                    queued.append({"id": str(row["id"]), "type": composed.kind, "text": text})
             if queued:
                 await conn.execute(Q.ensure_pacing, job.phone_number_id)
                 await conn.execute(Q.notify_outbox, job.phone_number_id)
+                await enqueue_forward(
+                    conn,
+                    job.tenant_id,
+                    BOT_REPLY,
+                    {
+                        "phone_number_id": job.phone_number_id,
+                        "to": recipient,
+                        "reply_id": job.id,
+                        "outcome": plan.outcome,
+                        "messages": queued,
+                    },
+                    f"reply:{job.id}",
+                )
             for feature, answer in plan.usage:
                 await record_tokens(
                     conn,
@@ -613,7 +624,7 @@ def _switch(
     number: str, tenant: UUID, *, on: bool
 ) -> Callable[[asyncpg.Connection], Awaitable[Any]]:
     async def switch(conn: asyncpg.Connection) -> None:
-        await conn.execute(Q.set_number_bot, number, tenant, on)
+        await conn.execute(Q.set_bot_enabled, number, tenant, on)
         if on:
             await conn.fetchval(Q.resume_all_contacts, number, tenant)
 

@@ -348,6 +348,8 @@ def _enqueue_rows(tenant_id: str, index: int, number: PlannedNumber) -> Iterator
             None,  # idempotency key
             None,  # fallback template
             None,  # context wamid
+            "human",
+            None,  # reply job
         )
 
 

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import asyncpg
 
+from wa_cloud.ai.config import DEFAULTS
 from wa_cloud.ai.schedule import ReplyJob, answers, schedule_replies
 from wa_cloud.canonical import digest
 from wa_cloud.db.pool import jsonb_text
@@ -122,7 +123,9 @@ async def _owners(conn: asyncpg.Connection, items: Sequence[Item]) -> _Owners:
     owners = _Owners()
     if not numbers and not wabas:
         return owners
-    for r in await conn.fetch(Q.number_owners, list(numbers), list(wabas)):
+    for r in await conn.fetch(
+        Q.number_owners, list(numbers), list(wabas), DEFAULTS.debounce_seconds
+    ):
         owner = _Owner(
             r["tenant_id"],
             r["waba_id"],

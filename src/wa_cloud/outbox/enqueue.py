@@ -19,6 +19,7 @@ from uuid import UUID
 
 import asyncpg
 
+from wa_cloud.ai.config import DEFAULTS
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import Forbidden, NotFound, Unprocessable
 from wa_cloud.graph.errors import GraphError
@@ -168,13 +169,21 @@ async def _insert(
             key,
             fallback.body if fallback else None,
             (composed.body.get("context") or {}).get("message_id"),
+            "human",
+            None,
         )
         if row is None:  # a concurrent call with the same key won the race
             existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
             return Queued(existing["id"], existing["status"], created=False)
         if contact is not None:
             # A person answers this conversation now: the assistant keeps out of it a while.
-            await conn.execute(Q.human_takeover, contact["id"], sender, tenant_id)
+            await conn.execute(
+                Q.human_takeover,
+                contact["id"],
+                sender,
+                tenant_id,
+                DEFAULTS.human_takeover_minutes,
+            )
         await conn.execute(Q.ensure_pacing, sender)
         await conn.execute(Q.notify_outbox, sender)
     logger.info(

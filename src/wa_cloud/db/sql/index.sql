@@ -5,7 +5,7 @@
 -- owner phones (whose commands it takes even while it is off).
 SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id,
        coalesce(w.events, '{}') AS forward_events, n.bot_enabled,
-       coalesce(b.debounce_seconds, 1.5)::float8 AS debounce_seconds,
+       coalesce(b.debounce_seconds, $3)::float8 AS debounce_seconds,
        coalesce(b.owner_phones, '{}') AS owner_phones
   FROM numbers n
   LEFT JOIN tenant_webhooks w ON w.tenant_id = n.tenant_id

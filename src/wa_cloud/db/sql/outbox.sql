@@ -14,12 +14,12 @@ SELECT id, last_inbound_at, window_closed_at FROM contacts
 SELECT id, status FROM messages WHERE tenant_id = $1 AND idempotency_key = $2;
 
 -- name: enqueue_message
--- A send through the API: a person (or their system) wrote it, not the assistant, whose
--- replies are queued by replies.sql's enqueue_reply.
+-- $12: who wrote it, 'human' (the API: a person or their system) or 'bot' (the assistant,
+-- with the reply job $13 that answered).
 INSERT INTO messages (tenant_id, phone_number_id, contact_id, direction, type, text, payload,
                       request, recipient, status, idempotency_key, fallback_template, run_after,
-                      context_wamid, author)
-VALUES ($1, $2, $3, 'out', $4, $5, $6, $7, $8, 'queued', $9, $10, now(), $11, 'human')
+                      context_wamid, author, reply_id)
+VALUES ($1, $2, $3, 'out', $4, $5, $6, $7, $8, 'queued', $9, $10, now(), $11, $12, $13)
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, status;
 

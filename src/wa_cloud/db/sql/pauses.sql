@@ -23,7 +23,7 @@ RETURNING {{contact_view:c}};
 -- a pause until resumed is never shortened.
 WITH setting AS (
     SELECT coalesce((SELECT human_takeover_minutes FROM bots
-                      WHERE phone_number_id = $2 AND tenant_id = $3), 30)::float8 * 60 AS secs
+                      WHERE phone_number_id = $2 AND tenant_id = $3), $4)::float8 * 60 AS secs
 )
 UPDATE contacts c
    SET bot_paused = true, paused_until = now() + make_interval(secs => s.secs),

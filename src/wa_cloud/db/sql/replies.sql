@@ -80,7 +80,9 @@ SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.flagged_r
 -- name: burst_messages
 -- The messages a job answers, oldest first, with their media as far as it got.
 SELECT m.id, m.wamid, m.type, m.text, m.media_text, m.payload, m.created_at,
-       md.state AS media_state, md.mime_type AS media_mime, md.content AS media_content
+       md.state AS media_state, md.mime_type AS media_mime,
+       -- the bytes only while they are still to be read
+       CASE WHEN m.media_text IS NULL THEN md.content END AS media_content
   FROM messages m
   LEFT JOIN media md ON md.message_id = m.id
  WHERE m.reply_id = $1 AND m.tenant_id = $2
@@ -90,7 +92,7 @@ SELECT m.id, m.wamid, m.type, m.text, m.media_text, m.payload, m.created_at,
 -- name: conversation_history
 -- The turns before this burst, newest first (the caller keeps the last N): both directions,
 -- never a purged message, never a later burst's messages.
-SELECT m.direction, m.type, coalesce(m.text, m.media_text) AS text, m.media_text
+SELECT m.direction, coalesce(m.text, m.media_text) AS text
   FROM messages m
  WHERE m.contact_id = $1 AND m.tenant_id = $2 AND m.purged_at IS NULL
    AND m.status <> 'failed'
@@ -126,19 +128,6 @@ RETURNING contact_id,
 -- name: notify_replies
 SELECT pg_notify('{{channel.replies}}', '');
 
--- name: enqueue_reply
--- The assistant's answer into the outbox (idempotent per job and part).
-INSERT INTO messages (tenant_id, phone_number_id, contact_id, direction, type, text, payload,
-                      request, recipient, status, idempotency_key, run_after, author, reply_id)
-VALUES ($1, $2, $3, 'out', $4, $5, $6, $6, $7, 'queued', $8, now(), 'bot', $9)
-ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-RETURNING id;
-
--- name: owner_target_contact
-SELECT id, name FROM contacts
- WHERE phone_number_id = $1 AND tenant_id = $2 AND (wa_id = $3 OR user_id = $3)
- LIMIT 1;
-
 -- name: resume_all_contacts
 WITH resumed AS (
     UPDATE contacts
@@ -147,10 +136,6 @@ WITH resumed AS (
     RETURNING 1
 )
 SELECT count(*) FROM resumed;
-
--- name: set_number_bot
-UPDATE numbers SET bot_enabled = $3, updated_at = now()
- WHERE phone_number_id = $1 AND tenant_id = $2;
 
 -- name: owner_status
 -- Paused conversations and today's counts (the day in the number's time zone, $3).
@@ -175,10 +160,12 @@ SELECT
 -- still active. Not the tenant's row: the debit updates it in this transaction, and two
 -- finishes sharing it first would deadlock upgrading.
 SELECT NOT (c.bot_paused AND (c.paused_until IS NULL OR c.paused_until > now()))
-       AND n.bot_enabled AND t.active AS open
+       AND coalesce(n.bot_enabled, false) AND t.active AS open
   FROM replies r
   JOIN contacts c ON c.id = r.contact_id
-  JOIN numbers n ON n.phone_number_id = r.phone_number_id
+  -- still this tenant's number: one removed and registered by another meanwhile is closed
+  LEFT JOIN numbers n ON n.phone_number_id = r.phone_number_id AND n.tenant_id = r.tenant_id
+                     AND n.removed_at IS NULL
   JOIN tenants t ON t.id = r.tenant_id
  WHERE r.id = $1 AND r.state = 'running' AND r.attempts = $2
    FOR UPDATE OF r FOR SHARE OF c;

@@ -23,6 +23,20 @@ WITH due AS (
 )
 SELECT count(*) FROM cleared;
 
+-- name: delete_finished_replies
+-- Reply jobs answered (or given up) more than $1 seconds ago: their messages and ledger rows
+-- keep what matters; the job itself only says how the burst went. Walks replies_finished.
+WITH due AS (
+    SELECT id FROM replies
+     WHERE state IN ('done', 'failed') AND finished_at < now() - make_interval(secs => $1)
+     ORDER BY finished_at
+     LIMIT $2
+     FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM replies r USING due WHERE r.id = due.id RETURNING 1
+)
+SELECT count(*) FROM deleted;
+
 -- name: delete_finished_forwards
 -- Delivered or given up more than $1 seconds ago; pending ones are still the queue.
 WITH due AS (
@@ -63,13 +77,13 @@ WITH due AS (
      CROSS JOIN LATERAL (
         SELECT id FROM messages
          WHERE phone_number_id = n.phone_number_id AND purged_at IS NULL
-           AND created_at < now() - make_interval(hours => coalesce(b.retention_hours, 24))
+           AND created_at < now() - make_interval(hours => coalesce(b.retention_hours, $2))
            AND NOT (direction = 'out' AND status IN ('queued', 'sending'))
          ORDER BY created_at
          LIMIT $1
          FOR UPDATE SKIP LOCKED
      ) m
-     WHERE coalesce(b.retention_hours, 24) > 0
+     WHERE coalesce(b.retention_hours, $2) > 0
      LIMIT $1
 ), media_deleted AS (
     DELETE FROM media d USING due WHERE d.message_id = due.id
