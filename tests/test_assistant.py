@@ -460,3 +460,29 @@ async def test_without_gemini_media_gets_the_polite_reply_once(
         assert "no puedo escuchar audios" in sent[0]["text"]["body"]
         assert await model_requests(meta) == []
         assert await db.fetchval("SELECT count(*) FROM credit_ledger") == 0
+
+
+async def test_the_reply_is_forwarded_to_the_tenants_webhook(
+    bot: Meta, db: asyncpg.Connection
+) -> None:
+    await give_credits(db, bot)
+    await configure_bot(bot)
+    hook = await bot.app.client.put(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "events": ["bot.reply"]},
+        headers=bot.tenant(),
+    )
+    assert hook.status_code == 200, hook.text
+    await bot.customer_writes("hola", sender=CUSTOMER)
+    rows = await replies_done(db, 1)
+    forwards = await db.fetch("SELECT event, payload FROM forwards ORDER BY id")
+    assert [f["event"] for f in forwards] == ["bot.reply"]
+    payload = forwards[0]["payload"]
+    sent = await db.fetchrow("SELECT id, text FROM messages WHERE author = 'bot'")
+    assert payload == {
+        "phone_number_id": NUMBER_A,
+        "to": CUSTOMER,
+        "reply_id": rows[0]["id"],
+        "outcome": "answered",
+        "messages": [{"id": str(sent["id"]), "type": "text", "text": "hola"}],
+    }
