@@ -37,7 +37,12 @@ class Provider(Protocol):
         """Send one message in Meta's send shape; return the provider's message id."""
         ...
 
-    async def mark_read(self, message_id: str, *, typing: bool = False) -> None: ...
+    async def mark_read(
+        self, message_id: str, *, typing: bool = False, chat: str | None = None
+    ) -> None:
+        """Read ticks (and typing) for `message_id`, written in the chat with `chat` (the
+        contact's wa_id: a web session addresses a read by chat, the Cloud API by id alone)."""
+        ...
 
     async def upload_media(self, content: bytes, mime_type: str, filename: str) -> str: ...
 

@@ -6,11 +6,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from wa_cloud.errors import Conflict
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.graph.errors import PermanentGraphError
-from wa_cloud.providers.base import Capabilities, MediaFile, Provider, ProviderFor
-from wa_cloud.secretbox import SecretBox, SecretUnreadable
+from wa_cloud.providers.base import Capabilities, MediaFile
+from wa_cloud.secretbox import SecretBox
 from wa_cloud.tenants import sealed
 
 CLOUD_CAPABILITIES = Capabilities(
@@ -48,7 +47,9 @@ class CloudProvider:
     async def send(self, body: Mapping[str, Any]) -> str:
         return await self._graph.send_message(self._phone_number_id, self._token, body)
 
-    async def mark_read(self, message_id: str, *, typing: bool = False) -> None:
+    async def mark_read(
+        self, message_id: str, *, typing: bool = False, chat: str | None = None
+    ) -> None:
         await self._graph.mark_read(self._phone_number_id, self._token, message_id, typing=typing)
 
     async def upload_media(self, content: bytes, mime_type: str, filename: str) -> str:
@@ -83,25 +84,3 @@ def cloud_provider(graph: GraphClient, box: SecretBox, number: Mapping[str, Any]
     pnid = str(number["phone_number_id"])
     token = box.open(number["access_token_enc"], context=sealed.NUMBER_TOKEN.context(pnid))
     return CloudProvider(graph, pnid, number.get("waba_id"), token)
-
-
-def cloud_providers(graph: GraphClient, box: SecretBox) -> ProviderFor:
-    """A Cloud API provider for a number's row (its token opened just for this)."""
-    return lambda row: cloud_provider(graph, box, dict(row))
-
-
-def request_providers(graph: GraphClient, box: SecretBox) -> ProviderFor:
-    """`cloud_providers` for an API request: a token that cannot be opened is a 409."""
-
-    def build(number: Mapping[str, Any]) -> Provider:
-        try:
-            return cloud_provider(graph, box, dict(number))
-        except SecretUnreadable:
-            # Ours to fix (a master key missing here), not the caller's: said plainly, no 500.
-            raise Conflict(
-                "This number's access token cannot be opened; the operator must restore the "
-                "key it was sealed with, or register the number again.",
-                "number_unavailable",
-            ) from None
-
-    return build
