@@ -398,7 +398,10 @@ async def meta_running(
             },
         )
         assert seeded.status_code == 201, seeded.text
-        local = replace(settings, graph_base_url=sandbox_url)
+        # The app's public address is where it tells gateways to post (web-session webhooks).
+        local = replace(
+            settings, graph_base_url=sandbox_url, public_url=settings.public_url or app_url
+        )
         if models:
             local = replace(
                 local,
@@ -435,6 +438,16 @@ def process_env(settings: Settings, **env: str) -> dict[str, str]:
         "WA_ALLOW_PRIVATE_URLS": "true" if settings.allow_private_urls else "false",
         "WA_API_RATE_PER_SECOND": str(settings.api_rate_per_second),
         "WA_API_RATE_BURST": str(settings.api_rate_burst),
+        **({"WA_PUBLIC_URL": settings.public_url} if settings.public_url else {}),
+        **(
+            {
+                "OPENAI_BASE_URL": settings.openai_base_url,
+                "OPENAI_API_KEY": settings.openai_api_key or "",
+                "WA_AI_MODEL": settings.ai_model or "",
+            }
+            if settings.openai_base_url
+            else {}
+        ),
         **env,
     }
 

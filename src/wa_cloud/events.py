@@ -111,6 +111,20 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class EchoMessage:
+    """A message the business sent from its own phone (a web session's `fromMe`): stored as
+    outbound, written by a human."""
+
+    route: Route
+    wamid: str
+    type: str
+    recipient: Contact
+    timestamp: datetime | None
+    text: str | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class FieldEvent:
     """Anything that is not a message or a status: template, account and quality updates,
     out-of-band errors, elements we could not read. Stored whole."""
@@ -123,7 +137,7 @@ class FieldEvent:
     raw: Mapping[str, Any] = dataclasses.field(repr=False)
 
 
-Event = InboundMessage | StatusUpdate | FieldEvent
+Event = InboundMessage | StatusUpdate | EchoMessage | FieldEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,8 @@ class AppState:
     app_cache: dict[str, tuple[float, str, str]] = field(default_factory=dict, repr=False)
     # app_id -> expires at, for ids no tenant registered: no query per made-up app id.
     unknown_apps: dict[str, float] = field(default_factory=dict, repr=False)
+    # phone_number_id -> (expires at, its gateway secret's hash or None): web-session webhooks.
+    session_secrets: dict[str, tuple[float, bytes | None]] = field(default_factory=dict, repr=False)
     # The in-process worker's loops (`serve` without --no-worker), for /readyz.
     worker_health: Health | None = None
     key_rates: KeyRateLimiter = field(default_factory=lambda: KeyRateLimiter(50.0, 200), repr=False)

@@ -215,12 +215,13 @@ class Health:
 
 def standard_consumers(resources: Resources, *, concurrency: int) -> list[Consumer]:
     """Every consumer a worker runs: `concurrency` delivery indexers, the sender, inbound
-    media, the forwarder, the assistant's replies and retention."""
+    media, the forwarder, the assistant's replies, the web sessions' watchdog and retention."""
     from wa_cloud.ai.replies import Replier
     from wa_cloud.forwarding.forwarder import Forwarder
     from wa_cloud.inbound.processor import DeliveryIndexer
     from wa_cloud.media.inbound import MediaFetcher
     from wa_cloud.outbox.sender import Sender
+    from wa_cloud.providers.watchdog import SessionWatchdog
     from wa_cloud.retention import Retention
 
     return [
@@ -228,6 +229,7 @@ def standard_consumers(resources: Resources, *, concurrency: int) -> list[Consum
         MediaFetcher.from_resources(resources),
         Forwarder.from_resources(resources),
         Replier.from_resources(resources),
+        SessionWatchdog.from_resources(resources),
         Retention(resources.pool, resources.settings),
         *(DeliveryIndexer.from_resources(resources, index=i) for i in range(concurrency)),
     ]

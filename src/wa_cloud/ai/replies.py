@@ -42,7 +42,7 @@ from wa_cloud.forwarding.events import BOT_REPLY, enqueue_forward
 from wa_cloud.media.rules import MEDIA_KINDS
 from wa_cloud.outbox.compose import compose
 from wa_cloud.providers.base import Provider, ProviderFor
-from wa_cloud.providers.cloud import cloud_providers
+from wa_cloud.providers.numbers import number_providers
 from wa_cloud.resources import Resources
 from wa_cloud.secretbox import SecretBox, SecretUnreadable
 from wa_cloud.tenants import audit
@@ -112,7 +112,7 @@ class Replier:
             resources.pool,
             resources.settings,
             resources.box,
-            cloud_providers(resources.graph, resources.box),
+            number_providers(resources.graph, resources.tenant_http, resources.box),
             resources.tenant_http,
         )
 
@@ -236,7 +236,7 @@ class Replier:
         ]
         provider = self._provider(ctx)
         if commands:
-            self._mark_read(provider, burst)
+            self._mark_read(provider, burst, ctx["wa_id"])
             return await self._commands(job, ctx, config, commands)
         if not config.enabled:
             return Plan("skipped: bot disabled")
@@ -271,7 +271,7 @@ class Replier:
         understood = await self._understand(job, burst, plan)
         if understood is None:
             return None  # its media is still downloading: marked read when it is answered
-        self._mark_read(provider, burst)
+        self._mark_read(provider, burst, ctx["wa_id"])
         unreadable, turn = understood
         if unreadable and self._reader is None:
             plan.text(config.media_unavailable_text or NO_MEDIA_TEXT)  # once per burst
@@ -329,7 +329,9 @@ class Replier:
         except SecretUnreadable:
             return None
 
-    def _mark_read(self, provider: Provider | None, burst: Sequence[asyncpg.Record]) -> None:
+    def _mark_read(
+        self, provider: Provider | None, burst: Sequence[asyncpg.Record], chat: str | None
+    ) -> None:
         """Read ticks and the typing indicator at once, beside the rest of the job."""
         wamid = next((m["wamid"] for m in reversed(burst) if m["wamid"]), None)
         if provider is None or wamid is None or not provider.capabilities.read_receipts:
@@ -337,7 +339,8 @@ class Replier:
 
         async def mark() -> None:
             try:
-                await provider.mark_read(wamid, typing=provider.capabilities.typing_indicator)
+                typing = provider.capabilities.typing_indicator
+                await provider.mark_read(wamid, typing=typing, chat=chat)
             except Exception as exc:  # a tick is worth no failure of the reply
                 logger.info("mark read failed", extra={"error": type(exc).__name__})
 

@@ -34,7 +34,7 @@ from wa_cloud.media.fetch import fetch_url
 from wa_cloud.media.rules import KB, MAX_MEDIA_BYTES, MB, check_media, rule_for
 from wa_cloud.media.voice import AudioConversionError, to_voice_note
 from wa_cloud.providers.base import Provider
-from wa_cloud.providers.cloud import request_providers
+from wa_cloud.providers.numbers import request_providers
 from wa_cloud.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -212,9 +212,8 @@ async def _upload(request: Request, state: AppState, tenant_id: UUID) -> JSONRes
     content = file.content
     mime_type = check_media(upload.kind, file.mime_type, len(content), content)
     filename = _filename(file.filename, mime_type, upload.kind)
-    media_id = await _send_to_meta(
-        request_providers(state.graph, state.box)(number), content, mime_type, filename
-    )
+    provider = request_providers(state.graph, state.tenant_http, state.box)(number)
+    media_id = await _send_to_meta(provider, content, mime_type, filename)
     # Up to 100 MB: hashlib lets other threads run while it hashes, so off the event loop.
     digest = await asyncio.to_thread(lambda: hashlib.sha256(content).hexdigest())
     logger.info(

@@ -15,7 +15,7 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound
 from wa_cloud.outbox.compose import SEND_TYPES
 from wa_cloud.outbox.enqueue import enqueue
-from wa_cloud.providers.cloud import request_providers
+from wa_cloud.providers.numbers import request_providers
 
 _ALLOWED = {
     "from",
@@ -38,7 +38,7 @@ async def send_message(request: Request) -> JSONResponse:
         state.pool,
         caller.tenant_id,
         body,
-        request_providers(state.graph, state.box),
+        request_providers(state.graph, state.tenant_http, state.box),
         state.template_fetches,
     )
     return JSONResponse(

@@ -7,6 +7,8 @@ Every query is scoped by the caller's tenant id: another tenant's ids are simply
 from __future__ import annotations
 
 import logging
+from typing import Any
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,11 +26,14 @@ from wa_cloud.asgi import (
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound, Unprocessable
 from wa_cloud.forwarding.events import NUMBER_UPDATED, enqueue_forward
+from wa_cloud.providers.watchdog import session_json
+from wa_cloud.state import AppState
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.numbers import (
     meta_throughput,
     number_json,
     register_number,
+    register_web_session,
     remove_number,
 )
 
@@ -39,18 +44,13 @@ async def create_number(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     caller.require_active()
     body = await read_object(request)
-    reject_unknown(
-        body,
-        {
-            "phone_number_id",
-            "waba_id",
-            "access_token",
-            "display_phone_number",
-            "app_id",
-            "pin",
-            "provider",
-        },
-    )
+    reject_unknown(body, _CLOUD_FIELDS | _SESSION_FIELDS)
+    provider = field_str(body, "provider", required=False, default="cloud")
+    if provider == "websession":
+        return await _create_web_session(state, caller.tenant_id, body)
+    if provider != "cloud":
+        raise Unprocessable("'provider' must be 'cloud' or 'websession'.", "invalid_field")
+    reject_unknown(body, _CLOUD_FIELDS)
     phone_number_id = field_digits(body, "phone_number_id")
     waba_id = field_digits(body, "waba_id")
     token = field_str(body, "access_token", max_length=4096)
@@ -59,9 +59,6 @@ async def create_number(request: Request) -> JSONResponse:
     display = field_digits(body, "display_phone_number", required=False)
     app_id = field_digits(body, "app_id", required=False)
     pin = field_pin(body)
-    provider = field_str(body, "provider", required=False, default="cloud")
-    if provider != "cloud":
-        raise Unprocessable("'provider' must be 'cloud'.", "invalid_field")
     row = await register_number(
         state,
         caller.tenant_id,
@@ -73,6 +70,64 @@ async def create_number(request: Request) -> JSONResponse:
         display=display,
     )
     return JSONResponse(number_json(row), status_code=201)
+
+
+_CLOUD_FIELDS = {
+    "phone_number_id",
+    "waba_id",
+    "access_token",
+    "display_phone_number",
+    "app_id",
+    "pin",
+    "provider",
+}
+_SESSION_FIELDS = {"phone_number_id", "display_phone_number", "provider", "gateway"}
+
+
+async def _create_web_session(
+    state: AppState, tenant_id: UUID, body: dict[str, Any]
+) -> JSONResponse:
+    """A number that speaks through a WhatsApp-Web gateway (design.md): its display number,
+    an optional id (the display number's digits by default) and the gateway's URL and key."""
+    reject_unknown(body, _SESSION_FIELDS)
+    display = field_digits(body, "display_phone_number")
+    phone_number_id = field_digits(body, "phone_number_id", required=False) or display
+    gateway = body.get("gateway")
+    if not isinstance(gateway, dict):
+        raise Unprocessable(
+            "'gateway' must be an object with 'url' and 'api_key'.", "invalid_field"
+        )
+    reject_unknown(gateway, {"url", "api_key"})
+    url = field_str(gateway, "url", max_length=2048)
+    api_key = field_str(gateway, "api_key", max_length=512)
+    if not (api_key.isascii() and api_key.isprintable()):
+        raise Unprocessable("'gateway.api_key' is not an API key.", "invalid_field")
+    row = await register_web_session(
+        state,
+        tenant_id,
+        phone_number_id=phone_number_id,
+        display=display,
+        gateway_url=url,
+        api_key=api_key,
+    )
+    return JSONResponse(number_json(row), status_code=201)
+
+
+async def number_qr(request: Request) -> JSONResponse:
+    """`GET /v1/numbers/{id}/qr`: a web-session number's state, and the QR code (and pairing
+    code) to link it while it waits for a scan."""
+    state, caller = await require_tenant(request)
+    phone_number_id = request.path_params["phone_number_id"]
+    async with state.pool.acquire() as conn:
+        number = await conn.fetchrow(Q.get_number, phone_number_id, caller.tenant_id)
+        if number is None:
+            raise NotFound("No number with that phone_number_id is yours.")
+        if number["provider"] != "websession":
+            raise Unprocessable(
+                "This number uses the Cloud API: it has no QR code.", "not_a_web_session"
+            )
+        session = await conn.fetchrow(Q.web_session, phone_number_id, caller.tenant_id)
+    return JSONResponse(session_json(session))
 
 
 async def delete_number(request: Request) -> JSONResponse:

@@ -10,6 +10,7 @@ OUTBOX: Final = "wa_outbox"  # a message queued: the sender
 MEDIA: Final = "wa_media"  # an inbound media download queued: the media fetcher
 FORWARDS: Final = "wa_forwards"  # an event queued for a tenant's webhook: the forwarder
 REPLIES: Final = "wa_replies"  # a conversation's reply scheduled: the assistant
+SESSIONS: Final = "wa_sessions"  # a web session needs a gateway call now: the watchdog
 
 BY_KEY: Final[dict[str, str]] = {
     "deliveries": DELIVERIES,
@@ -17,4 +18,5 @@ BY_KEY: Final[dict[str, str]] = {
     "media": MEDIA,
     "forwards": FORWARDS,
     "replies": REPLIES,
+    "sessions": SESSIONS,
 }

@@ -27,12 +27,15 @@ from wa_cloud.db.pool import jsonb_text
 from wa_cloud.db.queries import Q
 from wa_cloud.events import (
     Delivery,
+    EchoMessage,
     FieldEvent,
     InboundMessage,
     StatusKind,
     StatusUpdate,
 )
 from wa_cloud.forwarding.events import Forward, enqueue_forwards, forward_of
+from wa_cloud.inbound.gateway import SESSION_FIELD
+from wa_cloud.inbound.sessions import Echo, SessionNews, apply_session_news, index_echoes
 from wa_cloud.media.inbound import MediaJob, media_job, queue_media_jobs
 
 
@@ -85,6 +88,11 @@ def source_of(app_id: str | None) -> str:
     return PLATFORM_SOURCE if app_id is None else f"app:{app_id}"
 
 
+def gateway_source(phone_number_id: str) -> str:
+    """The only source that speaks for a web-session number: its own gateway's webhook."""
+    return f"websession:{phone_number_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Owner:
     tenant_id: UUID
@@ -129,7 +137,9 @@ async def _owners(conn: asyncpg.Connection, items: Sequence[Item]) -> _Owners:
         owner = _Owner(
             r["tenant_id"],
             r["waba_id"],
-            source_of(r["app_id"]),
+            gateway_source(r["phone_number_id"])
+            if r["provider"] == "websession"
+            else source_of(r["app_id"]),
             frozenset(r["forward_events"]),
             r["bot_enabled"],
             r["debounce_seconds"],
@@ -160,7 +170,7 @@ class _Field:
     """An event kept in the event log: a field event, or any event orphaned."""
 
     owner: _Owner | None
-    event: FieldEvent | InboundMessage | StatusUpdate
+    event: FieldEvent | InboundMessage | StatusUpdate | EchoMessage
     delivery_id: int
     source: str
     reason: str | None
@@ -234,6 +244,8 @@ class _Batch:
     statuses: list[_Status] = field(default_factory=list)
     fields: list[_Field] = field(default_factory=list)
     templates: list[tuple[str, FieldEvent]] = field(default_factory=list)  # WABA, the news
+    echoes: list[Echo] = field(default_factory=list)
+    sessions: list[SessionNews] = field(default_factory=list)
     contacts: list[_Contact] = field(default_factory=list)
     result: IndexResult = field(default_factory=IndexResult)
 
@@ -260,6 +272,8 @@ def _sort(items: Sequence[Item], owners: _Owners) -> _Batch:
                 batch.fields.append(_Field(owner, event, item.delivery_id, item.source, None))
             elif isinstance(event, InboundMessage):
                 batch.messages.append(_Message(owner, event, item.delivery_id))
+            elif isinstance(event, EchoMessage):
+                batch.echoes.append(Echo(owner.tenant_id, event, item.delivery_id))
             else:
                 batch.statuses.append(_Status(owner, event, item.delivery_id))
     return batch
@@ -276,6 +290,8 @@ async def index_batch(conn: asyncpg.Connection, items: Sequence[Item]) -> IndexR
     forwards += await _messages(conn, batch)
     forwards += await _statuses(conn, batch)
     forwards += await _fields(conn, batch)
+    await index_echoes(conn, batch.echoes)
+    await apply_session_news(conn, batch.sessions)
     await enqueue_forwards(conn, forwards)
     return batch.result
 
@@ -407,7 +423,8 @@ async def _messages(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
             continue
         batch.result.messages += 1
         owner = message.owner
-        job = media_job(owner.tenant_id, message.event, stored_ids[key])
+        web_session = owner.source.startswith("websession:")
+        job = media_job(owner.tenant_id, message.event, stored_ids[key], web_session=web_session)
         if job is not None:
             jobs.append(job)
         contact_id = None if message.contact is None else message.contact.id
@@ -524,7 +541,7 @@ async def _fields(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
         raw: Mapping[str, Any] = event.raw
         if isinstance(event, FieldEvent):
             name, kind, key_time = event.field, event.kind, event.time
-        elif isinstance(event, InboundMessage):
+        elif isinstance(event, InboundMessage | EchoMessage):
             name, kind, key_time = "messages", "message", None
         else:
             name, kind, key_time = "messages", "status", None
@@ -555,6 +572,10 @@ async def _fields(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
             batch.result.orphaned += 1
             batch.result.refused_source += f.reason == SOURCE_NOT_BOUND
             continue
+        if isinstance(f.event, EchoMessage):
+            continue  # an owner's echo is a message (index_echoes), never a field
+        if isinstance(f.event, FieldEvent) and f.event.field == SESSION_FIELD:
+            batch.sessions.append(SessionNews(f.owner.tenant_id, f.event))
         forward = forward_of(f.owner.tenant_id, f.event, f.owner.subscribed)
         if forward is not None:
             forwards.append(forward)

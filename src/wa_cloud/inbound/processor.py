@@ -21,7 +21,8 @@ from wa_cloud.backoff import Backoff
 from wa_cloud.db import channels
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import WaCloudError
-from wa_cloud.events import InboundMessage, StatusKind, StatusUpdate
+from wa_cloud.events import EchoMessage, InboundMessage, StatusKind, StatusUpdate
+from wa_cloud.inbound.gateway import parse_gateway_delivery
 from wa_cloud.inbound.index import IndexResult, Item, index_batch
 from wa_cloud.inbound.parse import InvalidDelivery, parse_delivery
 from wa_cloud.metrics import Metrics
@@ -120,8 +121,12 @@ class _Run:
             if given_up is not None:
                 await self._quarantine(delivery_id, "worker_died", given_up)
                 continue
+            source: str = row["source"]
             try:
-                delivery = parse_delivery(bytes(row["body"]))
+                if source.startswith("websession:"):
+                    delivery = parse_gateway_delivery(bytes(row["body"]), source.split(":", 1)[1])
+                else:
+                    delivery = parse_delivery(bytes(row["body"]))
             except InvalidDelivery as exc:
                 await self._quarantine(delivery_id, exc.code, exc.message)
                 logger.warning(
@@ -188,6 +193,8 @@ def _contact_keys(items: Iterable[Item]) -> set[str]:
             number = event.route.phone_number_id
             if isinstance(event, InboundMessage):
                 keys.add(f"{number}:{event.sender.wa_id or event.sender.user_id}")
+            elif isinstance(event, EchoMessage):
+                keys.add(f"{number}:{event.recipient.wa_id or event.recipient.user_id}")
             elif isinstance(event, StatusUpdate) and event.kind is StatusKind.FAILED:
                 keys.add(f"{number}:{event.recipient_id or event.recipient_user_id}")
     return keys

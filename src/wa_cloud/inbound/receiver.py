@@ -14,12 +14,15 @@ import json
 from wa_cloud.asgi import ASGIApp, Receive, Scope, Send, read_capped
 from wa_cloud.config import MAX_WEBHOOK_BYTES
 from wa_cloud.db.pool import DATABASE_ERRORS
-from wa_cloud.errors import ApiError, DatabaseUnavailable
-from wa_cloud.inbound.routes import UnknownApp, app_secrets
+from wa_cloud.errors import ApiError, DatabaseUnavailable, Forbidden
+from wa_cloud.inbound.routes import UnknownApp, app_secrets, gateway_secret_matches
 from wa_cloud.inbound.signature import SignatureInvalid, SignatureMissing, verify_off_loop
+from wa_cloud.providers.websession import SECRET_HEADER
 from wa_cloud.state import AppState
 
 _APPS_PREFIX = "/webhook/apps/"
+_SESSIONS_PREFIX = "/webhook/websession/"
+_GATEWAY_SECRET = SECRET_HEADER.encode()
 _BODY_READ = "wa_cloud.body_read"  # set in the scope once the whole body is in
 # Above this, a webhook body is "large": read only within the process's byte budget.
 LARGE_WEBHOOK_BYTES = 256 * 1024
@@ -62,8 +65,11 @@ class WebhookReceiver:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        gateway_number = None
         if path == "/webhook":
             app_id = None
+        elif path.startswith(_SESSIONS_PREFIX):
+            app_id, gateway_number = None, path[len(_SESSIONS_PREFIX) :]
         elif path.startswith(_APPS_PREFIX) and "/" not in path[len(_APPS_PREFIX) :]:
             app_id = path[len(_APPS_PREFIX) :]
             if not app_id.isdigit() or not app_id.isascii():  # Meta app ids are digits
@@ -74,7 +80,10 @@ class WebhookReceiver:
             return
         state: AppState = scope["state"]["wa"]
         try:
-            await self._receive(state, scope, receive, app_id)
+            if gateway_number is None:
+                await self._receive(state, scope, receive, app_id)
+            else:
+                await self._receive_gateway(state, scope, receive, gateway_number)
         except ApiError as exc:
             state.metrics.inc("wa_webhook_rejected_total", reason=exc.code)
             unread = _BODY_READ not in scope
@@ -86,6 +95,27 @@ class WebhookReceiver:
             return
         await send(_OK_START)
         await send(_OK_BODY)
+
+    @staticmethod
+    async def _receive_gateway(
+        state: AppState, scope: Scope, receive: Receive, number: str
+    ) -> None:
+        """A web-session gateway's event: stored (source `websession:<number>`) when it
+        carries the secret we set on that number's instance; 403 otherwise, nothing stored."""
+        given = length = None
+        for name, value in scope["headers"]:
+            if name == _GATEWAY_SECRET:
+                given = value
+            elif name == b"content-length":
+                length = value
+        if not (number.isascii() and number.isdigit() and given):
+            raise _GatewayRefused()
+        if not await gateway_secret_matches(state, number, given):
+            raise _GatewayRefused()
+        body = await read_capped(receive, length, MAX_WEBHOOK_BYTES)
+        scope[_BODY_READ] = True
+        await state.deliveries.submit((f"websession:{number}", body))
+        state.metrics.inc("wa_webhook_deliveries_received_total", source="websession")
 
     @staticmethod
     async def _receive(state: AppState, scope: Scope, receive: Receive, app_id: str | None) -> None:
@@ -117,3 +147,10 @@ class WebhookReceiver:
         )
         await state.deliveries.submit((source, body))
         state.metrics.inc("wa_webhook_deliveries_received_total", source=source.split(":", 1)[0])
+
+
+class _GatewayRefused(Forbidden):
+    def __init__(self) -> None:
+        # One answer for an unknown number and a wrong secret: which numbers are web sessions
+        # here is not told to whoever asks.
+        super().__init__("The gateway secret is missing or wrong.", "invalid_gateway_secret")

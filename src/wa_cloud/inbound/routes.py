@@ -15,6 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, NotFound
+from wa_cloud.providers.websession import secret_hash
 from wa_cloud.state import AppState
 from wa_cloud.tenants import sealed
 
@@ -74,6 +75,35 @@ async def app_secrets(state: AppState, app_id: str) -> tuple[str, str]:
     token = state.box.open(row["verify_token_enc"], context=sealed.APP_VERIFY_TOKEN.context(app_id))
     state.app_cache[app_id] = (now + _APP_CACHE_SECONDS, secret, token)
     return secret, token
+
+
+_UNKNOWN_SESSIONS = b"unknown-session"
+
+
+async def gateway_secret_matches(state: AppState, phone_number_id: str, given: bytes) -> bool:
+    """Whether `given` is the secret we set on this web-session number's gateway instance.
+
+    The hashes are cached briefly per process, a number without a session too. A mismatch with
+    a cached hash is read again once (the number may have been registered again elsewhere,
+    with a new secret), one such read at a time past the failed-lookup rate."""
+    now = time.monotonic()
+    digest = secret_hash(given.decode("latin-1"))
+    cached = state.session_secrets.get(phone_number_id)
+    if cached is not None and cached[0] > now:
+        if cached[1] is None:
+            return False  # no web-session number by that id, a moment ago
+        if hmac.compare_digest(cached[1], digest):
+            return True
+    async with state.failed_lookups.turn(_UNKNOWN_SESSIONS), state.ingest_pool.acquire() as conn:
+        stored: bytes | None = await conn.fetchval(Q.gateway_secret, phone_number_id)
+    if len(state.session_secrets) >= _APP_CACHE_ENTRIES:
+        state.session_secrets.clear()  # made-up numbers must not grow the process
+    ttl = _APP_CACHE_SECONDS if stored is not None else _UNKNOWN_APP_SECONDS
+    state.session_secrets[phone_number_id] = (now + ttl, stored)
+    if stored is not None and hmac.compare_digest(stored, digest):
+        return True
+    state.failed_lookups.failed(_UNKNOWN_SESSIONS)
+    return False
 
 
 def forget_app(state: AppState, app_id: str) -> None:

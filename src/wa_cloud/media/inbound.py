@@ -29,7 +29,8 @@ from wa_cloud.graph.errors import GraphError
 from wa_cloud.graph.retry import DEFAULT, delay_for
 from wa_cloud.media.rules import MAX_MEDIA_BYTES, MEDIA_KINDS, sha256_matches
 from wa_cloud.providers.base import MediaFile, ProviderFor
-from wa_cloud.providers.cloud import cloud_providers, is_media_id
+from wa_cloud.providers.cloud import is_media_id
+from wa_cloud.providers.numbers import number_providers
 from wa_cloud.resources import Resources
 from wa_cloud.worker import InFlight, lease_expired
 
@@ -69,8 +70,11 @@ class MediaJob:
     refused: bool
 
 
-def media_job(tenant_id: UUID, message: InboundMessage, message_id: UUID) -> MediaJob | None:
-    """The download the message's media needs, if it has one."""
+def media_job(
+    tenant_id: UUID, message: InboundMessage, message_id: UUID, *, web_session: bool = False
+) -> MediaJob | None:
+    """The download the message's media needs, if it has one (a web session's media is named
+    by its message's id, and fetched from its own gateway only)."""
     body = message.raw.get(message.type)
     if message.type not in MEDIA_KINDS or not isinstance(body, Mapping):
         return None
@@ -84,7 +88,7 @@ def media_job(tenant_id: UUID, message: InboundMessage, message_id: UUID) -> Med
         message_id,
         _text(body.get("mime_type")),
         _text(body.get("sha256")),
-        refused=not is_media_id(media_id),
+        refused=not web_session and not is_media_id(media_id),
     )
 
 
@@ -121,7 +125,7 @@ class MediaFetcher:
         settings = resources.settings
         return cls(
             resources.pool,
-            cloud_providers(resources.graph, resources.box),
+            number_providers(resources.graph, resources.tenant_http, resources.box),
             max_attempts=settings.worker_max_attempts,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,

@@ -32,6 +32,7 @@ from wa_cloud.outbox.templates import (
     save_templates,
 )
 from wa_cloud.providers.base import ProviderFor
+from wa_cloud.providers.numbers import capabilities_of
 from wa_cloud.window import window_state
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,14 @@ async def enqueue(
             if existing is not None:
                 return Queued(existing["id"], existing["status"], created=False)
         contact = await conn.fetchrow(Q.recipient_contact, sender, composed.recipient, tenant_id)
-    if not composed.is_template:
+    capabilities = capabilities_of(number)
+    if not capabilities.templates and (composed.is_template or fallback is not None):
+        raise Unprocessable(
+            "This number is a web session: it has no templates (and no 24-hour window to "
+            "need one); send the message itself.",
+            "templates_unsupported",
+        )
+    if not composed.is_template and capabilities.customer_service_window:
         window = window_state(
             contact["last_inbound_at"] if contact else None,
             contact["window_closed_at"] if contact else None,

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
+import httpx
 
 from wa_cloud.db import channels
 from wa_cloud.db.groupcommit import GroupCommit
@@ -47,7 +48,8 @@ from wa_cloud.outbox.pacing import (
     pair_pace,
     reserve_slots,
 )
-from wa_cloud.providers.cloud import CloudProvider, cloud_provider
+from wa_cloud.providers.base import Provider
+from wa_cloud.providers.numbers import number_provider
 from wa_cloud.resources import Resources
 from wa_cloud.secretbox import SecretBox
 from wa_cloud.window import window_state
@@ -90,7 +92,7 @@ class Item:
 @dataclass(frozen=True, slots=True)
 class Batch:
     phone_number_id: str
-    provider: CloudProvider
+    provider: Provider
     items: list[Item]
     lease: uuid.UUID
 
@@ -146,6 +148,7 @@ class Sender:
             resources.graph,
             resources.box,
             resources.metrics,
+            http=resources.tenant_http,
             lease_seconds=settings.worker_lease_seconds,
             poll_seconds=settings.worker_poll_seconds,
         )
@@ -157,12 +160,14 @@ class Sender:
         box: SecretBox,
         metrics: Metrics,
         *,
+        http: httpx.AsyncClient | None = None,
         lease_seconds: float = 30.0,
         poll_seconds: float = 2.0,
         max_in_flight: int = 256,
     ) -> None:
         self._pool = pool
         self._graph = graph
+        self._http = http  # the URL guard's client: web-session gateways are tenants' URLs
         self._box = box
         self._metrics = metrics
         self._lease = max(lease_seconds, 5.0)
@@ -271,7 +276,7 @@ class Sender:
             try:
                 # Opened before anything is claimed: a token that does not open (a key missing
                 # from this process, a corrupt row) must stop this number only.
-                provider = cloud_provider(self._graph, self._box, dict(number))
+                provider = number_provider(self._graph, self._http, self._box, dict(number))
             except Exception as exc:
                 reason = f"the number's access token cannot be opened ({type(exc).__name__})"
                 await self._flag(conn, pnid, reason)
@@ -292,7 +297,7 @@ class Sender:
             refused: list[Outcome] = []
             for row in rows:
                 body, fallback = row["request"], False
-                if row["type"] != "template":
+                if row["type"] != "template" and provider.capabilities.customer_service_window:
                     contact = windows.get(row["contact_id"])
                     state = window_state(
                         contact["last_inbound_at"] if contact else None,

@@ -41,6 +41,14 @@ HEADERS = {
 
 PROVIDERS = {"cloud": "Cloud API", "websession": "Web session"}
 QUALITY_CLASSES = {"GREEN": "ok", "YELLOW": "warn", "RED": "bad"}
+SESSION_STATES = {
+    "connecting": "Connecting",
+    "qr": "Waiting for a scan",
+    "open": "Linked",
+    "closed": "Reconnecting",
+    "refused": "Refused",
+    "logged_out": "Logged out",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,10 @@ class NumberStatus:
     open_windows: int
     # Onboarding does not store Meta's messaging limit tier yet: the page shows "—" until it does.
     messaging_limit: str | None = None
+    # A web session: its state, and the QR code (and pairing code) while it waits for a scan.
+    session_state: str | None = None
+    qr_base64: str | None = None
+    pairing_code: str | None = None
 
 
 async def status_page(request: Request) -> HTMLResponse:
@@ -114,7 +126,8 @@ async def _numbers(conn: asyncpg.Connection, tenant_id: UUID, now: datetime) -> 
         NumberStatus(
             title=r["display_phone_number"] or r["phone_number_id"],
             verified_name=r["verified_name"],
-            connected=r["has_token"],
+            connected=r["has_token"]
+            and (r["provider"] != "websession" or r["session_state"] == "open"),
             provider_label=PROVIDERS.get(r["provider"], r["provider"]),
             bot_enabled=r["bot_enabled"],
             quality_rating=r["quality_rating"],
@@ -123,6 +136,9 @@ async def _numbers(conn: asyncpg.Connection, tenant_id: UUID, now: datetime) -> 
             inbound_today=counts.get(r["phone_number_id"], (0, 0))[0],
             outbound_today=counts.get(r["phone_number_id"], (0, 0))[1],
             open_windows=open_windows[r["phone_number_id"]],
+            session_state=SESSION_STATES.get(r["session_state"] or ""),
+            qr_base64=r["qr_base64"] if r["session_state"] == "qr" else None,
+            pairing_code=r["pairing_code"] if r["session_state"] == "qr" else None,
         )
         for r in rows
     ]

@@ -10,7 +10,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from wa_cloud.sandbox import account, control, media, messages, models, templates
+from wa_cloud.sandbox import account, control, gateway, media, messages, models, templates
 from wa_cloud.sandbox.config import SandboxConfig
 from wa_cloud.sandbox.graph import graph
 from wa_cloud.sandbox.state import SandboxState
@@ -35,6 +35,7 @@ ROUTES = [
     Route("/_sandbox/latency", control.control(control.clear_latency), methods=["DELETE"]),
     # The model fakes (OpenAI-compatible under /openai/v1, Gemini under /gemini; /_models/).
     *models.MODEL_ROUTES,
+    *gateway.GATEWAY_ROUTES,
     # The media download URL handed out by GET /{media_id} (Meta's lives on lookaside.fbsbx.com).
     Route(media.DOWNLOAD_PATH, graph(media.download), methods=["GET"]),
     Route(
@@ -75,9 +76,11 @@ def create_sandbox(config: SandboxConfig) -> Starlette:
                 # Pending status webhooks die with the sandbox, as they would with Meta's
                 # delivery to a callback that went away.
                 await state.cancel_tasks()
+                await app.state.gateway.close()
                 state.http = None
 
     app = Starlette(routes=ROUTES, lifespan=lifespan)
     app.state.sandbox = SandboxState.create(config)
     app.state.models = models.ModelState.create(config.request_log_limit)
+    app.state.gateway = gateway.GatewayState()
     return app

@@ -105,6 +105,26 @@ def compose_invitation(
     return message
 
 
+def compose_rescan(
+    settings: Settings, *, to: str, tenant_name: str, number: str, link: str
+) -> EmailMessage:
+    """A web-session number's session ended and only a new scan brings it back."""
+    sender = settings.mail_from or f"wa-cloud <no-reply@{_domain(settings.base_url)}>"
+    message = EmailMessage()
+    name = " ".join(tenant_name.split())
+    message["Subject"] = f"{name}: scan the QR code again for +{number}"
+    message["From"] = sender
+    message["To"] = to
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain=_domain(settings.base_url))
+    message.set_content(
+        f"Hello {name},\n\nThe WhatsApp session of +{number} ended and needs a new scan.\n"
+        f"Open your status page and scan the QR code with that phone (WhatsApp > Linked "
+        f"devices):\n\n{link}\n"
+    )
+    return message
+
+
 async def send_invitation(
     settings: Settings, message: EmailMessage, link: str, *, tenant_id: UUID | None = None
 ) -> None:

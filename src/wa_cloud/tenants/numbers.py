@@ -14,6 +14,9 @@ from wa_cloud.errors import Conflict, Unprocessable
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.inbound.index import source_of
 from wa_cloud.providers.cloud import cloud_provider
+from wa_cloud.providers.numbers import gateway_of
+from wa_cloud.providers.watchdog import register_session
+from wa_cloud.providers.websession import DEFAULT_THROUGHPUT_MPS, new_instance_name
 from wa_cloud.secretbox import SecretUnreadable
 from wa_cloud.state import AppState
 from wa_cloud.tenants import audit, sealed
@@ -23,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 def number_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
+    shown = {
         "phone_number_id": row["phone_number_id"],
         "waba_id": row["waba_id"],
         "display_phone_number": row["display_phone_number"],
@@ -39,6 +42,9 @@ def number_json(row: asyncpg.Record) -> dict[str, Any]:
         "throughput_mps": row["throughput_mps"],
         "created_at": row["created_at"].isoformat(),
     }
+    if row["provider"] == "websession":
+        shown["state"] = row["session_state"]
+    return shown
 
 
 # Messages a second Meta allows per throughput level: 80 by default, 1,000 once Meta raises it.
@@ -144,6 +150,45 @@ async def register_number(
     return row
 
 
+async def register_web_session(
+    state: AppState,
+    tenant_id: UUID,
+    *,
+    phone_number_id: str,
+    display: str,
+    gateway_url: str,
+    api_key: str,
+) -> asyncpg.Record:
+    """A web-session number: stored with its gateway (the URL checked by the guard, the key
+    sealed), and its session row, whose instance the watchdog creates at once. Its own instance
+    name: no two registrations ever share a session."""
+    await state.tenant_http.guard.check(gateway_url)
+    async with state.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(Q.number_taken, phone_number_id) is not None:
+            raise Conflict("That phone_number_id is already registered.", "number_exists")
+        row = await conn.fetchrow(
+            Q.insert_web_session_number,
+            phone_number_id,
+            tenant_id,
+            display,
+            state.box.seal(api_key, context=sealed.NUMBER_TOKEN.context(phone_number_id)),
+            gateway_url,
+            new_instance_name(phone_number_id),
+            DEFAULT_THROUGHPUT_MPS,
+        )
+        if row is None:
+            raise Conflict("That phone_number_id is already registered.", "number_exists")
+        await register_session(conn, phone_number_id, tenant_id)
+        await audit.record(
+            conn,
+            "number.registered",
+            tenant_id=tenant_id,
+            actor=audit.tenant_actor(tenant_id),
+            detail={"phone_number_id": phone_number_id, "provider": "websession"},
+        )
+    return row
+
+
 async def remove_number(
     state: AppState, tenant_id: UUID, phone_number_id: str
 ) -> tuple[bool, dict[str, Any] | None] | None:
@@ -155,8 +200,11 @@ async def remove_number(
         return None
     deregistered, meta_error = True, None
     try:
-        provider = cloud_provider(state.graph, state.box, dict(row))
-        await provider.deregister()
+        if row["provider"] == "websession":
+            # Logged out and deleted at the gateway: the session ends with the number.
+            await gateway_of(state.tenant_http, state.box, row).delete()
+        else:
+            await cloud_provider(state.graph, state.box, dict(row)).deregister()
     except GraphError as exc:
         # The number is removed here all the same: its secrets must not outlive the wish.
         deregistered, meta_error = False, exc.as_dict()
@@ -164,6 +212,7 @@ async def remove_number(
         deregistered, meta_error = False, {"message": "the access token could not be opened"}
     async with state.pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.remove_number, phone_number_id, tenant_id)
+        await conn.execute(Q.session_ended, phone_number_id, tenant_id)
         await audit.record(
             conn,
             "number.removed",

@@ -80,6 +80,12 @@ SELECT count(*) FROM (SELECT 1 FROM events WHERE orphaned LIMIT 1000000) AS o;
 -- name: app_secret
 SELECT app_secret_enc, verify_token_enc FROM apps WHERE app_id = $1;
 
+-- name: gateway_secret
+-- The hash of the secret a web-session number's gateway sends with its webhooks.
+SELECT s.secret_hash FROM web_sessions s
+  JOIN numbers n ON n.phone_number_id = s.phone_number_id AND n.tenant_id = s.tenant_id
+ WHERE s.phone_number_id = $1 AND n.provider = 'websession' AND n.removed_at IS NULL;
+
 -- name: delivery_with_quarantine
 -- One stored delivery and, if quarantined, why (`wa-cloud deliveries show`).
 SELECT d.id, d.source, d.received_at, d.state, d.attempts, d.run_after, d.processed_at,

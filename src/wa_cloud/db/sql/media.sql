@@ -57,7 +57,8 @@ WITH RECURSIVE waiting (tenant_id) AS ({{pending_tenants:media}}), due AS (
               m.attempts
 )
 SELECT c.id, c.tenant_id, c.phone_number_id, c.media_id, c.mime_type, c.sha256, c.attempts,
-       n.phone_number_id IS NOT NULL AS registered, n.waba_id, n.access_token_enc
+       n.phone_number_id IS NOT NULL AS registered, n.waba_id, n.access_token_enc,
+       n.provider, n.gateway_url, n.gateway_instance
   FROM claimed c
   LEFT JOIN numbers n ON n.phone_number_id = c.phone_number_id AND n.tenant_id = c.tenant_id;
 

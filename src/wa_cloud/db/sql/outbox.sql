@@ -1,7 +1,7 @@
 -- name: sender_number
 -- The number a tenant sends from, with what a send needs; scoped by tenant (404 otherwise).
 SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.throughput_mps,
-       n.flagged_reason, t.active
+       n.flagged_reason, t.active, n.gateway_url, n.gateway_instance
   FROM numbers n JOIN tenants t ON t.id = n.tenant_id
  WHERE n.phone_number_id = $1 AND n.tenant_id = $2 AND n.removed_at IS NULL;
 
@@ -35,7 +35,8 @@ INSERT INTO pacing (phone_number_id) VALUES ($1) ON CONFLICT DO NOTHING;
 -- with LIMIT 1 (not EXISTS): with a sudden backlog the planner's statistics lag and an EXISTS
 -- became a scan of every queued row.
 SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
-       n.access_token_enc, n.tenant_id, n.flagged_at, clock_timestamp() AS now
+       n.access_token_enc, n.tenant_id, n.flagged_at, n.gateway_url, n.gateway_instance,
+       clock_timestamp() AS now
   FROM pacing p JOIN numbers n ON n.phone_number_id = p.phone_number_id
   JOIN tenants t ON t.id = n.tenant_id AND t.active
   CROSS JOIN LATERAL (SELECT 1 FROM messages m

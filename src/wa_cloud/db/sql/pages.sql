@@ -5,11 +5,15 @@ SELECT name, active, link_generation FROM tenants WHERE id = $1;
 
 -- name: page_numbers
 -- Whether a token is stored is all the page learns about it: the sealed value is never read.
-SELECT phone_number_id, display_phone_number, verified_name, quality_rating, provider,
-       bot_enabled, throughput_mps, access_token_enc IS NOT NULL AS has_token
-  FROM numbers
- WHERE tenant_id = $1
- ORDER BY created_at, phone_number_id;
+-- A web session's state, and its QR code while it waits for a scan.
+SELECT n.phone_number_id, n.display_phone_number, n.verified_name, n.quality_rating,
+       n.provider, n.bot_enabled, n.throughput_mps,
+       n.access_token_enc IS NOT NULL AS has_token,
+       s.state AS session_state, s.qr_base64, s.pairing_code
+  FROM numbers n
+  LEFT JOIN web_sessions s ON s.phone_number_id = n.phone_number_id AND s.tenant_id = n.tenant_id
+ WHERE n.tenant_id = $1
+ ORDER BY n.created_at, n.phone_number_id;
 
 -- name: page_message_counts
 -- $2 is the start of the UTC day.

@@ -66,6 +66,7 @@ SELECT extract(epoch FROM min(CASE WHEN r.state = 'pending' THEN r.due_at
 -- Everything a job decides with, in one read: the number and its tenant, the assistant's
 -- configuration (this tenant's), and the conversation.
 SELECT n.phone_number_id, n.waba_id, n.provider, n.access_token_enc, n.flagged_reason,
+       n.gateway_url, n.gateway_instance,
        n.bot_enabled, n.verified_name, n.removed_at IS NULL AS registered,
        t.active AS tenant_active, t.name AS tenant_name, t.credits_balance,
        {{contact_view:c}}, c.paused_by,

@@ -32,6 +32,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, true, now()
 ON CONFLICT (phone_number_id) DO UPDATE
    SET waba_id = excluded.waba_id, display_phone_number = excluded.display_phone_number,
        app_id = excluded.app_id, access_token_enc = excluded.access_token_enc,
+       provider = excluded.provider, gateway_url = NULL, gateway_instance = NULL,
        pin_enc = excluded.pin_enc, verified_name = excluded.verified_name,
        quality_rating = excluded.quality_rating, name_status = excluded.name_status,
        code_verification_status = excluded.code_verification_status,
@@ -49,10 +50,34 @@ RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality
           name_status, code_verification_status, throughput_level, registered, app_id,
           provider, bot_enabled, throughput_mps, created_at;
 
+-- name: insert_web_session_number
+-- A web-session number: no WABA, its gateway instead ($4: the gateway's API key, sealed).
+INSERT INTO numbers (phone_number_id, tenant_id, display_phone_number, provider,
+                     access_token_enc, gateway_url, gateway_instance, throughput_mps,
+                     registered, subscribed, verified_at, bot_enabled)
+VALUES ($1, $2, $3, 'websession', $4, $5, $6, $7, true, true, now(), false)
+ON CONFLICT (phone_number_id) DO UPDATE
+   SET tenant_id = excluded.tenant_id, waba_id = NULL, app_id = NULL,
+       display_phone_number = excluded.display_phone_number, provider = 'websession',
+       access_token_enc = excluded.access_token_enc, pin_enc = NULL,
+       gateway_url = excluded.gateway_url, gateway_instance = excluded.gateway_instance,
+       throughput_mps = excluded.throughput_mps, verified_name = NULL, quality_rating = NULL,
+       name_status = NULL, code_verification_status = NULL, throughput_level = NULL,
+       registered = true, subscribed = true, verified_at = now(), removed_at = NULL,
+       updated_at = now(), flagged_reason = NULL, flagged_at = NULL,
+       bot_enabled = CASE WHEN numbers.tenant_id = excluded.tenant_id
+                          THEN numbers.bot_enabled ELSE false END
+ WHERE numbers.removed_at IS NOT NULL
+RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
+          name_status, code_verification_status, throughput_level, registered, app_id,
+          provider, bot_enabled, throughput_mps, created_at, 'connecting' AS session_state;
+
 -- name: list_numbers
 SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
        name_status, code_verification_status, throughput_level, registered, app_id,
-       provider, bot_enabled, throughput_mps, created_at
+       provider, bot_enabled, throughput_mps, created_at,
+       (SELECT s.state FROM web_sessions s WHERE s.phone_number_id = numbers.phone_number_id)
+       AS session_state
   FROM numbers WHERE tenant_id = $1 AND removed_at IS NULL ORDER BY created_at, phone_number_id;
 
 -- name: insert_app
@@ -86,7 +111,9 @@ SELECT tenant_id FROM numbers
 -- name: get_number
 SELECT phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
        name_status, code_verification_status, throughput_level, registered, app_id,
-       provider, bot_enabled, throughput_mps, created_at
+       provider, bot_enabled, throughput_mps, created_at,
+       (SELECT s.state FROM web_sessions s WHERE s.phone_number_id = numbers.phone_number_id)
+       AS session_state
   FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
 
 -- name: update_number
@@ -96,7 +123,9 @@ UPDATE numbers
  WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL
 RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
           name_status, code_verification_status, throughput_level, registered, app_id,
-          provider, bot_enabled, throughput_mps, created_at;
+          provider, bot_enabled, throughput_mps, created_at,
+          (SELECT s.state FROM web_sessions s WHERE s.phone_number_id = numbers.phone_number_id)
+          AS session_state;
 
 -- name: update_tenant
 UPDATE tenants
@@ -115,8 +144,8 @@ UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())
 RETURNING id, prefix, created_at, revoked_at;
 
 -- name: number_secrets
-SELECT phone_number_id, waba_id, access_token_enc FROM numbers
- WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
+SELECT phone_number_id, waba_id, access_token_enc, provider, gateway_url, gateway_instance
+  FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
 
 -- name: remove_number
 -- History stays; the secrets go; what was still queued fails now instead of leaving days later
