@@ -38,8 +38,12 @@ from wa_cloud.outbox.compose import SEND_TYPES
 from wa_cloud.tenants.links import make_token
 
 # Served by receiver.WebhookReceiver in front of the router, so they are not in ROUTES.
-RECEIVER_OPERATIONS = {("POST", "/webhook"), ("POST", "/webhook/apps/{app_id}")}
-# Only Meta can sign these: generated bodies would all be (correctly) refused with a 401/403.
+RECEIVER_OPERATIONS = {
+    ("POST", "/webhook"),
+    ("POST", "/webhook/apps/{app_id}"),
+    ("POST", "/webhook/websession/{phone_number_id}"),
+}
+# Only Meta (or the gateway) can sign these: generated bodies would all be (correctly) refused.
 NOT_FUZZED = RECEIVER_OPERATIONS
 CUSTOMER = "16505551234"
 # Cases per operation: what the document says is valid, and what it says is not (bad types,

@@ -51,6 +51,7 @@ FORWARDED_EVENTS: Final = [
     "bot.reply",
 ]
 DELIVERY_STATES: Final = ["pending", "delivered", "failed"]
+SESSION_STATES: Final = ["connecting", "qr", "open", "closed", "refused", "logged_out"]
 USAGE_FEATURES: Final = sorted(FEATURES)
 INTERACTIVE_TYPES: Final = sorted(compose.INTERACTIVE_TYPES)
 
@@ -251,7 +252,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
     "Number": closed(
         {
             "phone_number_id": {"type": "string"},
-            "waba_id": {"type": "string"},
+            "waba_id": {"type": ["string", "null"], "description": "Null for a web session."},
             "display_phone_number": {"type": ["string", "null"]},
             "verified_name": {"type": ["string", "null"]},
             "quality_rating": {
@@ -273,7 +274,36 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "bot_enabled": {"type": "boolean"},
             "throughput_mps": {"type": "integer", "minimum": 1, "maximum": 1000},
             "created_at": TIMESTAMP,
-        }
+            "state": {"enum": SESSION_STATES, "description": "A web session's only."},
+        },
+        optional=("state",),
+    ),
+    "NewWebSessionNumber": closed(
+        {
+            "provider": {"const": "websession"},
+            "display_phone_number": digits("The number whose phone will scan the QR code."),
+            "phone_number_id": nullable(digits("Its id here; default: the display number.")),
+            "gateway": closed(
+                {
+                    "url": text(2048, "The Evolution API v2 gateway's base URL."),
+                    "api_key": text(512, "The gateway's API key; never shown."),
+                }
+            ),
+        },
+        optional=("phone_number_id",),
+    ),
+    "WebSessionQr": closed(
+        {
+            "state": {"enum": SESSION_STATES},
+            "qr_base64": {
+                "type": ["string", "null"],
+                "description": "A data:image/png;base64 URL while the session waits for a scan.",
+            },
+            "pairing_code": {"type": ["string", "null"]},
+            "reason": {"type": ["string", "null"], "description": "Why it is refused or closed."},
+            "since": TIMESTAMP,
+        },
+        optional=("reason", "since"),
     ),
     "NumberList": page_of("Number", single=True),
     "NewNumber": closed(

@@ -37,7 +37,12 @@ def paths() -> dict[str, Schema]:
             "post": _with_body(
                 "createNumber",
                 "Register a number",
-                body=json_body(ref("NewNumber")),
+                description=(
+                    "A Cloud API number (proven with Meta), or with `provider` websession a "
+                    "number linked through a WhatsApp-Web gateway: its instance is created at "
+                    "once and its QR code appears at GET /v1/numbers/{phone_number_id}/qr."
+                ),
+                body=json_body({"oneOf": [ref("NewNumber"), ref("NewWebSessionNumber")]}),
                 responses={"201": ok("Registered (never the token or PIN).", ref("Number"))},
                 also=(403, 409),
             ),
@@ -87,6 +92,15 @@ def paths() -> dict[str, Schema]:
                 body=json_body(ref("BotSettings")),
                 responses={"200": ok("The configuration as stored.", ref("Bot"))},
                 also=(403, 404),
+            ),
+        },
+        "/v1/numbers/{phone_number_id}/qr": {
+            "parameters": [param("PhoneNumberId")],
+            "get": _operation(
+                "getNumberQr",
+                "A web-session number's state and the QR code to link it",
+                description="422 `not_a_web_session` for a Cloud API number.",
+                responses={"200": ok("The session.", ref("WebSessionQr")), **errors(404, 422)},
             ),
         },
         "/v1/onboarding/embedded-signup": {

@@ -54,6 +54,36 @@ def paths() -> dict[str, Schema]:
                 responses=webhook_post,
             ),
         },
+        "/webhook/websession/{phone_number_id}": {
+            "parameters": [
+                {
+                    "name": "phone_number_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": DIGITS},
+                }
+            ],
+            "post": _operation(
+                "receiveGatewayWebhook",
+                "An event from a web-session number's gateway (Evolution API v2)",
+                parameters=[
+                    {
+                        "name": "X-WA-Gateway-Secret",
+                        "in": "header",
+                        "required": True,
+                        "description": "The secret we set on the number's gateway instance.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                body=json_body({"type": "object", "required": ["event"]}),
+                responses={
+                    "200": {"description": "Stored durably."},
+                    "403": ok("No secret, a wrong one, or no such number.", ref("Error")),
+                    "413": err("PayloadTooLarge"),
+                    "503": ok("Not stored (database down): the gateway retries.", ref("Error")),
+                },
+            ),
+        },
         "/webhook/apps/{app_id}": {
             "parameters": [
                 {
