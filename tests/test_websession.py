@@ -10,8 +10,10 @@ answers of our API.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,19 @@ from tests.conftest import (
     replies_done,
     start_worker,
 )
-from tests.test_status_page import CHROMIUM, chromium, png_size
+from tests.test_status_page import (
+    CHROMIUM,
+    SMTP_PASSWORD,
+    SMTP_USER,
+    FakeSmtp,
+    chromium,
+    png_size,
+    smtp_server,
+)
 from wa_cloud.config import Settings
+from wa_cloud.events import InboundMessage, StatusUpdate
+from wa_cloud.inbound.gateway import parse_gateway_delivery
+from wa_cloud.inbound.parse import InvalidDelivery
 from wa_cloud.providers.websession import SECRET_HEADER
 from wa_cloud.sandbox.gateway import API_KEY
 from wa_cloud.tenants.links import make_link
@@ -390,3 +403,84 @@ async def test_qr_code_on_the_status_page_in_headless_chromium(
     assert "Waiting for a scan" in text and shown["pairing_code"] in text
     assert png_size(waiting) == (412, 1400)
     assert waiting.read_bytes() != linked.read_bytes(), "the QR code is not in the picture"
+
+
+async def test_a_session_needing_a_scan_is_forwarded_and_mailed_and_delete_ends_it(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    fake = FakeSmtp(SMTP_USER, SMTP_PASSWORD)
+    async with smtp_server(fake) as port:
+        smtp_url = f"smtp+insecure://mailer%40example.test:s3cret%3Ap%40ss%2Fword@127.0.0.1:{port}"
+        async with meta_running(replace(settings, smtp_url=smtp_url)) as meta:
+            await db.execute(
+                "UPDATE tenants SET email = 'owner@shop.test' WHERE id = $1::uuid", meta.tenant_id
+            )
+            subscribed = await meta.app.client.put(
+                "/v1/webhooks",
+                json={"url": f"{meta.app.base_url}/nowhere", "events": ["number.updated"]},
+                headers=meta.tenant(),
+            )
+            assert subscribed.status_code in (200, 201), subscribed.text
+            instance = await connected(meta)
+            await control(meta, instance, "drop", code=401)
+            await wait_state(meta, "qr")
+            async with asyncio.timeout(10):
+                while not fake.received:
+                    await asyncio.sleep(0.05)
+            [mail] = fake.received
+            message = mail.message()
+            assert mail.recipients == ["owner@shop.test"]
+            assert f"+{PHONE}" in message["Subject"]
+            body = message.get_body(("plain",))
+            assert body is not None and f"{meta.app.base_url}/t/" in body.get_content()
+            forwarded = await db.fetch(
+                "SELECT payload FROM forwards WHERE event = 'number.updated' ORDER BY created_at"
+            )
+            states = [f["payload"]["state"] for f in forwarded]
+            assert "open" in states and "logged_out" in states
+
+            removed = await meta.app.client.delete(f"/v1/numbers/{PHONE}", headers=meta.tenant())
+            assert removed.status_code == 200, removed.text
+            assert removed.json()["deregistered"] is True
+            names = [i["name"] for i in (await gateway_view(meta))["instances"]]
+            assert instance not in names
+            assert (await qr(meta)).status_code == 404
+
+
+def test_gateway_events_in_meta_shapes() -> None:
+    """The contract's shapes: a LID chat keeps its phone, a group names its member, acks are
+    statuses, and a body that is not a gateway event is quarantined."""
+    lid_chat = {
+        "event": "messages.upsert",
+        "data": {
+            "key": {
+                "remoteJid": "98765432109876@lid",
+                "remoteJidAlt": f"{CUSTOMER}@s.whatsapp.net",
+                "fromMe": False,
+                "id": "3A0F",
+                "addressingMode": "lid",
+            },
+            "pushName": "Maria",
+            "message": {"imageMessage": {"mimetype": "image/jpeg", "caption": "nota"}},
+            "messageTimestamp": 1761050520,
+        },
+    }
+    [message] = parse_gateway_delivery(json.dumps(lid_chat).encode(), PHONE).events
+    assert isinstance(message, InboundMessage)
+    assert message.sender.wa_id == CUSTOMER and message.sender.user_id == "98765432109876@lid"
+    assert message.type == "image" and message.text == "nota"
+    assert message.raw["image"] == {"id": "3A0F", "mime_type": "image/jpeg", "caption": "nota"}
+    ack = {
+        "event": "messages.update",
+        "data": {
+            "keyId": "3EB0",
+            "remoteJid": f"{CUSTOMER}@s.whatsapp.net",
+            "fromMe": True,
+            "status": "READ",
+        },
+    }
+    [status] = parse_gateway_delivery(json.dumps(ack).encode(), PHONE).events
+    assert isinstance(status, StatusUpdate)
+    assert (status.wamid, status.status, status.recipient_id) == ("3EB0", "read", CUSTOMER)
+    with pytest.raises(InvalidDelivery):
+        parse_gateway_delivery(b'{"entry": []}', PHONE)
