@@ -235,6 +235,18 @@ async def _probe_get_bot(
     return [response]
 
 
+async def _probe_number_qr(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    own = await world.app.client.get(f"/v1/numbers/{caller.number}/qr", headers=caller.headers())
+    assert_error(own, 422, "not_a_web_session")  # a Cloud API number of the caller's
+    response = await world.app.client.get(
+        f"/v1/numbers/{victim.number}/qr", headers=caller.headers()
+    )
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
 async def _probe_put_bot(
     world: World, caller: Side, victim: Side, db: asyncpg.Connection
 ) -> list[httpx.Response]:
@@ -617,6 +629,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("DELETE", "/v1/numbers/{phone_number_id}"): _probe_delete_number,
     ("GET", "/v1/numbers/{phone_number_id}/bot"): _probe_get_bot,
     ("PUT", "/v1/numbers/{phone_number_id}/bot"): _probe_put_bot,
+    ("GET", "/v1/numbers/{phone_number_id}/qr"): _probe_number_qr,
     ("POST", "/v1/onboarding/embedded-signup"): _probe_embedded_signup,
     ("POST", "/v1/media"): _probe_upload_media,
     ("GET", "/v1/media/{media_id}"): _probe_get_media,

@@ -13,9 +13,8 @@ the LID as its identifier, since sends to a LID are accepted.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from wa_cloud.events import (
@@ -30,8 +29,13 @@ from wa_cloud.events import (
     StatusKind,
     StatusUpdate,
 )
-from wa_cloud.inbound.parse import InvalidDelivery, message_text
-from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, may_hold_unstorable, storable
+from wa_cloud.inbound.parse import (
+    InvalidDelivery,
+    epoch_time,
+    load_document,
+    mapping_of,
+    message_text,
+)
 from wa_cloud.providers.websession import jid_digits
 
 SESSION_FIELD = "websession"
@@ -53,10 +57,6 @@ _MEDIA = {
 }
 
 
-def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -64,10 +64,7 @@ def _str(value: object) -> str | None:
 def _time(value: object) -> datetime | None:
     if isinstance(value, Mapping):  # a protobuf Long as {"low", "high"}
         value = value.get("low")
-    try:
-        return datetime.fromtimestamp(int(str(value)), tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
+    return epoch_time(value)
 
 
 def _phone(key: Mapping[str, Any], *names: str) -> str | None:
@@ -104,13 +101,13 @@ def _content(message: Mapping[str, Any], message_id: str) -> tuple[str, dict[str
     """The message's type and body in Meta's shape."""
     if text := _str(message.get("conversation")):
         return "text", {"body": text}
-    extended = _dict(message.get("extendedTextMessage"))
+    extended = mapping_of(message.get("extendedTextMessage"))
     if text := _str(extended.get("text")):
         return "text", {"body": text}
     for name, kind in _MEDIA.items():
-        media = _dict(message.get(name))
+        media = mapping_of(message.get(name))
         if name == "documentWithCaptionMessage":
-            media = _dict(_dict(media.get("message")).get("documentMessage"))
+            media = mapping_of(mapping_of(media.get("message")).get("documentMessage"))
         if media:
             body: dict[str, Any] = {"id": message_id}
             if mime := _str(media.get("mimetype")):
@@ -122,7 +119,7 @@ def _content(message: Mapping[str, Any], message_id: str) -> tuple[str, dict[str
             if kind == "audio":
                 body["voice"] = media.get("ptt") is True
             return kind, body
-    location = _dict(message.get("locationMessage"))
+    location = mapping_of(message.get("locationMessage"))
     if location:
         return "location", {
             "latitude": location.get("degreesLatitude"),
@@ -130,15 +127,15 @@ def _content(message: Mapping[str, Any], message_id: str) -> tuple[str, dict[str
             "name": _str(location.get("name")),
             "address": _str(location.get("address")),
         }
-    reaction = _dict(message.get("reactionMessage"))
+    reaction = mapping_of(message.get("reactionMessage"))
     if reaction:
-        target = _str(_dict(reaction.get("key")).get("id"))
+        target = _str(mapping_of(reaction.get("key")).get("id"))
         return "reaction", {"message_id": target, "emoji": _str(reaction.get("text")) or ""}
     return "unsupported", {}
 
 
 def _message(route: Route, data: Mapping[str, Any]) -> Event:
-    key = _dict(data.get("key"))
+    key = mapping_of(data.get("key"))
     message_id = _str(key.get("id"))
     from_me = key.get("fromMe") is True
     party = _party(key, None if from_me else _str(data.get("pushName")))
@@ -148,7 +145,7 @@ def _message(route: Route, data: Mapping[str, Any]) -> Event:
     if from_me and remote.endswith("@g.us"):
         # The business writing in a group: kept in the event log, not a conversation.
         return FieldEvent(route, SESSION_FIELD, "group_message_from_me", None, dict(data))
-    kind, body = _content(_dict(data.get("message")), message_id)
+    kind, body = _content(mapping_of(data.get("message")), message_id)
     timestamp = _time(data.get("messageTimestamp"))
     meta: dict[str, Any] = {
         "from": party.wa_id or party.user_id,
@@ -160,7 +157,7 @@ def _message(route: Route, data: Mapping[str, Any]) -> Event:
     }
     if remote.endswith("@g.us"):
         meta["group_id"] = remote  # stored, never answered
-    stanza = _str(_dict(data.get("contextInfo")).get("stanzaId"))
+    stanza = _str(mapping_of(data.get("contextInfo")).get("stanzaId"))
     if stanza:
         meta["context"] = {"id": stanza}
     text = message_text(meta)
@@ -180,7 +177,7 @@ def _message(route: Route, data: Mapping[str, Any]) -> Event:
 
 
 def _status(route: Route, data: Mapping[str, Any]) -> Event:
-    message_id = _str(data.get("keyId")) or _str(_dict(data.get("key")).get("id"))
+    message_id = _str(data.get("keyId")) or _str(mapping_of(data.get("key")).get("id"))
     ack = _str(data.get("status"))
     if message_id is None or ack is None or data.get("fromMe") is False:
         # Acks of what customers sent (our own reads) say nothing about our messages.
@@ -206,14 +203,7 @@ def _status(route: Route, data: Mapping[str, Any]) -> Event:
 
 def parse_gateway_delivery(body: bytes, phone_number_id: str) -> Delivery:
     """One gateway webhook body, for the web-session number it was posted for."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise InvalidDelivery("invalid_json", "body is not valid JSON") from None
-    if not depth_within(document):
-        raise InvalidDelivery("invalid_json", f"body nests deeper than {MAX_DEPTH} levels")
-    if may_hold_unstorable(body):
-        document = storable(document)
+    document = load_document(body)
     if not isinstance(document, Mapping) or not isinstance(document.get("event"), str):
         raise InvalidDelivery("not_gateway_event", "JSON body has no 'event' name.")
     route = Route(phone_number_id=phone_number_id, display_phone_number=None, waba_id=None)
@@ -223,10 +213,10 @@ def parse_gateway_delivery(body: bytes, phone_number_id: str) -> Delivery:
         # One message per event (some versions send a list under `messages`).
         found = data.get("messages") if isinstance(data, Mapping) else data
         items = found if isinstance(found, list) else [data]
-        return Delivery(tuple(_message(route, _dict(d)) for d in items))
+        return Delivery(tuple(_message(route, mapping_of(d)) for d in items))
     if event == "messages.update":
         items = data if isinstance(data, list) else [data]
-        return Delivery(tuple(_status(route, _dict(d)) for d in items))
+        return Delivery(tuple(_status(route, mapping_of(d)) for d in items))
     # `date_time` is kept: it tells a second `open` (after a drop) from a redelivery of the
     # first, which the event log would otherwise take for a duplicate.
     raw = {

@@ -42,14 +42,14 @@ def _str(value: object) -> str | None:
     return str(value)
 
 
-def _time(value: object) -> datetime | None:
+def epoch_time(value: object) -> datetime | None:
     try:
         return datetime.fromtimestamp(int(str(value)), tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
 
 
-def _dict(value: object) -> Mapping[str, Any]:
+def mapping_of(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
@@ -60,7 +60,7 @@ def _list(value: object) -> list[Any]:
 def message_text(message: Mapping[str, Any]) -> str | None:
     """The words a person would read in this message: body, caption, title or summary."""
     kind = message.get("type")
-    body = _dict(message.get(kind)) if isinstance(kind, str) else {}
+    body = mapping_of(message.get(kind)) if isinstance(kind, str) else {}
     match kind:
         case "text":
             return _str(body.get("body"))
@@ -70,7 +70,7 @@ def message_text(message: Mapping[str, Any]) -> str | None:
             return _str(body.get("caption")) or _str(body.get("filename"))
         case "interactive":
             kind = body.get("type")
-            reply = _dict(body.get(kind)) if isinstance(kind, str) else {}
+            reply = mapping_of(body.get(kind)) if isinstance(kind, str) else {}
             return _str(reply.get("title")) or _str(reply.get("body"))
         case "button":
             return _str(body.get("text"))
@@ -83,18 +83,18 @@ def message_text(message: Mapping[str, Any]) -> str | None:
             return _str(body.get("text")) or _str(body.get("body"))
         case "contacts":
             names = [
-                _str(_dict(c.get("name")).get("formatted_name"))
+                _str(mapping_of(c.get("name")).get("formatted_name"))
                 for c in _list(message.get("contacts"))
                 if isinstance(c, Mapping)
             ]
             return ", ".join(n for n in names if n) or None
         case "edit":
-            return message_text(_dict(body.get("message")))
+            return message_text(mapping_of(body.get("message")))
     return None
 
 
 def _contact(raw: Mapping[str, Any]) -> Contact:
-    profile = _dict(raw.get("profile"))
+    profile = mapping_of(raw.get("profile"))
     return Contact(
         wa_id=_str(raw.get("wa_id")),
         user_id=_str(raw.get("user_id")),
@@ -127,14 +127,14 @@ def _message(route: Route, raw: Mapping[str, Any], contacts: list[Contact]) -> E
     kind_raw = _str(raw.get("type")) or "unknown"
     if wamid is None or (sender.wa_id is None and sender.user_id is None):
         return FieldEvent(route, "messages", "unreadable_message", None, raw)
-    context = _dict(raw.get("context"))
+    context = mapping_of(raw.get("context"))
     return InboundMessage(
         route=route,
         wamid=wamid,
         type=kind_raw,
         kind=MessageType.parse(kind_raw),
         sender=sender,
-        timestamp=_time(raw.get("timestamp")),
+        timestamp=epoch_time(raw.get("timestamp")),
         text=message_text(raw),
         context_wamid=_str(context.get("id")),
         raw=raw,
@@ -154,7 +154,7 @@ def _status(route: Route, raw: Mapping[str, Any]) -> Event:
         wamid=wamid,
         status=status,
         kind=StatusKind.parse(status),
-        timestamp=_time(raw.get("timestamp")),
+        timestamp=epoch_time(raw.get("timestamp")),
         recipient_id=_str(raw.get("recipient_id")),
         recipient_user_id=_str(raw.get("recipient_user_id")),
         errors=tuple(e for e in _list(raw.get("errors")) if isinstance(e, Mapping)),
@@ -173,8 +173,8 @@ def _field_kind(field: str, value: Mapping[str, Any]) -> str:
 
 def _change(entry: Mapping[str, Any], change: Mapping[str, Any]) -> Iterator[Event]:
     field = _str(change.get("field")) or "unknown"
-    value = _dict(change.get("value"))
-    metadata = _dict(value.get("metadata"))
+    value = mapping_of(change.get("value"))
+    metadata = mapping_of(value.get("metadata"))
     waba_id = _str(entry.get("id"))
     route = Route(
         phone_number_id=_str(metadata.get("phone_number_id")),
@@ -183,7 +183,7 @@ def _change(entry: Mapping[str, Any], change: Mapping[str, Any]) -> Iterator[Eve
     )
     if field != "messages" or not isinstance(change.get("value"), Mapping):
         yield FieldEvent(
-            route, field, _field_kind(field, value), _time(entry.get("time")), dict(change)
+            route, field, _field_kind(field, value), epoch_time(entry.get("time")), dict(change)
         )
         return
     contacts = [_contact(c) for c in _list(value.get("contacts")) if isinstance(c, Mapping)]
@@ -198,13 +198,13 @@ def _change(entry: Mapping[str, Any], change: Mapping[str, Any]) -> Iterator[Eve
         else:
             yield FieldEvent(route, field, "unreadable_status", None, {"element": raw})
     if value.get("errors"):
-        yield FieldEvent(route, field, "errors", _time(entry.get("time")), dict(value))
+        yield FieldEvent(route, field, "errors", epoch_time(entry.get("time")), dict(value))
     known = {"messaging_product", "metadata", "contacts", "messages", "statuses", "errors"}
     if value.keys() - known:
         # A key Meta adds under the messages field: keep the whole value.
-        yield FieldEvent(route, field, "other", _time(entry.get("time")), dict(value))
+        yield FieldEvent(route, field, "other", epoch_time(entry.get("time")), dict(value))
     elif not (value.get("messages") or value.get("statuses") or value.get("errors")):
-        yield FieldEvent(route, field, "empty", _time(entry.get("time")), dict(value))
+        yield FieldEvent(route, field, "empty", epoch_time(entry.get("time")), dict(value))
 
 
 def parse_envelope(document: object) -> Delivery:
@@ -228,7 +228,8 @@ def parse_envelope(document: object) -> Delivery:
     return Delivery(tuple(events))
 
 
-def parse_delivery(body: bytes) -> Delivery:
+def load_document(body: bytes) -> object:
+    """A webhook body as JSON we can store: bounded in depth, unstorable text replaced."""
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -241,4 +242,8 @@ def parse_delivery(body: bytes) -> Delivery:
         # A text with U+0000 or a lone surrogate is stored with U+FFFD in its place (the raw
         # body stays untouched in the delivery), instead of failing the whole delivery.
         document = storable(document)
-    return parse_envelope(document)
+    return document
+
+
+def parse_delivery(body: bytes) -> Delivery:
+    return parse_envelope(load_document(body))

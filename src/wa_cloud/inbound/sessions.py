@@ -25,6 +25,7 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import WaCloudError
 from wa_cloud.events import EchoMessage, FieldEvent
 from wa_cloud.forwarding.events import NUMBER_UPDATED, enqueue_forward
+from wa_cloud.inbound.parse import mapping_of
 from wa_cloud.providers.websession import jid_digits
 
 # What we show as a QR code: an image data URL and nothing else (the gateway is a tenant's).
@@ -103,14 +104,10 @@ class _Move:
     mail: bool = False
 
 
-def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 async def apply_session_news(conn: asyncpg.Connection, news: Sequence[SessionNews]) -> None:
     for item in news:
         number = str(item.event.route.phone_number_id)
-        data = _dict(item.event.raw.get("data"))
+        data = mapping_of(item.event.raw.get("data"))
         kind = item.event.kind
         wuid = jid_digits(data.get("wuid") if isinstance(data.get("wuid"), str) else None)
         if kind not in ("qrcode.updated", "connection.update"):
@@ -153,7 +150,7 @@ async def apply_session_news(conn: asyncpg.Connection, news: Sequence[SessionNew
 
 
 def _qr_move(data: Mapping[str, Any]) -> _Move | None:
-    qr = _dict(data.get("qrcode"))
+    qr = mapping_of(data.get("qrcode"))
     image = qr.get("base64")
     if isinstance(image, str) and QR_IMAGE.fullmatch(image):
         pairing = qr.get("pairingCode")
