@@ -354,9 +354,22 @@ async def test_gateway_events_need_the_numbers_secret(
         )
         assert answer.status_code == 403
         assert await db.fetchval("SELECT count(*) FROM deliveries") == before
-        # Its own URL takes them, but a body naming our number is still its number's only.
+        # Its own URL with its secret, but naming our instance: stored, and kept as orphaned.
         answer = await meta.app.client.post(
             "/webhook/websession/5511955554444", json=body, headers={SECRET_HEADER: secret}
+        )
+        assert answer.status_code == 200
+        async with asyncio.timeout(10):
+            while not await db.fetchval(
+                "SELECT 1 FROM events WHERE orphaned AND orphan_reason = 'source_not_bound'"
+            ):
+                await asyncio.sleep(0.05)
+        assert await db.fetchval("SELECT count(*) FROM messages WHERE wamid = 'X1'") == 0
+        # Its own instance's events are its number's only.
+        answer = await meta.app.client.post(
+            "/webhook/websession/5511955554444",
+            json={**body, "instance": theirs["name"]},
+            headers={SECRET_HEADER: secret},
         )
         assert answer.status_code == 200
         async with asyncio.timeout(10):

@@ -145,6 +145,8 @@ class Delivery:
     """Every event of one webhook body, in the order Meta listed them."""
 
     events: tuple[Event, ...]
+    # The gateway instance that posted it (web sessions): a registration's own, or refused.
+    origin: str | None = None
 
     @property
     def phone_number_ids(self) -> frozenset[str]:

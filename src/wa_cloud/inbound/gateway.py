@@ -207,16 +207,18 @@ def parse_gateway_delivery(body: bytes, phone_number_id: str) -> Delivery:
     if not isinstance(document, Mapping) or not isinstance(document.get("event"), str):
         raise InvalidDelivery("not_gateway_event", "JSON body has no 'event' name.")
     route = Route(phone_number_id=phone_number_id, display_phone_number=None, waba_id=None)
+    instance = document.get("instance")
+    origin = instance if isinstance(instance, str) else ""
     event = document["event"].lower().replace("_", ".")
     data = document.get("data")
     if event == "messages.upsert":
         # One message per event (some versions send a list under `messages`).
         found = data.get("messages") if isinstance(data, Mapping) else data
         items = found if isinstance(found, list) else [data]
-        return Delivery(tuple(_message(route, mapping_of(d)) for d in items))
+        return Delivery(tuple(_message(route, mapping_of(d)) for d in items), origin)
     if event == "messages.update":
         items = data if isinstance(data, list) else [data]
-        return Delivery(tuple(_status(route, mapping_of(d)) for d in items))
+        return Delivery(tuple(_status(route, mapping_of(d)) for d in items), origin)
     # `date_time` is kept: it tells a second `open` (after a drop) from a redelivery of the
     # first, which the event log would otherwise take for a duplicate.
     raw = {
@@ -225,4 +227,4 @@ def parse_gateway_delivery(body: bytes, phone_number_id: str) -> Delivery:
         "date_time": document.get("date_time"),
         "data": data,
     }
-    return Delivery((FieldEvent(route, SESSION_FIELD, event, None, raw),))
+    return Delivery((FieldEvent(route, SESSION_FIELD, event, None, raw),), origin)

@@ -102,6 +102,7 @@ class _Owner:
     bot_enabled: bool = False
     debounce_seconds: float = 0.0
     owner_phones: tuple[str, ...] = ()
+    instance: str | None = None  # a web session's gateway instance
 
 
 @dataclass(slots=True)
@@ -144,6 +145,7 @@ async def _owners(conn: asyncpg.Connection, items: Sequence[Item]) -> _Owners:
             r["bot_enabled"],
             r["debounce_seconds"],
             tuple(r["owner_phones"]),
+            r["gateway_instance"],
         )
         owners.by_number[r["phone_number_id"]] = owner
         owners.by_waba.setdefault(r["waba_id"], []).append(owner)
@@ -261,6 +263,10 @@ def _sort(items: Sequence[Item], owners: _Owners) -> _Batch:
                 owner, registered = owners.waba(event.route.waba_id, item.source)
             else:
                 owner, registered = owners.number(number, item.source)
+            if owner is not None and owner.instance is not None:
+                # Posted with the number's secret, but by an instance of an earlier
+                # registration (its events belong to whoever had the number then).
+                owner = owner if item.delivery.origin == owner.instance else None
             if owner is None:
                 reason = SOURCE_NOT_BOUND if registered else UNKNOWN_NUMBER
                 batch.fields.append(_Field(None, event, item.delivery_id, item.source, reason))

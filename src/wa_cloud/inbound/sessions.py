@@ -69,7 +69,9 @@ async def index_echoes(conn: asyncpg.Connection, echoes: Sequence[Echo]) -> None
         )
         if contact_id is None:
             continue
-        if await conn.fetchval(Q.send_in_flight, number, contact_id):
+        if await conn.fetchval(
+            Q.send_in_flight, number, contact_id, recipient.wa_id or recipient.user_id
+        ):
             raise EchoTooEarly(f"a send to contact {contact_id} is in flight")
         stored = await conn.fetchval(
             Q.insert_echo,

@@ -192,11 +192,18 @@ class Sender:
         return [m[0] in marked for m in marks]
 
     async def _write_accepted(self, rows: list[Accepted]) -> None:
+        # A message id is the provider's word: one given twice (a web-session gateway is a
+        # tenant's) is kept once, so it cannot fail the group's write for everyone else.
+        seen: set[str] = set()
+        wamids: list[str | None] = []
+        for r in rows:
+            wamids.append(None if r.wamid in seen else r.wamid)
+            seen.add(r.wamid)
         async with self._pool.acquire() as conn:
             await conn.execute(
                 Q.record_accepted,
                 [r.id for r in rows],
-                [r.wamid for r in rows],
+                wamids,
                 [dict(r.body) for r in rows],
                 [r.used_fallback for r in rows],
                 [r.kind for r in rows],

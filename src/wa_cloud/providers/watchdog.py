@@ -56,7 +56,6 @@ class Outcome:
     reason: str | None = None
     qr: str | None = None
     pairing_code: str | None = None
-    secret_hash: bytes | None = None
     mailed: bool = False
 
 
@@ -107,7 +106,6 @@ class SessionWatchdog:
             out.action,
             out.due_in,
             out.attempts,
-            out.secret_hash,
             row["state_at"],
             out.mailed,
         )
@@ -173,11 +171,19 @@ class SessionWatchdog:
         number = _digits(row["display_phone_number"])
         if action == "create":
             secret, digest = new_webhook_secret()
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    Q.save_session_secret, row["phone_number_id"], row["tenant_id"], digest
+                )
             url = f"{self._base_url}/webhook/websession/{row['phone_number_id']}"
-            await gateway.create(url, secret)
-            outcome = await self._connect(gateway, number, attempts)
-            outcome.secret_hash = digest
-            return outcome
+            try:
+                await gateway.create(url, secret)
+            except AuthenticationFailed as exc:
+                if exc.http_status != 403:
+                    raise
+                # Made by an attempt that did not finish: it gets the new secret instead.
+                await gateway.set_webhook(url, secret)
+            return await self._connect(gateway, number, attempts)
         if action == "connect":
             try:
                 return await self._connect(gateway, number, attempts)
@@ -193,7 +199,7 @@ class SessionWatchdog:
             return Outcome("create", 0, attempts + 1, "closed", "The gateway lost the session.")
         if live == "open":
             return Outcome("check", CHECK_SECONDS, 0)
-        if live == "close" and row["state"] in ("open", "closed"):
+        if live == "close" and row["state"] != "refused":
             # Dropped without a word (the contract's "open but dead"): reconnect, with backoff.
             delay = RECONNECT_BACKOFF.delay(attempts + 1)
             return Outcome("connect", delay, attempts + 1, "closed", "The session dropped.")

@@ -13,10 +13,12 @@ or a 5xx is transient, a refusal (400, 401, 404) permanent.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import hashlib
+import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -52,6 +54,10 @@ WEBHOOK_EVENTS = ("QRCODE_UPDATED", "CONNECTION_UPDATE", "MESSAGES_UPSERT", "MES
 # otherwise (the pair pace per recipient applies as for Cloud API numbers).
 DEFAULT_THROUGHPUT_MPS = 1
 _MEDIA_TYPES = ("image", "video", "document", "audio")
+CALL_SECONDS = 30.0  # one gateway call, whole (the client's timeouts are per read)
+MAX_ANSWER_BYTES = (
+    24 * 1024 * 1024
+)  # media as base64 (Meta's largest inbound, 16 MB, and then some)
 
 
 def new_instance_name(phone_number_id: str) -> str:
@@ -106,20 +112,20 @@ class Gateway:
         """One call; `send` marks a message send, whose outcome is unknown after a timeout."""
         url = f"{self._base}/{route}/{self.instance}" if per_instance else f"{self._base}/{route}"
         try:
-            response = await self._http.request(
-                method, url, json=body, params=params, headers={"apikey": self._key}
-            )
-        except httpx.TimeoutException as exc:
+            # A whole-call deadline and a size cap: a gateway that drips bytes or answers
+            # without end (it is a tenant's) holds one call, never a worker.
+            async with asyncio.timeout(CALL_SECONDS):
+                status, content = await self._request(method, url, body, params)
+        except (TimeoutError, httpx.TimeoutException) as exc:
             if send:
                 raise SendOutcomeUnknown("the gateway did not answer the send in time") from exc
             raise GraphUnavailable("the gateway did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise GraphUnavailable(f"the gateway is unreachable: {type(exc).__name__}") from exc
         try:
-            payload: Any = response.json()
+            payload: Any = json.loads(content) if content else None
         except ValueError:
             payload = None
-        status = response.status_code
         if status >= 500 or status == 429:
             raise GraphUnavailable(f"the gateway answered {status}", http_status=status)
         if status >= 400:
@@ -130,6 +136,24 @@ class Gateway:
                 f"the gateway refused: {_message(payload)}", http_status=status
             )
         return payload
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, bytes]:
+        headers = {"apikey": self._key}
+        async with self._http.stream(
+            method, url, json=body, params=params, headers=headers
+        ) as response:
+            content = bytearray()
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise PermanentGraphError(f"the gateway answered more than {MAX_ANSWER_BYTES}")
+            return response.status_code, bytes(content)
 
     async def create(self, webhook_url: str, secret: str) -> Mapping[str, Any]:
         """The instance, with our webhook (its secret in a header) and no QR yet: `connect`
@@ -144,17 +168,13 @@ class Gateway:
             "readStatus": False,
             "syncFullHistory": False,
             "rejectCall": False,
-            "webhook": {
-                "url": webhook_url,
-                "byEvents": False,
-                "base64": False,
-                "headers": {SECRET_HEADER: secret},
-                # Always given: without it the gateway fails the create (the contract's trap).
-                "events": list(WEBHOOK_EVENTS),
-            },
+            "webhook": _webhook(webhook_url, secret),
         }
         payload = await self.call("POST", "instance/create", body, per_instance=False)
         return payload if isinstance(payload, Mapping) else {}
+
+    async def set_webhook(self, webhook_url: str, secret: str) -> None:
+        await self.call("POST", "webhook/set", {"webhook": _webhook(webhook_url, secret)})
 
     async def connect(self, number: str | None) -> Mapping[str, Any]:
         """Start (or look at) the session: its QR and pairing code while it waits for a scan
@@ -178,6 +198,18 @@ class Gateway:
     async def delete(self) -> None:
         with contextlib.suppress(Undeliverable):  # no such instance: deleted already
             await self.call("DELETE", "instance/delete")
+
+
+def _webhook(url: str, secret: str) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "url": url,
+        "byEvents": False,
+        "base64": False,
+        "headers": {SECRET_HEADER: secret},
+        # Always given: without it the gateway fails the call (the contract's trap).
+        "events": list(WEBHOOK_EVENTS),
+    }
 
 
 def _message(payload: Any) -> str:

@@ -201,6 +201,17 @@ async def create(request: Request, state: GatewayState) -> Response:
     return JSONResponse(answer, status_code=201)
 
 
+async def set_webhook(request: Request, state: GatewayState) -> Response:
+    instance = _instance(request, state)
+    webhook = (await request.json()).get("webhook") or {}
+    if "url" not in webhook or "enabled" not in webhook:
+        return _error(400, "webhook.url and webhook.enabled are required")
+    instance.webhook_url = str(webhook["url"])
+    instance.webhook_headers = {str(k): str(v) for k, v in (webhook.get("headers") or {}).items()}
+    instance.events = [str(e) for e in webhook.get("events") or []]
+    return JSONResponse({"url": instance.webhook_url, "enabled": True}, status_code=201)
+
+
 async def connect(request: Request, state: GatewayState) -> Response:
     instance = _instance(request, state)
     if instance.state == "open":
@@ -418,6 +429,7 @@ async def webhook_secrets(request: Request) -> Response:
 GATEWAY_ROUTES = [
     _route("/instance/create", create, "POST", per_instance=False),
     _route("/instance/connect/{instance}", connect, "GET"),
+    _route("/webhook/set/{instance}", set_webhook, "POST"),
     _route("/instance/connectionState/{instance}", connection_state, "GET"),
     _route("/instance/logout/{instance}", logout, "DELETE"),
     _route("/instance/delete/{instance}", delete, "DELETE"),

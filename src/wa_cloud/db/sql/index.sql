@@ -3,7 +3,7 @@
 -- forwarding for tenants without a webhook.
 -- With what the assistant needs to schedule replies: whether it is on, its debounce and the
 -- owner phones (whose commands it takes even while it is off).
-SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id, n.provider,
+SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id, n.provider, n.gateway_instance,
        coalesce(w.events, '{}') AS forward_events, n.bot_enabled,
        coalesce(b.debounce_seconds, $3)::float8 AS debounce_seconds,
        coalesce(b.owner_phones, '{}') AS owner_phones

@@ -100,8 +100,14 @@ UPDATE messages SET status = 'queued', run_after = now(), dispatched_at = NULL,
 
 -- name: record_accepted
 -- Meta took it: keep the wamid; a status webhook that came first already tells how far it got.
+-- A wamid another message of the number already has (a gateway's answer is a tenant's) is not
+-- kept: the unique index would fail every tenant's rows written with it.
 UPDATE messages m
-   SET wamid = u.wamid, accepted_at = now(), lease_token = NULL, locked_until = NULL,
+   SET wamid = CASE WHEN EXISTS (SELECT 1 FROM messages o
+                                  WHERE o.phone_number_id = m.phone_number_id
+                                    AND o.wamid = u.wamid AND o.id <> m.id)
+                    THEN m.wamid ELSE u.wamid END,
+       accepted_at = now(), lease_token = NULL, locked_until = NULL,
        request = u.request, used_fallback = u.fallback,
        type = u.type,
        status = coalesce(

@@ -67,7 +67,9 @@ ON CONFLICT (phone_number_id) DO UPDATE
        updated_at = now(), flagged_reason = NULL, flagged_at = NULL,
        bot_enabled = CASE WHEN numbers.tenant_id = excluded.tenant_id
                           THEN numbers.bot_enabled ELSE false END
- WHERE numbers.removed_at IS NOT NULL
+ -- Only a removed web session's id: a Cloud API number's id is taken back only by a token
+ -- Meta accepts for it (register_number), never by naming it here.
+ WHERE numbers.removed_at IS NOT NULL AND numbers.provider = 'websession'
 RETURNING phone_number_id, waba_id, display_phone_number, verified_name, quality_rating,
           name_status, code_verification_status, throughput_level, registered, app_id,
           provider, bot_enabled, throughput_mps, created_at, 'connecting' AS session_state;

@@ -22,7 +22,7 @@ WITH updated AS (
            profile_name = coalesce($8, profile_name), state_at = now(), last_event_at = now(),
            action = $9, due_at = now() + make_interval(secs => $10),
            attempts = CASE WHEN $3 = 'open' THEN 0 ELSE attempts END,
-           mail_due = mail_due OR $11, locked_until = NULL
+           mail_due = mail_due OR $11
      WHERE phone_number_id = $1 AND tenant_id = $2
     RETURNING phone_number_id
 )
@@ -36,10 +36,13 @@ UPDATE web_sessions SET last_event_at = now() WHERE phone_number_id = $1 AND ten
 SELECT 1 FROM messages WHERE phone_number_id = $1 AND wamid = $2;
 
 -- name: send_in_flight
--- A send of ours to this contact still waiting for the gateway's answer: an echo of an id we
--- do not know yet may be that send's own.
+-- A send of ours to this contact ($2, or by its number $3: a first message has no contact yet)
+-- still waiting for the gateway's answer, or whose answer was lost lately: an echo of an id we
+-- do not know may be that send's own.
 SELECT 1 FROM messages
- WHERE phone_number_id = $1 AND contact_id = $2 AND direction = 'out' AND status = 'sending'
+ WHERE phone_number_id = $1 AND direction = 'out' AND wamid IS NULL
+   AND (contact_id = $2 OR recipient = $3)
+   AND (status = 'sending' OR (status = 'unknown' AND dispatched_at > now() - interval '10 minutes'))
  LIMIT 1;
 
 -- name: contact_for_echo
@@ -84,20 +87,26 @@ RETURNING s.phone_number_id, s.tenant_id, s.action, s.state, s.state_at, s.attem
           n.display_phone_number, n.provider, n.gateway_url, n.gateway_instance,
           n.access_token_enc, t.name AS tenant_name, t.email, t.link_generation;
 
+-- name: save_session_secret
+-- The hash of the secret about to be given to the gateway: stored (and committed) before the
+-- gateway has it, so that no event it posts with that secret is ever refused.
+UPDATE web_sessions SET secret_hash = $3 WHERE phone_number_id = $1 AND tenant_id = $2;
+
 -- name: session_stepped
--- The watchdog's outcome. The state it learned ($3..$6, NULL: nothing learned) is written only
--- if no event moved the session since the claim ($11): the gateway's news is newer than ours.
+-- The watchdog's outcome. What it learned ($3..$6; $3 NULL: nothing) and its next step ($7 in
+-- $8 seconds) are written only if no event moved the session since the claim ($10): the
+-- gateway's news is newer than ours (a logout asks to connect).
 UPDATE web_sessions
-   SET state = CASE WHEN $3::text IS NOT NULL AND state_at = $11 THEN $3 ELSE state END,
-       reason = CASE WHEN $3::text IS NOT NULL AND state_at = $11 THEN $4 ELSE reason END,
-       qr_base64 = CASE WHEN $3::text IS NOT NULL AND state_at = $11 THEN $5 ELSE qr_base64 END,
-       pairing_code = CASE WHEN $3::text IS NOT NULL AND state_at = $11 THEN $6
+   SET state = CASE WHEN $3::text IS NOT NULL AND state_at = $10 THEN $3 ELSE state END,
+       reason = CASE WHEN $3::text IS NOT NULL AND state_at = $10 THEN $4 ELSE reason END,
+       qr_base64 = CASE WHEN $3::text IS NOT NULL AND state_at = $10 THEN $5 ELSE qr_base64 END,
+       pairing_code = CASE WHEN $3::text IS NOT NULL AND state_at = $10 THEN $6
                            ELSE pairing_code END,
-       state_at = CASE WHEN $3::text IS NOT NULL AND state_at = $11 AND state <> $3 THEN now()
+       state_at = CASE WHEN $3::text IS NOT NULL AND state_at = $10 AND state <> $3 THEN now()
                        ELSE state_at END,
-       action = $7, due_at = now() + make_interval(secs => $8), attempts = $9,
-       secret_hash = coalesce($10, secret_hash), mail_due = mail_due AND NOT $12,
-       locked_until = NULL
+       action = CASE WHEN state_at = $10 THEN $7 ELSE action END,
+       due_at = CASE WHEN state_at = $10 THEN now() + make_interval(secs => $8) ELSE due_at END,
+       attempts = $9, mail_due = mail_due AND NOT $11, locked_until = NULL
  WHERE phone_number_id = $1 AND tenant_id = $2;
 
 -- name: next_session_due
