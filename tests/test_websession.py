@@ -497,3 +497,40 @@ def test_gateway_events_in_meta_shapes() -> None:
     assert (status.wamid, status.status, status.recipient_id) == ("3EB0", "read", CUSTOMER)
     with pytest.raises(InvalidDelivery):
         parse_gateway_delivery(b'{"entry": []}', PHONE)
+
+
+async def test_a_gateway_repeating_a_message_id_fails_nobody_elses_send(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    """A tenant's gateway answers every send with one id: its sends are accepted (the id kept
+    once), and another tenant's Cloud API sends, written in the same groups, are unharmed."""
+    async with meta_running(settings) as meta:
+        instance = await connected(meta)
+        await control(meta, instance, "misbehave", fixed_id="SAMEID")
+        await meta.customer_writes("hi", sender="16505551234")  # number A's window opens
+        ids = []
+        for n in range(4):
+            answer = await meta.app.client.post(
+                "/v1/messages",
+                json={
+                    "from": PHONE,
+                    "to": f"551190000000{n}",
+                    "type": "text",
+                    "text": {"body": f"oi {n}"},
+                },
+                headers=meta.tenant(),
+            )
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["id"])
+        cloud = await meta.send(to="16505551234", type="text", text={"body": "ok"})
+        async with asyncio.timeout(15):
+            while True:
+                rows = await db.fetch(
+                    "SELECT status, wamid FROM messages WHERE id = ANY($1::uuid[])", ids
+                )
+                if all(r["status"] in ("accepted", "sent", "delivered") for r in rows):
+                    break
+                await asyncio.sleep(0.05)
+        assert sorted(r["wamid"] or "" for r in rows) == ["", "", "", "SAMEID"]
+        assert cloud.status_code == 202, cloud.text
+        await meta.wait_status(cloud.json()["id"], "accepted", "sent", "delivered", "read")

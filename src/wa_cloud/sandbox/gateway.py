@@ -42,6 +42,7 @@ class Instance:
     qr_code: str | None = None
     wuid: str | None = None
     logged_out: bool = False
+    fixed_id: str | None = None  # a misbehaving gateway: every send answered with this id
 
 
 @dataclass(slots=True)
@@ -256,7 +257,7 @@ async def send(request: Request, state: GatewayState) -> Response:
         return _error(400, ["number is required"])
     if kind == "sendText" and not str(body.get("text") or "").strip():
         return _error(400, ["text is required"])
-    message_id = "3EB0" + secrets.token_hex(9).upper()
+    message_id = instance.fixed_id or "3EB0" + secrets.token_hex(9).upper()
     jid = number if "@" in number else f"{number}@s.whatsapp.net"
     state.sent.append({"instance": instance.name, "route": kind, "body": body, "id": message_id})
     message = {"conversation": body["text"]} if kind == "sendText" else {kind: body}
@@ -388,6 +389,11 @@ async def inbound(request: Request, state: GatewayState, instance: Instance) -> 
     return {"id": message_id, "webhook_status": statuses[0], "webhook_statuses": statuses}
 
 
+async def misbehave(request: Request, state: GatewayState, instance: Instance) -> dict[str, Any]:
+    instance.fixed_id = (await request.json()).get("fixed_id")
+    return {"fixed_id": instance.fixed_id}
+
+
 async def rotate_qr(request: Request, state: GatewayState, instance: Instance) -> dict[str, Any]:
     qr = _qr(instance)
     status = await state.post(
@@ -443,4 +449,5 @@ GATEWAY_ROUTES = [
     Route("/_gateway/{instance}/drop", _control(drop), methods=["POST"]),
     Route("/_gateway/{instance}/inbound", _control(inbound), methods=["POST"]),
     Route("/_gateway/{instance}/qr", _control(rotate_qr), methods=["POST"]),
+    Route("/_gateway/{instance}/misbehave", _control(misbehave), methods=["POST"]),
 ]
