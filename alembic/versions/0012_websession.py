@@ -45,7 +45,6 @@ CREATE TABLE web_sessions (
     wuid              text,
     profile_name      text,
     state_at          timestamptz NOT NULL DEFAULT now(),
-    last_event_at     timestamptz,
     -- The watchdog's next step: create the instance, connect it, check it, log out, delete.
     action            text NOT NULL DEFAULT 'create'
                       CHECK (action IN ('create', 'connect', 'check', 'logout', 'delete',

@@ -23,6 +23,7 @@ from wa_cloud.state import AppState
 _APPS_PREFIX = "/webhook/apps/"
 _SESSIONS_PREFIX = "/webhook/websession/"
 _GATEWAY_SECRET = SECRET_HEADER.encode()
+_SIGNATURE = b"x-hub-signature-256"
 _BODY_READ = "wa_cloud.body_read"  # set in the scope once the whole body is in
 # Above this, a webhook body is "large": read only within the process's byte budget.
 LARGE_WEBHOOK_BYTES = 256 * 1024
@@ -44,14 +45,15 @@ async def _error(send: Send, status: int, code: str, message: str, *, close: boo
     await send({"type": "http.response.body", "body": body})
 
 
-def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
-    length = signature = None
+def _headers(scope: Scope, credential: bytes) -> tuple[bytes | None, bytes | None]:
+    """The body's declared length and the header that authenticates it."""
+    length = found = None
     for name, value in scope["headers"]:
         if name == b"content-length":
             length = value
-        elif name == b"x-hub-signature-256":
-            signature = value
-    return length, signature
+        elif name == credential:
+            found = value
+    return length, found
 
 
 class WebhookReceiver:
@@ -102,12 +104,7 @@ class WebhookReceiver:
     ) -> None:
         """A web-session gateway's event: stored (source `websession:<number>`) when it
         carries the secret we set on that number's instance; 403 otherwise, nothing stored."""
-        given = length = None
-        for name, value in scope["headers"]:
-            if name == _GATEWAY_SECRET:
-                given = value
-            elif name == b"content-length":
-                length = value
+        length, given = _headers(scope, _GATEWAY_SECRET)
         if not (number.isascii() and number.isdigit() and given):
             raise _GatewayRefused()
         if not await gateway_secret_matches(state, number, given):
@@ -119,7 +116,7 @@ class WebhookReceiver:
 
     @staticmethod
     async def _receive(state: AppState, scope: Scope, receive: Receive, app_id: str | None) -> None:
-        length, signature = _headers(scope)
+        length, signature = _headers(scope, _SIGNATURE)
         if app_id is None:
             source, secret = "platform", state.settings.app_secret or ""
         else:

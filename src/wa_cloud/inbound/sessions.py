@@ -113,7 +113,6 @@ async def apply_session_news(conn: asyncpg.Connection, news: Sequence[SessionNew
         kind = item.event.kind
         wuid = jid_digits(data.get("wuid") if isinstance(data.get("wuid"), str) else None)
         if kind not in ("qrcode.updated", "connection.update"):
-            await conn.execute(Q.session_seen, number, item.tenant_id)
             continue
         row = await conn.fetchrow(Q.session_for_event, number, item.tenant_id, wuid)
         if row is None:
@@ -125,7 +124,6 @@ async def apply_session_news(conn: asyncpg.Connection, news: Sequence[SessionNew
         else:
             move = _connection_move(data, wuid, row)
         if move is None:
-            await conn.execute(Q.session_seen, number, item.tenant_id)
             continue
         await conn.execute(
             Q.set_session,
@@ -169,7 +167,7 @@ def _connection_move(data: Mapping[str, Any], wuid: str | None, row: asyncpg.Rec
     state = data.get("state")
     code = data.get("statusReason")
     if state == "open":
-        registered = "".join(c for c in (row["display_phone_number"] or "") if c.isdigit())
+        registered = row["display_phone_number"]  # a web session's: digits (the API's rule)
         if wuid is not None and registered and wuid != registered:
             # Clients sharing one number by mistake were the old platform's worst bug.
             reason = f"The phone that scanned the code (+{wuid}) is not this number."

@@ -168,7 +168,7 @@ class SessionWatchdog:
 
     async def _act(self, gateway: Gateway, row: Mapping[str, Any]) -> Outcome:
         action, attempts = str(row["action"]), int(row["attempts"])
-        number = _digits(row["display_phone_number"])
+        number = row["display_phone_number"]  # a web session's: digits (the API's rule)
         if action == "create":
             secret, digest = new_webhook_secret()
             async with self._pool.acquire() as conn:
@@ -225,11 +225,6 @@ class SessionWatchdog:
             )
         # No QR yet ({"count": 0}): it comes as a qrcode.updated event.
         return Outcome("check", CHECK_SECONDS, attempts, "connecting")
-
-
-def _digits(value: object) -> str | None:
-    digits = "".join(c for c in str(value or "") if c.isdigit())
-    return digits or None
 
 
 async def register_session(conn: asyncpg.Connection, phone_number_id: str, tenant_id: UUID) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from wa_cloud.ai.config import REASONING_EFFORTS
+from wa_cloud.ai.config import COLUMNS, REASONING_EFFORTS
 from wa_cloud.ai.usage import FEATURES
 from wa_cloud.api.contacts import MAX_PAUSE_MINUTES
 from wa_cloud.api.credits import MAX_CREDITS_MOVE
@@ -686,29 +686,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 "description": "Only an empty list for now.",
             },
         },
-        optional=(
-            "enabled",
-            "instructions",
-            "model",
-            "base_url",
-            "api_key",
-            "api",
-            "reasoning_effort",
-            "temperature",
-            "max_output_tokens",
-            "history_turns",
-            "debounce_seconds",
-            "timezone",
-            "owner_phones",
-            "credits_per_reply",
-            "retention_hours",
-            "fallback_text",
-            "out_of_credits_text",
-            "media_unavailable_text",
-            "voice_replies",
-            "human_takeover_minutes",
-            "tools",
-        ),
+        optional=("enabled", "api_key", *COLUMNS),
     ),
     "Bot": closed(
         {

@@ -19,7 +19,7 @@ WITH updated AS (
     UPDATE web_sessions
        SET state = $3, reason = $4, qr_base64 = $5, pairing_code = $6,
            wuid = coalesce($7, CASE WHEN $3 = 'open' THEN wuid END),
-           profile_name = coalesce($8, profile_name), state_at = now(), last_event_at = now(),
+           profile_name = coalesce($8, profile_name), state_at = now(),
            action = $9, due_at = now() + make_interval(secs => $10),
            attempts = CASE WHEN $3 = 'open' THEN 0 ELSE attempts END,
            mail_due = mail_due OR $11
@@ -27,10 +27,6 @@ WITH updated AS (
     RETURNING phone_number_id
 )
 SELECT pg_notify('{{channel.sessions}}', phone_number_id) FROM updated WHERE $10 = 0;
-
--- name: session_seen
--- An event that changes nothing still says the gateway is alive.
-UPDATE web_sessions SET last_event_at = now() WHERE phone_number_id = $1 AND tenant_id = $2;
 
 -- name: message_known
 SELECT 1 FROM messages WHERE phone_number_id = $1 AND wamid = $2;
@@ -119,7 +115,7 @@ VALUES ($1, $2, $3)
 ON CONFLICT (phone_number_id) DO UPDATE
    SET tenant_id = excluded.tenant_id, secret_hash = excluded.secret_hash, state = 'connecting',
        reason = NULL, qr_base64 = NULL, pairing_code = NULL, wuid = NULL, profile_name = NULL,
-       state_at = now(), last_event_at = NULL, action = 'create', due_at = now(), attempts = 0,
+       state_at = now(), action = 'create', due_at = now(), attempts = 0,
        locked_until = NULL, mail_due = false;
 
 -- name: wake_sessions
