@@ -19,6 +19,7 @@ from wa_cloud.api import (
     admin,
     apps,
     bot,
+    broadcasts,
     contacts,
     credits,
     events,
@@ -116,6 +117,12 @@ ROUTES = [
         DELETE=tenant_webhooks.delete_webhook,
     ),
     resource("/v1/webhooks/deliveries", GET=tenant_webhooks.list_deliveries),
+    resource("/v1/broadcasts", POST=broadcasts.create_broadcast, GET=broadcasts.list_broadcasts),
+    resource("/v1/broadcasts/{broadcast_id}", GET=broadcasts.get_broadcast),
+    resource("/v1/broadcasts/{broadcast_id}/recipients.csv", GET=broadcasts.recipients_csv),
+    resource("/v1/broadcasts/{broadcast_id}/{action}", POST=broadcasts.change_broadcast),
+    resource("/v1/opt-outs", GET=broadcasts.list_opt_outs, POST=broadcasts.add_opt_out),
+    resource("/v1/opt-outs/{to}", DELETE=broadcasts.remove_opt_out),
 ]
 
 

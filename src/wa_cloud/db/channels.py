@@ -11,6 +11,7 @@ MEDIA: Final = "wa_media"  # an inbound media download queued: the media fetcher
 FORWARDS: Final = "wa_forwards"  # an event queued for a tenant's webhook: the forwarder
 REPLIES: Final = "wa_replies"  # a conversation's reply scheduled: the assistant
 SESSIONS: Final = "wa_sessions"  # a web session needs a gateway call now: the watchdog
+CAMPAIGNS: Final = "wa_campaigns"  # a campaign created or resumed: the campaign runner
 
 BY_KEY: Final[dict[str, str]] = {
     "deliveries": DELIVERIES,
@@ -19,4 +20,5 @@ BY_KEY: Final[dict[str, str]] = {
     "forwards": FORWARDS,
     "replies": REPLIES,
     "sessions": SESSIONS,
+    "campaigns": CAMPAIGNS,
 }

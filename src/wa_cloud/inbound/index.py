@@ -22,6 +22,8 @@ import asyncpg
 
 from wa_cloud.ai.config import DEFAULTS
 from wa_cloud.ai.schedule import ReplyJob, answers, schedule_replies
+from wa_cloud.campaigns.limits import apply_quality_update
+from wa_cloud.campaigns.optouts import record_opt_outs
 from wa_cloud.canonical import digest
 from wa_cloud.db.pool import jsonb_text
 from wa_cloud.db.queries import Q
@@ -37,6 +39,7 @@ from wa_cloud.forwarding.events import Forward, enqueue_forwards, forward_of
 from wa_cloud.inbound.gateway import SESSION_FIELD
 from wa_cloud.inbound.sessions import Echo, SessionNews, apply_session_news, index_echoes
 from wa_cloud.media.inbound import MediaJob, media_job, queue_media_jobs
+from wa_cloud.outbox.templates import apply_template_news
 
 
 @dataclass(slots=True)
@@ -291,25 +294,40 @@ async def index_batch(conn: asyncpg.Connection, items: Sequence[Item]) -> IndexR
     app that names tenant B's number never touches B's rows, windows or webhooks."""
     batch = _sort(items, await _owners(conn, items))
     forwards: list[Forward] = []
-    await _forget_templates(conn, batch.templates)
+    await apply_template_news(conn, batch.templates)
     await _contacts(conn, batch)
     forwards += await _messages(conn, batch)
     forwards += await _statuses(conn, batch)
     forwards += await _fields(conn, batch)
     await index_echoes(conn, batch.echoes)
     await apply_session_news(conn, batch.sessions)
+    await _campaign_news(conn, batch)
     await enqueue_forwards(conn, forwards)
     return batch.result
 
 
-async def _forget_templates(
-    conn: asyncpg.Connection, templates: Sequence[tuple[str, FieldEvent]]
-) -> None:
-    for waba, event in templates:  # rare: a template's news, not a stream
+async def _campaign_news(conn: asyncpg.Connection, batch: _Batch) -> None:
+    """What campaigns need from this batch: stop words and Meta's user preferences (opt-outs),
+    and a number's quality and messaging limit."""
+    texts = [
+        (m.owner.tenant_id, m.event.route.phone_number_id, m.event.sender.wa_id, m.event.text)
+        for m in batch.messages
+        if m.event.text and m.event.sender.wa_id and m.event.route.phone_number_id
+    ]
+    prefs: list[tuple[UUID, str, Mapping[str, Any]]] = []
+    for f in batch.fields:
+        event = f.event
+        if f.owner is None or not isinstance(event, FieldEvent):
+            continue
         value = event.raw.get("value")
-        name = value.get("message_template_name") if isinstance(value, Mapping) else None
-        if isinstance(name, str):
-            await conn.execute(Q.forget_template, waba, name)
+        if not isinstance(value, Mapping):
+            continue
+        if event.field == "user_preferences" and event.route.phone_number_id:
+            prefs.append((f.owner.tenant_id, event.route.phone_number_id, value))
+        elif event.field == "phone_number_quality_update":
+            await apply_quality_update(conn, f.owner.waba_id, f.owner.tenant_id, value)
+    if texts or prefs:
+        await record_opt_outs(conn, texts, prefs)
 
 
 async def _contacts(conn: asyncpg.Connection, batch: _Batch) -> None:

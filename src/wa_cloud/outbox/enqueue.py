@@ -45,17 +45,17 @@ class Queued:
     created: bool  # False when an idempotency key returned an earlier message
 
 
-async def _check_template(
+async def approved_template(
     pool: asyncpg.Pool,
     number: asyncpg.Record,
-    composed: Composed,
+    name: str,
+    language: str,
     provider_for: ProviderFor,
     fetches: TemplateFetches,
-) -> None:
-    """Check a template send against the WABA's template as we hold it, fetching the WABA's
-    list from Meta on first use. No connection is held while Meta answers."""
-    template = composed.body["template"]
-    name, language = template["name"], template["language"]["code"]
+) -> asyncpg.Record:
+    """The WABA's approved template as we hold it, fetching the WABA's list from Meta on first
+    use; 422 when it does not exist or is not approved. No connection is held while Meta
+    answers."""
     waba_id = number["waba_id"]
     not_found = Unprocessable(
         f"template '{name}' ({language}) does not exist on this WABA.", "template_not_found"
@@ -88,7 +88,7 @@ async def _check_template(
             f"template '{name}' ({language}) is {stored['status']}, not APPROVED.",
             "template_not_approved",
         )
-    check_parameters(dict(stored), template)
+    return stored
 
 
 async def enqueue(
@@ -147,7 +147,11 @@ async def enqueue(
             )
     for template in (composed, fallback):
         if template is not None and template.is_template:
-            await _check_template(pool, number, template, provider_for, fetches)
+            sent = template.body["template"]
+            stored = await approved_template(
+                pool, number, sent["name"], sent["language"]["code"], provider_for, fetches
+            )
+            check_parameters(dict(stored), sent)
 
     async with pool.acquire() as conn:
         return await _insert(conn, tenant_id, sender, request, composed, fallback, contact, key)

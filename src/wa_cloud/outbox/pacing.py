@@ -19,6 +19,7 @@ PAIR_INTERVAL = timedelta(seconds=6)
 PAIR_BURST = 10  # messages a quiet recipient may get back to back before the 6 s pace applies
 PAIR_TOLERANCE = PAIR_INTERVAL * (PAIR_BURST - 1)
 CLAIM_HORIZON_SECONDS = 1.0  # how far ahead one claim reserves a number's slots
+BULK_HORIZON_SECONDS = 0.25  # ... for campaign messages: a reply never waits behind many
 LOOKAHEAD_SECONDS = 0.5  # claim a number this long before its next slot is due
 # A message this late for its slot (an overloaded worker) goes back to the queue instead of
 # bunching up with on-time sends and earning a 130429.
@@ -27,6 +28,10 @@ LATE_SECONDS = 0.5
 
 def batch_size(rate: float) -> int:
     return max(1, int(rate * CLAIM_HORIZON_SECONDS))
+
+
+def bulk_batch_size(rate: float) -> int:
+    return max(1, int(rate * BULK_HORIZON_SECONDS))
 
 
 def reserve_slots(

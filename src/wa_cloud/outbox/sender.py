@@ -45,6 +45,7 @@ from wa_cloud.outbox.pacing import (
     LATE_SECONDS,
     LOOKAHEAD_SECONDS,
     batch_size,
+    bulk_batch_size,
     pair_pace,
     reserve_slots,
 )
@@ -293,7 +294,13 @@ class Sender:
             now: datetime = number["now"]
             loop_now = asyncio.get_running_loop().time()
             rate = float(number["throughput_mps"]) * float(number["factor"])
-            rows = await conn.fetch(Q.claim_messages, pnid, batch_size(rate), lease, self._lease)
+            size = batch_size(rate)
+            rows = await conn.fetch(Q.claim_messages, pnid, size, lease, self._lease, 0)
+            if len(rows) < size:
+                # A campaign's messages fill what conversations leave, a short horizon at a
+                # time: a reply queued meanwhile waits for few reserved slots.
+                bulk = min(size - len(rows), bulk_batch_size(rate))
+                rows += await conn.fetch(Q.claim_messages, pnid, bulk, lease, self._lease, 1)
             windows = {
                 r["id"]: r
                 for r in await conn.fetch(

@@ -96,6 +96,17 @@ async def cached_template(
     return await conn.fetchrow(Q.cached_template, waba_id, name, language)
 
 
+def rejection_of(template: Mapping[str, Any]) -> str | None:
+    reason = template.get("rejected_reason")
+    return reason if isinstance(reason, str) and reason.upper() != "NONE" else None
+
+
+def quality_of(template: Mapping[str, Any]) -> str | None:
+    score = template.get("quality_score")
+    value = score.get("score") if isinstance(score, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 async def save_templates(
     conn: asyncpg.Connection, waba_id: str, templates: Sequence[Mapping[str, Any]]
 ) -> None:
@@ -110,7 +121,39 @@ async def save_templates(
             t.get("category"),
             t.get("parameter_format"),
             list(t.get("components") or []),
+            rejection_of(t),
+            quality_of(t),
         )
+
+
+# Meta's template webhooks: a status or a quality is written over the stored template (the
+# list shows it at once); a change of components or category drops it, to be fetched again.
+STATUS_FIELD = "message_template_status_update"
+QUALITY_FIELD = "message_template_quality_update"
+
+
+async def apply_template_news(conn: asyncpg.Connection, news: Sequence[tuple[str, Any]]) -> None:
+    """`news`: (WABA, FieldEvent) of the template fields, for the WABA its source speaks for."""
+    for waba, event in news:  # rare: a template's news, not a stream
+        value = event.raw.get("value")
+        if not isinstance(value, Mapping):
+            continue
+        name = value.get("message_template_name")
+        language = value.get("message_template_language")
+        if not isinstance(name, str):
+            continue
+        if event.field == STATUS_FIELD and isinstance(value.get("event"), str):
+            reason = value.get("reason")
+            shown = reason if isinstance(reason, str) and reason.upper() != "NONE" else None
+            await conn.execute(
+                Q.update_template_status, waba, name, language, value["event"].upper(), shown
+            )
+        elif event.field == QUALITY_FIELD and isinstance(value.get("new_quality_score"), str):
+            await conn.execute(
+                Q.update_template_quality, waba, name, language, value["new_quality_score"]
+            )
+        else:
+            await conn.execute(Q.forget_template, waba, name)
 
 
 # After the WABA's list was fetched and a name was not on it, sends naming it are refused from

@@ -126,6 +126,7 @@ async def register_number(
         )
         if row is None:  # registered by someone else while Meta was being asked
             raise Conflict("That phone_number_id is already registered.", "number_exists")
+        await conn.execute(Q.set_messaging_limit, phone_number_id, facts.messaging_limit)
         # What Meta sent before the number was stored here (subscribing comes first) was
         # kept as orphaned: its deliveries are indexed again now, for this number only.
         adopted = await conn.fetchval(

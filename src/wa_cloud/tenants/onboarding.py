@@ -21,7 +21,7 @@ from wa_cloud.tenants import audit
 
 FIELDS = (
     "display_phone_number,verified_name,quality_rating,name_status,"
-    "code_verification_status,throughput"
+    "code_verification_status,throughput,messaging_limit_tier"
 )
 
 
@@ -53,6 +53,7 @@ class NumberFacts:
     code_verification_status: str | None
     throughput_level: str | None
     registered: bool
+    messaging_limit: str | None = None  # Meta's tier (TIER_250 ... TIER_UNLIMITED)
 
     @classmethod
     def from_graph(cls, info: Mapping[str, Any], registered: bool) -> NumberFacts:
@@ -66,6 +67,7 @@ class NumberFacts:
             code_verification_status=_text(info.get("code_verification_status")),
             throughput_level=_text(level),
             registered=registered,
+            messaging_limit=_text(info.get("messaging_limit_tier")),
         )
 
 

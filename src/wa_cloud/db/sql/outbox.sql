@@ -51,12 +51,13 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
  FOR UPDATE OF p SKIP LOCKED;
 
 -- name: claim_messages
+-- $5: the priority claimed (0 conversations, 1 campaigns: claimed only after the 0s).
 UPDATE messages
    SET status = 'sending', lease_token = $3, locked_until = now() + make_interval(secs => $4),
        attempts = attempts + 1
  WHERE id IN (SELECT id FROM messages
                WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
-                 AND run_after <= now()
+                 AND run_after <= now() AND priority = $5
                ORDER BY run_after, created_at
                LIMIT $2
                FOR UPDATE SKIP LOCKED)
@@ -181,12 +182,22 @@ SELECT name, language, status, category, parameter_format, components, fetched_a
 
 -- name: save_template
 INSERT INTO templates (waba_id, name, language, template_id, status, category,
-                       parameter_format, components, fetched_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+                       parameter_format, components, rejected_reason, quality, fetched_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
 ON CONFLICT (waba_id, name, language) DO UPDATE
    SET template_id = excluded.template_id, status = excluded.status,
        category = excluded.category, parameter_format = excluded.parameter_format,
-       components = excluded.components, fetched_at = now();
+       components = excluded.components, rejected_reason = excluded.rejected_reason,
+       quality = excluded.quality, fetched_at = now();
+
+-- name: update_template_status
+-- $3 NULL: every language of the name (Meta names it; an older body may not).
+UPDATE templates SET status = $4, rejected_reason = $5
+ WHERE waba_id = $1 AND name = $2 AND ($3::text IS NULL OR language = $3);
+
+-- name: update_template_quality
+UPDATE templates SET quality = $4
+ WHERE waba_id = $1 AND name = $2 AND ($3::text IS NULL OR language = $3);
 
 -- name: forget_template
 DELETE FROM templates WHERE waba_id = $1 AND name = $2;

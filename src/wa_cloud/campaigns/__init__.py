@@ -1,0 +1,1 @@
+"""Campaigns: broadcasts to a list, opt-outs, messaging limits and cost."""

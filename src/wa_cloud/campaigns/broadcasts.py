@@ -1,0 +1,340 @@
+"""Creating a campaign and reading its progress.
+
+Creation checks everything it can once, before anything is stored: the number is the caller's,
+the template is approved and every recipient's variables fit it (or the free-form message is
+valid), numbers are E.164, duplicates and opted-out contacts are skipped, and the cost is
+estimated. The recipients become rows; the campaign runner (runner.py) moves them into the
+outbox at the number's pace. A dry run answers the same without storing anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+
+from wa_cloud.campaigns import cost
+from wa_cloud.campaigns.recipients import Recipient, RecipientList, Skipped, template_components
+from wa_cloud.canonical import iso
+from wa_cloud.db.pool import jsonb_text
+from wa_cloud.db.queries import Q
+from wa_cloud.errors import ApiError, Forbidden, NotFound, Unprocessable
+from wa_cloud.outbox.compose import SEND_TYPES, Composed, compose
+from wa_cloud.outbox.enqueue import approved_template
+from wa_cloud.outbox.templates import TemplateFetches, check_parameters
+from wa_cloud.providers.base import ProviderFor
+from wa_cloud.providers.numbers import capabilities_of
+from wa_cloud.window import window_state
+
+MARKETING: Final = "MARKETING"
+SERVICE: Final = "SERVICE"  # a free-form message: only inside open windows, never billed
+SHOWN_SKIPPED: Final = 1000  # skipped lines listed in an answer (recipients.csv has them all)
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A checked request: what every recipient gets, and to whom."""
+
+    phone_number_id: str
+    name: str
+    template: dict[str, Any] | None
+    message: dict[str, Any] | None
+    category: str
+    run_at: datetime
+    sendable: list[Recipient]
+    skipped: list[Skipped]
+    estimate: dict[str, Any]
+
+
+def _name(body: Mapping[str, Any]) -> str:
+    name = body.get("name")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+        raise Unprocessable("'name' must be a string of 1 to 200 characters.", "invalid_field")
+    return name.strip()
+
+
+async def _number_timezone(conn: asyncpg.Connection, phone_number_id: str) -> ZoneInfo:
+    zone = await conn.fetchval(Q.number_timezone, phone_number_id)
+    try:
+        return ZoneInfo(zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def parse_at(value: Any, zone: ZoneInfo) -> datetime:
+    """`"at"`: an ISO date-time; without an offset it is the number's local time."""
+    if not isinstance(value, str):
+        raise Unprocessable("'at' must be an ISO 8601 date-time.", "invalid_field")
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise Unprocessable("'at' must be an ISO 8601 date-time.", "invalid_field") from None
+    return at.replace(tzinfo=zone) if at.tzinfo is None else at
+
+
+def _message(body: Mapping[str, Any]) -> dict[str, Any]:
+    message = body.get("message")
+    if not isinstance(message, Mapping):
+        raise Unprocessable('\'message\' must be a send shape: {"type", "<type>": {...}}.')
+    kind = message.get("type")
+    if kind == "template":
+        raise Unprocessable(
+            "A template campaign names it in 'template' (with per-recipient variables).",
+            "invalid_type",
+        )
+    if kind not in SEND_TYPES or kind not in message:
+        raise Unprocessable('\'message\' must be a send shape: {"type", "<type>": {...}}.')
+    return {"type": kind, kind: message[kind]}
+
+
+def _template(body: Mapping[str, Any]) -> tuple[str, str]:
+    template = body.get("template")
+    name = template.get("name") if isinstance(template, Mapping) else None
+    language = template.get("language") if isinstance(template, Mapping) else None
+    code = language.get("code") if isinstance(language, Mapping) else language
+    if not isinstance(name, str) or not isinstance(code, str) or not name or not code:
+        raise Unprocessable('\'template\' must be {"name", "language": {"code"}}.', "invalid_field")
+    return name, code
+
+
+def compose_for(
+    campaign_template: Mapping[str, Any] | None,
+    message: Mapping[str, Any] | None,
+    recipient: Recipient | str,
+    variables: Any = None,
+) -> Composed:
+    """The send one recipient gets."""
+    to = recipient.to if isinstance(recipient, Recipient) else recipient
+    if isinstance(recipient, Recipient):
+        variables = recipient.variables
+    if campaign_template is not None:
+        template = {
+            "name": campaign_template["name"],
+            "language": {"code": campaign_template["language"]},
+            "components": template_components(variables),
+        }
+        return compose({"to": to, "type": "template", "template": template})
+    assert message is not None
+    return compose({"to": to, **message})
+
+
+async def check_campaign(
+    pool: asyncpg.Pool,
+    tenant_id: UUID,
+    body: Mapping[str, Any],
+    recipients: RecipientList,
+    provider_for: ProviderFor,
+    fetches: TemplateFetches,
+) -> Campaign:
+    sender = body.get("from")
+    if not isinstance(sender, str) or not sender:
+        raise Unprocessable("'from' must be one of your phone_number_ids.", "missing_field")
+    name = _name(body)
+    if ("template" in body) == ("message" in body):
+        raise Unprocessable("Give exactly one of 'template' and 'message'.", "invalid_field")
+    async with pool.acquire() as conn:
+        number = await conn.fetchrow(Q.sender_number, sender, tenant_id)
+        if number is None:
+            raise NotFound("No number with that phone_number_id is yours.")
+        if not number["active"]:
+            raise Forbidden("This tenant is deactivated.", "tenant_inactive")
+        zone = await _number_timezone(conn, sender)
+    run_at = parse_at(body["at"], zone) if body.get("at") is not None else datetime.now(UTC)
+    capabilities = capabilities_of(number)
+    skipped = list(recipients.skipped)
+    sendable: list[Recipient] = []
+    template: dict[str, Any] | None = None
+    message: dict[str, Any] | None = None
+    if "template" in body:
+        if not capabilities.templates:
+            raise Unprocessable(
+                "This number is a web session: it has no templates; send a 'message'.",
+                "templates_unsupported",
+            )
+        template_name, language = _template(body)
+        stored = await approved_template(
+            pool, number, template_name, language, provider_for, fetches
+        )
+        category = str(stored["category"] or MARKETING).upper()
+        template = {"name": template_name, "language": language}
+        for recipient in recipients.recipients:
+            try:
+                composed = compose_for(template, None, recipient)
+                check_parameters(dict(stored), composed.body["template"])
+            except ApiError as exc:
+                skipped.append(
+                    Skipped(
+                        recipient.to, f"variables_mismatch: {exc.message}"[:200], recipient.line
+                    )
+                )
+                continue
+            sendable.append(recipient)
+    else:
+        message = _message(body)
+        category = SERVICE
+        compose_for(None, message, "10000000")  # the shape is checked once, for everyone
+        sendable = list(recipients.recipients)
+
+    numbers = [r.to for r in sendable]
+    async with pool.acquire() as conn:
+        opted = {r["recipient"] for r in await conn.fetch(Q.opted_out_of, sender, numbers)}
+        contacts = {
+            r["wa_id"]: r
+            for r in await conn.fetch(Q.recipient_contacts, sender, tenant_id, numbers)
+        }
+    kept: list[Recipient] = []
+    windows: list[tuple[str, bool]] = []
+    for recipient in sendable:
+        contact = contacts.get(recipient.to)
+        is_open = window_state(
+            contact["last_inbound_at"] if contact else None,
+            contact["window_closed_at"] if contact else None,
+        ).open
+        if category == MARKETING and recipient.to in opted:
+            skipped.append(Skipped(recipient.to, "opted_out", recipient.line))
+        elif category == SERVICE and capabilities.customer_service_window and not is_open:
+            skipped.append(Skipped(recipient.to, "window_closed", recipient.line))
+        else:
+            kept.append(recipient)
+            windows.append((recipient.to, is_open))
+    if not capabilities.templates:
+        windows = [(to, True) for to, _ in windows]  # a web session costs Meta nothing
+    skipped.sort(key=lambda s: s.line or 0)
+    return Campaign(
+        phone_number_id=sender,
+        name=name,
+        template=template,
+        message=message,
+        category=category,
+        run_at=run_at,
+        sendable=kept,
+        skipped=skipped,
+        estimate=cost.estimate(windows, category.lower() if template else "service"),
+    )
+
+
+async def store_campaign(conn: asyncpg.Connection, tenant_id: UUID, campaign: Campaign) -> UUID:
+    async with conn.transaction():
+        status = "scheduled" if campaign.run_at > datetime.now(UTC) else "running"
+        broadcast_id: UUID = await conn.fetchval(
+            Q.insert_broadcast,
+            tenant_id,
+            campaign.phone_number_id,
+            campaign.name,
+            campaign.template,
+            campaign.message,
+            campaign.category,
+            status,
+            campaign.run_at,
+            campaign.estimate,
+        )
+        rows = [(r.to, r.line, jsonb_text(r.variables), None) for r in campaign.sendable] + [
+            (s.to, s.line, None, s.reason) for s in campaign.skipped if s.line is not None
+        ]
+        await conn.execute(
+            Q.insert_broadcast_recipients,
+            broadcast_id,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+        )
+        await conn.execute(Q.ensure_pacing, campaign.phone_number_id)
+        await conn.execute(Q.notify_campaigns, str(broadcast_id))
+    return broadcast_id
+
+
+def dry_run_json(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "id": None,
+        "dry_run": True,
+        "name": campaign.name,
+        "from": campaign.phone_number_id,
+        "status": "scheduled" if campaign.run_at > datetime.now(UTC) else "running",
+        "at": iso(campaign.run_at),
+        "category": campaign.category,
+        "counts": {
+            "total": len(campaign.sendable) + len(campaign.skipped),
+            "queued": len(campaign.sendable),
+            "sent": 0,
+            "delivered": 0,
+            "read": 0,
+            "failed": 0,
+            "skipped": len(campaign.skipped),
+        },
+        "skipped": [s.as_json() for s in campaign.skipped[:SHOWN_SKIPPED]],
+        "estimate": campaign.estimate,
+    }
+
+
+async def broadcast_json(
+    conn: asyncpg.Connection, row: asyncpg.Record, *, skipped: Sequence[Skipped] = ()
+) -> dict[str, Any]:
+    counts = await conn.fetchrow(Q.broadcast_counts, row["id"])
+    failures = await conn.fetch(Q.broadcast_failures, row["id"])
+    skips = await conn.fetch(Q.broadcast_skips, row["id"])
+    billed = await conn.fetch(Q.broadcast_billed, row["id"])
+    table = cost.price_table()
+    actual = sum((table.price(b["recipient"], b["category"] or "") for b in billed), Decimal(0))
+    template = row["template"]
+    shown: dict[str, Any] = {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "from": row["phone_number_id"],
+        "status": row["status"],
+        "paused_reason": row["paused_reason"],
+        "held_reason": row["held_reason"],
+        "at": iso(row["run_at"]),
+        "category": row["category"],
+        "template": (
+            {"name": template["name"], "language": {"code": template["language"]}}
+            if template
+            else None
+        ),
+        "message": row["message"],
+        "counts": {
+            key: counts[key]
+            for key in ("total", "queued", "sent", "delivered", "read", "failed", "skipped")
+        },
+        "failed_by_code": {f["code"]: f["n"] for f in failures},
+        "skipped_by_reason": {s["reason"]: s["n"] for s in skips},
+        "estimate": row["estimate"],
+        "cost": {
+            "billable": counts["billable"],
+            "currency": cost.CURRENCY,
+            "amount": float(round(actual, 4)),
+        },
+        "created_at": iso(row["created_at"]),
+        "finished_at": iso(row["finished_at"]),
+    }
+    if skipped:
+        shown["skipped"] = [s.as_json() for s in skipped[:SHOWN_SKIPPED]]
+    return shown
+
+
+CSV_COLUMNS: Final = ("to", "status", "wamid", "error_code", "reason")
+
+
+def recipients_csv_lines(rows: Sequence[asyncpg.Record]) -> str:
+    """recipients.csv rows: the outcome of each line (a skipped line says why)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for r in rows:
+        if r["state"] == "skipped":
+            status, reason = "skipped", r["reason"]
+        elif r["status"] is None:
+            status, reason = "queued" if r["state"] == "pending" else "unknown", None
+        else:
+            status, reason = r["status"], r["error_title"]
+        writer.writerow(
+            [r["recipient"], status, r["wamid"] or "", r["error_code"] or "", reason or ""]
+        )
+    return out.getvalue()

@@ -1,0 +1,92 @@
+"""Opt-outs learnt while indexing: a contact who writes a stop word as a whole message, and
+Meta's `user_preferences` webhook (a user who stopped, or resumed, marketing messages).
+
+Both are rows in `opt_outs`, per number; marketing campaigns skip them (the API lists, adds and
+removes them too). A `resume` from Meta lifts only what Meta's own preference had set.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+
+from wa_cloud.db.queries import Q
+
+# A number's own list (numbers.opt_out_words) replaces these; compared without case, accents
+# or punctuation, as the whole message.
+DEFAULT_WORDS: Final = (
+    "stop",
+    "unsubscribe",
+    "baja",
+    "no mas mensajes",
+    "cancelar",
+    "parar",
+    "sair",
+)
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_SPACES = re.compile(r"\s+")
+MAX_WORDS_TEXT: Final = 60  # a longer message is a conversation, not a stop word
+
+
+def folded(text: str) -> str:
+    """Lowercase, without accents, punctuation or repeated spaces: "¡No más mensajes!" ->
+    "no mas mensajes"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _SPACES.sub(" ", _PUNCTUATION.sub(" ", plain)).strip()
+
+
+def is_stop_word(text: str | None, words: Iterable[str] | None) -> bool:
+    if not text or len(text) > MAX_WORDS_TEXT:
+        return False
+    wanted = {folded(w) for w in (words if words is not None else DEFAULT_WORDS)}
+    return folded(text) in wanted
+
+
+def preferences(value: Any) -> list[tuple[str, bool]]:
+    """(wa_id, stopped) of a user_preferences value: marketing messages stopped or resumed."""
+    if not isinstance(value, Mapping):
+        return []
+    found: list[tuple[str, bool]] = []
+    for item in value.get("user_preferences") or []:
+        if not isinstance(item, Mapping) or item.get("category") != "marketing_messages":
+            continue
+        wa_id, choice = item.get("wa_id"), str(item.get("value", "")).lower()
+        if isinstance(wa_id, str) and wa_id.isdigit() and choice in ("stop", "resume"):
+            found.append((wa_id, choice == "stop"))
+    return found
+
+
+async def record_opt_outs(
+    conn: asyncpg.Connection,
+    texts: Sequence[tuple[UUID, str, str, str | None]],
+    prefs: Sequence[tuple[UUID, str, Mapping[str, Any]]],
+) -> None:
+    """`texts`: (tenant, number, wa_id, text) of inbound messages; `prefs`: (tenant, number,
+    user_preferences value). A batch costs one statement when nothing opts out."""
+    adds: list[tuple[str, str, UUID, str, str | None]] = []
+    resumes: list[tuple[str, str]] = []
+    if texts:
+        numbers = sorted({number for _, number, _, _ in texts})
+        words = {
+            r["phone_number_id"]: r["opt_out_words"]
+            for r in await conn.fetch(Q.opt_out_words, numbers)
+        }
+        for tenant, number, wa_id, text in texts:
+            if is_stop_word(text, words.get(number)):
+                adds.append((number, wa_id, tenant, "keyword", (text or "")[:MAX_WORDS_TEXT]))
+    for tenant, number, value in prefs:
+        for wa_id, stopped in preferences(value):
+            if stopped:
+                adds.append((number, wa_id, tenant, "user_preferences", "marketing_messages"))
+            else:
+                resumes.append((number, wa_id))
+    if adds:
+        await conn.execute(Q.add_opt_outs, *(list(column) for column in zip(*adds, strict=True)))
+    if resumes:
+        await conn.execute(Q.remove_opt_outs, [r[0] for r in resumes], [r[1] for r in resumes])

@@ -1,0 +1,204 @@
+"""The campaign runner: the worker consumer that feeds running campaigns into the outbox.
+
+Each step takes the campaign whose next feed is due (its row locked, SKIP LOCKED: one worker
+feeds a campaign at a time) and, in that one transaction, queues the next few seconds of its
+recipients at the number's throughput (`FEED_AHEAD_SECONDS`) as outbox rows of priority 1,
+marking them queued. A worker killed mid-feed commits neither; the outbox's own guarantees
+take over from there, so a campaign survives restarts and never sends twice to a recipient.
+
+Keeping only seconds of a campaign in the outbox makes pause and cancel immediate and lets the
+sender claim a conversation's reply (priority 0) ahead of the campaign's next message. Before
+each feed the runner applies the limits: the number's quality (RED pauses), a burst of
+pushback failures (131049, 131050, 130472 pause), opt-outs (marketing), closed windows
+(free-form), and the messaging limit's new recipients per rolling 24 hours (the rest wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import asyncpg
+
+from wa_cloud.campaigns.broadcasts import MARKETING, SERVICE, compose_for
+from wa_cloud.campaigns.limits import limit_of
+from wa_cloud.db import channels
+from wa_cloud.db.pool import jsonb_text
+from wa_cloud.db.queries import Q
+from wa_cloud.inbound.parse import message_text
+from wa_cloud.metrics import Metrics
+from wa_cloud.resources import Resources
+from wa_cloud.window import window_state
+from wa_cloud.worker import idle_wait
+
+logger = logging.getLogger(__name__)
+
+FEED_AHEAD_SECONDS: Final = 2.0  # how much of a campaign waits in the outbox at most
+FEED_EVERY_SECONDS: Final = 0.5
+HELD_RETRY_SECONDS: Final = 60.0  # a campaign held by the messaging limit looks again this often
+MAX_FEED: Final = 2000
+# Pushback: of the campaign's last RECENT finished sends, this many failed for 131049 / 131050 /
+# 130472 (Meta holding back, users who stopped marketing): stop before the quality rating drops.
+RECENT: Final = 200
+PUSHBACK_PAUSE: Final = 20
+
+
+class CampaignRunner:
+    name = "campaigns"
+    channel = channels.CAMPAIGNS
+
+    @classmethod
+    def from_resources(cls, resources: Resources) -> CampaignRunner:
+        return cls(
+            resources.pool, resources.metrics, poll_seconds=resources.settings.worker_poll_seconds
+        )
+
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, poll_seconds: float = 2.0) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self.poll_seconds = poll_seconds
+        self.wake = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        yield
+
+    async def step(self) -> float | None:
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                campaign = await conn.fetchrow(Q.claim_broadcast)
+                if campaign is not None:
+                    await self.feed(conn, campaign)
+                    return None
+            seconds = await conn.fetchval(Q.campaigns_next_wake)
+        return idle_wait(self.poll_seconds, seconds)
+
+    async def _pause(self, conn: asyncpg.Connection, campaign: asyncpg.Record, reason: str) -> None:
+        await conn.execute(Q.withdraw_broadcast_queue, campaign["id"])
+        await conn.execute(Q.set_broadcast_status, campaign["id"], "paused", reason)
+        self._metrics.inc("wa_campaigns_paused_total")
+        logger.warning(
+            "campaign paused", extra={"broadcast_id": str(campaign["id"]), "reason": reason}
+        )
+
+    async def feed(self, conn: asyncpg.Connection, campaign: asyncpg.Record) -> None:
+        broadcast_id = campaign["id"]
+        if campaign["removed_at"] is not None:
+            await self._pause(conn, campaign, "number_removed")
+            return
+        if not campaign["active"]:
+            await self._pause(conn, campaign, "tenant_inactive")
+            return
+        if (campaign["quality_rating"] or "").upper() == "RED":
+            await self._pause(conn, campaign, "quality_rating_red")
+            return
+        await conn.execute(Q.opt_out_refusals, broadcast_id)
+        recent = await conn.fetchrow(Q.broadcast_recent_failures, broadcast_id, RECENT)
+        if recent["pushback"] >= PUSHBACK_PAUSE:
+            await self._pause(
+                conn,
+                campaign,
+                f"pushback: {recent['pushback']} of the last {recent['finished']} sends failed "
+                f"with {recent['codes']}",
+            )
+            return
+        rate = float(campaign["throughput_mps"])
+        waiting = await conn.fetchval(Q.broadcast_in_outbox, broadcast_id)
+        room = min(MAX_FEED, math.ceil(rate * FEED_AHEAD_SECONDS) - waiting)
+        if room <= 0:
+            await conn.execute(Q.next_feed, broadcast_id, FEED_EVERY_SECONDS, None)
+            return
+        pending = await conn.fetch(Q.pending_recipients, broadcast_id, room)
+        if not pending:
+            await conn.execute(Q.finish_broadcast, broadcast_id)
+            return
+        held = await self._queue(conn, campaign, pending)
+        await conn.execute(
+            Q.next_feed,
+            broadcast_id,
+            HELD_RETRY_SECONDS if held else FEED_EVERY_SECONDS,
+            held,
+        )
+
+    async def _queue(
+        self, conn: asyncpg.Connection, campaign: asyncpg.Record, pending: list[asyncpg.Record]
+    ) -> str | None:
+        """Queue what may go of `pending`; the reason the rest waits, if the limit holds it."""
+        broadcast_id, pnid = campaign["id"], campaign["phone_number_id"]
+        category = campaign["category"]
+        numbers = [p["recipient"] for p in pending]
+        opted = (
+            {r["recipient"] for r in await conn.fetch(Q.opted_out_of, pnid, numbers)}
+            if category == MARKETING
+            else set()
+        )
+        contacts = {
+            r["wa_id"]: r
+            for r in await conn.fetch(Q.recipient_contacts, pnid, campaign["tenant_id"], numbers)
+        }
+        is_web_session = campaign["provider"] != "cloud"
+        room: int | None = None
+        known: set[str] = set()
+        if campaign["template"] is not None and not is_web_session:
+            limit = limit_of(campaign["messaging_limit"])
+            if limit is not None:
+                room = limit - await conn.fetchval(Q.unique_recipients_today, pnid)
+                known = {
+                    r["recipient"]
+                    for r in await conn.fetch(Q.recipients_messaged_today, pnid, numbers)
+                }
+        skips: list[tuple[str, str]] = []
+        sends: list[tuple[str, int | None, str, str | None, dict[str, Any]]] = []
+        held: str | None = None
+        for row in pending:
+            to = row["recipient"]
+            contact = contacts.get(to)
+            if to in opted:
+                skips.append((to, "opted_out"))
+                continue
+            if category == SERVICE and not is_web_session:
+                window = window_state(
+                    contact["last_inbound_at"] if contact else None,
+                    contact["window_closed_at"] if contact else None,
+                )
+                if not window.open:
+                    skips.append((to, "window_closed"))
+                    continue
+            if room is not None and to not in known:
+                if room <= 0:
+                    held = "messaging_limit"
+                    break  # in line order: the rest waits for the rolling 24 hours
+                room -= 1
+            composed = compose_for(campaign["template"], campaign["message"], to, row["variables"])
+            sends.append(
+                (
+                    to,
+                    contact["id"] if contact else None,
+                    composed.kind,
+                    message_text(composed.body),
+                    composed.body,
+                )
+            )
+        if skips:
+            await conn.execute(
+                Q.skip_recipients, broadcast_id, [s[0] for s in skips], [s[1] for s in skips]
+            )
+        if sends:
+            await conn.execute(
+                Q.enqueue_campaign_messages,
+                campaign["tenant_id"],
+                pnid,
+                broadcast_id,
+                [s[0] for s in sends],
+                [s[1] for s in sends],
+                [s[2] for s in sends],
+                [s[3] for s in sends],
+                [jsonb_text(s[4]) for s in sends],
+            )
+            await conn.execute(Q.notify_outbox, pnid)
+            self._metrics.inc("wa_campaign_messages_queued_total", len(sends))
+        return held

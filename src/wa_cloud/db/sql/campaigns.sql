@@ -1,0 +1,251 @@
+-- Campaigns: broadcasts, their recipients, opt-outs.
+
+-- name: recipient_contacts
+-- The contacts (and their windows) of some recipients on a number.
+SELECT id, wa_id, last_inbound_at, window_closed_at FROM contacts
+ WHERE phone_number_id = $1 AND tenant_id = $2 AND wa_id = ANY($3::text[]);
+
+-- name: opted_out_of
+SELECT recipient FROM opt_outs WHERE phone_number_id = $1 AND recipient = ANY($2::text[]);
+
+-- name: insert_broadcast
+INSERT INTO broadcasts (tenant_id, phone_number_id, name, template, message, category, status,
+                        run_at, estimate)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id;
+
+-- name: insert_broadcast_recipients
+-- The sendable lines pending, the others skipped with their reason (for recipients.csv).
+INSERT INTO broadcast_recipients (broadcast_id, recipient, line, variables, state, reason)
+SELECT $1, u.recipient, u.line, u.variables::jsonb,
+       CASE WHEN u.reason IS NULL THEN 'pending' ELSE 'skipped' END, u.reason
+  FROM unnest($2::text[], $3::int[], $4::text[], $5::text[]) AS u (recipient, line, variables, reason);
+
+-- name: notify_campaigns
+SELECT pg_notify('{{channel.campaigns}}', $1);
+
+-- name: get_broadcast
+SELECT id, phone_number_id, name, template, message, category, status, paused_reason,
+       held_reason, run_at, estimate, created_at, finished_at
+  FROM broadcasts WHERE id = $1 AND tenant_id = $2;
+
+-- name: list_broadcasts
+SELECT id, phone_number_id, name, template, message, category, status, paused_reason,
+       held_reason, run_at, estimate, created_at, finished_at
+  FROM broadcasts
+ WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+ ORDER BY created_at DESC, id DESC
+ LIMIT $4;
+
+-- name: broadcast_counts
+-- Each recipient once, by where it got: its message's status once it is in the outbox.
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE r.state = 'pending'
+                           OR m.status IN ('queued', 'sending')) AS queued,
+       count(*) FILTER (WHERE m.status IN ('accepted', 'sent')) AS sent,
+       count(*) FILTER (WHERE m.status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE m.status IN ('read', 'played')) AS read,
+       count(*) FILTER (WHERE m.status IN ('failed', 'unknown')) AS failed,
+       count(*) FILTER (WHERE r.state = 'skipped') AS skipped,
+       count(*) FILTER (WHERE (m.pricing ->> 'billable')::boolean) AS billable
+  FROM broadcast_recipients r LEFT JOIN messages m ON m.id = r.message_id
+ WHERE r.broadcast_id = $1;
+
+-- name: broadcast_failures
+SELECT coalesce(m.errors -> 0 ->> 'code', m.status) AS code, count(*) AS n
+  FROM broadcast_recipients r JOIN messages m ON m.id = r.message_id
+ WHERE r.broadcast_id = $1 AND m.status IN ('failed', 'unknown')
+ GROUP BY 1 ORDER BY 2 DESC;
+
+-- name: broadcast_skips
+SELECT reason, count(*) AS n FROM broadcast_recipients
+ WHERE broadcast_id = $1 AND state = 'skipped'
+ GROUP BY 1 ORDER BY 2 DESC;
+
+-- name: broadcast_billed
+-- What Meta said it bills, by the category its pricing names, for the actual cost.
+SELECT r.recipient, m.pricing ->> 'category' AS category
+  FROM broadcast_recipients r JOIN messages m ON m.id = r.message_id
+ WHERE r.broadcast_id = $1 AND (m.pricing ->> 'billable')::boolean;
+
+-- name: broadcast_recipient_rows
+SELECT r.line, r.recipient, r.state, r.reason, m.status, m.wamid,
+       m.errors -> 0 ->> 'code' AS error_code, m.errors -> 0 ->> 'title' AS error_title
+  FROM broadcast_recipients r LEFT JOIN messages m ON m.id = r.message_id
+ WHERE r.broadcast_id = $1 AND r.line > $2
+ ORDER BY r.line
+ LIMIT $3;
+
+-- name: lock_broadcast
+SELECT id, status, phone_number_id FROM broadcasts WHERE id = $1 AND tenant_id = $2 FOR UPDATE;
+
+-- name: set_broadcast_status
+UPDATE broadcasts
+   SET status = $2, paused_reason = $3, held_reason = NULL, locked_until = NULL,
+       finished_at = CASE WHEN $2 IN ('done', 'cancelled') THEN now() END
+ WHERE id = $1;
+
+-- name: withdraw_broadcast_queue
+-- Pause and cancel act at once: what the campaign queued and the sender has not claimed goes
+-- back (its recipients pending again). A row the sender holds is not touched.
+WITH gone AS (
+    DELETE FROM messages
+     WHERE broadcast_id = $1 AND status = 'queued' AND direction = 'out'
+    RETURNING id
+)
+UPDATE broadcast_recipients r SET state = 'pending', message_id = NULL
+  FROM gone WHERE r.broadcast_id = $1 AND r.message_id = gone.id;
+
+-- name: skip_pending_recipients
+UPDATE broadcast_recipients SET state = 'skipped', reason = $2
+ WHERE broadcast_id = $1 AND state = 'pending';
+
+-- name: claim_broadcast
+-- The campaign whose next feed is due first; its row stays locked for this feed only.
+SELECT b.id, b.tenant_id, b.phone_number_id, b.template, b.message, b.category, b.status,
+       b.held_reason, n.throughput_mps, n.quality_rating, n.messaging_limit, n.removed_at,
+       n.provider, t.active
+  FROM broadcasts b JOIN numbers n ON n.phone_number_id = b.phone_number_id
+  JOIN tenants t ON t.id = b.tenant_id
+ WHERE b.status IN ('scheduled', 'running') AND b.run_at <= now()
+   AND coalesce(b.locked_until, b.run_at) <= now()
+ ORDER BY coalesce(b.locked_until, b.run_at)
+ LIMIT 1
+ FOR UPDATE OF b SKIP LOCKED;
+
+-- name: campaigns_next_wake
+SELECT extract(epoch FROM min(coalesce(locked_until, run_at)) - now())::float8
+  FROM broadcasts WHERE status IN ('scheduled', 'running');
+
+-- name: next_feed
+UPDATE broadcasts SET status = CASE WHEN status = 'scheduled' THEN 'running' ELSE status END,
+       held_reason = $3,
+       locked_until = now() + make_interval(secs => $2)
+ WHERE id = $1;
+
+-- name: broadcast_in_outbox
+SELECT count(*) FROM messages WHERE broadcast_id = $1 AND status = 'queued';
+
+-- name: broadcast_recent_failures
+-- Of the campaign's last finished sends, how many failed for the reasons that say Meta or
+-- the recipients push back (spam signals, opt-outs, an experiment holding marketing).
+SELECT count(*) FILTER (WHERE code IN ('131049', '131050', '130472')) AS pushback,
+       count(*) AS finished,
+       string_agg(DISTINCT code, ',') FILTER (WHERE code IN ('131049', '131050', '130472'))
+           AS codes
+  FROM (SELECT m.errors -> 0 ->> 'code' AS code
+          FROM messages m
+         WHERE m.broadcast_id = $1 AND m.status NOT IN ('queued', 'sending')
+         ORDER BY m.created_at DESC
+         LIMIT $2) AS recent;
+
+-- name: opt_out_refusals
+-- 131050 is Meta saying the user stopped marketing messages: they are opted out here too.
+INSERT INTO opt_outs (phone_number_id, recipient, tenant_id, source, detail)
+SELECT m.phone_number_id, m.recipient, m.tenant_id, 'meta_131050', 'error 131050'
+  FROM messages m
+ WHERE m.broadcast_id = $1 AND m.status = 'failed' AND m.errors @> '[{"code": 131050}]'
+ON CONFLICT DO NOTHING;
+
+-- name: pending_recipients
+SELECT line, recipient, variables FROM broadcast_recipients
+ WHERE broadcast_id = $1 AND state = 'pending'
+ ORDER BY line
+ LIMIT $2;
+
+-- name: recipients_messaged_today
+-- Of these recipients, those the number sent a business-initiated (template) message in the
+-- last 24 hours: a campaign reaching them again is no new recipient for the messaging limit.
+SELECT DISTINCT recipient FROM messages
+ WHERE phone_number_id = $1 AND direction = 'out' AND type = 'template'
+   AND created_at > now() - interval '24 hours' AND recipient = ANY($2::text[]);
+
+-- name: unique_recipients_today
+SELECT count(DISTINCT recipient) FROM messages
+ WHERE phone_number_id = $1 AND direction = 'out' AND type = 'template'
+   AND created_at > now() - interval '24 hours';
+
+-- name: enqueue_campaign_messages
+-- A feed's sends, with their recipients marked queued in the same statement: a worker that
+-- dies mid-feed leaves neither, so no recipient is queued twice or lost.
+WITH sent AS (
+    INSERT INTO messages (tenant_id, phone_number_id, contact_id, direction, type, text,
+                          payload, request, recipient, status, run_after, author,
+                          broadcast_id, priority)
+    SELECT $1, $2, u.contact_id, 'out', u.kind, u.text, u.request::jsonb, u.request::jsonb,
+           u.recipient, 'queued', now(), 'campaign', $3, 1
+      FROM unnest($4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[])
+           AS u (recipient, contact_id, kind, text, request)
+    RETURNING id, recipient
+)
+UPDATE broadcast_recipients r SET state = 'queued', message_id = sent.id
+  FROM sent
+ WHERE r.broadcast_id = $3 AND r.recipient = sent.recipient AND r.state = 'pending';
+
+-- name: skip_recipients
+UPDATE broadcast_recipients r SET state = 'skipped', reason = u.reason
+  FROM unnest($2::text[], $3::text[]) AS u (recipient, reason)
+ WHERE r.broadcast_id = $1 AND r.recipient = u.recipient AND r.state = 'pending';
+
+-- name: finish_broadcast
+-- Every recipient handed to the outbox or skipped: the campaign is done sending.
+UPDATE broadcasts SET status = 'done', finished_at = now(), held_reason = NULL,
+       locked_until = NULL
+ WHERE id = $1 AND status IN ('scheduled', 'running')
+   AND NOT EXISTS (SELECT 1 FROM broadcast_recipients
+                    WHERE broadcast_id = $1 AND state = 'pending');
+
+-- name: list_opt_outs
+SELECT recipient, source, detail, created_at FROM opt_outs
+ WHERE phone_number_id = $1 AND tenant_id = $2
+   AND ($3::text IS NULL OR recipient > $3)
+ ORDER BY recipient
+ LIMIT $4;
+
+-- name: add_opt_out
+INSERT INTO opt_outs (phone_number_id, recipient, tenant_id, source, detail)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (phone_number_id, recipient) DO NOTHING
+RETURNING recipient;
+
+-- name: remove_opt_out
+DELETE FROM opt_outs WHERE phone_number_id = $1 AND recipient = $2 AND tenant_id = $3
+RETURNING recipient;
+
+-- name: add_opt_outs
+-- Opt-outs learnt from the index (a keyword, Meta's user_preferences), a batch at once.
+INSERT INTO opt_outs (phone_number_id, recipient, tenant_id, source, detail)
+SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[])
+ON CONFLICT (phone_number_id, recipient) DO NOTHING;
+
+-- name: remove_opt_outs
+-- A user_preferences "resume": only what Meta's own preference had set.
+DELETE FROM opt_outs o
+ USING unnest($1::text[], $2::text[]) AS u (phone_number_id, recipient)
+ WHERE o.phone_number_id = u.phone_number_id AND o.recipient = u.recipient
+   AND o.source = 'user_preferences';
+
+-- name: opt_out_words
+SELECT phone_number_id, opt_out_words FROM numbers WHERE phone_number_id = ANY($1::text[]);
+
+-- name: update_number_quality
+-- Meta's phone_number_quality_update names the number by its display number, within the WABA
+-- its source speaks for (and the tenant that owns it there).
+UPDATE numbers
+   SET messaging_limit = coalesce($4, messaging_limit),
+       quality_rating = coalesce($5, quality_rating), updated_at = now()
+ WHERE waba_id = $1 AND tenant_id = $2 AND removed_at IS NULL
+   AND regexp_replace(display_phone_number, '[^0-9]', '', 'g') = $3
+RETURNING phone_number_id;
+
+-- name: pause_number_broadcasts
+UPDATE broadcasts SET status = 'paused', paused_reason = $2, locked_until = NULL
+ WHERE phone_number_id = $1 AND status IN ('scheduled', 'running')
+RETURNING id;
+
+-- name: number_timezone
+-- The number's time zone is its assistant's (default UTC).
+SELECT timezone FROM bots WHERE phone_number_id = $1;
+
+-- name: set_messaging_limit
+UPDATE numbers SET messaging_limit = $2 WHERE phone_number_id = $1;
