@@ -24,6 +24,9 @@ depends_on = None
 UPGRADE = """
 ALTER TABLE templates ADD COLUMN rejected_reason text;
 ALTER TABLE templates ADD COLUMN quality text;
+-- Meta's news about a template (its status after a review or an edit) may come with new
+-- components: the stored copy is fetched again before the next send is checked against it.
+ALTER TABLE templates ADD COLUMN stale boolean NOT NULL DEFAULT false;
 
 -- numbers.messaging_limit (since 0004) is now kept: Meta's tier (TIER_250 ... TIER_UNLIMITED)
 -- from the number's fields and from phone_number_quality_update; NULL: the lowest is assumed.
@@ -101,7 +104,7 @@ DROP TABLE broadcast_recipients;
 DROP TABLE broadcasts;
 DROP TABLE opt_outs;
 ALTER TABLE numbers DROP COLUMN opt_out_words;
-ALTER TABLE templates DROP COLUMN rejected_reason, DROP COLUMN quality;
+ALTER TABLE templates DROP COLUMN rejected_reason, DROP COLUMN quality, DROP COLUMN stale;
 """
 
 

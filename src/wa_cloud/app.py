@@ -31,6 +31,7 @@ from wa_cloud.api import (
     openapi,
     ops,
 )
+from wa_cloud.api import templates as template_api
 from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.asgi import error_response
 from wa_cloud.config import Settings
@@ -123,6 +124,10 @@ ROUTES = [
     resource("/v1/broadcasts/{broadcast_id}/{action}", POST=broadcasts.change_broadcast),
     resource("/v1/opt-outs", GET=broadcasts.list_opt_outs, POST=broadcasts.add_opt_out),
     resource("/v1/opt-outs/{to}", DELETE=broadcasts.remove_opt_out),
+    resource("/v1/templates", GET=template_api.list_templates),
+    resource(
+        "/v1/templates/{name}", PUT=template_api.put_template, DELETE=template_api.delete_template
+    ),
 ]
 
 

@@ -421,6 +421,12 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     sys.exit(code)
 
 
+def cmd_templates(args: argparse.Namespace) -> None:
+    from wa_cloud.outbox.template_cli import run
+
+    sys.exit(run(args))
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from wa_cloud.bench.ingest import run_ingest_bench
 
@@ -525,6 +531,19 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--sender", default="16505551234", help="customer wa_id")
     simulate.add_argument("files", nargs="*", help="corpus files to post as they are")
     simulate.set_defaults(func=cmd_simulate)
+
+    templates = sub.add_parser(
+        "templates", help="templates as code: check, diff, push, pull (templates_meta/)"
+    )
+    templates.add_argument("action", choices=["check", "diff", "push", "pull"])
+    templates.add_argument(
+        "paths", nargs="*", help="template files or directories (default: templates_meta)"
+    )
+    templates.add_argument("--number", help="the phone_number_id whose WABA to compare with")
+    templates.add_argument(
+        "--prune", action="store_true", help="push: delete WABA templates no file names"
+    )
+    templates.set_defaults(func=cmd_templates)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)

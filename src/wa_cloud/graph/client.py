@@ -247,6 +247,25 @@ class GraphClient:
                 return found
             params = {"limit": "100", "after": str(after)}
 
+    async def create_template(
+        self, waba_id: str, token: str, template: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """`{"id", "status", "category"}`. Not retried: a create Meta took but did not answer
+        would be a second template (the next diff shows it instead)."""
+        document = await self.request(
+            "POST", f"{waba_id}/message_templates", token, json=dict(template)
+        )
+        return dict(document) if isinstance(document, Mapping) else {}
+
+    async def edit_template(self, template_id: str, token: str, change: Mapping[str, Any]) -> None:
+        await self.request("POST", template_id, token, json=dict(change))
+
+    async def delete_template(self, waba_id: str, token: str, name: str, hsm_id: str) -> None:
+        params = {"name": name, "hsm_id": hsm_id}
+        await call_with_retries(
+            lambda: self.request("DELETE", f"{waba_id}/message_templates", token, params=params)
+        )
+
     async def app(self, app_id: str, app_token: str) -> dict[str, Any]:
         """The app's node, read with its app access token (`{app_id}|{app_secret}`): Meta
         answers only when the secret is the app's, which proves who registers it."""

@@ -64,7 +64,7 @@ async def approved_template(
         raise not_found
     async with pool.acquire() as conn:
         stored = await cached_template(conn, waba_id, name, language)
-    if stored is None:
+    if stored is None or stored["stale"]:
 
         async def fetch_and_save() -> None:
             try:

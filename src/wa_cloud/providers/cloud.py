@@ -77,6 +77,20 @@ class CloudProvider:
             return []
         return await self._graph.templates(self._waba_id, self._token)
 
+    # Managing the WABA's templates (templates as code): Cloud API numbers only.
+    @property
+    def waba_id(self) -> str | None:
+        return self._waba_id
+
+    async def create_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._graph.create_template(str(self._waba_id), self._token, template)
+
+    async def edit_template(self, template_id: str, change: Mapping[str, Any]) -> None:
+        await self._graph.edit_template(template_id, self._token, change)
+
+    async def delete_template(self, name: str, hsm_id: str) -> None:
+        await self._graph.delete_template(str(self._waba_id), self._token, name, hsm_id)
+
 
 def cloud_provider(graph: GraphClient, box: SecretBox, number: Mapping[str, Any]) -> CloudProvider:
     """The provider of a number row (`phone_number_id`, `access_token_enc`, `waba_id`?); the

@@ -177,7 +177,7 @@ SELECT id, wamid, phone_number_id, recipient, direction, type, status, errors, c
   FROM messages WHERE id = $1 AND tenant_id = $2;
 
 -- name: cached_template
-SELECT name, language, status, category, parameter_format, components, fetched_at
+SELECT name, language, status, category, parameter_format, components, fetched_at, stale
   FROM templates WHERE waba_id = $1 AND name = $2 AND language = $3;
 
 -- name: save_template
@@ -188,16 +188,21 @@ ON CONFLICT (waba_id, name, language) DO UPDATE
    SET template_id = excluded.template_id, status = excluded.status,
        category = excluded.category, parameter_format = excluded.parameter_format,
        components = excluded.components, rejected_reason = excluded.rejected_reason,
-       quality = excluded.quality, fetched_at = now();
+       quality = excluded.quality, stale = false, fetched_at = now();
 
 -- name: update_template_status
 -- $3 NULL: every language of the name (Meta names it; an older body may not).
-UPDATE templates SET status = $4, rejected_reason = $5
+UPDATE templates SET status = $4, rejected_reason = $5, stale = true
  WHERE waba_id = $1 AND name = $2 AND ($3::text IS NULL OR language = $3);
 
 -- name: update_template_quality
 UPDATE templates SET quality = $4
  WHERE waba_id = $1 AND name = $2 AND ($3::text IS NULL OR language = $3);
+
+-- name: template_number
+-- The number `wa-cloud templates` reaches its WABA through (the operator's command: no tenant).
+SELECT phone_number_id, waba_id, provider, access_token_enc FROM numbers
+ WHERE phone_number_id = $1 AND removed_at IS NULL;
 
 -- name: forget_template
 DELETE FROM templates WHERE waba_id = $1 AND name = $2;
