@@ -8,15 +8,17 @@ import asyncio
 import csv
 import io
 import json
+import signal
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.conftest import NUMBER_A, WABA, Meta
+from tests.conftest import NUMBER_A, WABA, Meta, meta_running, start_worker
 from wa_cloud.campaigns import cost
 from wa_cloud.campaigns.recipients import from_csv, normalise_phone
+from wa_cloud.config import Settings
 
 PROMO = "Hi {{1}}, your code {{2}} gives you a gift."
 
@@ -227,3 +229,211 @@ def test_the_cost_estimate_follows_the_price_table() -> None:
     assert cost.estimate([("16505550100", True)], "utility", table)["amount"] == 0
     assert cost.estimate([("16505550100", False)], "utility", table)["amount"] == 0.004
     assert cost.estimate([("16505550100", False)], "service", table)["amount"] == 0
+
+
+def webhook(field: str, value: dict[str, Any], *, number: bool = True) -> bytes:
+    change: dict[str, Any] = {"field": field, "value": value}
+    if number:
+        value.setdefault("messaging_product", "whatsapp")
+        value.setdefault(
+            "metadata", {"display_phone_number": "15550783881", "phone_number_id": NUMBER_A}
+        )
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": WABA, "time": 1764500000, "changes": [change]}],
+        }
+    ).encode()
+
+
+def preference(wa_id: str, choice: str) -> bytes:
+    return webhook(
+        "user_preferences",
+        {
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": wa_id}],
+            "user_preferences": [
+                {
+                    "wa_id": wa_id,
+                    "detail": "User requested to stop marketing messages",
+                    "category": "marketing_messages",
+                    "value": choice,
+                    "timestamp": 1764500000,
+                }
+            ],
+        },
+    )
+
+
+async def wait_rows(db: asyncpg.Connection, query: str, expected: Any, *args: Any) -> None:
+    async with asyncio.timeout(10):
+        while await db.fetchval(query, *args) != expected:
+            await asyncio.sleep(0.05)
+
+
+async def test_opt_outs_by_stop_word_and_by_user_preferences_are_skipped_by_marketing(
+    meta: Meta, db: asyncpg.Connection
+) -> None:
+    await seed_template(meta)
+    await seed_template(meta, "receipt", "Hi {{1}}, receipt {{2}} is ready.", "UTILITY")
+    await meta.customer_writes("¡Stop!", sender="34600000001")
+    await meta.customer_writes("stop sending me the catalogue please", sender="34600000004")
+    sent = await meta.app.post_webhook(preference("34600000002", "stop"))
+    assert sent.status_code == 200
+    count = "SELECT count(*) FROM opt_outs"
+    await wait_rows(db, count, 2)
+    sources = dict(await db.fetch("SELECT recipient, source FROM opt_outs"))
+    assert sources == {"34600000001": "keyword", "34600000002": "user_preferences"}
+
+    added = await meta.app.client.post(
+        "/v1/opt-outs",
+        json={"phone_number_id": NUMBER_A, "to": "+34 600 000003"},
+        headers=meta.tenant(),
+    )
+    assert added.status_code == 201, added.text
+    shown = await meta.app.client.get(
+        "/v1/opt-outs", params={"phone_number_id": NUMBER_A}, headers=meta.tenant()
+    )
+    assert [o["to"] for o in shown.json()["data"]] == ["34600000001", "34600000002", "34600000003"]
+    marketing = await create(meta, recipients=recipients(5), dry_run=True)
+    assert [(s["to"], s["reason"]) for s in marketing["skipped"]] == [
+        ("34600000001", "opted_out"),
+        ("34600000002", "opted_out"),
+        ("34600000003", "opted_out"),
+    ]
+    utility = await create(
+        meta,
+        template={"name": "receipt", "language": {"code": "en_US"}},
+        recipients=recipients(5),
+        dry_run=True,
+    )
+    assert utility["skipped"] == []
+
+    removed = await meta.app.client.delete(
+        "/v1/opt-outs/34600000003", params={"phone_number_id": NUMBER_A}, headers=meta.tenant()
+    )
+    assert removed.status_code == 200
+    await meta.app.post_webhook(preference("34600000002", "resume"))
+    await wait_rows(db, count, 1)
+
+
+async def test_the_messaging_limit_holds_back_new_recipients(
+    meta: Meta, db: asyncpg.Connection
+) -> None:
+    await seed_template(meta)
+    await db.execute("UPDATE numbers SET messaging_limit = 'TIER_50'")
+    created = await create(meta, recipients=recipients(60))
+    held = await wait_for(
+        meta,
+        created["id"],
+        lambda b: b["held_reason"] == "messaging_limit" and b["counts"]["queued"] == 10,
+    )
+    assert held["status"] == "running"
+    await asyncio.sleep(0.5)  # nothing more leaves while the limit holds
+    assert len(sent_to(await meta.sent_bodies())) == 50
+    # Recipients messaged in the last 24 hours are not new: a second campaign reaches them.
+    again = await create(meta, name="Again", recipients=recipients(5))
+    await wait_for(meta, again["id"], lambda b: b["status"] == "done" and not b["counts"]["queued"])
+    assert len(sent_to(await meta.sent_bodies())) == 55
+
+
+async def test_a_quality_drop_pauses_a_running_campaign_until_resumed(
+    meta: Meta, db: asyncpg.Connection
+) -> None:
+    await seed_template(meta)
+    created = await create(meta, recipients=recipients(400))
+    async with asyncio.timeout(10):
+        while len(sent_to(await meta.sent_bodies())) < 20:
+            await asyncio.sleep(0.02)
+    display = await db.fetchval("SELECT display_phone_number FROM numbers")
+    flagged = webhook(
+        "phone_number_quality_update",
+        {"display_phone_number": display, "event": "FLAGGED", "current_limit": "TIER_10K"},
+        number=False,
+    )
+    assert (await meta.app.post_webhook(flagged)).status_code == 200
+    paused = await wait_for(meta, created["id"], lambda b: b["status"] == "paused")
+    assert paused["paused_reason"].startswith("quality_rating_red")
+    assert await db.fetchval("SELECT messaging_limit FROM numbers") == "TIER_10K"
+    await asyncio.sleep(1.5)  # what the sender had claimed leaves; nothing after it
+    settled = len(sent_to(await meta.sent_bodies()))
+    await asyncio.sleep(1.0)
+    assert len(sent_to(await meta.sent_bodies())) == settled < 400
+
+    unflagged = webhook(
+        "phone_number_quality_update",
+        {"display_phone_number": display, "event": "UNFLAGGED", "current_limit": "TIER_10K"},
+        number=False,
+    )
+    assert (await meta.app.post_webhook(unflagged)).status_code == 200
+    await wait_rows(db, "SELECT quality_rating FROM numbers", "GREEN")
+    resumed = await meta.app.client.post(
+        f"/v1/broadcasts/{created['id']}/resume", headers=meta.tenant()
+    )
+    assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+    await wait_for(
+        meta, created["id"], lambda b: b["status"] == "done" and not b["counts"]["queued"]
+    )
+    reached = sent_to(await meta.sent_bodies())
+    assert sorted(reached) == sorted(f"34600{i:06d}" for i in range(400))
+
+
+async def test_conversation_replies_overtake_a_running_campaign(meta: Meta) -> None:
+    await seed_template(meta)
+    await meta.customer_writes("where is my order?", sender="447700900123")
+    created = await create(meta, recipients=recipients(480))
+    async with asyncio.timeout(10):
+        while len(sent_to(await meta.sent_bodies())) < 40:
+            await asyncio.sleep(0.02)
+    before = len(sent_to(await meta.sent_bodies()))
+    reply = await meta.send(to="447700900123", type="text", text={"body": "On its way!"})
+    assert reply.status_code == 202, reply.text
+    await meta.wait_status(reply.json()["id"], "accepted", "sent", "delivered", "read")
+    bodies = await meta.sent_bodies()
+    position = next(i for i, b in enumerate(bodies) if b.get("type") == "text")
+    overtaken = len(sent_to(bodies[:position])) - before
+    # At 80/s a campaign keeps 2 s (160 sends) in the outbox; a reply waits only for the
+    # quarter second of campaign slots already claimed and the claim's lookahead.
+    assert overtaken <= 70, overtaken
+    await wait_for(
+        meta, created["id"], lambda b: b["status"] == "done" and not b["counts"]["queued"]
+    )
+
+
+async def test_a_worker_killed_mid_campaign_sends_each_recipient_at_most_once(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    async with meta_running(settings, run_worker=False) as meta:
+        await seed_template(meta)
+        created = await create(meta, recipients=recipients(300))
+        first = start_worker(meta.app.settings, WA_GRAPH_TIMEOUT_SECONDS="30")
+        try:
+            async with asyncio.timeout(30):
+                while len(sent_to(await meta.sent_bodies())) < 60:
+                    await asyncio.sleep(0.01)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        second = start_worker(meta.app.settings, WA_GRAPH_TIMEOUT_SECONDS="30")
+        try:
+            await wait_for(
+                meta,
+                created["id"],
+                lambda b: b["status"] == "done" and not b["counts"]["queued"],
+                timeout=60,
+            )
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(15)
+        reached = sent_to(await meta.sent_bodies())
+        assert len(reached) == len(set(reached)), "a recipient got the campaign twice"
+        rows = await db.fetch(
+            "SELECT m.recipient, m.status FROM broadcast_recipients r"
+            " JOIN messages m ON m.id = r.message_id"
+        )
+        assert len(rows) == 300 and len({r["recipient"] for r in rows}) == 300
+        unknown = {r["recipient"] for r in rows if r["status"] == "unknown"}
+        # Every recipient Meta did not get is one whose send was in flight at the kill.
+        assert {f"34600{i:06d}" for i in range(300)} - set(reached) <= unknown
+        assert len(unknown) <= 5

@@ -1,12 +1,12 @@
 """Numbers and onboarding: phone number reads, registration with the two-step PIN, app
-subscription, the code-for-token exchange, and `GET|DELETE /{id}` for any object."""
+subscription, the code-for-token exchange, and `GET|POST|DELETE /{id}` for any object."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from wa_cloud.sandbox import media
+from wa_cloud.sandbox import media, templates
 from wa_cloud.sandbox.errors import GraphError, bad_param, invalid_token, no_such_object
 from wa_cloud.sandbox.graph import GraphRequest
 from wa_cloud.sandbox.state import Number, Subscription
@@ -33,6 +33,7 @@ def number_fields(number: Number) -> dict[str, Any]:
         "code_verification_status": number.code_verification_status,
         "display_phone_number": number.display_phone_number,
         "quality_rating": number.quality_rating,
+        "messaging_limit_tier": number.messaging_limit_tier,
         "name_status": number.name_status,
         "platform_type": "CLOUD_API" if number.registered else "NOT_APPLICABLE",
         "throughput": {"level": _throughput_level(number.throughput_mps)},
@@ -68,9 +69,19 @@ async def get_object(req: GraphRequest) -> dict[str, Any]:
         return _pick(number_fields(req.number(object_id)), req.query.get("fields"))
     template = state.templates.get(object_id)
     if template is not None:
-        req.waba(template.waba_id)
-        return template.as_json()
+        return templates.describe(req, template)
     raise no_such_object(object_id, "GET")
+
+
+async def post_object(req: GraphRequest) -> dict[str, Any]:
+    """`POST /{id}`: which kind of object the id names decides; only a template takes it."""
+    object_id = req.param("object_id")
+    if req.grant is not None and req.grant.app_id is not None:
+        raise no_such_object(object_id, "POST")
+    template = req.state.templates.get(object_id)
+    if template is not None:
+        return await templates.edit_template(req, template)
+    raise no_such_object(object_id, "POST")
 
 
 async def delete_object(req: GraphRequest) -> dict[str, Any]:

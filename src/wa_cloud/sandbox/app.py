@@ -1,5 +1,5 @@
 """The sandbox application: Meta's Graph routes, the control API, and the lifespan that owns
-the webhook HTTP client and the background tasks (status webhooks, template approvals)."""
+the webhook HTTP client and the background tasks (status webhooks, template reviews)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ ROUTES = [
     Route("/_sandbox/numbers", control.control(control.add_number, 201), methods=["POST"]),
     Route("/_sandbox/numbers", control.control(control.list_numbers), methods=["GET"]),
     Route("/_sandbox/templates", control.control(control.add_template, 201), methods=["POST"]),
+    Route("/_sandbox/templates/state", control.control(control.template_state), methods=["POST"]),
+    Route("/_sandbox/numbers/quality", control.control(control.number_quality), methods=["POST"]),
+    Route(
+        "/_sandbox/user_preferences", control.control(control.user_preferences), methods=["POST"]
+    ),
     Route("/_sandbox/codes", control.control(control.add_code, 201), methods=["POST"]),
     Route("/_sandbox/apps", control.control(control.add_app, 201), methods=["POST"]),
     Route("/_sandbox/inbound", control.control(control.inbound), methods=["POST"]),
@@ -55,6 +60,7 @@ ROUTES = [
     Route(V + "/{waba_id}/subscribed_apps", graph(account.unsubscribe_app), methods=["DELETE"]),
     Route(V + "/{waba_id}/phone_numbers", graph(account.waba_numbers), methods=["GET"]),
     Route(V + "/{object_id}", graph(account.get_object), methods=["GET"]),
+    Route(V + "/{object_id}", graph(account.post_object), methods=["POST"]),
     Route(V + "/{object_id}", graph(account.delete_object), methods=["DELETE"]),
 ]
 

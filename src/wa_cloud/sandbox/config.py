@@ -36,6 +36,17 @@ class SandboxConfig:
     # A template created through the Graph API is APPROVED after this many seconds (and a
     # `message_template_status_update` is posted); None leaves it PENDING.
     template_approval_delay: float | None = 0.1
+    # Review rules (see `templates.review`): a template with any of these words (whole words,
+    # any case) is REJECTED with ABUSIVE_CONTENT.
+    template_banned_words: tuple[str, ...] = ("fuck", "shit")
+    # Meta rejects a body that starts or ends with a variable (INVALID_FORMAT). Off by default
+    # because older fixtures create bodies such as "Sale {{1}}" and expect them APPROVED; a
+    # body of variables only is rejected either way.
+    template_reject_edge_placeholders: bool = False
+    # Meta lets an APPROVED template be edited once per 24 h and 10 times per 30 days (edits of
+    # a REJECTED or PAUSED one are not limited); tests shorten the first to reach the second.
+    template_edit_interval_seconds: float = 86_400.0
+    template_edits_per_30_days: int = 10
     # A media URL from `GET /{media_id}` stops working after this (Meta: 5 minutes).
     media_url_ttl_seconds: float = 300.0
     # Webhook delivery: attempts per webhook, the first retry's wait (doubled each time), and

@@ -1,5 +1,7 @@
 """The control API under `/_sandbox/` (not Meta's): seed numbers, tokens, templates and codes,
-play the customer (inbound messages), inject faults, and read what the sandbox saw.
+play the customer (inbound messages, marketing opt-outs), play Meta's own decisions (template
+status and quality, number quality and messaging limit), inject faults, and read what the
+sandbox saw.
 
 Errors here use the project's own shape, `{"error": {"code", "message"}}`, so a test can tell
 a mistake in its set-up from a Meta refusal.
@@ -16,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from wa_cloud.sandbox import payloads, webhooks
+from wa_cloud.sandbox import payloads, templates, webhooks
 from wa_cloud.sandbox.rules import throughput_limiter
 from wa_cloud.sandbox.state import (
     CodeGrant,
@@ -27,7 +29,23 @@ from wa_cloud.sandbox.state import (
     new_id,
     new_wamid,
 )
-from wa_cloud.sandbox.templates import CATEGORIES
+from wa_cloud.sandbox.templates import CATEGORIES, QUALITY_SCORES, REASONS, STATUSES
+
+# Meta's messaging limit tiers, lowest first (the order decides UPGRADE or DOWNGRADE).
+LIMIT_TIERS = (
+    "TIER_NOT_SET",
+    "TIER_50",
+    "TIER_250",
+    "TIER_1K",
+    "TIER_2K",
+    "TIER_10K",
+    "TIER_100K",
+    "TIER_UNLIMITED",
+)
+NUMBER_QUALITY = ("GREEN", "YELLOW", "RED", "UNKNOWN", "NA")
+NUMBER_EVENTS = ("DOWNGRADE", "UPGRADE", "FLAGGED", "UNFLAGGED", "ONBOARDING", "THROUGHPUT_UPGRADE")
+# Worse quality is a larger number; UNKNOWN and NA rank as nothing and need an explicit event.
+_QUALITY_RANK = {"GREEN": 0, "YELLOW": 1, "RED": 2}
 
 
 class ControlError(Exception):
@@ -65,6 +83,15 @@ def _str(body: dict[str, Any], name: str, *, required: bool = True) -> str | Non
     return value
 
 
+def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = _str(body, name, required=False)
+    if value is None:
+        return None
+    if value.upper() not in allowed:
+        raise ControlError(f"{name} must be one of {', '.join(allowed)}.")
+    return value.upper()
+
+
 def _int(body: dict[str, Any], name: str, default: int | None = None) -> int | None:
     value = body.get(name, default)
     if value is None:
@@ -96,6 +123,8 @@ def _number_json(number: Number) -> dict[str, Any]:
         "verified_name": number.verified_name,
         "throughput_mps": number.throughput_mps,
         "registered": number.registered,
+        "quality_rating": number.quality_rating,
+        "messaging_limit_tier": number.messaging_limit_tier,
     }
 
 
@@ -119,6 +148,8 @@ async def add_number(request: Request, state: SandboxState) -> dict[str, Any]:
         limiter=throughput_limiter(mps),
         pin=pin,
         registered=bool(body.get("registered", False)),
+        quality_rating=_choice(body, "quality_rating", NUMBER_QUALITY) or "GREEN",
+        messaging_limit_tier=_choice(body, "messaging_limit_tier", LIMIT_TIERS) or "TIER_1K",
     )
     old = state.numbers.get(pnid)
     if old is not None:
@@ -157,9 +188,136 @@ async def add_template(request: Request, state: SandboxState) -> dict[str, Any]:
         components=components,
         parameter_format=str(body.get("parameter_format", "POSITIONAL")).upper(),
         status=str(body.get("status", "APPROVED")).upper(),
+        rejected_reason=_choice(body, "rejected_reason", REASONS) or "NONE",
+        quality_score=_choice(body, "quality_score", QUALITY_SCORES) or "UNKNOWN",
     )
     state.templates[template.id] = template
     return template.as_json()
+
+
+async def _deliver(state: SandboxState, waba_id: str, payload: dict[str, Any]) -> int | None:
+    """Post now and wait, so a test that awaited the control call can look at the app."""
+    url = webhooks.target(state, waba_id)
+    return await webhooks.deliver(state, url, webhooks.encode(payload)) if url else None
+
+
+def _find_template(state: SandboxState, body: dict[str, Any]) -> Template:
+    template_id = _str(body, "template_id", required=False)
+    if template_id is not None:
+        found = state.templates.get(template_id)
+    else:
+        waba_id, name, language = (_str(body, k) for k in ("waba_id", "name", "language"))
+        assert waba_id and name and language
+        found = state.find_template(waba_id, name, language)
+    if found is None:
+        raise ControlError("no such template.", 404)
+    return found
+
+
+async def template_state(request: Request, state: SandboxState) -> dict[str, Any]:
+    """Meta decides about a template (`template_id`, or `waba_id` + `name` + `language`):
+    `status` (with `reason`, and optionally `event`, `title`, `description` for the webhook's
+    `other_info`) and/or `quality_score`. Posts `message_template_status_update` and/or
+    `message_template_quality_update` before answering."""
+    body = await _body(request)
+    template = _find_template(state, body)
+    status = _choice(body, "status", STATUSES)
+    score = _choice(body, "quality_score", QUALITY_SCORES)
+    if status is None and score is None:
+        raise ControlError("status or quality_score is required.")
+    reason = _choice(body, "reason", REASONS)
+    title, description = (
+        _str(body, "title", required=False),
+        _str(body, "description", required=False),
+    )
+    event = _str(body, "event", required=False)
+    result: dict[str, Any] = {}
+    if status is not None:
+        payload = templates.set_status(
+            state,
+            template,
+            status,
+            reason,
+            event=event.upper() if event else None,
+            title=title,
+            description=description,
+        )
+        result["status_webhook"] = payload
+        result["status_webhook_status"] = await _deliver(state, template.waba_id, payload)
+    if score is not None:
+        quality = templates.set_quality(state, template, score)
+        result["quality_webhook"] = quality
+        if quality is not None:
+            result["quality_webhook_status"] = await _deliver(state, template.waba_id, quality)
+    return {"template": template.as_json(), **result}
+
+
+def _number_event(number: Number, quality: str | None, tier: str | None) -> str | None:
+    """The event Meta would name for this change: the limit moving wins, then quality."""
+    if tier is not None and tier != number.messaging_limit_tier:
+        up = LIMIT_TIERS.index(tier) > LIMIT_TIERS.index(number.messaging_limit_tier)
+        return "UPGRADE" if up else "DOWNGRADE"
+    if quality is not None and quality != number.quality_rating:
+        new, old = _QUALITY_RANK.get(quality), _QUALITY_RANK.get(number.quality_rating)
+        if new is not None and old is not None:
+            return "FLAGGED" if new > old else "UNFLAGGED"
+    return None
+
+
+async def number_quality(request: Request, state: SandboxState) -> dict[str, Any]:
+    """Meta re-rates a number: `quality_rating` and/or `messaging_limit_tier` change, and a
+    `phone_number_quality_update` is posted (`event` given, or derived from the change)."""
+    body = await _body(request)
+    pnid = _str(body, "phone_number_id")
+    assert pnid
+    number = state.numbers.get(pnid)
+    if number is None:
+        raise ControlError(f"unknown phone_number_id {pnid}; POST /_sandbox/numbers first.", 404)
+    quality = _choice(body, "quality_rating", NUMBER_QUALITY)
+    tier = _choice(body, "messaging_limit_tier", LIMIT_TIERS)
+    event = _choice(body, "event", NUMBER_EVENTS) or _number_event(number, quality, tier)
+    if event is None:
+        raise ControlError("nothing changed; give event to post one anyway.")
+    old_limit = number.messaging_limit_tier
+    number.quality_rating = quality or number.quality_rating
+    number.messaging_limit_tier = tier or number.messaging_limit_tier
+    payload = payloads.number_quality(
+        number,
+        event=event,
+        current_limit=number.messaging_limit_tier,
+        old_limit=old_limit if old_limit != number.messaging_limit_tier else None,
+        at=int(state.now()),
+    )
+    status = await _deliver(state, number.waba_id, payload)
+    return {**_number_json(number), "webhook": payload, "webhook_status": status}
+
+
+async def user_preferences(request: Request, state: SandboxState) -> dict[str, Any]:
+    """The user stops (or resumes) marketing messages from a number: Meta's `user_preferences`
+    webhook, posted before answering."""
+    body = await _body(request)
+    pnid, wa_id = _str(body, "phone_number_id"), _str(body, "wa_id")
+    assert pnid and wa_id
+    number = state.numbers.get(pnid)
+    if number is None:
+        raise ControlError(f"unknown phone_number_id {pnid}; POST /_sandbox/numbers first.", 404)
+    value = _str(body, "value")
+    if value not in ("stop", "resume"):
+        raise ControlError("value must be stop or resume.")
+    detail = _str(body, "detail", required=False) or (
+        f"User requested to {value} marketing messages"
+    )
+    payload = payloads.user_preferences(
+        number,
+        wa_id=wa_id,
+        name=_str(body, "name", required=False) or "Sandbox Customer",
+        value=value,
+        detail=detail,
+        category=_str(body, "category", required=False) or "marketing_messages",
+        at=int(state.now()),
+    )
+    status = await _deliver(state, number.waba_id, payload)
+    return {"webhook": payload, "webhook_status": status}
 
 
 async def add_code(request: Request, state: SandboxState) -> dict[str, Any]:

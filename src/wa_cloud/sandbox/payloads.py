@@ -68,9 +68,16 @@ def inbound(
 
 
 def template_status(
-    template: Template, event: str, at: int, reason: str = "NONE"
+    template: Template,
+    event: str,
+    at: int,
+    reason: str | None = "NONE",
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    value = {
+    """`extra` carries the event's own object: `rejection_info` (REJECTED with INVALID_FORMAT),
+    `disable_info` (DISABLED) or `other_info` (PAUSED, locked and unlocked)."""
+    value: dict[str, Any] = {
         "event": event,
         "message_template_id": int(template.id),
         "message_template_name": template.name,
@@ -78,4 +85,54 @@ def template_status(
         "reason": reason,
         "message_template_category": template.category,
     }
+    value.update(extra or {})
     return envelope(template.waba_id, "message_template_status_update", value, at=at)
+
+
+def template_quality(template: Template, previous: str, new: str, at: int) -> dict[str, Any]:
+    value = {
+        "previous_quality_score": previous,
+        "new_quality_score": new,
+        "message_template_id": int(template.id),
+        "message_template_name": template.name,
+        "message_template_language": template.language,
+    }
+    return envelope(template.waba_id, "message_template_quality_update", value, at=at)
+
+
+def number_quality(
+    number: Number, *, event: str, current_limit: str, old_limit: str | None, at: int
+) -> dict[str, Any]:
+    value: dict[str, Any] = {"display_phone_number": number.digits, "event": event}
+    if old_limit is not None:
+        # Meta names the previous tier only when the limit itself moved.
+        value["old_limit"] = old_limit
+    value["current_limit"] = current_limit
+    return envelope(number.waba_id, "phone_number_quality_update", value, at=at)
+
+
+def user_preferences(
+    number: Number,
+    *,
+    wa_id: str,
+    name: str,
+    value: str,
+    detail: str,
+    category: str,
+    at: int,
+) -> dict[str, Any]:
+    body = {
+        "messaging_product": "whatsapp",
+        "metadata": _metadata(number),
+        "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+        "user_preferences": [
+            {
+                "wa_id": wa_id,
+                "detail": detail,
+                "category": category,
+                "value": value,
+                "timestamp": at,
+            }
+        ],
+    }
+    return envelope(number.waba_id, "user_preferences", body, at=at)

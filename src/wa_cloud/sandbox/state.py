@@ -58,6 +58,8 @@ class Number:
     pin: str | None = field(default=None, repr=False)
     registered: bool = False
     quality_rating: str = "GREEN"
+    # Meta's messaging limit (business-initiated conversations per 24 h), TIER_50 .. TIER_UNLIMITED.
+    messaging_limit_tier: str = "TIER_1K"
     name_status: str = "APPROVED"
     code_verification_status: str = "VERIFIED"
     stats: NumberStats = field(default_factory=NumberStats)
@@ -99,6 +101,14 @@ class Template:
     components: list[dict[str, Any]]
     parameter_format: str = "POSITIONAL"
     status: str = "APPROVED"
+    # Meta's `rejected_reason` (NONE unless REJECTED) and `quality_score` (UNKNOWN when new).
+    rejected_reason: str = "NONE"
+    quality_score: str = "UNKNOWN"
+    quality_date: int = field(default_factory=lambda: int(time.time()))
+    # When edits of the APPROVED template were made (epoch seconds): Meta limits those.
+    approved_edits: list[float] = field(default_factory=list)
+    # Bumped by every submission (create, edit): a review scheduled for an older one is void.
+    review_round: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -108,6 +118,8 @@ class Template:
             "language": self.language,
             "status": self.status,
             "category": self.category,
+            "rejected_reason": self.rejected_reason,
+            "quality_score": {"score": self.quality_score, "date": self.quality_date},
             "id": self.id,
         }
 

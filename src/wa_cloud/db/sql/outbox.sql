@@ -58,6 +58,11 @@ UPDATE messages
  WHERE id IN (SELECT id FROM messages
                WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
                  AND run_after <= now() AND priority = $5
+                 -- A campaign's message waits while its campaign is paused or cancelled
+                 -- (one put back after a pause withdrew the rest: a retry, a late slot).
+                 AND ($5 = 0 OR EXISTS (SELECT 1 FROM broadcasts b
+                                         WHERE b.id = messages.broadcast_id
+                                           AND b.status IN ('running', 'done')))
                ORDER BY run_after, created_at
                LIMIT $2
                FOR UPDATE SKIP LOCKED)
