@@ -457,6 +457,12 @@ def cmd_bench_reply(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(run_reply_bench(args)))
 
 
+def cmd_bench_campaign(args: argparse.Namespace) -> None:
+    from wa_cloud.bench.campaign import run_campaign_bench
+
+    sys.exit(asyncio.run(run_campaign_bench(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wa-cloud", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -633,6 +639,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a round's messages evenly over this many seconds (default 0: at once)",
     )
     reply.set_defaults(func=cmd_bench_reply)
+    campaign = bench_sub.add_parser(
+        "campaign", help="a campaign at a number's rate while conversations get answers"
+    )
+    campaign.add_argument("--recipients", type=int, default=10_000)
+    campaign.add_argument("--rate", type=int, default=80, help="the number's messages/s")
+    campaign.add_argument("--conversations", type=int, default=50)
+    campaign.add_argument(
+        "--answer-every", type=float, default=8.0, help="seconds between a conversation's answers"
+    )
+    campaign.add_argument("--workers", type=int, default=1, help="wa-cloud worker processes")
+    campaign.set_defaults(func=cmd_bench_campaign)
     return parser
 
 
