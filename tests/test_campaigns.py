@@ -437,3 +437,56 @@ async def test_a_worker_killed_mid_campaign_sends_each_recipient_at_most_once(
         # Every recipient Meta did not get is one whose send was in flight at the kill.
         assert {f"34600{i:06d}" for i in range(300)} - set(reached) <= unknown
         assert len(unknown) <= 5
+
+
+async def test_bad_campaign_input_gets_a_clear_error_never_a_500(meta: Meta) -> None:
+    await seed_template(meta)
+    template = json.dumps({"name": "spring_promo", "language": {"code": "en_US"}})
+
+    async def form(fields: dict[str, str], csv_data: bytes) -> Any:
+        return await meta.app.client.post(
+            "/v1/broadcasts",
+            data={"from": NUMBER_A, "name": "x", "template": template, **fields},
+            files={"recipients": ("r.csv", csv_data, "text/csv")},
+            headers=meta.tenant(),
+        )
+
+    nul = await form({"name": "a\x00b"}, b"+34600000001,A,B\n")
+    assert (nul.status_code, nul.json()["error"]["code"]) == (422, "invalid_field")
+    huge = await form({}, b"+34600000001," + b"x" * 200_000 + b",B\n")
+    assert huge.status_code == 422
+    assert huge.json()["error"]["code"] in ("invalid_recipients", "field_too_large")
+    for at in ("9999-12-31T23:59:59-14:00", "2999-01-01T00:00:00", "tomorrow"):
+        response = await meta.app.client.post(
+            "/v1/broadcasts",
+            json={
+                "from": NUMBER_A,
+                "name": "x",
+                "template": {"name": "spring_promo", "language": {"code": "en_US"}},
+                "recipients": recipients(1),
+                "at": at,
+            },
+            headers=meta.tenant(),
+        )
+        assert (response.status_code, response.json()["error"]["code"]) == (422, "invalid_field")
+
+
+async def test_a_deactivated_tenant_changes_no_opt_outs_or_templates(meta: Meta) -> None:
+    admin = {"authorization": f"Bearer {meta.app.settings.admin_token}"}
+    off = await meta.app.client.patch(
+        f"/v1/admin/tenants/{meta.tenant_id}", json={"active": False}, headers=admin
+    )
+    assert off.status_code == 200, off.text
+    added = await meta.app.client.post(
+        "/v1/opt-outs",
+        json={"phone_number_id": NUMBER_A, "to": "+34600000001"},
+        headers=meta.tenant(),
+    )
+    assert added.status_code == 403
+    put = await meta.app.client.put(
+        "/v1/templates/order_update",
+        params={"phone_number_id": NUMBER_A},
+        json={"name": "order_update"},
+        headers=meta.tenant(),
+    )
+    assert put.status_code == 403

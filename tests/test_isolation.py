@@ -5,6 +5,7 @@ Two tenants each own one corpus number; one webhook batch carries messages for b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -621,6 +622,306 @@ async def _probe_usage(
     return [response]
 
 
+# --- campaigns: the victim's broadcast, opt-out and template -------------------------------
+
+FUTURE = "2099-01-01T00:00:00+00:00"  # a campaign scheduled then never sends during the test
+
+
+def _template_name(side: Side) -> str:
+    return f"order_ready_{side.name.lower()}"
+
+
+async def _victim_template(world: World, victim: Side) -> str:
+    """An approved template on the victim's WABA (at the sandbox Meta)."""
+    # _probe_create_number seeds the victim's number at Meta under the caller's WABA (the
+    # hijack Meta is asked about): put it back where it belongs first.
+    await world.app.seed_number(victim.number, victim.waba)
+    seeded = await world.app.sandbox.post(
+        "/_sandbox/templates",
+        json={
+            "waba_id": victim.waba,
+            "name": _template_name(victim),
+            "language": "en_US",
+            "body": "Your order {{1}} is ready.",
+            "category": "UTILITY",
+        },
+    )
+    assert seeded.status_code == 201, seeded.text
+    return _template_name(victim)
+
+
+async def _victim_templates(world: World, victim: Side) -> list[dict[str, Any]]:
+    response = await world.app.client.get(
+        "/v1/templates", params={"phone_number_id": victim.number}, headers=victim.headers()
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["data"])
+
+
+async def _victim_broadcast(world: World, victim: Side, db: asyncpg.Connection) -> str:
+    """The victim's campaign (scheduled far ahead: it sends nothing), created by the victim
+    through the API the first time it is asked for."""
+    existing = await db.fetchval(
+        "SELECT id::text FROM broadcasts WHERE tenant_id = $1::uuid", victim.tenant_id
+    )
+    if existing is not None:
+        return str(existing)
+    template = await _victim_template(world, victim)
+    response = await world.app.client.post(
+        "/v1/broadcasts",
+        json={
+            "from": victim.number,
+            "name": victim.secrets_in_text[0],
+            "template": {"name": template, "language": {"code": "en_US"}},
+            "recipients": [{"to": "+" + victim.only_contact, "variables": ["A-1"]}],
+            "at": FUTURE,
+        },
+        headers=victim.headers(),
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "scheduled"
+    return str(response.json()["id"])
+
+
+async def _broadcast_row(db: asyncpg.Connection, broadcast_id: str) -> dict[str, Any]:
+    row = await db.fetchrow("SELECT * FROM broadcasts WHERE id = $1::uuid", broadcast_id)
+    assert row is not None
+    return dict(row)
+
+
+async def _probe_create_broadcast(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    template = await _victim_template(world, victim)
+    count = "SELECT count(*) FROM broadcasts WHERE phone_number_id = $1"
+    before = await db.fetchval(count, victim.number)
+    request = {
+        "from": victim.number,
+        "name": "sent from someone else's number",
+        "template": {"name": template, "language": {"code": "en_US"}},
+        "recipients": [{"to": "+" + victim.only_contact, "variables": ["X"]}],
+        "at": FUTURE,
+    }
+    responses = []
+    for body in (request, {**request, "dry_run": True}):  # a dry run tells nothing either
+        response = await world.app.client.post(
+            "/v1/broadcasts", json=body, headers=caller.headers()
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    form = await world.app.client.post(
+        "/v1/broadcasts",
+        data={
+            "from": victim.number,
+            "name": "CSV",
+            "template": json.dumps(request["template"]),
+            "at": FUTURE,
+        },
+        files={"recipients": ("list.csv", f"+{victim.only_contact},X\n".encode(), "text/csv")},
+        headers=caller.headers(),
+    )
+    assert_error(form, 404, "not_found")
+    assert await db.fetchval(count, victim.number) == before
+    return [*responses, form]
+
+
+async def _probe_list_broadcasts(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    broadcast_id = await _victim_broadcast(world, victim, db)
+    theirs = await world.app.client.get("/v1/broadcasts", headers=victim.headers())
+    assert broadcast_id in {b["id"] for b in theirs.json()["data"]}
+    response = await world.app.client.get("/v1/broadcasts", headers=caller.headers())
+    assert response.status_code == 200, response.text
+    assert broadcast_id not in response.text
+    return [response]
+
+
+async def _probe_get_broadcast(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    broadcast_id = await _victim_broadcast(world, victim, db)
+    own = await world.app.client.get(f"/v1/broadcasts/{broadcast_id}", headers=victim.headers())
+    assert own.status_code == 200, own.text  # the id is real: the probe below means something
+    response = await world.app.client.get(
+        f"/v1/broadcasts/{broadcast_id}", headers=caller.headers()
+    )
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
+async def _probe_broadcast_recipients(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    broadcast_id = await _victim_broadcast(world, victim, db)
+    path = f"/v1/broadcasts/{broadcast_id}/recipients.csv"
+    own = await world.app.client.get(path, headers=victim.headers())
+    assert own.status_code == 200 and victim.only_contact in own.text, own.text
+    response = await world.app.client.get(path, headers=caller.headers())
+    assert_error(response, 404, "not_found")
+    return [response]
+
+
+async def _probe_change_broadcast(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    broadcast_id = await _victim_broadcast(world, victim, db)
+    if (await _broadcast_row(db, broadcast_id))["status"] != "paused":
+        # The owner can pause it, and a paused campaign is one every action applies to.
+        own = await world.app.client.post(
+            f"/v1/broadcasts/{broadcast_id}/pause", headers=victim.headers()
+        )
+        assert own.status_code == 200 and own.json()["status"] == "paused", own.text
+    before = await _broadcast_row(db, broadcast_id)
+    responses = []
+    for action in ("pause", "resume", "cancel"):
+        response = await world.app.client.post(
+            f"/v1/broadcasts/{broadcast_id}/{action}", headers=caller.headers()
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    assert await _broadcast_row(db, broadcast_id) == before
+    return responses
+
+
+async def _victim_opt_outs(world: World, victim: Side, db: asyncpg.Connection) -> list[Any]:
+    """The victim's opt-outs, the victim's contact among them."""
+    added = await world.app.client.post(
+        "/v1/opt-outs",
+        json={"phone_number_id": victim.number, "to": "+" + victim.only_contact},
+        headers=victim.headers(),
+    )
+    assert added.status_code in (200, 201), added.text
+    rows = await db.fetch(
+        "SELECT * FROM opt_outs WHERE tenant_id = $1::uuid ORDER BY recipient", victim.tenant_id
+    )
+    assert victim.only_contact in {r["recipient"] for r in rows}
+    return [dict(r) for r in rows]
+
+
+async def _victim_opt_outs_unchanged(
+    db: asyncpg.Connection, victim: Side, before: list[Any]
+) -> None:
+    after = await db.fetch(
+        "SELECT * FROM opt_outs WHERE phone_number_id = $1 ORDER BY recipient", victim.number
+    )
+    assert [dict(r) for r in after] == before
+
+
+async def _probe_list_opt_outs(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    await _victim_opt_outs(world, victim, db)
+    responses = []
+    for number in (victim.number, caller.number):
+        response = await world.app.client.get(
+            "/v1/opt-outs", params={"phone_number_id": number}, headers=caller.headers()
+        )
+        if number == victim.number:
+            assert_error(response, 404, "not_found")
+        else:
+            assert response.status_code == 200, response.text
+            assert victim.only_contact not in response.text
+        responses.append(response)
+    return responses
+
+
+async def _probe_add_opt_out(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await _victim_opt_outs(world, victim, db)
+    responses = []
+    for to in (victim.only_contact, SHARED):
+        response = await world.app.client.post(
+            "/v1/opt-outs",
+            json={"phone_number_id": victim.number, "to": to},
+            headers=caller.headers(),
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    await _victim_opt_outs_unchanged(db, victim, before)
+    return responses
+
+
+async def _probe_remove_opt_out(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    before = await _victim_opt_outs(world, victim, db)
+    responses = []
+    for number in (victim.number, caller.number):  # the victim's number, then the caller's own
+        response = await world.app.client.delete(
+            f"/v1/opt-outs/{victim.only_contact}",
+            params={"phone_number_id": number},
+            headers=caller.headers(),
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    await _victim_opt_outs_unchanged(db, victim, before)
+    return responses
+
+
+async def _probe_list_templates(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    template = await _victim_template(world, victim)
+    assert template in {t["name"] for t in await _victim_templates(world, victim)}
+    theirs = await world.app.client.get(
+        "/v1/templates", params={"phone_number_id": victim.number}, headers=caller.headers()
+    )
+    assert_error(theirs, 404, "not_found")
+    own = await world.app.client.get(
+        "/v1/templates", params={"phone_number_id": caller.number}, headers=caller.headers()
+    )
+    assert own.status_code == 200, own.text
+    assert template not in own.text
+    return [theirs, own]
+
+
+def _template_file(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "language": "en_US",
+        "category": "UTILITY",
+        "components": [{"type": "BODY", "text": "Your parcel is on its way."}],
+    }
+
+
+async def _probe_put_template(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    template = await _victim_template(world, victim)
+    before = await _victim_templates(world, victim)
+    responses = []
+    for name in (template, "brand_new_one"):  # an edit of theirs, a new one on their WABA
+        response = await world.app.client.put(
+            f"/v1/templates/{name}",
+            params={"phone_number_id": victim.number},
+            json=_template_file(name),
+            headers=caller.headers(),
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    assert await _victim_templates(world, victim) == before
+    return responses
+
+
+async def _probe_delete_template(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    template = await _victim_template(world, victim)
+    responses = []
+    for number in (victim.number, caller.number):  # their number, then the caller's own WABA
+        response = await world.app.client.delete(
+            f"/v1/templates/{template}",
+            params={"phone_number_id": number},
+            headers=caller.headers(),
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    assert template in {t["name"] for t in await _victim_templates(world, victim)}
+    return responses
+
+
 PROBES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/numbers"): _probe_create_number,
     ("GET", "/v1/numbers"): _probe_list_numbers,
@@ -649,6 +950,17 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/v1/webhooks"): _probe_get_webhook,
     ("DELETE", "/v1/webhooks"): _probe_delete_webhook,
     ("GET", "/v1/webhooks/deliveries"): _probe_list_deliveries,
+    ("POST", "/v1/broadcasts"): _probe_create_broadcast,
+    ("GET", "/v1/broadcasts"): _probe_list_broadcasts,
+    ("GET", "/v1/broadcasts/{broadcast_id}"): _probe_get_broadcast,
+    ("GET", "/v1/broadcasts/{broadcast_id}/recipients.csv"): _probe_broadcast_recipients,
+    ("POST", "/v1/broadcasts/{broadcast_id}/{action}"): _probe_change_broadcast,
+    ("GET", "/v1/opt-outs"): _probe_list_opt_outs,
+    ("POST", "/v1/opt-outs"): _probe_add_opt_out,
+    ("DELETE", "/v1/opt-outs/{to}"): _probe_remove_opt_out,
+    ("GET", "/v1/templates"): _probe_list_templates,
+    ("PUT", "/v1/templates/{name}"): _probe_put_template,
+    ("DELETE", "/v1/templates/{name}"): _probe_delete_template,
 }
 
 

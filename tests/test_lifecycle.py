@@ -347,6 +347,8 @@ TENANT_TABLES = (
     "replies",
     "credit_ledger",
     "token_usage",
+    "broadcasts",
+    "opt_outs",
 )
 
 
@@ -440,6 +442,30 @@ async def seed_everything(
         tenant_id,
         number,
     )
+    broadcast = await db.fetchval(
+        "INSERT INTO broadcasts (tenant_id, phone_number_id, name, template, category, estimate)"
+        " VALUES ($1, $2, 'Spring', $3, 'MARKETING', $4) RETURNING id",
+        tenant_id,
+        number,
+        {"name": "hello", "language": "en_US"},
+        {"messages": 1, "currency": "USD", "amount": 0.05},
+    )
+    # The campaign's message and its recipient point at each other.
+    await db.execute("UPDATE messages SET broadcast_id = $1 WHERE id = $2", broadcast, message)
+    await db.execute(
+        "INSERT INTO broadcast_recipients (broadcast_id, recipient, line, state, message_id)"
+        " VALUES ($1, $2, 1, 'queued', $3)",
+        broadcast,
+        "1650555" + number[-4:],
+        message,
+    )
+    await db.execute(
+        "INSERT INTO opt_outs (phone_number_id, recipient, tenant_id, source, detail)"
+        " VALUES ($1, $2, $3, 'keyword', 'STOP')",
+        number,
+        "1650555" + number[-4:],
+        tenant_id,
+    )
 
 
 async def owned(db: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, int]:
@@ -450,6 +476,11 @@ async def owned(db: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, int]:
     counts["pair_pacing"] = await db.fetchval(
         "SELECT count(*) FROM pair_pacing p JOIN numbers n USING (phone_number_id)"
         " WHERE n.tenant_id = $1",
+        tenant_id,
+    )
+    counts["broadcast_recipients"] = await db.fetchval(
+        "SELECT count(*) FROM broadcast_recipients r JOIN broadcasts b ON b.id = r.broadcast_id"
+        " WHERE b.tenant_id = $1",
         tenant_id,
     )
     return counts

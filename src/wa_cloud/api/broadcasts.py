@@ -55,6 +55,8 @@ async def _read_request(request: Request) -> tuple[dict[str, Any], RecipientList
             if file is None:
                 raise Unprocessable("'recipients' (a CSV file) is required.", "missing_field")
             body: dict[str, Any] = {name: part.text for name, part in parts.items()}
+            if any("\x00" in value for value in body.values()):
+                raise Unprocessable("Form fields cannot hold NUL characters.", "invalid_field")
             for name in ("template", "message"):
                 if name in body:
                     try:
@@ -222,6 +224,7 @@ async def list_opt_outs(request: Request) -> JSONResponse:
 
 async def add_opt_out(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
+    caller.require_active()
     body = await read_object(request)
     reject_unknown(body, {"phone_number_id", "to"})
     number = body.get("phone_number_id")
@@ -237,6 +240,7 @@ async def add_opt_out(request: Request) -> JSONResponse:
 
 async def remove_opt_out(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
+    caller.require_active()
     number = _number_param(request)
     to = _phone(request.path_params["to"])
     async with state.pool.acquire() as conn:

@@ -33,8 +33,12 @@ def _meta_refused(exc: GraphError) -> ApiError:
     )
 
 
-async def _account(request: Request) -> tuple[AppState, CloudProvider, str]:
+async def _account(
+    request: Request, *, changes: bool = False
+) -> tuple[AppState, CloudProvider, str]:
     state, caller = await require_tenant(request)
+    if changes:
+        caller.require_active()
     number_id = request.query_params.get("phone_number_id")
     if not number_id:
         raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
@@ -81,7 +85,7 @@ async def list_templates(request: Request) -> JSONResponse:
 
 
 async def put_template(request: Request) -> JSONResponse:
-    state, account, waba_id = await _account(request)
+    state, account, waba_id = await _account(request, changes=True)
     name = request.path_params["name"]
     body = await read_object(request)
     violations = check_template(body, file=name)
@@ -123,7 +127,7 @@ async def put_template(request: Request) -> JSONResponse:
 
 
 async def delete_template(request: Request) -> JSONResponse:
-    state, account, waba_id = await _account(request)
+    state, account, waba_id = await _account(request, changes=True)
     name = request.path_params["name"]
     language = request.query_params.get("language")
     remote = await _fresh(state, account, waba_id)

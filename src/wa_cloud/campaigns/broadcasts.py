@@ -13,7 +13,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
@@ -36,6 +36,7 @@ from wa_cloud.window import window_state
 
 MARKETING: Final = "MARKETING"
 SERVICE: Final = "SERVICE"  # a free-form message: only inside open windows, never billed
+MAX_AHEAD: Final = timedelta(days=366)  # a campaign scheduled further is a typo
 SHOWN_SKIPPED: Final = 1000  # skipped lines listed in an answer (recipients.csv has them all)
 
 
@@ -77,7 +78,14 @@ def parse_at(value: Any, zone: ZoneInfo) -> datetime:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise Unprocessable("'at' must be an ISO 8601 date-time.", "invalid_field") from None
-    return at.replace(tzinfo=zone) if at.tzinfo is None else at
+    at = at.replace(tzinfo=zone) if at.tzinfo is None else at
+    try:
+        at = at.astimezone(UTC)
+    except OverflowError:
+        raise Unprocessable("'at' is out of range.", "invalid_field") from None
+    if at > datetime.now(UTC) + MAX_AHEAD:
+        raise Unprocessable("'at' may be at most a year ahead.", "invalid_field")
+    return at
 
 
 def _message(body: Mapping[str, Any]) -> dict[str, Any]:

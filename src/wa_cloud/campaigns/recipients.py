@@ -139,7 +139,10 @@ def from_csv(data: bytes) -> RecipientList:
         )
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
+    try:
+        rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as exc:  # a field past the csv module's limit, a NUL byte
+        raise RecipientsInvalid(f"The recipients CSV cannot be read: {exc}.") from None
     header: list[str] | None = None
     first = next((r for r in rows if any(c.strip() for c in r)), None)
     if first is not None and first[0].strip().lower() in _PHONE_HEADERS:

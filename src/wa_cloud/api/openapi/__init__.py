@@ -58,6 +58,10 @@ def build_document() -> Schema:
             {"name": "pages", "description": "HTML pages opened from signed links."},
             {"name": "admin", "description": "The platform operator (WA_ADMIN_TOKEN)."},
             {"name": "tenant", "description": "A business, with one of its API keys."},
+            {
+                "name": "campaigns",
+                "description": "A business's templates, broadcasts and opt-outs (its API keys).",
+            },
         ],
         "paths": all_paths(),
         "webhooks": {

@@ -23,7 +23,10 @@ from wa_cloud.api.openapi.schema import (
     ref,
     text,
 )
+from wa_cloud.campaigns.broadcasts import SHOWN_SKIPPED
+from wa_cloud.campaigns.recipients import MAX_RECIPIENTS, MAX_VARIABLE_LENGTH
 from wa_cloud.outbox import compose
+from wa_cloud.outbox import template_rules as rules
 
 # A registered number's id in the examples (also the corpus's number A).
 EXAMPLE_NUMBER: Final = "106540352242922"
@@ -54,6 +57,11 @@ DELIVERY_STATES: Final = ["pending", "delivered", "failed"]
 SESSION_STATES: Final = ["connecting", "qr", "open", "closed", "refused", "logged_out"]
 USAGE_FEATURES: Final = sorted(FEATURES)
 INTERACTIVE_TYPES: Final = sorted(compose.INTERACTIVE_TYPES)
+BROADCAST_STATUSES: Final = ["scheduled", "running", "paused", "done", "cancelled"]
+BROADCAST_CATEGORIES: Final = [*rules.CATEGORIES, "SERVICE"]
+OPT_OUT_SOURCES: Final = ["keyword", "user_preferences", "api", "meta_131050"]
+# A phone as people write it: digits, spaces, ( ) . - / and a leading + (or 00).
+PHONE: Final = r"^[\s().\-/]*\+?[0-9\s().\-/]+$"
 
 _TENANT: Final[dict[str, Schema]] = {
     "id": UUID,
@@ -113,6 +121,11 @@ SCHEMAS: Final[dict[str, Schema]] = {
                         "description": "Onboarding: the step Meta refused (verify, subscribe...).",
                     },
                     "meta": {**ref("MessageError"), "description": "Meta's own error."},
+                    "violations": {
+                        "type": "array",
+                        "items": ref("TemplateViolation"),
+                        "description": "`template_invalid`: every rule of Meta's it breaks.",
+                    },
                 },
                 "required": ["code", "message"],
             }
@@ -795,6 +808,375 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "event": {"enum": FORWARDED_EVENTS},
             "created_at": TIMESTAMP,
             "data": {"type": "object"},
+        }
+    ),
+    # Campaigns: templates, broadcasts, opt-outs
+    "TemplateSummary": closed(
+        {
+            "name": {"type": "string"},
+            "language": {"type": "string"},
+            "category": {"type": ["string", "null"], "examples": list(rules.CATEGORIES)},
+            "status": {
+                "type": ["string", "null"],
+                "description": "Meta's: APPROVED, PENDING, REJECTED, PAUSED, DISABLED...",
+            },
+            "rejected_reason": {
+                "type": ["string", "null"],
+                "description": "Why Meta rejected it (null unless it did).",
+            },
+            "quality": {
+                "type": ["string", "null"],
+                "description": "Meta's quality score: GREEN, YELLOW, RED or UNKNOWN.",
+            },
+            "id": {"type": ["string", "null"], "description": "Meta's template id."},
+        }
+    ),
+    "TemplateList": closed(
+        {
+            "data": {
+                "type": "array",
+                "items": ref("TemplateSummary"),
+                "description": "Every template of the number's WABA, as Meta lists it now.",
+            }
+        }
+    ),
+    "TemplateFile": {
+        "type": "object",
+        "description": (
+            "A template file: the body of Meta's `POST /{waba_id}/message_templates`. Checked "
+            "against Meta's rules first (422 `template_invalid` lists every violation)."
+        ),
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": "^[a-z0-9_]+$",
+                "maxLength": rules.NAME_MAX,
+                "description": "The name in the path.",
+            },
+            "language": {"enum": sorted(rules.SUPPORTED_LANGUAGES)},
+            "category": {"enum": list(rules.CATEGORIES)},
+            "parameter_format": {"enum": list(rules.PARAMETER_FORMATS)},
+            "components": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"enum": list(rules.COMPONENT_ORDER)},
+                        "format": {"enum": list(rules.HEADER_FORMATS)},
+                        "text": {"type": "string"},
+                        "example": {"type": "object"},
+                        "buttons": {"type": "array", "items": {"type": "object"}},
+                    },
+                    "required": ["type"],
+                },
+            },
+        },
+        "required": ["name", "language", "category", "components"],
+    },
+    "TemplateViolation": closed(
+        {
+            "component": {
+                "type": "string",
+                "examples": ["template", "BODY", "BUTTONS[0]", "components[2]"],
+            },
+            "rule": {"type": "string", "examples": ["invalid_name", "missing_example"]},
+            "message": {"type": "string"},
+        }
+    ),
+    "TemplateChanged": closed(
+        {
+            "name": {"type": "string"},
+            "language": {"type": "string"},
+            "action": {
+                "enum": ["create", "edit", "unchanged"],
+                "description": "create: 201; edit or unchanged: 200.",
+            },
+            "status": {
+                "type": "string",
+                "description": "PENDING (Meta reviews it), or the status of an unchanged one.",
+            },
+        }
+    ),
+    "TemplateDeleted": closed(
+        {
+            "name": {"type": "string"},
+            "deleted": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string"},
+                "description": "The languages deleted.",
+            },
+            "status": {"const": "DELETED"},
+        }
+    ),
+    "NewBroadcast": {
+        "type": "object",
+        "description": "Exactly one of `template` and `message`.",
+        "properties": {
+            "from": {
+                "type": "string",
+                "minLength": 1,
+                "description": "One of your phone_number_ids.",
+                "examples": [EXAMPLE_NUMBER],
+            },
+            "name": text(200),
+            "template": {
+                "type": "object",
+                "description": "An APPROVED template of the number's WABA.",
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "language": {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "properties": {"code": {"type": "string", "minLength": 1}},
+                                "required": ["code"],
+                            },
+                            {"type": "string", "minLength": 1},
+                        ]
+                    },
+                },
+                "required": ["name", "language"],
+            },
+            "message": {
+                "type": "object",
+                "description": (
+                    'A free-form send shape without `from` and `to` (`{"type": "text", "text": '
+                    "{...}}`): only recipients whose 24-hour window is open get it."
+                ),
+                "properties": {"type": {"enum": [t for t in SEND_TYPES if t != "template"]}},
+                "required": ["type"],
+            },
+            "recipients": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_RECIPIENTS,
+                "items": ref("BroadcastRecipient"),
+            },
+            "at": {
+                "type": ["string", "null"],
+                "description": (
+                    "When to start: an ISO 8601 date-time; without an offset, the number's local "
+                    "time. Absent or null: now."
+                ),
+                "examples": ["2027-03-01T09:00:00"],
+            },
+            "dry_run": {
+                "type": "boolean",
+                "default": False,
+                "description": "Check and estimate only (200); nothing is stored or sent.",
+            },
+        },
+        "required": ["from", "name", "recipients"],
+        "additionalProperties": False,
+        "oneOf": [{"required": ["template"]}, {"required": ["message"]}],
+    },
+    "BroadcastRecipient": {
+        "type": "object",
+        "description": "One that cannot be sent to is skipped (with its line), not refused.",
+        "properties": {
+            "to": {
+                "type": "string",
+                "pattern": PHONE,
+                "description": "A phone number with its country code (`+34 600 12 34 56`).",
+            },
+            "variables": {
+                "description": "The template's body parameters: in order, or by name.",
+                "oneOf": [
+                    {
+                        "type": "array",
+                        "items": {"type": ["string", "number"], "maxLength": MAX_VARIABLE_LENGTH},
+                    },
+                    {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": ["string", "number"],
+                            "maxLength": MAX_VARIABLE_LENGTH,
+                        },
+                    },
+                    {"type": "null"},
+                ],
+            },
+        },
+        "required": ["to"],
+    },
+    "NewBroadcastForm": {
+        "type": "object",
+        "description": "NewBroadcast as a form: the recipients as a CSV file.",
+        "properties": {
+            "recipients": {
+                "type": "string",
+                "format": "binary",
+                "description": (
+                    "UTF-8 CSV, comma, semicolon or tab separated: `phone,var1,var2...`, or a "
+                    "header row (`phone,first_name,...`) naming the variables."
+                ),
+            },
+            "from": {"type": "string", "description": "One of your phone_number_ids."},
+            "name": {"type": "string", "description": "1 to 200 characters."},
+            "template": {
+                "type": "string",
+                "description": 'JSON text: {"name", "language": {"code"}}.',
+            },
+            "message": {"type": "string", "description": "JSON text: a send shape."},
+            "at": {"type": "string", "description": "As in the JSON body."},
+            "dry_run": {
+                "type": "string",
+                "description": "true, 1, yes or on: a dry run; anything else is not.",
+            },
+        },
+        "required": ["recipients", "from", "name"],
+        "additionalProperties": False,
+    },
+    "BroadcastCounts": closed(
+        {
+            key: {"type": "integer", "minimum": 0}
+            for key in ("total", "queued", "sent", "delivered", "read", "failed", "skipped")
+        }
+    ),
+    "SkippedRecipient": closed(
+        {
+            "to": {"type": "string", "description": "E.164 digits, or the line's text."},
+            "line": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The recipients' list item or CSV line, from 1.",
+            },
+            "reason": {
+                "type": "string",
+                "examples": [
+                    "invalid_number",
+                    "duplicate",
+                    "invalid_variables",
+                    "wrong_column_count",
+                    "variables_mismatch: ...",
+                    "opted_out",
+                    "window_closed",
+                ],
+            },
+        },
+        optional=("line",),
+    ),
+    "CostEstimate": closed(
+        {
+            "messages": {"type": "integer", "minimum": 0},
+            "currency": {"type": "string", "examples": ["USD"]},
+            "amount": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Every recipient counted as delivered: an upper bound.",
+            },
+        }
+    ),
+    "Broadcast": closed(
+        {
+            "id": UUID,
+            "name": {"type": "string"},
+            "from": {"type": "string", "description": "The phone_number_id."},
+            "status": {"enum": BROADCAST_STATUSES},
+            "paused_reason": {"type": ["string", "null"]},
+            "held_reason": {
+                "type": ["string", "null"],
+                "description": "Why a running campaign waits (the messaging limit): not a pause.",
+            },
+            "at": TIMESTAMP,
+            "category": {"enum": BROADCAST_CATEGORIES},
+            "template": {
+                "anyOf": [
+                    closed(
+                        {
+                            "name": {"type": "string"},
+                            "language": closed({"code": {"type": "string"}}),
+                        }
+                    ),
+                    {"type": "null"},
+                ]
+            },
+            "message": {"type": ["object", "null"]},
+            "counts": ref("BroadcastCounts"),
+            "failed_by_code": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 1},
+                "description": "Failed sends by Meta's error code.",
+            },
+            "skipped_by_reason": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 1},
+            },
+            "estimate": ref("CostEstimate"),
+            "cost": closed(
+                {
+                    "billable": {"type": "integer", "minimum": 0},
+                    "currency": {"type": "string"},
+                    "amount": {
+                        "type": "number",
+                        "minimum": 0,
+                        "description": "What Meta's pricing says it bills so far.",
+                    },
+                }
+            ),
+            "created_at": TIMESTAMP,
+            "finished_at": nullable(TIMESTAMP),
+            "skipped": {
+                "type": "array",
+                "items": ref("SkippedRecipient"),
+                "maxItems": SHOWN_SKIPPED,
+                "description": "On creation only: the first skipped lines (all in recipients.csv).",
+            },
+        },
+        optional=("skipped",),
+    ),
+    "BroadcastDryRun": closed(
+        {
+            "id": {"type": "null"},
+            "dry_run": {"const": True},
+            "name": {"type": "string"},
+            "from": {"type": "string"},
+            "status": {"enum": ["scheduled", "running"]},
+            "at": TIMESTAMP,
+            "category": {"enum": BROADCAST_CATEGORIES},
+            "counts": ref("BroadcastCounts"),
+            "skipped": {
+                "type": "array",
+                "items": ref("SkippedRecipient"),
+                "maxItems": SHOWN_SKIPPED,
+            },
+            "estimate": ref("CostEstimate"),
+        }
+    ),
+    "BroadcastPage": page_of("Broadcast"),
+    "OptOut": closed(
+        {
+            "to": {"type": "string", "description": "The contact's wa_id."},
+            "source": {
+                "enum": OPT_OUT_SOURCES,
+                "description": (
+                    "keyword: they wrote a stop word; user_preferences: they stopped marketing "
+                    "messages in WhatsApp; api: POST /v1/opt-outs; meta_131050: Meta refused a "
+                    "marketing message for it."
+                ),
+            },
+            "detail": {"type": ["string", "null"]},
+            "created_at": TIMESTAMP,
+        }
+    ),
+    "OptOutPage": page_of("OptOut"),
+    "NewOptOut": closed(
+        {
+            "phone_number_id": digits("One of your numbers."),
+            "to": {
+                "type": "string",
+                "pattern": PHONE,
+                "description": "A phone number with its country code.",
+            },
+        }
+    ),
+    "OptOutAdded": closed({"phone_number_id": {"type": "string"}, "to": {"type": "string"}}),
+    "OptOutRemoved": closed(
+        {
+            "phone_number_id": {"type": "string"},
+            "to": {"type": "string"},
+            "removed": {"const": True},
         }
     ),
     # Webhooks from Meta

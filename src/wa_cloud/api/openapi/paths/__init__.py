@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
-from wa_cloud.api.openapi.paths import admin, ops, pages, tenant, webhooks
+from wa_cloud.api.openapi.paths import admin, campaigns, ops, pages, tenant, webhooks
 from wa_cloud.api.openapi.schema import Schema
 
 
 def all_paths() -> dict[str, Schema]:
-    return {**webhooks.paths(), **ops.paths(), **pages.paths(), **admin.paths(), **tenant.paths()}
+    return {
+        **webhooks.paths(),
+        **ops.paths(),
+        **pages.paths(),
+        **admin.paths(),
+        **tenant.paths(),
+        **campaigns.paths(),
+    }
