@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 
 from wa_cloud import formdata
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.contacts import require_own_number
+from wa_cloud.api.contacts import phone_number_param, require_own_number
 from wa_cloud.api.pagination import cursor_time, cursor_uuid, decode_cursor, limit_of, page
 from wa_cloud.asgi import DIGITS, parse_uuid, read_object, reject_unknown
 from wa_cloud.campaigns import broadcasts
@@ -29,7 +29,7 @@ from wa_cloud.campaigns.recipients import (
 )
 from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import BadRequest, Conflict, NotFound, Unprocessable
+from wa_cloud.errors import Conflict, NotFound, Unprocessable
 from wa_cloud.providers.numbers import request_providers
 
 KB: Final = 1024
@@ -186,15 +186,6 @@ async def recipients_csv(request: Request) -> StreamingResponse:
 
 
 # Opt-outs ----------------------------------------------------------------------------------
-def _number_param(request: Request) -> str:
-    value = request.query_params.get("phone_number_id")
-    if not value:
-        raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
-    if not DIGITS.fullmatch(value):
-        raise BadRequest("'phone_number_id' must be digits only.", "invalid_field")
-    return value
-
-
 def _phone(value: Any) -> str:
     to = normalise_phone(value) if isinstance(value, str) else None
     if to is None:
@@ -213,7 +204,7 @@ def _opt_out_json(row: Any) -> dict[str, Any]:
 
 async def list_opt_outs(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
-    number = _number_param(request)
+    number = phone_number_param(request)
     limit = limit_of(request)
     (after,) = decode_cursor(request, str) or (None,)
     async with state.pool.acquire() as conn:
@@ -241,7 +232,7 @@ async def add_opt_out(request: Request) -> JSONResponse:
 async def remove_opt_out(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     caller.require_active()
-    number = _number_param(request)
+    number = phone_number_param(request)
     to = _phone(request.path_params["to"])
     async with state.pool.acquire() as conn:
         await require_own_number(conn, caller.tenant_id, number)

@@ -34,7 +34,8 @@ from wa_cloud.window import window_state
 MAX_PAUSE_MINUTES: Final = 525_600
 
 
-def _phone_number_id(request: Request) -> str:
+def phone_number_param(request: Request) -> str:
+    """The `?phone_number_id=` a tenant route is about (400 when missing or not digits)."""
     value = request.query_params.get("phone_number_id")
     if not value:
         raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
@@ -79,7 +80,7 @@ def contact_json(row: asyncpg.Record) -> dict[str, Any]:
 
 async def list_contacts(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
-    phone_number_id = _phone_number_id(request)
+    phone_number_id = phone_number_param(request)
     limit = limit_of(request)
     (after,) = decode_cursor(request, cursor_id) or (None,)
     async with state.pool.acquire() as conn:
@@ -96,7 +97,7 @@ async def list_contacts(request: Request) -> JSONResponse:
 
 async def contact_messages(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
-    phone_number_id = _phone_number_id(request)
+    phone_number_id = phone_number_param(request)
     limit = limit_of(request)
     after, after_id = decode_cursor(request, cursor_time, cursor_uuid) or (None, None)
     async with state.pool.acquire() as conn:

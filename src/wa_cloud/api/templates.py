@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.asgi import DIGITS, read_object
+from wa_cloud.api.contacts import phone_number_param
+from wa_cloud.asgi import read_object
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import ApiError, BadRequest, Conflict, NotFound, Unprocessable
+from wa_cloud.errors import ApiError, Conflict, NotFound, Unprocessable
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.outbox import template_sync
 from wa_cloud.outbox.template_rules import check_template
@@ -39,11 +40,7 @@ async def _account(
     state, caller = await require_tenant(request)
     if changes:
         caller.require_active()
-    number_id = request.query_params.get("phone_number_id")
-    if not number_id:
-        raise BadRequest("The 'phone_number_id' query parameter is required.", "missing_field")
-    if not DIGITS.fullmatch(number_id):
-        raise BadRequest("'phone_number_id' must be digits only.", "invalid_field")
+    number_id = phone_number_param(request)
     async with state.pool.acquire() as conn:
         number = await conn.fetchrow(Q.sender_number, number_id, caller.tenant_id)
     if number is None:
