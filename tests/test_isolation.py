@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -624,7 +625,8 @@ async def _probe_usage(
 
 # --- campaigns: the victim's broadcast, opt-out and template -------------------------------
 
-FUTURE = "2099-01-01T00:00:00+00:00"  # a campaign scheduled then never sends during the test
+# A campaign scheduled then never sends during the test (and is within the year allowed).
+FUTURE = (datetime.now(UTC) + timedelta(days=300)).isoformat()
 
 
 def _template_name(side: Side) -> str:
