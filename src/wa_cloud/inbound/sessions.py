@@ -119,8 +119,9 @@ async def apply_session_news(conn: asyncpg.Connection, news: Sequence[SessionNew
             continue  # removed meanwhile
         if kind == "qrcode.updated":
             # The gateway's events are not ordered: a code posted before the scan and
-            # arriving after it is stale, not a new wait for one.
-            move = None if row["state"] == "open" else _qr_move(data)
+            # arriving after it is stale, not a new wait for one; nor does it undo a refusal
+            # (a new connect sets the state itself, and its codes follow).
+            move = None if row["state"] in ("open", "refused") else _qr_move(data)
         else:
             move = _connection_move(data, wuid, row)
         if move is None:
