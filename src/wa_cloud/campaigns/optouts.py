@@ -41,10 +41,13 @@ def folded(text: str) -> str:
     return _SPACES.sub(" ", _PUNCTUATION.sub(" ", plain)).strip()
 
 
+_DEFAULT_FOLDED: Final = frozenset(folded(w) for w in DEFAULT_WORDS)
+
+
 def is_stop_word(text: str | None, words: Iterable[str] | None) -> bool:
     if not text or len(text) > MAX_WORDS_TEXT:
         return False
-    wanted = {folded(w) for w in (words if words is not None else DEFAULT_WORDS)}
+    wanted = _DEFAULT_FOLDED if words is None else {folded(w) for w in words}
     return folded(text) in wanted
 
 
@@ -64,25 +67,19 @@ def preferences(value: Any) -> list[tuple[str, bool]]:
 
 async def record_opt_outs(
     conn: asyncpg.Connection,
-    texts: Sequence[tuple[UUID, str, str, str | None]],
+    stopped: Sequence[tuple[UUID, str, str, str | None]],
     prefs: Sequence[tuple[UUID, str, Mapping[str, Any]]],
 ) -> None:
-    """`texts`: (tenant, number, wa_id, text) of inbound messages; `prefs`: (tenant, number,
-    user_preferences value). A batch costs one statement when nothing opts out."""
-    adds: list[tuple[str, str, UUID, str, str | None]] = []
+    """`stopped`: (tenant, number, wa_id, text) of inbound messages that are a stop word;
+    `prefs`: (tenant, number, user_preferences value)."""
+    adds = [
+        (number, wa_id, tenant, "keyword", (text or "")[:MAX_WORDS_TEXT])
+        for tenant, number, wa_id, text in stopped
+    ]
     resumes: list[tuple[str, str]] = []
-    if texts:
-        numbers = sorted({number for _, number, _, _ in texts})
-        words = {
-            r["phone_number_id"]: r["opt_out_words"]
-            for r in await conn.fetch(Q.opt_out_words, numbers)
-        }
-        for tenant, number, wa_id, text in texts:
-            if is_stop_word(text, words.get(number)):
-                adds.append((number, wa_id, tenant, "keyword", (text or "")[:MAX_WORDS_TEXT]))
     for tenant, number, value in prefs:
-        for wa_id, stopped in preferences(value):
-            if stopped:
+        for wa_id, stop in preferences(value):
+            if stop:
                 adds.append((number, wa_id, tenant, "user_preferences", "marketing_messages"))
             else:
                 resumes.append((number, wa_id))

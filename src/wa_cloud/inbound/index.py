@@ -23,7 +23,7 @@ import asyncpg
 from wa_cloud.ai.config import DEFAULTS
 from wa_cloud.ai.schedule import ReplyJob, answers, schedule_replies
 from wa_cloud.campaigns.limits import apply_quality_update
-from wa_cloud.campaigns.optouts import record_opt_outs
+from wa_cloud.campaigns.optouts import is_stop_word, record_opt_outs
 from wa_cloud.canonical import digest
 from wa_cloud.db.pool import jsonb_text
 from wa_cloud.db.queries import Q
@@ -106,6 +106,7 @@ class _Owner:
     debounce_seconds: float = 0.0
     owner_phones: tuple[str, ...] = ()
     instance: str | None = None  # a web session's gateway instance
+    opt_out_words: tuple[str, ...] | None = None  # None: the default stop words
 
 
 @dataclass(slots=True)
@@ -149,6 +150,7 @@ async def _owners(conn: asyncpg.Connection, items: Sequence[Item]) -> _Owners:
             r["debounce_seconds"],
             tuple(r["owner_phones"]),
             r["gateway_instance"],
+            None if r["opt_out_words"] is None else tuple(r["opt_out_words"]),
         )
         owners.by_number[r["phone_number_id"]] = owner
         owners.by_waba.setdefault(r["waba_id"], []).append(owner)
@@ -309,10 +311,12 @@ async def index_batch(conn: asyncpg.Connection, items: Sequence[Item]) -> IndexR
 async def _campaign_news(conn: asyncpg.Connection, batch: _Batch) -> None:
     """What campaigns need from this batch: stop words and Meta's user preferences (opt-outs),
     and a number's quality and messaging limit."""
-    texts = [
+    opted = [
         (m.owner.tenant_id, m.event.route.phone_number_id, m.event.sender.wa_id, m.event.text)
         for m in batch.messages
-        if m.event.text and m.event.sender.wa_id and m.event.route.phone_number_id
+        if m.event.sender.wa_id
+        and m.event.route.phone_number_id
+        and is_stop_word(m.event.text, m.owner.opt_out_words)
     ]
     prefs: list[tuple[UUID, str, Mapping[str, Any]]] = []
     for f in batch.fields:
@@ -326,8 +330,8 @@ async def _campaign_news(conn: asyncpg.Connection, batch: _Batch) -> None:
             prefs.append((f.owner.tenant_id, event.route.phone_number_id, value))
         elif event.field == "phone_number_quality_update":
             await apply_quality_update(conn, f.owner.waba_id, f.owner.tenant_id, value)
-    if texts or prefs:
-        await record_opt_outs(conn, texts, prefs)
+    if opted or prefs:
+        await record_opt_outs(conn, opted, prefs)
 
 
 async def _contacts(conn: asyncpg.Connection, batch: _Batch) -> None:

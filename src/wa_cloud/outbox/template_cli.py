@@ -9,6 +9,7 @@ service has them, or the local `wa-cloud dev` database and its generated key whe
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -66,8 +67,9 @@ async def sync(args: argparse.Namespace, settings: Settings) -> int:
         )
         if args.action == "push":
             await template_sync.apply(account, changes)
+            fresh = await account.templates()  # no connection held while Meta answers
             async with resources.pool.acquire() as conn:
-                await save_templates(conn, str(number["waba_id"]), await account.templates())
+                await save_templates(conn, str(number["waba_id"]), fresh)
         for change in changes:
             print(change)
         refused = [c for c in changes if c.result.startswith("refused")]
@@ -90,6 +92,4 @@ def run(args: argparse.Namespace) -> int:
     if not settings.secret_key:
         print("wa-cloud: WA_SECRET_KEY is needed to open the number's token", file=sys.stderr)
         return 2
-    import asyncio
-
     return asyncio.run(sync(args, settings))

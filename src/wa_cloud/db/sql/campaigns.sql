@@ -38,8 +38,9 @@ SELECT id, phone_number_id, name, template, message, category, status, paused_re
  LIMIT $4;
 
 -- name: broadcast_counts
--- Each recipient once, by where it got: its message's status once it is in the outbox.
-SELECT count(*) AS total,
+-- Each recipient once, by where it got: its message's status once it is in the outbox. For a
+-- page of campaigns in one statement.
+SELECT r.broadcast_id, count(*) AS total,
        count(*) FILTER (WHERE r.state = 'pending'
                            OR m.status IN ('queued', 'sending')) AS queued,
        count(*) FILTER (WHERE m.status IN ('accepted', 'sent')) AS sent,
@@ -49,7 +50,8 @@ SELECT count(*) AS total,
        count(*) FILTER (WHERE r.state = 'skipped') AS skipped,
        count(*) FILTER (WHERE (m.pricing ->> 'billable')::boolean) AS billable
   FROM broadcast_recipients r LEFT JOIN messages m ON m.id = r.message_id
- WHERE r.broadcast_id = $1;
+ WHERE r.broadcast_id = ANY($1::uuid[])
+ GROUP BY r.broadcast_id;
 
 -- name: broadcast_failures
 SELECT coalesce(m.errors -> 0 ->> 'code', m.status) AS code, count(*) AS n
@@ -224,9 +226,6 @@ DELETE FROM opt_outs o
  USING unnest($1::text[], $2::text[]) AS u (phone_number_id, recipient)
  WHERE o.phone_number_id = u.phone_number_id AND o.recipient = u.recipient
    AND o.source = 'user_preferences';
-
--- name: opt_out_words
-SELECT phone_number_id, opt_out_words FROM numbers WHERE phone_number_id = ANY($1::text[]);
 
 -- name: update_number_quality
 -- Meta's phone_number_quality_update names the number by its display number, within the WABA

@@ -6,7 +6,7 @@
 SELECT n.phone_number_id, n.waba_id, n.tenant_id, n.app_id, n.provider, n.gateway_instance,
        coalesce(w.events, '{}') AS forward_events, n.bot_enabled,
        coalesce(b.debounce_seconds, $3)::float8 AS debounce_seconds,
-       coalesce(b.owner_phones, '{}') AS owner_phones
+       coalesce(b.owner_phones, '{}') AS owner_phones, n.opt_out_words
   FROM numbers n
   LEFT JOIN tenant_webhooks w ON w.tenant_id = n.tenant_id
   LEFT JOIN bots b ON b.phone_number_id = n.phone_number_id AND b.tenant_id = n.tenant_id
