@@ -116,8 +116,8 @@ async def list_broadcasts(request: Request) -> JSONResponse:
     async with state.pool.acquire() as conn:
         rows = await conn.fetch(Q.list_broadcasts, caller.tenant_id, after, after_id, limit + 1)
         items = [
-            {**await broadcasts.broadcast_json(conn, r), "_at": r["created_at"].isoformat()}
-            for r in rows
+            {**shown, "_at": r["created_at"].isoformat()}
+            for shown, r in zip(await broadcasts.summaries_json(conn, rows), rows, strict=True)
         ]
     result = page(items, limit, "_at", "id")
     for item in result["data"]:

@@ -22,13 +22,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from wa_cloud.campaigns import cost
-from wa_cloud.campaigns.recipients import Recipient, RecipientList, Skipped, template_components
+from wa_cloud.campaigns.recipients import (
+    Recipient,
+    RecipientList,
+    Skipped,
+    Variables,
+    template_components,
+)
 from wa_cloud.canonical import iso
 from wa_cloud.db.pool import jsonb_text
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import ApiError, Forbidden, NotFound, Unprocessable
+from wa_cloud.errors import ApiError, Unprocessable
 from wa_cloud.outbox.compose import SEND_TYPES, Composed, compose
-from wa_cloud.outbox.enqueue import approved_template
+from wa_cloud.outbox.enqueue import approved_template, sending_number
 from wa_cloud.outbox.templates import TemplateFetches, check_parameters
 from wa_cloud.providers.base import ProviderFor
 from wa_cloud.providers.numbers import capabilities_of
@@ -116,13 +122,10 @@ def _template(body: Mapping[str, Any]) -> tuple[str, str]:
 def compose_for(
     campaign_template: Mapping[str, Any] | None,
     message: Mapping[str, Any] | None,
-    recipient: Recipient | str,
-    variables: Any = None,
+    to: str,
+    variables: Variables,
 ) -> Composed:
     """The send one recipient gets."""
-    to = recipient.to if isinstance(recipient, Recipient) else recipient
-    if isinstance(recipient, Recipient):
-        variables = recipient.variables
     if campaign_template is not None:
         template = {
             "name": campaign_template["name"],
@@ -142,18 +145,12 @@ async def check_campaign(
     provider_for: ProviderFor,
     fetches: TemplateFetches,
 ) -> Campaign:
-    sender = body.get("from")
-    if not isinstance(sender, str) or not sender:
-        raise Unprocessable("'from' must be one of your phone_number_ids.", "missing_field")
     name = _name(body)
     if ("template" in body) == ("message" in body):
         raise Unprocessable("Give exactly one of 'template' and 'message'.", "invalid_field")
     async with pool.acquire() as conn:
-        number = await conn.fetchrow(Q.sender_number, sender, tenant_id)
-        if number is None:
-            raise NotFound("No number with that phone_number_id is yours.")
-        if not number["active"]:
-            raise Forbidden("This tenant is deactivated.", "tenant_inactive")
+        number = await sending_number(conn, tenant_id, body, provider_for)
+        sender: str = number["phone_number_id"]
         zone = await _number_timezone(conn, sender)
     run_at = parse_at(body["at"], zone) if body.get("at") is not None else datetime.now(UTC)
     capabilities = capabilities_of(number)
@@ -175,7 +172,7 @@ async def check_campaign(
         template = {"name": template_name, "language": language}
         for recipient in recipients.recipients:
             try:
-                composed = compose_for(template, None, recipient)
+                composed = compose_for(template, None, recipient.to, recipient.variables)
                 check_parameters(dict(stored), composed.body["template"])
             except ApiError as exc:
                 skipped.append(
@@ -188,7 +185,7 @@ async def check_campaign(
     else:
         message = _message(body)
         category = SERVICE
-        compose_for(None, message, "10000000")  # the shape is checked once, for everyone
+        compose_for(None, message, "10000000", None)  # the shape is checked once, for everyone
         sendable = list(recipients.recipients)
 
     numbers = [r.to for r in sendable]
@@ -283,17 +280,13 @@ def dry_run_json(campaign: Campaign) -> dict[str, Any]:
     }
 
 
-async def broadcast_json(
-    conn: asyncpg.Connection, row: asyncpg.Record, *, skipped: Sequence[Skipped] = ()
-) -> dict[str, Any]:
-    counts = await conn.fetchrow(Q.broadcast_counts, row["id"])
-    failures = await conn.fetch(Q.broadcast_failures, row["id"])
-    skips = await conn.fetch(Q.broadcast_skips, row["id"])
-    billed = await conn.fetch(Q.broadcast_billed, row["id"])
-    table = cost.price_table()
-    actual = sum((table.price(b["recipient"], b["category"] or "") for b in billed), Decimal(0))
+COUNTS: Final = ("total", "queued", "sent", "delivered", "read", "failed", "skipped")
+
+
+def summary_json(row: asyncpg.Record, counts: asyncpg.Record | None) -> dict[str, Any]:
+    """A campaign as lists show it: what it sends, where it stands, its counts."""
     template = row["template"]
-    shown: dict[str, Any] = {
+    return {
         "id": str(row["id"]),
         "name": row["name"],
         "from": row["phone_number_id"],
@@ -308,20 +301,39 @@ async def broadcast_json(
             else None
         ),
         "message": row["message"],
-        "counts": {
-            key: counts[key]
-            for key in ("total", "queued", "sent", "delivered", "read", "failed", "skipped")
-        },
-        "failed_by_code": {f["code"]: f["n"] for f in failures},
-        "skipped_by_reason": {s["reason"]: s["n"] for s in skips},
+        "counts": {key: counts[key] if counts else 0 for key in COUNTS},
         "estimate": row["estimate"],
-        "cost": {
-            "billable": counts["billable"],
-            "currency": cost.CURRENCY,
-            "amount": float(round(actual, 4)),
-        },
         "created_at": iso(row["created_at"]),
         "finished_at": iso(row["finished_at"]),
+    }
+
+
+async def summaries_json(
+    conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    counts = {
+        c["broadcast_id"]: c for c in await conn.fetch(Q.broadcast_counts, [r["id"] for r in rows])
+    }
+    return [summary_json(r, counts.get(r["id"])) for r in rows]
+
+
+async def broadcast_json(
+    conn: asyncpg.Connection, row: asyncpg.Record, *, skipped: Sequence[Skipped] = ()
+) -> dict[str, Any]:
+    """One campaign in full: its summary, failures by code, skips by reason, the cost."""
+    counts = await conn.fetchrow(Q.broadcast_counts, [row["id"]])
+    failures = await conn.fetch(Q.broadcast_failures, row["id"])
+    skips = await conn.fetch(Q.broadcast_skips, row["id"])
+    billed = await conn.fetch(Q.broadcast_billed, row["id"])
+    table = cost.price_table()
+    actual = sum((table.price(b["recipient"], b["category"] or "") for b in billed), Decimal(0))
+    shown = summary_json(row, counts)
+    shown["failed_by_code"] = {f["code"]: f["n"] for f in failures}
+    shown["skipped_by_reason"] = {s["reason"]: s["n"] for s in skips}
+    shown["cost"] = {
+        "billable": counts["billable"] if counts else 0,
+        "currency": cost.CURRENCY,
+        "amount": float(round(actual, 4)),
     }
     if skipped:
         shown["skipped"] = [s.as_json() for s in skipped[:SHOWN_SKIPPED]]

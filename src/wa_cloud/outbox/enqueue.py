@@ -91,6 +91,30 @@ async def approved_template(
     return stored
 
 
+async def sending_number(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    request: Mapping[str, Any],
+    provider_for: ProviderFor,
+) -> asyncpg.Record:
+    """The number a send or a campaign goes from (`"from"`): the caller's (404 otherwise),
+    of an active tenant (403), its token opening (409)."""
+    sender = request.get("from")
+    if not isinstance(sender, str) or not sender:
+        raise Unprocessable("'from' must be one of your phone_number_ids.", "missing_field")
+    number = await conn.fetchrow(Q.sender_number, sender, tenant_id)
+    if number is None:
+        raise NotFound("No number with that phone_number_id is yours.")
+    if not number["active"]:
+        raise Forbidden("This tenant is deactivated.", "tenant_inactive")
+    if number["flagged_reason"] is not None:
+        # Flagged when its token did not open: if it opens now (the key is back, or the
+        # number was registered again), the number recovers here; else 409 with the reason.
+        provider_for(number)  # raises 409 number_unavailable while the token stays closed
+        await conn.execute(Q.unflag_number, sender)
+    return number
+
+
 async def enqueue(
     pool: asyncpg.Pool,
     tenant_id: UUID,
@@ -98,9 +122,6 @@ async def enqueue(
     provider_for: ProviderFor,
     fetches: TemplateFetches,
 ) -> Queued:
-    sender = request.get("from")
-    if not isinstance(sender, str) or not sender:
-        raise Unprocessable("'from' must be one of your phone_number_ids.", "missing_field")
     composed = compose(request)
     key = request.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
@@ -112,16 +133,8 @@ async def enqueue(
         fallback = template_request(composed.recipient, request["fallback_template"])
 
     async with pool.acquire() as conn:
-        number = await conn.fetchrow(Q.sender_number, sender, tenant_id)
-        if number is None:
-            raise NotFound("No number with that phone_number_id is yours.")
-        if not number["active"]:
-            raise Forbidden("This tenant is deactivated.", "tenant_inactive")
-        if number["flagged_reason"] is not None:
-            # Flagged when its token did not open: if it opens now (the key is back, or the
-            # number was registered again), the number recovers here; else 409 with the reason.
-            provider_for(number)  # raises 409 number_unavailable while the token stays closed
-            await conn.execute(Q.unflag_number, sender)
+        number = await sending_number(conn, tenant_id, request, provider_for)
+        sender: str = number["phone_number_id"]
         if key is not None:
             existing = await conn.fetchrow(Q.find_idempotent, tenant_id, key)
             if existing is not None:

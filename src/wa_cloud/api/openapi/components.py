@@ -1124,7 +1124,8 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 "description": "On creation only: the first skipped lines (all in recipients.csv).",
             },
         },
-        optional=("skipped",),
+        # A list shows each campaign's summary; one campaign (and a change to it) in full.
+        optional=("skipped", "failed_by_code", "skipped_by_reason", "cost"),
     ),
     "BroadcastDryRun": closed(
         {
