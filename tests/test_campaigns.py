@@ -391,9 +391,10 @@ async def test_conversation_replies_overtake_a_running_campaign(meta: Meta) -> N
     bodies = await meta.sent_bodies()
     position = next(i for i, b in enumerate(bodies) if b.get("type") == "text")
     overtaken = len(sent_to(bodies[:position])) - before
-    # At 80/s a campaign keeps 2 s (160 sends) in the outbox; a reply waits only for the
-    # quarter second of campaign slots already claimed and the claim's lookahead.
-    assert overtaken <= 70, overtaken
+    # At 80/s a campaign keeps 2 s (160 sends) in the outbox, all due before the reply; the
+    # reply waits only for the campaign slots already claimed (a quarter second, claimed half
+    # a second ahead) and the API call: well under the 160 it would wait behind otherwise.
+    assert overtaken <= 100, overtaken
     await wait_for(
         meta, created["id"], lambda b: b["status"] == "done" and not b["counts"]["queued"]
     )

@@ -6,15 +6,12 @@ and messaging limit, a user's marketing opt-out) with the webhooks Meta posts fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from starlette.applications import Starlette
-from starlette.routing import Route
 
+import tests.test_sandbox as sandbox_tests
 from tests.test_sandbox import (
     NUMBER,
     OTHER_TOKEN,
@@ -26,8 +23,6 @@ from tests.test_sandbox import (
     Receiver,
     Sandbox,
     assert_meta_error,
-    sandboxes,
-    serve_asgi,
     signed,
 )
 
@@ -37,31 +32,11 @@ HEADERS = {"authorization": f"Bearer {TOKEN}"}
 TEMPLATES = f"/{VERSION}/{WABA}/message_templates"
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def receiver_server() -> AsyncIterator[Receiver]:
-    captured = Receiver()
-    app = Starlette(routes=[Route("/hook", captured.endpoint, methods=["POST"])])
-    async with serve_asgi(app) as base_url:
-        captured.url = base_url + "/hook"
-        yield captured
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def receiver(receiver_server: Receiver) -> Receiver:
-    receiver_server.deliveries.clear()
-    receiver_server.refuse_next = 0
-    return receiver_server
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def make_sandbox(receiver: Receiver) -> AsyncIterator[MakeSandbox]:
-    async with sandboxes(receiver.url) as make:
-        yield make
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def sandbox(make_sandbox: MakeSandbox) -> Sandbox:
-    return await make_sandbox()
+# test_sandbox's fixtures: the webhook receiver (served once per module) and fresh sandboxes.
+receiver_server = sandbox_tests.receiver_server
+receiver = sandbox_tests.receiver
+make_sandbox = sandbox_tests.make_sandbox
+sandbox = sandbox_tests.sandbox
 
 
 # --- helpers ----------------------------------------------------------------------------
