@@ -57,6 +57,9 @@ class Settings:
     worker_max_attempts: int = 8
     worker_batch_size: int = 500  # the most an indexer claims at once (under a backlog)
     worker_poll_seconds: float = 2.0
+    # A campaign send left `unknown` with no status of Meta naming it after this long is sent
+    # again (Meta reports every message it accepts within seconds, unless our receiver is down).
+    campaign_resend_after_seconds: float = 900.0
     db_pool_size: int = 10
     # Graph API: how long a call may take before it is an error (a send: outcome unknown).
     graph_timeout_seconds: float = 10.0
@@ -148,6 +151,7 @@ class Settings:
             worker_max_attempts=int(number("WA_WORKER_MAX_ATTEMPTS", 8, int)),
             worker_batch_size=int(number("WA_WORKER_BATCH_SIZE", 500, int)),
             worker_poll_seconds=number("WA_WORKER_POLL_SECONDS", 2.0),
+            campaign_resend_after_seconds=number("WA_CAMPAIGN_RESEND_AFTER_SECONDS", 900.0),
             db_pool_size=int(number("WA_DB_POOL_SIZE", 10, int)),
             graph_timeout_seconds=number("WA_GRAPH_TIMEOUT_SECONDS", 10.0),
             forward_retry_base_seconds=number("WA_FORWARD_RETRY_BASE_SECONDS", 5.0),

@@ -124,17 +124,27 @@ def compose_for(
     message: Mapping[str, Any] | None,
     to: str,
     variables: Variables,
+    callback: str | None = None,
 ) -> Composed:
-    """The send one recipient gets."""
+    """The send one recipient gets; `callback` goes as its `biz_opaque_callback_data`, which
+    Meta echoes in the send's statuses (see `sending_line`)."""
+    echo = {} if callback is None else {"biz_opaque_callback_data": callback}
     if campaign_template is not None:
         template = {
             "name": campaign_template["name"],
             "language": {"code": campaign_template["language"]},
             "components": template_components(variables),
         }
-        return compose({"to": to, "type": "template", "template": template})
+        return compose({"to": to, "type": "template", "template": template, **echo})
     assert message is not None
-    return compose({"to": to, **message})
+    return compose({"to": to, **message, **echo})
+
+
+def sending_line(broadcast_id: UUID, line: int) -> str:
+    """The callback data a campaign's send carries: its campaign and line, so a send whose
+    outcome a dead worker never recorded is recognised in Meta's statuses (and the tenant's
+    forwarded statuses say which campaign and line they are about)."""
+    return f"broadcast:{broadcast_id}:{line}"
 
 
 async def check_campaign(

@@ -5,6 +5,10 @@ feeds a campaign at a time) and, in that one transaction, queues the next few se
 recipients at the number's throughput (`FEED_AHEAD_SECONDS`) as outbox rows of priority 1,
 marking them queued. A worker killed mid-feed commits neither; the outbox's own guarantees
 take over from there, so a campaign survives restarts and never sends twice to a recipient.
+A worker killed mid-request leaves its send `unknown`: every campaign send carries its
+campaign and line as `biz_opaque_callback_data`, so the runner settles such a send from the
+statuses Meta sends about it, or sends it again when none came within the grace
+(`WA_CAMPAIGN_RESEND_AFTER_SECONDS`): each recipient gets the campaign exactly once.
 
 Keeping only seconds of a campaign in the outbox makes pause and cancel immediate and lets the
 sender claim a conversation's reply (priority 0) ahead of the campaign's next message. Before
@@ -19,12 +23,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import asyncpg
 
-from wa_cloud.campaigns.broadcasts import MARKETING, SERVICE, compose_for
+from wa_cloud.campaigns.broadcasts import MARKETING, SERVICE, compose_for, sending_line
 from wa_cloud.campaigns.limits import limit_of
 from wa_cloud.db import channels
 from wa_cloud.db.pool import jsonb_text
@@ -41,6 +46,7 @@ FEED_AHEAD_SECONDS: Final = 2.0  # how much of a campaign waits in the outbox at
 FEED_EVERY_SECONDS: Final = 0.5
 HELD_RETRY_SECONDS: Final = 60.0  # a campaign held by the messaging limit looks again this often
 MAX_FEED: Final = 2000
+SETTLE_EVERY_SECONDS: Final = 5.0  # how often sends left unknown are looked up
 # Pushback: of the campaign's last RECENT finished sends, this many failed for 131049 / 131050 /
 # 130472 (Meta holding back, users who stopped marketing): stop before the quality rating drops.
 RECENT: Final = 200
@@ -53,14 +59,27 @@ class CampaignRunner:
 
     @classmethod
     def from_resources(cls, resources: Resources) -> CampaignRunner:
+        settings = resources.settings
         return cls(
-            resources.pool, resources.metrics, poll_seconds=resources.settings.worker_poll_seconds
+            resources.pool,
+            resources.metrics,
+            poll_seconds=settings.worker_poll_seconds,
+            resend_after_seconds=settings.campaign_resend_after_seconds,
         )
 
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, poll_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        *,
+        poll_seconds: float = 2.0,
+        resend_after_seconds: float = 900.0,
+    ) -> None:
         self._pool = pool
         self._metrics = metrics
         self.poll_seconds = poll_seconds
+        self._resend_after = resend_after_seconds
+        self._next_settle = 0.0
         self.wake = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -68,6 +87,9 @@ class CampaignRunner:
         yield
 
     async def step(self) -> float | None:
+        if time.monotonic() >= self._next_settle:
+            self._next_settle = time.monotonic() + SETTLE_EVERY_SECONDS
+            await self.settle_unknown()
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 campaign = await conn.fetchrow(Q.claim_broadcast)
@@ -76,6 +98,27 @@ class CampaignRunner:
                     return None
             seconds = await conn.fetchval(Q.campaigns_next_wake)
         return idle_wait(self.poll_seconds, seconds)
+
+    async def settle_unknown(self) -> None:
+        """Sends a dead worker left `unknown`: settled from Meta's statuses naming them, or
+        queued again after the grace with none."""
+        async with self._pool.acquire() as conn:
+            settled = await conn.fetch(Q.settle_unknown_campaign_sends)
+            again = await conn.fetch(Q.resend_unheard_campaign_sends, self._resend_after)
+            for row in again:
+                await conn.execute(Q.notify_outbox, row["phone_number_id"])
+        if settled:
+            self._metrics.inc("wa_campaign_sends_settled_total", len(settled))
+            logger.info(
+                "campaign sends settled from Meta's statuses", extra={"count": len(settled)}
+            )
+        if again:
+            sends = sum(r["sends"] for r in again)
+            self._metrics.inc("wa_campaign_sends_resent_total", sends)
+            logger.warning(
+                "campaign sends unheard of by Meta queued again",
+                extra={"count": sends, "numbers": [r["phone_number_id"] for r in again]},
+            )
 
     async def _pause(self, conn: asyncpg.Connection, campaign: asyncpg.Record, reason: str) -> None:
         await conn.execute(Q.withdraw_broadcast_queue, campaign["id"])
@@ -173,7 +216,13 @@ class CampaignRunner:
                     held = "messaging_limit"
                     break  # in line order: the rest waits for the rolling 24 hours
                 room -= 1
-            composed = compose_for(campaign["template"], campaign["message"], to, row["variables"])
+            composed = compose_for(
+                campaign["template"],
+                campaign["message"],
+                to,
+                row["variables"],
+                None if is_web_session else sending_line(broadcast_id, row["line"]),
+            )
             sends.append(
                 (
                     to,

@@ -38,15 +38,16 @@ SELECT id, phone_number_id, name, template, message, category, status, paused_re
  LIMIT $4;
 
 -- name: broadcast_counts
--- Each recipient once, by where it got: its message's status once it is in the outbox. For a
+-- Each recipient once, by where it got: its message's status once it is in the outbox (a send
+-- whose outcome is unknown is still on its way: settled or sent again, see the runner). For a
 -- page of campaigns in one statement.
 SELECT r.broadcast_id, count(*) AS total,
        count(*) FILTER (WHERE r.state = 'pending'
-                           OR m.status IN ('queued', 'sending')) AS queued,
+                           OR m.status IN ('queued', 'sending', 'unknown')) AS queued,
        count(*) FILTER (WHERE m.status IN ('accepted', 'sent')) AS sent,
        count(*) FILTER (WHERE m.status = 'delivered') AS delivered,
        count(*) FILTER (WHERE m.status IN ('read', 'played')) AS read,
-       count(*) FILTER (WHERE m.status IN ('failed', 'unknown')) AS failed,
+       count(*) FILTER (WHERE m.status = 'failed') AS failed,
        count(*) FILTER (WHERE r.state = 'skipped') AS skipped,
        count(*) FILTER (WHERE (m.pricing ->> 'billable')::boolean) AS billable
   FROM broadcast_recipients r LEFT JOIN messages m ON m.id = r.message_id
@@ -56,7 +57,7 @@ SELECT r.broadcast_id, count(*) AS total,
 -- name: broadcast_failures
 SELECT coalesce(m.errors -> 0 ->> 'code', m.status) AS code, count(*) AS n
   FROM broadcast_recipients r JOIN messages m ON m.id = r.message_id
- WHERE r.broadcast_id = $1 AND m.status IN ('failed', 'unknown')
+ WHERE r.broadcast_id = $1 AND m.status = 'failed'
  GROUP BY 1 ORDER BY 2 DESC;
 
 -- name: broadcast_skips
@@ -248,3 +249,51 @@ SELECT timezone FROM bots WHERE phone_number_id = $1;
 
 -- name: set_messaging_limit
 UPDATE numbers SET messaging_limit = $2 WHERE phone_number_id = $1;
+
+-- name: settle_unknown_campaign_sends
+-- Campaign sends a dead worker left `unknown` that Meta's statuses name (their callback data,
+-- `sending_line`): Meta has them. The wamid and the furthest status are taken from the echo
+-- (`failed` wins, as in advance_message_statuses); later statuses then find the row by wamid.
+WITH lost AS (
+    SELECT m.id, m.phone_number_id, m.tenant_id,
+           'broadcast:' || m.broadcast_id || ':' || r.line AS callback
+      FROM messages m JOIN broadcast_recipients r ON r.message_id = m.id
+     WHERE m.status = 'unknown' AND m.broadcast_id IS NOT NULL AND m.wamid IS NULL
+), echoed AS (
+    SELECT DISTINCT ON (l.id) l.id, s.wamid, s.status, s.occurred_at, s.errors, s.pricing
+      FROM lost l
+      JOIN statuses s ON s.phone_number_id = l.phone_number_id
+                     AND s.biz_opaque_callback_data = l.callback AND s.tenant_id = l.tenant_id
+     ORDER BY l.id, s.status = 'failed' DESC, wa_status_rank(s.status) DESC
+)
+UPDATE messages m
+   SET wamid = e.wamid, status = e.status, status_at = e.occurred_at,
+       accepted_at = coalesce(m.accepted_at, e.occurred_at),
+       errors = CASE WHEN e.status = 'failed' THEN e.errors ELSE '[]'::jsonb END,
+       pricing = coalesce(e.pricing, m.pricing)
+  FROM echoed e
+ WHERE m.id = e.id AND m.status = 'unknown' AND m.wamid IS NULL
+   AND NOT EXISTS (SELECT 1 FROM messages o
+                    WHERE o.phone_number_id = m.phone_number_id AND o.wamid = e.wamid)
+RETURNING m.id;
+
+-- name: resend_unheard_campaign_sends
+-- Campaign sends still `unknown` after the grace ($1 seconds) with no status naming them: Meta
+-- never had them (it reports every message it accepts), so they go again, only while their
+-- campaign may send. `run_after` is when the send was claimed for its (lost) attempt.
+WITH again AS (
+    UPDATE messages m
+       SET status = 'queued', run_after = now(), dispatched_at = NULL, lease_token = NULL,
+           locked_until = NULL, errors = '[]'::jsonb, last_error = NULL
+      FROM broadcasts b, broadcast_recipients r
+     WHERE m.status = 'unknown' AND m.broadcast_id IS NOT NULL AND m.wamid IS NULL
+       AND m.run_after < now() - make_interval(secs => $1)
+       AND b.id = m.broadcast_id AND b.status IN ('running', 'done')
+       AND r.message_id = m.id
+       AND NOT EXISTS (SELECT 1 FROM statuses s
+                        WHERE s.phone_number_id = m.phone_number_id
+                          AND s.biz_opaque_callback_data
+                              = 'broadcast:' || m.broadcast_id || ':' || r.line)
+    RETURNING m.phone_number_id
+)
+SELECT phone_number_id, count(*) AS sends FROM again GROUP BY phone_number_id;
