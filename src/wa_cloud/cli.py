@@ -644,9 +644,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     campaign.add_argument("--recipients", type=int, default=10_000)
     campaign.add_argument("--rate", type=int, default=80, help="the number's messages/s")
-    campaign.add_argument("--conversations", type=int, default=50)
     campaign.add_argument(
-        "--answer-every", type=float, default=8.0, help="seconds between a conversation's answers"
+        "--conversations", type=int, default=50, help="customers answered through the API"
+    )
+    campaign.add_argument(
+        "--ai-conversations",
+        type=int,
+        default=50,
+        help="other customers writing to the assistant (model echo, debounce 0)",
+    )
+    campaign.add_argument(
+        "--answer-every",
+        type=float,
+        default=8.0,
+        help="seconds between a conversation's answers, or its customer's messages",
     )
     campaign.add_argument("--workers", type=int, default=1, help="wa-cloud worker processes")
     campaign.set_defaults(func=cmd_bench_campaign)
