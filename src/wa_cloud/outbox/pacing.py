@@ -21,6 +21,9 @@ PAIR_TOLERANCE = PAIR_INTERVAL * (PAIR_BURST - 1)
 CLAIM_HORIZON_SECONDS = 1.0  # how far ahead one claim reserves a number's slots
 BULK_HORIZON_SECONDS = 0.25  # ... for campaign messages: a reply never waits behind many
 LOOKAHEAD_SECONDS = 0.5  # claim a number this long before its next slot is due
+# ... but its campaign messages only this long before: the slots a reply waits behind are the
+# few already claimed plus this, not the whole lookahead filled with a campaign's messages.
+BULK_LOOKAHEAD_SECONDS = 0.2
 # A message this late for its slot (an overloaded worker) goes back to the queue instead of
 # bunching up with on-time sends and earning a 130429.
 LATE_SECONDS = 0.5

@@ -42,6 +42,7 @@ from wa_cloud.graph.errors import (
 from wa_cloud.graph.retry import MAX_SEND_ATTEMPTS, delay_for
 from wa_cloud.metrics import Metrics
 from wa_cloud.outbox.pacing import (
+    BULK_LOOKAHEAD_SECONDS,
     LATE_SECONDS,
     LOOKAHEAD_SECONDS,
     batch_size,
@@ -236,6 +237,8 @@ class Sender:
         batch = await self.claim()
         if batch is False:
             return None  # a number was flagged and skipped: look for the next one
+        if isinstance(batch, float):
+            return batch
         if batch is not None:
             self._dispatches.start(self.dispatch(batch))
             return None
@@ -255,8 +258,9 @@ class Sender:
             )
             self._metrics.inc("wa_outbox_recovered_total", status=row["status"])
 
-    async def claim(self) -> Batch | Literal[False] | None:
-        """The next number's batch; None: nothing due; False: the number was flagged."""
+    async def claim(self) -> Batch | Literal[False] | float | None:
+        """The next number's batch; None: nothing due; False: the number was flagged; seconds:
+        only campaign messages are due, and not yet (`BULK_LOOKAHEAD_SECONDS`)."""
         claiming: list[str] = []
         try:
             return await self._claim_next(claiming)
@@ -272,7 +276,7 @@ class Sender:
                 )
             return False
 
-    async def _claim_next(self, claiming: list[str]) -> Batch | Literal[False] | None:
+    async def _claim_next(self, claiming: list[str]) -> Batch | Literal[False] | float | None:
         lease = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(Q.claim_commit_async)
@@ -296,11 +300,16 @@ class Sender:
             rate = float(number["throughput_mps"]) * float(number["factor"])
             size = batch_size(rate)
             rows = await conn.fetch(Q.claim_messages, pnid, size, lease, self._lease, 0)
+            ahead: float = (number["next_slot"] - now).total_seconds()
             if len(rows) < size:
                 # A campaign's messages fill what conversations leave, a short horizon at a
-                # time: a reply queued meanwhile waits for few reserved slots.
-                bulk = min(size - len(rows), bulk_batch_size(rate))
-                rows += await conn.fetch(Q.claim_messages, pnid, bulk, lease, self._lease, 1)
+                # time and close to their slots: a reply queued meanwhile waits for few
+                # reserved slots.
+                if ahead <= BULK_LOOKAHEAD_SECONDS:
+                    bulk = min(size - len(rows), bulk_batch_size(rate))
+                    rows += await conn.fetch(Q.claim_messages, pnid, bulk, lease, self._lease, 1)
+                elif not rows:
+                    return ahead - BULK_LOOKAHEAD_SECONDS
             windows = {
                 r["id"]: r
                 for r in await conn.fetch(
