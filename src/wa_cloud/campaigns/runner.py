@@ -13,7 +13,7 @@ statuses Meta sends about it, or sends it again when none came within the grace
 Keeping only seconds of a campaign in the outbox makes pause and cancel immediate and lets the
 sender claim a conversation's reply (priority 0) ahead of the campaign's next message. Before
 each feed the runner applies the limits: the number's quality (RED pauses), a burst of
-pushback failures (131049, 131050, 130472 pause), opt-outs (marketing), closed windows
+pushback failures (131049, 131050, 130472 pause), opt-outs (marketing and free-form), closed windows
 (free-form), and the messaging limit's new recipients per rolling 24 hours (the rest wait).
 """
 
@@ -47,6 +47,9 @@ FEED_EVERY_SECONDS: Final = 0.5
 HELD_RETRY_SECONDS: Final = 60.0  # a campaign held by the messaging limit looks again this often
 MAX_FEED: Final = 2000
 SETTLE_EVERY_SECONDS: Final = 5.0  # how often sends left unknown are looked up
+# A number's new recipients of the rolling 24 hours are counted this often (a count reads the
+# day's template sends); between counts, the feeds add the new recipients they queue.
+RECOUNT_SECONDS: Final = 30.0
 # Pushback: of the campaign's last RECENT finished sends, this many failed for 131049 / 131050 /
 # 130472 (Meta holding back, users who stopped marketing): stop before the quality rating drops.
 RECENT: Final = 200
@@ -80,6 +83,7 @@ class CampaignRunner:
         self.poll_seconds = poll_seconds
         self._resend_after = resend_after_seconds
         self._next_settle = 0.0
+        self._today: dict[str, tuple[float, int]] = {}  # number: (counted at, recipients today)
         self.wake = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -120,6 +124,13 @@ class CampaignRunner:
                 extra={"count": sends, "numbers": [r["phone_number_id"] for r in again]},
             )
 
+    async def _recipients_today(self, conn: asyncpg.Connection, pnid: str) -> int:
+        counted = self._today.get(pnid)
+        if counted is None or time.monotonic() - counted[0] > RECOUNT_SECONDS:
+            counted = (time.monotonic(), await conn.fetchval(Q.unique_recipients_today, pnid))
+            self._today[pnid] = counted
+        return counted[1]
+
     async def _pause(self, conn: asyncpg.Connection, campaign: asyncpg.Record, reason: str) -> None:
         await conn.execute(Q.withdraw_broadcast_queue, campaign["id"])
         await conn.execute(Q.set_broadcast_status, campaign["id"], "paused", reason)
@@ -141,6 +152,11 @@ class CampaignRunner:
             return
         await conn.execute(Q.opt_out_refusals, broadcast_id)
         recent = await conn.fetchrow(Q.broadcast_recent_failures, broadcast_id, RECENT)
+        if recent["template_gone"]:
+            await self._pause(
+                conn, campaign, f"template_unavailable: sends failed with {recent['template_gone']}"
+            )
+            return
         if recent["pushback"] >= PUSHBACK_PAUSE:
             await self._pause(
                 conn,
@@ -176,7 +192,7 @@ class CampaignRunner:
         numbers = [p["recipient"] for p in pending]
         opted = (
             {r["recipient"] for r in await conn.fetch(Q.opted_out_of, pnid, numbers)}
-            if category == MARKETING
+            if category in (MARKETING, SERVICE)  # transactional templates still go
             else set()
         )
         contacts = {
@@ -189,7 +205,7 @@ class CampaignRunner:
         if campaign["template"] is not None and not is_web_session:
             limit = limit_of(campaign["messaging_limit"])
             if limit is not None:
-                room = limit - await conn.fetchval(Q.unique_recipients_today, pnid)
+                room = limit - await self._recipients_today(conn, pnid)
                 known = {
                     r["recipient"]
                     for r in await conn.fetch(Q.recipients_messaged_today, pnid, numbers)
@@ -236,6 +252,9 @@ class CampaignRunner:
             await conn.execute(
                 Q.skip_recipients, broadcast_id, [s[0] for s in skips], [s[1] for s in skips]
             )
+        if room is not None:
+            counted_at, today = self._today[pnid]
+            self._today[pnid] = (counted_at, today + sum(1 for s in sends if s[0] not in known))
         if sends:
             await conn.execute(
                 Q.enqueue_campaign_messages,

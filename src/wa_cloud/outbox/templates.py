@@ -130,6 +130,8 @@ async def save_templates(
 # list shows it at once); a change of components or category drops it, to be fetched again.
 STATUS_FIELD = "message_template_status_update"
 QUALITY_FIELD = "message_template_quality_update"
+# A template Meta no longer sends: campaigns using it pause rather than fail every recipient.
+STOPPED = frozenset({"PAUSED", "DISABLED", "REJECTED", "PENDING_DELETION", "DELETED"})
 
 
 async def apply_template_news(conn: asyncpg.Connection, news: Sequence[tuple[str, Any]]) -> None:
@@ -145,9 +147,16 @@ async def apply_template_news(conn: asyncpg.Connection, news: Sequence[tuple[str
         if event.field == STATUS_FIELD and isinstance(value.get("event"), str):
             reason = value.get("reason")
             shown = reason if isinstance(reason, str) and reason.upper() != "NONE" else None
-            await conn.execute(
-                Q.update_template_status, waba, name, language, value["event"].upper(), shown
-            )
+            status = value["event"].upper()
+            await conn.execute(Q.update_template_status, waba, name, language, status, shown)
+            if status in STOPPED:
+                await conn.execute(
+                    Q.pause_template_broadcasts,
+                    waba,
+                    name,
+                    language if isinstance(language, str) else None,
+                    f"template_{status.lower()}",
+                )
         elif event.field == QUALITY_FIELD and isinstance(value.get("new_quality_score"), str):
             await conn.execute(
                 Q.update_template_quality, waba, name, language, value["new_quality_score"]

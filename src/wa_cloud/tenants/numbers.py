@@ -213,6 +213,7 @@ async def remove_number(
         deregistered, meta_error = False, {"message": "the access token could not be opened"}
     async with state.pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.remove_number, phone_number_id, tenant_id)
+        await conn.execute(Q.cancel_number_broadcasts, phone_number_id, tenant_id)
         await conn.execute(Q.session_ended, phone_number_id, tenant_id)
         await audit.record(
             conn,

@@ -49,7 +49,7 @@ SELECT r.broadcast_id, count(*) AS total,
        count(*) FILTER (WHERE m.status IN ('read', 'played')) AS read,
        count(*) FILTER (WHERE m.status = 'failed') AS failed,
        count(*) FILTER (WHERE r.state = 'skipped') AS skipped,
-       count(*) FILTER (WHERE (m.pricing ->> 'billable')::boolean) AS billable
+       count(*) FILTER (WHERE m.pricing -> 'billable' = 'true'::jsonb) AS billable
   FROM broadcast_recipients r LEFT JOIN messages m ON m.id = r.message_id
  WHERE r.broadcast_id = ANY($1::uuid[])
  GROUP BY r.broadcast_id;
@@ -69,7 +69,7 @@ SELECT reason, count(*) AS n FROM broadcast_recipients
 -- What Meta said it bills, by the category its pricing names, for the actual cost.
 SELECT r.recipient, m.pricing ->> 'category' AS category
   FROM broadcast_recipients r JOIN messages m ON m.id = r.message_id
- WHERE r.broadcast_id = $1 AND (m.pricing ->> 'billable')::boolean;
+ WHERE r.broadcast_id = $1 AND m.pricing -> 'billable' = 'true'::jsonb;
 
 -- name: broadcast_recipient_rows
 SELECT r.line, r.recipient, r.state, r.reason, m.status, m.wamid,
@@ -104,21 +104,38 @@ UPDATE broadcast_recipients SET state = 'skipped', reason = $2
  WHERE broadcast_id = $1 AND state = 'pending';
 
 -- name: claim_broadcast
--- The campaign whose next feed is due first; its row stays locked for this feed only.
+-- The campaign whose next feed is due first; its row stays locked for this feed only. A number
+-- sends one campaign at a time, its oldest (they share its throughput anyway): the others wait
+-- in line, so a tenant's thousand campaigns cost the runner one feed each turn, not a thousand.
+-- One the messaging limit holds does not hold the line (the next may reach known recipients).
+-- A number no longer the campaign's tenant's (removed, taken by another tenant) is reported
+-- so the campaign pauses: it never sends on someone else's number.
 SELECT b.id, b.tenant_id, b.phone_number_id, b.template, b.message, b.category, b.status,
-       b.held_reason, n.throughput_mps, n.quality_rating, n.messaging_limit, n.removed_at,
-       n.provider, t.active
+       b.held_reason, n.throughput_mps, n.quality_rating, n.messaging_limit, n.provider, t.active,
+       CASE WHEN n.tenant_id = b.tenant_id THEN n.removed_at
+            ELSE coalesce(n.removed_at, now()) END AS removed_at
   FROM broadcasts b JOIN numbers n ON n.phone_number_id = b.phone_number_id
   JOIN tenants t ON t.id = b.tenant_id
  WHERE b.status IN ('scheduled', 'running') AND b.run_at <= now()
    AND coalesce(b.locked_until, b.run_at) <= now()
+   AND NOT EXISTS (SELECT 1 FROM broadcasts o
+                    WHERE o.phone_number_id = b.phone_number_id
+                      AND o.status IN ('scheduled', 'running') AND o.run_at <= now()
+                      AND o.held_reason IS NULL AND (o.created_at, o.id) < (b.created_at, b.id))
  ORDER BY coalesce(b.locked_until, b.run_at)
  LIMIT 1
  FOR UPDATE OF b SKIP LOCKED;
 
 -- name: campaigns_next_wake
-SELECT extract(epoch FROM min(coalesce(locked_until, run_at)) - now())::float8
-  FROM broadcasts WHERE status IN ('scheduled', 'running');
+-- When claim_broadcast may find a campaign: the next feed of a number's first in line, or a
+-- scheduled one's start.
+SELECT extract(epoch FROM min(coalesce(b.locked_until, b.run_at)) - now())::float8
+  FROM broadcasts b
+ WHERE b.status IN ('scheduled', 'running')
+   AND NOT EXISTS (SELECT 1 FROM broadcasts o
+                    WHERE o.phone_number_id = b.phone_number_id
+                      AND o.status IN ('scheduled', 'running') AND o.run_at <= now()
+                      AND o.held_reason IS NULL AND (o.created_at, o.id) < (b.created_at, b.id));
 
 -- name: next_feed
 UPDATE broadcasts SET status = CASE WHEN status = 'scheduled' THEN 'running' ELSE status END,
@@ -131,11 +148,14 @@ SELECT count(*) FROM messages WHERE broadcast_id = $1 AND status = 'queued';
 
 -- name: broadcast_recent_failures
 -- Of the campaign's last finished sends, how many failed for the reasons that say Meta or
--- the recipients push back (spam signals, opt-outs, an experiment holding marketing).
+-- the recipients push back (spam signals, opt-outs, an experiment holding marketing), and how
+-- many because its template is gone (paused, disabled, deleted): the rest would fail too.
 SELECT count(*) FILTER (WHERE code IN ('131049', '131050', '130472')) AS pushback,
        count(*) AS finished,
        string_agg(DISTINCT code, ',') FILTER (WHERE code IN ('131049', '131050', '130472'))
-           AS codes
+           AS codes,
+       string_agg(DISTINCT code, ',') FILTER (WHERE code IN ('132001', '132015', '132016'))
+           AS template_gone
   FROM (SELECT m.errors -> 0 ->> 'code' AS code
           FROM messages m
          WHERE m.broadcast_id = $1 AND m.status NOT IN ('queued', 'sending')
@@ -222,11 +242,12 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[])
 ON CONFLICT (phone_number_id, recipient) DO NOTHING;
 
 -- name: remove_opt_outs
--- A user_preferences "resume": only what Meta's own preference had set.
+-- A user_preferences "resume" lifts only what Meta's own preference had set; a start word
+-- only what a stop word had ($3: the source lifted).
 DELETE FROM opt_outs o
  USING unnest($1::text[], $2::text[]) AS u (phone_number_id, recipient)
  WHERE o.phone_number_id = u.phone_number_id AND o.recipient = u.recipient
-   AND o.source = 'user_preferences';
+   AND o.source = $3;
 
 -- name: update_number_quality
 -- Meta's phone_number_quality_update names the number by its display number, within the WABA
@@ -297,3 +318,37 @@ WITH again AS (
     RETURNING m.phone_number_id
 )
 SELECT phone_number_id, count(*) AS sends FROM again GROUP BY phone_number_id;
+
+-- name: pause_template_broadcasts
+-- Meta stopped a template ($4: why): the campaigns sending it from the WABA's numbers pause
+-- at once (what they queued goes back), instead of failing every remaining recipient.
+WITH paused AS (
+    UPDATE broadcasts b
+       SET status = 'paused', paused_reason = $4, held_reason = NULL, locked_until = NULL
+      FROM numbers n
+     WHERE n.phone_number_id = b.phone_number_id AND n.waba_id = $1
+       AND n.tenant_id = b.tenant_id AND b.status IN ('scheduled', 'running')
+       AND b.template ->> 'name' = $2
+       AND ($3::text IS NULL OR b.template ->> 'language' = $3)
+    RETURNING b.id
+), gone AS (
+    DELETE FROM messages m USING paused
+     WHERE m.broadcast_id = paused.id AND m.status = 'queued' AND m.direction = 'out'
+    RETURNING m.id
+)
+UPDATE broadcast_recipients r SET state = 'pending', message_id = NULL
+  FROM gone WHERE r.message_id = gone.id;
+
+-- name: cancel_number_broadcasts
+-- The number was removed: its campaigns end (the number may come back as another tenant's);
+-- their recipients not yet handed to the outbox are skipped with the reason.
+WITH ended AS (
+    UPDATE broadcasts
+       SET status = 'cancelled', paused_reason = 'number_removed', held_reason = NULL,
+           locked_until = NULL, finished_at = now()
+     WHERE phone_number_id = $1 AND tenant_id = $2
+       AND status IN ('scheduled', 'running', 'paused')
+    RETURNING id
+)
+UPDATE broadcast_recipients r SET state = 'skipped', reason = 'number_removed'
+  FROM ended WHERE r.broadcast_id = ended.id AND r.state = 'pending';
