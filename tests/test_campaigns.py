@@ -271,7 +271,7 @@ async def wait_rows(db: asyncpg.Connection, query: str, expected: Any, *args: An
             await asyncio.sleep(0.05)
 
 
-async def test_opt_outs_by_stop_word_and_by_user_preferences_are_skipped_by_marketing(
+async def test_opt_outs_by_stop_word_and_user_preferences_skip_marketing_until_taken_back(
     meta: Meta, db: asyncpg.Connection
 ) -> None:
     await seed_template(meta)
@@ -315,6 +315,16 @@ async def test_opt_outs_by_stop_word_and_by_user_preferences_are_skipped_by_mark
     assert removed.status_code == 200
     await meta.app.post_webhook(preference("34600000002", "resume"))
     await wait_rows(db, count, 1)
+    # A start word takes back only the contact's own stop word: a user_preferences stop stays.
+    await meta.app.post_webhook(preference("34600000002", "stop"))
+    await wait_rows(db, count, 2)
+    await meta.customer_writes("START", sender="34600000002")
+    await meta.customer_writes("Start", sender="34600000001")
+    await wait_rows(
+        db,
+        "SELECT string_agg(recipient || ':' || source, ',') FROM opt_outs",
+        "34600000002:user_preferences",
+    )
 
 
 async def test_the_messaging_limit_holds_back_new_recipients(

@@ -1,8 +1,9 @@
 """Opt-outs learnt while indexing: a contact who writes a stop word as a whole message, and
 Meta's `user_preferences` webhook (a user who stopped, or resumed, marketing messages).
 
-Both are rows in `opt_outs`, per number; marketing campaigns skip them (the API lists, adds and
-removes them too). A `resume` from Meta lifts only what Meta's own preference had set.
+Both are rows in `opt_outs`, per number; marketing and free-form campaigns skip them (the API
+lists, adds and removes them too). A `resume` from Meta lifts only what Meta's own preference
+had set; a contact who writes a start word ("START") lifts only what their own stop word set.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ DEFAULT_WORDS: Final = (
     "parar",
     "sair",
 )
+# A contact who writes one of these as a whole message takes back their stop word.
+START_WORDS: Final = ("start", "unstop", "subscribe", "alta", "volver", "voltar")
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
 MAX_WORDS_TEXT: Final = 60  # a longer message is a conversation, not a stop word
@@ -51,6 +54,13 @@ def is_stop_word(text: str | None, words: Iterable[str] | None) -> bool:
     return folded(text) in wanted
 
 
+_START_FOLDED: Final = frozenset(folded(w) for w in START_WORDS)
+
+
+def is_start_word(text: str | None) -> bool:
+    return bool(text) and len(text or "") <= MAX_WORDS_TEXT and folded(text or "") in _START_FOLDED
+
+
 def preferences(value: Any) -> list[tuple[str, bool]]:
     """(wa_id, stopped) of a user_preferences value: marketing messages stopped or resumed."""
     if not isinstance(value, Mapping):
@@ -67,15 +77,18 @@ def preferences(value: Any) -> list[tuple[str, bool]]:
 
 async def record_opt_outs(
     conn: asyncpg.Connection,
-    stopped: Sequence[tuple[UUID, str, str, str | None]],
+    said: Sequence[tuple[UUID, str, str, str | None, bool]],
     prefs: Sequence[tuple[UUID, str, Mapping[str, Any]]],
 ) -> None:
-    """`stopped`: (tenant, number, wa_id, text) of inbound messages that are a stop word;
-    `prefs`: (tenant, number, user_preferences value)."""
+    """`said`: (tenant, number, wa_id, text, stopped) of inbound messages that are a stop word
+    (stopped) or a start word, the last of each contact's; `prefs`: (tenant, number,
+    user_preferences value)."""
     adds = [
         (number, wa_id, tenant, "keyword", (text or "")[:MAX_WORDS_TEXT])
-        for tenant, number, wa_id, text in stopped
+        for tenant, number, wa_id, text, stopped in said
+        if stopped
     ]
+    started = [(number, wa_id) for _, number, wa_id, _, stopped in said if not stopped]
     resumes: list[tuple[str, str]] = []
     for tenant, number, value in prefs:
         for wa_id, stop in preferences(value):
@@ -85,5 +98,8 @@ async def record_opt_outs(
                 resumes.append((number, wa_id))
     if adds:
         await conn.execute(Q.add_opt_outs, *(list(column) for column in zip(*adds, strict=True)))
-    if resumes:
-        await conn.execute(Q.remove_opt_outs, [r[0] for r in resumes], [r[1] for r in resumes])
+    for lifted, source in ((resumes, "user_preferences"), (started, "keyword")):
+        if lifted:
+            await conn.execute(
+                Q.remove_opt_outs, [r[0] for r in lifted], [r[1] for r in lifted], source
+            )

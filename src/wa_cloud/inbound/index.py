@@ -23,7 +23,7 @@ import asyncpg
 from wa_cloud.ai.config import DEFAULTS
 from wa_cloud.ai.schedule import ReplyJob, answers, schedule_replies
 from wa_cloud.campaigns.limits import apply_quality_update
-from wa_cloud.campaigns.optouts import is_stop_word, record_opt_outs
+from wa_cloud.campaigns.optouts import is_start_word, is_stop_word, record_opt_outs
 from wa_cloud.canonical import digest
 from wa_cloud.db.pool import jsonb_text
 from wa_cloud.db.queries import Q
@@ -311,13 +311,15 @@ async def index_batch(conn: asyncpg.Connection, items: Sequence[Item]) -> IndexR
 async def _campaign_news(conn: asyncpg.Connection, batch: _Batch) -> None:
     """What campaigns need from this batch: stop words and Meta's user preferences (opt-outs),
     and a number's quality and messaging limit."""
-    opted = [
-        (m.owner.tenant_id, m.event.route.phone_number_id, m.event.sender.wa_id, m.event.text)
-        for m in batch.messages
-        if m.event.sender.wa_id
-        and m.event.route.phone_number_id
-        and is_stop_word(m.event.text, m.owner.opt_out_words)
-    ]
+    said: dict[tuple[str, str], tuple[UUID, str, str, str | None, bool]] = {}
+    for m in batch.messages:  # a contact's last word in the batch counts
+        number, wa_id, text = m.event.route.phone_number_id, m.event.sender.wa_id, m.event.text
+        if not wa_id or not number:
+            continue
+        if is_stop_word(text, m.owner.opt_out_words):
+            said[number, wa_id] = (m.owner.tenant_id, number, wa_id, text, True)
+        elif is_start_word(text):
+            said[number, wa_id] = (m.owner.tenant_id, number, wa_id, text, False)
     prefs: list[tuple[UUID, str, Mapping[str, Any]]] = []
     for f in batch.fields:
         event = f.event
@@ -330,8 +332,8 @@ async def _campaign_news(conn: asyncpg.Connection, batch: _Batch) -> None:
             prefs.append((f.owner.tenant_id, event.route.phone_number_id, value))
         elif event.field == "phone_number_quality_update":
             await apply_quality_update(conn, f.owner.waba_id, f.owner.tenant_id, value)
-    if opted or prefs:
-        await record_opt_outs(conn, opted, prefs)
+    if said or prefs:
+        await record_opt_outs(conn, list(said.values()), prefs)
 
 
 async def _contacts(conn: asyncpg.Connection, batch: _Batch) -> None:
