@@ -29,7 +29,12 @@ from typing import Any, Final
 
 import asyncpg
 
-from wa_cloud.campaigns.broadcasts import MARKETING, SERVICE, compose_for, sending_line
+from wa_cloud.campaigns.broadcasts import (
+    SERVICE,
+    compose_for,
+    honours_opt_outs,
+    sending_line,
+)
 from wa_cloud.campaigns.limits import limit_of
 from wa_cloud.db import channels
 from wa_cloud.db.pool import jsonb_text
@@ -192,7 +197,7 @@ class CampaignRunner:
         numbers = [p["recipient"] for p in pending]
         opted = (
             {r["recipient"] for r in await conn.fetch(Q.opted_out_of, pnid, numbers)}
-            if category in (MARKETING, SERVICE)  # transactional templates still go
+            if honours_opt_outs(category)
             else set()
         )
         contacts = {
