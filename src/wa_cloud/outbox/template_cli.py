@@ -59,9 +59,12 @@ async def sync(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         if args.action == "pull":
-            for path in template_sync.pull_files(remote, paths[0]):
+            skipped: list[str] = []
+            for path in template_sync.pull_files(remote, paths[0], skipped.append):
                 print(f"wrote {path}")
-            return 0
+            for reason in skipped:
+                print(f"wa-cloud: skipped {reason}", file=sys.stderr)
+            return 1 if skipped else 0
         changes = template_sync.plan(
             template_sync.load_readable(paths), remote, prune=getattr(args, "prune", False)
         )

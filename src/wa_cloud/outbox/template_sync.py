@@ -11,7 +11,9 @@ WABA with no file is left alone unless pruning is asked for.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -172,18 +174,50 @@ def load_readable(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return found
 
 
-def pull_files(remote: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
+# What Meta accepts as a template's name and language code: nothing that can leave a directory
+# or hide a file (a name comes from the Graph API's answer, not from us).
+_TEMPLATE_NAME: Final = re.compile(r"[a-z0-9_]{1,512}")
+_LANGUAGE_CODE: Final = re.compile(r"[a-z]{2,3}(_[A-Za-z0-9]{2,8})*")
+
+
+def _unsafe_to_name_a_file(name: str, language: str) -> str | None:
+    """Why a template cannot name a file, or None."""
+    if not _TEMPLATE_NAME.fullmatch(name):
+        return "not a template name Meta allows (a-z, 0-9, _)"
+    if not _LANGUAGE_CODE.fullmatch(language):
+        return "not a language code (like en or en_US)"
+    return None
+
+
+def pull_files(
+    remote: Sequence[Mapping[str, Any]],
+    directory: Path,
+    on_skip: Callable[[str], None] | None = None,
+) -> list[Path]:
     """Write each of the WABA's templates as a file: `<name>.json`, or `<name>.<language>.json`
-    when the name has several languages."""
+    when the name has several languages. A template whose name or language could not be a file
+    in `directory` is not written; `on_skip` hears which and why."""
     directory.mkdir(parents=True, exist_ok=True)
-    languages: dict[str, int] = {}
-    for template in remote:
-        languages[str(template.get("name"))] = languages.get(str(template.get("name")), 0) + 1
+    inside = directory.resolve()
+    languages = Counter(key_of(template)[0] for template in remote)
     written: list[Path] = []
     for template in remote:
         name, language = key_of(template)
+        reason = _unsafe_to_name_a_file(name, language)
         stem = name if languages[name] == 1 else f"{name}.{language}"
         path = directory / f"{stem}.json"
-        path.write_text(json.dumps(file_body(template), indent=2, ensure_ascii=False) + "\n")
-        written.append(path)
+        # A link already in the directory could still lead out of it.
+        if reason is None and not path.resolve().is_relative_to(inside):
+            reason = f"{path} leads outside {directory}"
+        if reason is None:
+            try:
+                path.write_text(
+                    json.dumps(file_body(template), indent=2, ensure_ascii=False) + "\n", "utf-8"
+                )
+            except OSError as exc:  # a 512-character name is past most file systems' limit
+                reason = f"{path} cannot be written: {exc.strerror}"
+        if reason is None:
+            written.append(path)
+        elif on_skip is not None:
+            on_skip(f"{name!r} ({language!r}): {reason}")
     return written
