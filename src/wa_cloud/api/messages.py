@@ -10,9 +10,10 @@ from starlette.responses import JSONResponse
 
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.asgi import parse_uuid, read_object, reject_unknown
+from wa_cloud.campaigns.broadcasts import CALLBACK_PREFIX
 from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import NotFound
+from wa_cloud.errors import NotFound, Unprocessable
 from wa_cloud.outbox.compose import SEND_TYPES
 from wa_cloud.outbox.enqueue import enqueue
 from wa_cloud.providers.numbers import request_providers
@@ -34,6 +35,15 @@ async def send_message(request: Request) -> JSONResponse:
     body = await read_object(request)
     # The type's own key is allowed through so an unknown type is named as such, not as a field.
     reject_unknown(body, _ALLOWED | {str(body.get("type"))})
+    callback = body.get("biz_opaque_callback_data")
+    if isinstance(callback, str) and callback.startswith(CALLBACK_PREFIX):
+        # A campaign's status settles the send its callback names: the tenant's own message
+        # must not pass for a line of one of its campaigns.
+        raise Unprocessable(
+            f"'biz_opaque_callback_data' cannot start with '{CALLBACK_PREFIX}': campaigns' "
+            "sends use it.",
+            "invalid_field",
+        )
     queued = await enqueue(
         state.pool,
         caller.tenant_id,

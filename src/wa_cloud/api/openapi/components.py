@@ -508,7 +508,11 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 **ref("Template"),
                 "description": "Sent instead when the customer-service window is closed.",
             },
-            "biz_opaque_callback_data": text(512),
+            "biz_opaque_callback_data": {
+                **text(512),
+                "description": "Echoed in the message's statuses. The prefix 'broadcast:' is"
+                " reserved for campaign sends.",
+            },
         },
         "required": ["from", "to", "type"],
         "additionalProperties": False,
