@@ -7,8 +7,10 @@ HttpOptions(base_url=<sandbox>/gemini))` work unpatched, so a test exercises our
 
 What a model says is deterministic: model "echo" repeats the last user text; any other model
 gives the next scripted reply, else DEFAULT_REPLY; Gemini describes the media it was sent (a
-transcript for audio). The control API under `/_models/` queues replies and failures, adds
-latency, sets the expected keys, and lists what the fakes received, never a key.
+transcript for audio). A scripted reply may be function (tool) calls, and a scripted text may
+quote the tool results sent back (see `model_tools`). The control API under `/_models/` queues
+replies and failures, adds latency, sets the expected keys, and lists what the fakes received,
+never a key.
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wa_cloud.sandbox import model_tools as tools
 from wa_cloud.sandbox.control import ControlError
+from wa_cloud.sandbox.model_tools import (
+    CHAT_TEXT_KINDS,
+    RESPONSE_TEXT_KINDS,
+    Answer,
+    Reply,
+    ToolRequestError,
+    ToolTurn,
+    text_parts,
+)
 
 ECHO = "echo"
 DEFAULT_REPLY = "Hello from the sandbox model."
@@ -84,17 +96,18 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 @dataclass(slots=True)
 class OpenAIScript:
-    """What the next OpenAI-compatible calls do: queued replies and failures (one per call),
-    latency added to every call, and `empty` (every text answer is "")."""
+    """What the next OpenAI-compatible calls do: queued replies (text or tool calls) and
+    failures (one per call), latency added to every call, and `empty` (every text answer is
+    "")."""
 
-    replies: deque[str] = field(default_factory=deque)
+    replies: deque[Reply] = field(default_factory=deque)
     failures: deque[int] = field(default_factory=deque)
     delay_seconds: float = 0.0
     empty: bool = False
 
     def as_json(self) -> Json:
         return {
-            "replies": list(self.replies),
+            "replies": [tools.reply_json(r) for r in self.replies],
             "fail": list(self.failures),
             "delay_seconds": self.delay_seconds,
             "empty": self.empty,
@@ -265,20 +278,6 @@ def estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def _text_parts(content: Any, kinds: tuple[str, ...]) -> str:
-    """The text of a message's content: a string, or the parts of one of `kinds`."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        return ""
-    texts = [
-        p["text"]
-        for p in content
-        if isinstance(p, dict) and p.get("type") in kinds and isinstance(p.get("text"), str)
-    ]
-    return "\n".join(texts)
-
-
 def _require_model(body: Json) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -291,21 +290,25 @@ def _refuse_stream(body: Json) -> None:
         raise OpenAIError(400, "The sandbox does not stream; call without stream.", param="stream")
 
 
-def _answer(script: OpenAIScript, model: str, user_text: str) -> str:
+def _answer(script: OpenAIScript, model: str, user_text: str, turn: ToolTurn) -> Answer:
+    """Empty, the echo, the next scripted reply (its `{{tool_output}}` filled in, its tool
+    calls made if the request allows them), else DEFAULT_REPLY."""
     if script.empty:
-        return ""
+        return Answer("")
     if model == ECHO:
-        return user_text
-    return script.replies.popleft() if script.replies else DEFAULT_REPLY
+        return Answer(user_text)
+    if not script.replies:
+        return Answer(DEFAULT_REPLY)
+    return tools.resolve(script.replies.popleft(), turn, DEFAULT_REPLY)
 
 
-def _new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
+_new_id = tools.new_id
 
 
 # --- the OpenAI-compatible API -----------------------------------------------------------
 
-OpenAIHandler = Callable[[ModelState, Json], Awaitable[Response]]
+# A handler gets the state, the body and the fields it adds to the call's request-log entry.
+OpenAIHandler = Callable[[ModelState, Json, Json], Awaitable[Response]]
 
 
 def _bearer(request: Request) -> str | None:
@@ -336,6 +339,7 @@ def openai_call(api: str, handler: OpenAIHandler, *, scripted: bool = True) -> E
         state = _models(request)
         key = _bearer(request)
         raw = b""
+        log: Json = {}
         try:
             raw = await _read(request, OpenAIError(413, "The request body is too large."))
             _check_openai_key(state, key)
@@ -346,7 +350,9 @@ def openai_call(api: str, handler: OpenAIHandler, *, scripted: bool = True) -> E
                 failure = await _turn(state.script.delay_seconds, state.script.failures)
                 if failure is not None:
                     raise OpenAIError.scripted(failure)
-            response = await handler(state, body)
+            response = await handler(state, body, log)
+        except ToolRequestError as exc:
+            response = OpenAIError(400, exc.message, param=exc.param, code=exc.code).response()
         except OpenAIError as exc:
             response = exc.response()
         response.headers["x-request-id"] = _new_id("req_")
@@ -359,6 +365,7 @@ def openai_call(api: str, handler: OpenAIHandler, *, scripted: bool = True) -> E
                 headers_authorization_present=key is not None,
                 body=logged if logged is not None or not raw else {"unparsable_bytes": len(raw)},
                 status=response.status_code,
+                **log,
             )
         return response
 
@@ -368,22 +375,43 @@ def openai_call(api: str, handler: OpenAIHandler, *, scripted: bool = True) -> E
 def _chat_user_text(messages: list[Any]) -> str:
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            return _text_parts(message.get("content"), ("text",))
+            return text_parts(message.get("content"), ("text",))
     return ""
 
 
-async def chat_completion(state: ModelState, body: Json) -> Response:
+def _log_answer(log: Json, turn: ToolTurn, answer: Answer) -> None:
+    """What the request log shows of tools: the results sent back, the calls answered, and
+    why a scripted reply was not answered as scripted (`tools` as sent is logged first)."""
+    log["tool_results"] = [r.as_json() for r in turn.results]
+    log["tool_calls"] = [c.as_json() for c in answer.calls]
+    if answer.note:
+        log["script_note"] = answer.note
+
+
+async def chat_completion(state: ModelState, body: Json, log: Json) -> Response:
+    log["tools"] = body.get("tools")
     model = _require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise OpenAIError(400, "messages must be a non-empty array.", param="messages")
     _refuse_stream(body)
+    turn = tools.chat_turn(body, messages)
     prompt = "\n".join(
-        _text_parts(m.get("content"), ("text",)) for m in messages if isinstance(m, dict)
+        text_parts(m.get("content"), CHAT_TEXT_KINDS) for m in messages if isinstance(m, dict)
     )
-    text = _answer(state.script, model, _chat_user_text(messages))
-    usage = {"prompt_tokens": estimate_tokens(prompt), "completion_tokens": estimate_tokens(text)}
-    message: Json = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+    answer = _answer(state.script, model, _chat_user_text(messages), turn)
+    _log_answer(log, turn, answer)
+    said = tools.calls_text(answer.calls) if answer.calls else answer.text
+    usage = {"prompt_tokens": estimate_tokens(prompt), "completion_tokens": estimate_tokens(said)}
+    message: Json = {
+        "role": "assistant",
+        "content": None if answer.calls else answer.text,
+        "refusal": None,
+        "annotations": [],
+    }
+    if answer.calls:
+        message["tool_calls"] = tools.chat_tool_calls(answer.calls)
+    finish_reason = "tool_calls" if answer.calls else "stop"
     return JSONResponse(
         {
             "id": _new_id("chatcmpl-"),
@@ -391,7 +419,7 @@ async def chat_completion(state: ModelState, body: Json) -> Response:
             "created": int(time.time()),
             "model": model,
             "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
             ],
             "usage": {
                 **usage,
@@ -405,19 +433,18 @@ async def chat_completion(state: ModelState, body: Json) -> Response:
     )
 
 
-_INPUT_KINDS = ("input_text", "output_text", "text")
-
-
-def _response_texts(given: Any) -> tuple[str, str]:
-    """All the text of a Responses `input` (for usage) and its last user text (for echo)."""
+def _response_texts(given: Any, turn: ToolTurn) -> tuple[str, str]:
+    """All the text of a Responses `input` (for usage; tool outputs too) and its last user
+    text (for echo)."""
     if isinstance(given, str):
         return given, given
     if not isinstance(given, list):
         return "", ""
     items = [i for i in given if isinstance(i, dict) and i.get("type", "message") == "message"]
-    every = "\n".join(_text_parts(i.get("content"), _INPUT_KINDS) for i in items)
+    texts = [text_parts(i.get("content"), RESPONSE_TEXT_KINDS) for i in items]
+    every = "\n".join(texts + [r.output for r in turn.results])
     users = [i for i in items if i.get("role") == "user"]
-    return every, _text_parts(users[-1].get("content"), _INPUT_KINDS) if users else ""
+    return every, text_parts(users[-1].get("content"), RESPONSE_TEXT_KINDS) if users else ""
 
 
 def _reasoning_effort(body: Json) -> str | None:
@@ -435,30 +462,40 @@ def _reasoning_effort(body: Json) -> str | None:
     return str(effort) if effort is not None else None
 
 
-async def create_response(state: ModelState, body: Json) -> Response:
+async def create_response(state: ModelState, body: Json, log: Json) -> Response:
+    log["tools"] = body.get("tools")
     model = _require_model(body)
     _refuse_stream(body)
     effort = _reasoning_effort(body)
+    turn = tools.response_turn(body)
     instructions = body.get("instructions")
-    every, user_text = _response_texts(body.get("input"))
+    every, user_text = _response_texts(body.get("input"), turn)
     prompt = (instructions if isinstance(instructions, str) else "") + every
-    text = _answer(state.script, model, user_text)
+    answer = _answer(state.script, model, user_text, turn)
+    _log_answer(log, turn, answer)
     output: list[Json] = []
     if effort not in (None, "none"):
         # A reasoning model's output starts with its reasoning item: the message is not
         # always output[0], which is why the SDK's `output_text` exists.
         output.append({"type": "reasoning", "id": _new_id("rs_"), "summary": []})
-    output.append(
-        {
-            "type": "message",
-            "id": _new_id("msg_"),
-            "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
-        }
-    )
+    if answer.calls:
+        # Only function_call items: the SDK's `output_text` is "".
+        output.extend(tools.response_function_calls(answer.calls))
+    else:
+        content = [{"type": "output_text", "text": answer.text, "annotations": [], "logprobs": []}]
+        output.append(
+            {
+                "type": "message",
+                "id": _new_id("msg_"),
+                "status": "completed",
+                "role": "assistant",
+                "content": content,
+            }
+        )
+    said = tools.calls_text(answer.calls) if answer.calls else answer.text
+    tool_choice = body.get("tool_choice")
     now = int(time.time())
-    tokens_in, tokens_out = estimate_tokens(prompt), estimate_tokens(text)
+    tokens_in, tokens_out = estimate_tokens(prompt), estimate_tokens(said)
     return JSONResponse(
         {
             "id": _new_id("resp_"),
@@ -472,14 +509,14 @@ async def create_response(state: ModelState, body: Json) -> Response:
             "max_output_tokens": body.get("max_output_tokens"),
             "model": model,
             "output": output,
-            "parallel_tool_calls": True,
+            "parallel_tool_calls": body.get("parallel_tool_calls", True),
             "previous_response_id": body.get("previous_response_id"),
             "reasoning": {"effort": effort, "summary": None},
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
             "text": {"format": {"type": "text"}},
-            "tool_choice": "auto",
-            "tools": [],
+            "tool_choice": tool_choice if tool_choice in ("none", "auto", "required") else "auto",
+            "tools": tools.echoed_tools(body.get("tools")),
             "top_p": body.get("top_p", 1.0),
             "truncation": "disabled",
             "usage": {
@@ -529,7 +566,7 @@ async def synthesize(text: str, response_format: str, slots: asyncio.Semaphore) 
     return audio
 
 
-async def speech(state: ModelState, body: Json) -> Response:
+async def speech(state: ModelState, body: Json, log: Json) -> Response:
     _require_model(body)
     text = body.get("input")
     if not isinstance(text, str) or not text:
@@ -553,7 +590,7 @@ async def speech(state: ModelState, body: Json) -> Response:
     return Response(audio, media_type=SPEECH_FORMATS[response_format].content_type)
 
 
-async def list_models(state: ModelState, body: Json) -> Response:
+async def list_models(state: ModelState, body: Json, log: Json) -> Response:
     created = 1_700_000_000
     data = [{"id": m, "object": "model", "created": created, "owned_by": "sandbox"} for m in MODELS]
     return JSONResponse({"object": "list", "data": data})
@@ -788,10 +825,13 @@ def _delay(body: Json, current: float) -> float:
 
 
 def set_script(state: ModelState, body: Json) -> Json:
-    """Queue replies and failures (added to those queued), set latency and `empty`."""
-    replies = body.get("replies", [])
-    if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
-        raise ControlError("replies must be a list of strings.")
+    """Queue replies and failures (added to those queued), set latency and `empty`. A reply
+    is a string (which may quote `{{tool_output}}` or `{{tool_output:NAME}}`) or
+    `{"tool_calls": [{"name", "arguments"}, ...]}`."""
+    given = body.get("replies", [])
+    if not isinstance(given, list):
+        raise ControlError("replies must be a list of strings or tool_calls objects.")
+    replies = [tools.parse_reply(r, f"replies[{i}]") for i, r in enumerate(given)]
     empty = body.get("empty", state.script.empty)
     if not isinstance(empty, bool):
         raise ControlError("empty must be true or false.")
