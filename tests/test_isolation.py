@@ -237,6 +237,27 @@ async def _probe_get_bot(
     return [response]
 
 
+async def _probe_tool_calls(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    await db.execute(
+        "INSERT INTO tool_calls (tenant_id, phone_number_id, tool, arguments, status,"
+        " duration_ms) VALUES ($1, $2, 'order_status', $3, 200, 5)",
+        victim.tenant_id,
+        victim.number,
+        json.dumps({"order": victim.secrets_in_text[0]}),
+    )
+    own = await world.app.client.get(
+        f"/v1/numbers/{caller.number}/tool-calls", headers=caller.headers()
+    )
+    assert own.status_code == 200, own.text
+    response = await world.app.client.get(
+        f"/v1/numbers/{victim.number}/tool-calls", headers=caller.headers()
+    )
+    assert_error(response, 404, "not_found")
+    return [own, response]
+
+
 async def _probe_number_qr(
     world: World, caller: Side, victim: Side, db: asyncpg.Connection
 ) -> list[httpx.Response]:
@@ -932,6 +953,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("DELETE", "/v1/numbers/{phone_number_id}"): _probe_delete_number,
     ("GET", "/v1/numbers/{phone_number_id}/bot"): _probe_get_bot,
     ("PUT", "/v1/numbers/{phone_number_id}/bot"): _probe_put_bot,
+    ("GET", "/v1/numbers/{phone_number_id}/tool-calls"): _probe_tool_calls,
     ("GET", "/v1/numbers/{phone_number_id}/qr"): _probe_number_qr,
     ("POST", "/v1/onboarding/embedded-signup"): _probe_embedded_signup,
     ("POST", "/v1/media"): _probe_upload_media,

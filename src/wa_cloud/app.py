@@ -97,6 +97,7 @@ ROUTES = [
         DELETE=numbers.delete_number,
     ),
     resource("/v1/numbers/{phone_number_id}/bot", GET=bot.get_bot, PUT=bot.put_bot),
+    resource("/v1/numbers/{phone_number_id}/tool-calls", GET=bot.list_tool_calls),
     resource("/v1/numbers/{phone_number_id}/qr", GET=numbers.number_qr),
     resource("/v1/onboarding/embedded-signup", POST=onboarding.embedded_signup),
     resource("/v1/apps", POST=apps.create_app, GET=apps.list_apps),

@@ -52,6 +52,7 @@ class RetentionReport:
     messages: int = 0  # purged (text and media gone, the row kept)
     media: int = 0
     pair_pacing: int = 0
+    tool_calls: int = 0  # the assistant's tool calls (their arguments are customers' words)
     busy: bool = False
 
     @property
@@ -102,6 +103,7 @@ async def run_retention(
         ("messages", Q.purge_conversations, (batch_size, DEFAULTS.retention_hours)),
         ("media", Q.delete_expired_media, (batch_size,)),
         ("pair_pacing", Q.delete_stale_pair_pacing, (STALE_PAIR_SECONDS, batch_size)),
+        ("tool_calls", Q.delete_old_tool_calls, (raw_age, batch_size)),
     )
     busy = False
     for kind, query, args in plan:

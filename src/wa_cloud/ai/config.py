@@ -17,6 +17,7 @@ import httpx
 
 from wa_cloud.ai.commands import phone_digits
 from wa_cloud.ai.prompt import valid_timezone
+from wa_cloud.ai.tools import Secrets, Tool, parse_tools
 from wa_cloud.asgi import field_bool, field_int, field_number, field_str, reject_unknown
 from wa_cloud.errors import Unprocessable
 from wa_cloud.urlguard import checked_url
@@ -56,7 +57,9 @@ class BotConfig:
     media_unavailable_text: str | None = None
     voice_replies: bool = False
     human_takeover_minutes: float = 30.0
-    tools: tuple[Mapping[str, Any], ...] = ()
+    tools: tuple[Tool, ...] = ()
+    # The tools' header values: only a fresh PUT (or the reply job) holds them in the clear.
+    tool_secrets: Secrets = field(default_factory=dict, repr=False)
     has_api_key: bool = False  # a key is stored (GET says so, without it)
 
     def api_for(self, model: str) -> Api:
@@ -94,9 +97,13 @@ FIELDS: Final = frozenset({"enabled", "api_key", *COLUMNS})
 
 def bot_json(config: BotConfig) -> dict[str, Any]:
     """The configuration as GET shows it: `api_key` never, `has_api_key` instead."""
-    shown = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "api_key"}
+    shown = {
+        f.name: getattr(config, f.name)
+        for f in fields(config)
+        if f.name not in ("api_key", "tool_secrets")
+    }
     shown["owner_phones"] = list(config.owner_phones)
-    shown["tools"] = [dict(t) for t in config.tools]
+    shown["tools"] = [t.shown() for t in config.tools]
     return shown
 
 
@@ -106,7 +113,7 @@ def from_row(row: Mapping[str, Any] | None, *, enabled: bool) -> BotConfig:
         return BotConfig(enabled=enabled)
     values = {name: row[name] for name in COLUMNS}
     values["owner_phones"] = tuple(values["owner_phones"])
-    values["tools"] = tuple(values["tools"] or ())
+    values["tools"] = tuple(Tool.stored(t) for t in values["tools"] or ())
     return BotConfig(enabled=enabled, has_api_key=row["api_key_enc"] is not None, **values)
 
 
@@ -114,7 +121,7 @@ def row_values(config: BotConfig) -> list[Any]:
     """The configuration columns' values, in COLUMNS order."""
     values = [getattr(config, name) for name in COLUMNS]
     values[COLUMNS.index("owner_phones")] = list(config.owner_phones)
-    values[COLUMNS.index("tools")] = [dict(t) for t in config.tools]
+    values[COLUMNS.index("tools")] = [t.shown() for t in config.tools]
     return values
 
 
@@ -153,9 +160,12 @@ def _base_url(value: str | None) -> str | None:
     return str(httpx.URL(value)).rstrip("/")
 
 
-def parse_config(body: Mapping[str, Any], *, current: BotConfig) -> BotConfig:
+def parse_config(
+    body: Mapping[str, Any], *, current: BotConfig, tool_secrets: Secrets | None = None
+) -> BotConfig:
     """A PUT body as a whole configuration. `api_key` omitted keeps the stored key only when
-    the endpoint (`base_url`) stays the same: a key is never sent to a new address unasked."""
+    the endpoint (`base_url`) stays the same: a key is never sent to a new address unasked (a
+    tool's header values likewise with its host; `tool_secrets`: the stored ones)."""
     reject_unknown(body, set(FIELDS))
     timezone = field_str(body, "timezone", required=False, max_length=64) or "UTC"
     if not valid_timezone(timezone):
@@ -166,10 +176,9 @@ def parse_config(body: Mapping[str, Any], *, current: BotConfig) -> BotConfig:
     effort = body.get("reasoning_effort")
     if effort is not None and effort not in REASONING_EFFORTS:
         raise _bad("reasoning_effort", "one of " + ", ".join(REASONING_EFFORTS) + " or null")
-    tools = body.get("tools")
-    if tools is not None and (not isinstance(tools, list) or tools):
-        # The agent's HTTP tools are their own change; until then only an empty list is valid.
-        raise _bad("tools", "an empty list (HTTP tools are not available yet)")
+    tools, secrets = parse_tools(
+        body.get("tools"), current=current.tools, secrets=tool_secrets or {}
+    )
     base_url = _base_url(field_str(body, "base_url", required=False, max_length=2000))
     api_key = field_str(body, "api_key", required=False)
     if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
@@ -211,7 +220,8 @@ def parse_config(body: Mapping[str, Any], *, current: BotConfig) -> BotConfig:
             field_number(body, "human_takeover_minutes", low=0, high=60 * 24 * 30),
             d.human_takeover_minutes,
         ),
-        tools=(),
+        tools=tools,
+        tool_secrets=secrets,
     )
     # A local server may take no key at all; a stored key is dropped when the URL changes.
     return replace(config, has_api_key=api_key is not None or (keeps_key and current.has_api_key))

@@ -23,6 +23,7 @@ import openai
 from wa_cloud.ai.config import Api
 from wa_cloud.ai.prompt import Turn
 from wa_cloud.ai.sdk_http import sdk_client
+from wa_cloud.ai.tools import MAX_ROUNDS, ToolBox
 from wa_cloud.errors import WaCloudError
 
 REQUEST_TIMEOUT: Final = 30.0  # one HTTP request to the model
@@ -115,16 +116,25 @@ class Models:
         temperature: float,
         max_output_tokens: int,
         reasoning_effort: str | None,
+        tools: ToolBox | None = None,
     ) -> Answer:
+        """The model's answer; with `tools`, after at most `MAX_ROUNDS` turns of tool calls (the
+        last turn may not call any), the tokens of every turn counted."""
         client = self._client(endpoint)
         try:
             async with asyncio.timeout(ANSWER_BUDGET):
                 if api == "responses":
                     return await _respond(
-                        client, model, instructions, turns, max_output_tokens, reasoning_effort
+                        client,
+                        model,
+                        instructions,
+                        turns,
+                        max_output_tokens,
+                        reasoning_effort,
+                        tools,
                     )
                 return await _chat(
-                    client, model, instructions, turns, temperature, max_output_tokens
+                    client, model, instructions, turns, temperature, max_output_tokens, tools
                 )
         except (openai.OpenAIError, TimeoutError) as exc:
             raise ModelFailed(_reason(exc)) from exc
@@ -156,24 +166,56 @@ async def _chat(
     turns: Sequence[Turn],
     temperature: float,
     max_output_tokens: int,
+    tools: ToolBox | None,
 ) -> Answer:
-    completion = await client.chat.completions.create(
-        model=model,
-        messages=_messages(instructions, turns),  # type: ignore[arg-type]
-        temperature=temperature,
-        # `max_tokens`: what every OpenAI-compatible server (OpenRouter, local ones) takes.
-        max_tokens=max_output_tokens,
-    )
-    text = ""
-    if completion.choices:
-        text = completion.choices[0].message.content or ""
-    usage = completion.usage
-    return Answer.reported(
-        text.strip(),
-        completion.model or model,
-        usage.prompt_tokens if usage else 0,
-        usage.completion_tokens if usage else 0,
-    )
+    messages = _messages(instructions, turns)
+    spent = [0, 0]
+    for round_ in range(MAX_ROUNDS + 1):
+        extra: dict[str, Any] = {}
+        if tools:
+            extra["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": n, "description": d, "parameters": dict(p)},
+                }
+                for n, d, p in tools.specs()
+            ]
+            if round_ == MAX_ROUNDS:
+                extra["tool_choice"] = "none"
+        completion = await client.chat.completions.create(
+            model=model,
+            messages=messages,  # type: ignore[arg-type]
+            temperature=temperature,
+            # `max_tokens`: what every OpenAI-compatible server (OpenRouter, local ones) takes.
+            max_tokens=max_output_tokens,
+            **extra,
+        )
+        usage = completion.usage
+        spent[0] += _count(usage.prompt_tokens if usage else 0)
+        spent[1] += _count(usage.completion_tokens if usage else 0)
+        message = completion.choices[0].message if completion.choices else None
+        calls = [c for c in (message.tool_calls or []) if c.type == "function"] if message else []
+        if message is None or not calls or not tools or round_ == MAX_ROUNDS:
+            text = (message.content or "") if message else ""
+            return Answer.reported(text.strip(), completion.model or model, *spent)
+        messages.append(
+            {
+                "role": "assistant",
+                "content": message.content,
+                "tool_calls": [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments},
+                    }
+                    for c in calls
+                ],
+            }
+        )
+        for c in calls:
+            result = await tools.run(c.function.name, c.function.arguments)
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": result})
+    raise AssertionError("unreachable: the last round answers")
 
 
 async def _respond(
@@ -183,21 +225,47 @@ async def _respond(
     turns: Sequence[Turn],
     max_output_tokens: int,
     reasoning_effort: str | None,
+    tools: ToolBox | None,
 ) -> Answer:
     extra: dict[str, Any] = {}
     if reasoning_effort is not None:
         extra["reasoning"] = {"effort": reasoning_effort}
-    response = await client.responses.create(
-        model=model,
-        instructions=instructions,
-        input=[{"role": t.role, "content": t.text} for t in turns],
-        max_output_tokens=max_output_tokens,
-        **extra,
-    )
-    usage = response.usage
-    return Answer.reported(
-        (response.output_text or "").strip(),
-        response.model or model,
-        usage.input_tokens if usage else 0,
-        usage.output_tokens if usage else 0,
-    )
+    items: list[dict[str, Any]] = [{"role": t.role, "content": t.text} for t in turns]
+    spent = [0, 0]
+    for round_ in range(MAX_ROUNDS + 1):
+        if tools:
+            extra["tools"] = [
+                {"type": "function", "name": n, "description": d, "parameters": dict(p)}
+                for n, d, p in tools.specs()
+            ]
+            if round_ == MAX_ROUNDS:
+                extra["tool_choice"] = "none"
+        response = await client.responses.create(
+            model=model,
+            instructions=instructions,
+            input=items,  # type: ignore[arg-type]
+            max_output_tokens=max_output_tokens,
+            **extra,
+        )
+        usage = response.usage
+        spent[0] += _count(usage.input_tokens if usage else 0)
+        spent[1] += _count(usage.output_tokens if usage else 0)
+        calls = [item for item in response.output if item.type == "function_call"]
+        if not calls or not tools or round_ == MAX_ROUNDS:
+            text = (response.output_text or "").strip()
+            return Answer.reported(text, response.model or model, *spent)
+        for call in calls:
+            # No server-side state (previous_response_id): the calls go back with their outputs.
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                }
+            )
+            result = await tools.run(call.name, call.arguments)
+            items.append(
+                {"type": "function_call_output", "call_id": call.call_id, "output": result}
+            )
+    raise AssertionError("unreachable: the last round answers")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from wa_cloud.ai.config import BotConfig, from_row
 from wa_cloud.ai.models import Answer, Endpoint, ModelFailed, Models
 from wa_cloud.ai.prompt import Turn, render_instructions, trim_history
 from wa_cloud.ai.split import split_reply
+from wa_cloud.ai.tools import ToolBox, ToolCall, open_secrets
 from wa_cloud.ai.understand import MediaReader
 from wa_cloud.ai.usage import Feature, debit_reply, record_tokens
 from wa_cloud.config import Settings
@@ -94,6 +96,7 @@ class Plan:
     debit: int = 0
     usage: list[tuple[Feature, Answer]] = field(default_factory=list)
     audit: tuple[str, str, dict[str, Any]] | None = None  # action, severity, detail
+    tools: ToolBox | None = None  # the calls its model made, logged
 
     def text(self, body: str) -> None:
         # A model's answer is bounded here whatever the server sent (max_output_tokens is a
@@ -287,6 +290,7 @@ class Replier:
             business_name=ctx["verified_name"] or ctx["tenant_name"],
         )
         assert self._models is not None
+        tools = self._toolbox(job, config, ctx, plan)
         try:
             answer = await self._models.answer(
                 endpoint,
@@ -297,6 +301,7 @@ class Replier:
                 temperature=config.temperature,
                 max_output_tokens=config.max_output_tokens,
                 reasoning_effort=config.reasoning_effort,
+                tools=tools,
             )
         except ModelFailed as exc:
             plan.outcome = f"model failed: {exc}"
@@ -320,6 +325,26 @@ class Replier:
                 return plan
         plan.text(answer.text)
         return plan
+
+    def _toolbox(
+        self, job: Job, config: BotConfig, ctx: Mapping[str, Any], plan: Plan
+    ) -> ToolBox | None:
+        """The number's tools for this reply; their calls are logged with the job's finish
+        (or without it: a call made is a call made, whatever the answer became)."""
+        if not config.tools:
+            return None
+        try:
+            secrets = open_secrets(self._box, job.phone_number_id, ctx["tool_secrets_enc"])
+        except SecretUnreadable:
+            plan.audit = (
+                "bot.tool_secrets_unreadable",
+                "error",
+                {"phone_number_id": job.phone_number_id},
+            )
+            return None
+        box = ToolBox(self._tenant_http, config.tools, secrets)
+        plan.tools = box
+        return box
 
     def _provider(self, ctx: Mapping[str, Any]) -> Provider | None:
         if ctx["access_token_enc"] is None or ctx["flagged_reason"] is not None:
@@ -518,6 +543,9 @@ class Replier:
     # Finishing ------------------------------------------------------------------------------
     async def _finish(self, job: Job, plan: Plan) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            if plan.tools is not None and plan.tools.calls:
+                # Logged whatever else comes of the job: each call did happen.
+                await log_tool_calls(conn, job, plan.tools.calls)
             gates = await conn.fetchrow(Q.lock_reply, job.id, job.attempts)
             if gates is None:
                 logger.info("reply lease lost", extra={"reply_id": job.id})
@@ -602,6 +630,26 @@ class Replier:
             "reply finished",
             extra={"reply_id": job.id, "outcome": plan.outcome, "messages": len(plan.parts)},
         )
+
+
+async def log_tool_calls(conn: asyncpg.Connection, job: Job, calls: Sequence[ToolCall]) -> None:
+    await conn.execute(
+        Q.insert_tool_calls,
+        job.tenant_id,
+        job.phone_number_id,
+        job.contact_id,
+        job.id,
+        [c.name[:64] for c in calls],
+        [_arguments_text(c.arguments) for c in calls],
+        [c.status for c in calls],
+        [c.error for c in calls],
+        [c.duration_ms for c in calls],
+    )
+
+
+def _arguments_text(arguments: Mapping[str, Any]) -> str:
+    text = json.dumps(arguments, ensure_ascii=False)
+    return text if len(text) <= 16_384 else json.dumps({"omitted": "arguments over 16 KB"})
 
 
 def _sent_voice(burst: Sequence[asyncpg.Record]) -> bool:

@@ -1,21 +1,29 @@
 """`/v1/numbers/{phone_number_id}/bot`: the number's assistant (ai/config.py has its rules).
 
 PUT replaces the whole configuration and is the number's `bot_enabled` switch too; GET shows
-it without the model key (`has_api_key` says whether one is stored).
+it without the model key (`has_api_key` says whether one is stored) or the tools' header
+values. `/v1/numbers/{phone_number_id}/tool-calls` lists what the assistant's tools were asked.
 """
 
 from __future__ import annotations
+
+import json
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.ai.config import bot_json, from_row, parse_config, row_values
+from wa_cloud.ai.tools import open_secrets
 from wa_cloud.api.auth import require_tenant
+from wa_cloud.api.contacts import require_own_number
+from wa_cloud.api.pagination import cursor_id, decode_cursor, limit_of, page
 from wa_cloud.asgi import read_object
+from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound
+from wa_cloud.secretbox import SecretUnreadable
 from wa_cloud.tenants import audit
-from wa_cloud.tenants.sealed import BOT_API_KEY
+from wa_cloud.tenants.sealed import BOT_API_KEY, BOT_TOOL_SECRETS
 
 NOT_YOURS = "No number with that phone_number_id is yours."
 
@@ -42,20 +50,62 @@ async def put_bot(request: Request) -> JSONResponse:
         if row is None:
             raise NotFound(NOT_YOURS)
         current = from_row(row if row["configured"] else None, enabled=row["bot_enabled"])
-        config = parse_config(body, current=current)
+        try:
+            stored = open_secrets(state.box, number, row["tool_secrets_enc"])
+        except SecretUnreadable:
+            stored = {}  # (a key no longer configured): the values must be given again
+        config = parse_config(body, current=current, tool_secrets=stored)
         if config.api_key is not None:
             sealed = state.box.seal(config.api_key, context=BOT_API_KEY.context(number))
         elif config.has_api_key:
             sealed = row["api_key_enc"]  # the same endpoint keeps its key
         else:
             sealed = None
-        await conn.execute(Q.put_bot, number, caller.tenant_id, sealed, *row_values(config))
+        secrets = None
+        if config.tool_secrets:
+            context = BOT_TOOL_SECRETS.context(number)
+            secrets = state.box.seal(json.dumps(config.tool_secrets), context=context)
+        await conn.execute(
+            Q.put_bot, number, caller.tenant_id, sealed, *row_values(config), secrets
+        )
         await conn.execute(Q.set_bot_enabled, number, caller.tenant_id, config.enabled)
         await audit.record(
             conn,
             "bot.configured",
             tenant_id=caller.tenant_id,
             actor=audit.tenant_actor(caller.tenant_id),
-            detail={"phone_number_id": number, "enabled": config.enabled, "model": config.model},
+            detail={
+                "phone_number_id": number,
+                "enabled": config.enabled,
+                "model": config.model,
+                "tools": [t.name for t in config.tools],
+            },
         )
     return JSONResponse(bot_json(config))
+
+
+async def list_tool_calls(request: Request) -> JSONResponse:
+    """The assistant's tool calls on a number, newest first: the arguments the model gave, the
+    status or the error, the duration (never a header's value)."""
+    state, caller = await require_tenant(request)
+    number = request.path_params["phone_number_id"]
+    limit = limit_of(request)
+    (before,) = decode_cursor(request, cursor_id) or (None,)
+    async with state.pool.acquire() as conn:
+        await require_own_number(conn, caller.tenant_id, number)
+        rows = await conn.fetch(Q.list_tool_calls, number, caller.tenant_id, before, limit + 1)
+    items = [
+        {
+            "id": r["id"],
+            "tool": r["tool"],
+            "arguments": r["arguments"],
+            "status": r["status"],
+            "error": r["error"],
+            "duration_ms": r["duration_ms"],
+            "contact": r["wa_id"],
+            "reply_id": r["reply_id"],
+            "created_at": iso(r["created_at"]),
+        }
+        for r in rows
+    ]
+    return JSONResponse(page(items, limit, "id"))

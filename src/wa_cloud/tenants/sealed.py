@@ -34,4 +34,15 @@ WEBHOOK_SECRET = SealedColumn(
 # A tenant's own model key for its number's assistant.
 BOT_API_KEY = SealedColumn("bots", "phone_number_id", "api_key_enc", "bots.api_key")
 
-ALL = (NUMBER_TOKEN, NUMBER_PIN, APP_SECRET, APP_VERIFY_TOKEN, WEBHOOK_SECRET, BOT_API_KEY)
+# The header values of a number's HTTP tools, as one JSON object (ai/tools.py).
+BOT_TOOL_SECRETS = SealedColumn("bots", "phone_number_id", "tool_secrets_enc", "bots.tool_secrets")
+
+ALL = (
+    NUMBER_TOKEN,
+    NUMBER_PIN,
+    APP_SECRET,
+    APP_VERIFY_TOKEN,
+    WEBHOOK_SECRET,
+    BOT_API_KEY,
+    BOT_TOOL_SECRETS,
+)

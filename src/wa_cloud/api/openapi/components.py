@@ -699,12 +699,58 @@ SCHEMAS: Final[dict[str, Schema]] = {
             },
             "tools": {
                 "type": ["array", "null"],
-                "maxItems": 0,
-                "description": "Only an empty list for now.",
+                "maxItems": 16,
+                "items": ref("Tool"),
+                "description": "HTTP tools the model may call. A header value null keeps the "
+                "stored one while the tool's host stays the same.",
             },
         },
         optional=("enabled", "api_key", *COLUMNS),
     ),
+    "Tool": closed(
+        {
+            "name": {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"},
+            "description": {"type": ["string", "null"], "maxLength": 1024},
+            "parameters": {
+                "type": ["object", "null"],
+                "description": 'JSON Schema of the arguments ({"type": "object", ...}).',
+            },
+            "method": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", None]},
+            "url": {
+                "type": "string",
+                "maxLength": 2000,
+                "description": "{{param}} is replaced by the argument, percent-encoded (never "
+                "in the host).",
+            },
+            "headers": {
+                "type": ["object", "null"],
+                "additionalProperties": {"type": ["string", "null"]},
+                "description": "Sealed, write-only: shown with null values.",
+            },
+            "body": {
+                "type": ["string", "null"],
+                "maxLength": 16_384,
+                "description": "A template: {{param}} is replaced by the argument JSON-escaped "
+                "(a string without its quotes).",
+            },
+            "timeout_seconds": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 30},
+        },
+        optional=("description", "parameters", "method", "headers", "body", "timeout_seconds"),
+    ),
+    "ToolCall": closed(
+        {
+            "id": {"type": "integer"},
+            "tool": {"type": "string"},
+            "arguments": {"type": "object"},
+            "status": {"type": ["integer", "null"], "description": "The tool's HTTP status."},
+            "error": {"type": ["string", "null"]},
+            "duration_ms": {"type": "integer"},
+            "contact": {"type": ["string", "null"]},
+            "reply_id": {"type": ["integer", "null"]},
+            "created_at": TIMESTAMP,
+        }
+    ),
+    "ToolCallPage": page_of("ToolCall"),
     "Bot": closed(
         {
             "enabled": {"type": "boolean"},
@@ -726,7 +772,7 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "media_unavailable_text": {"type": ["string", "null"]},
             "voice_replies": {"type": "boolean"},
             "human_takeover_minutes": {"type": "number", "minimum": 0, "maximum": 43_200},
-            "tools": {"type": "array", "items": {"type": "object"}},
+            "tools": {"type": "array", "items": ref("Tool")},
             "has_api_key": {
                 "type": "boolean",
                 "description": "A model key is stored for base_url (it is never shown).",

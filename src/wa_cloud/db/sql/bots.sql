@@ -8,14 +8,15 @@ SELECT n.phone_number_id, n.bot_enabled, {{bot_config:b}}
  WHERE n.phone_number_id = $1 AND n.tenant_id = $2 AND n.removed_at IS NULL;
 
 -- name: put_bot
--- $3: the sealed key (NULL: none); $4..$22: the columns in ai/config.py COLUMNS order.
+-- $3: the sealed key (NULL: none); $4..$22: the columns in ai/config.py COLUMNS order; $23:
+-- the tools' sealed header values (NULL: none).
 INSERT INTO bots (phone_number_id, tenant_id, api_key_enc, instructions, model, base_url, api,
                   reasoning_effort, temperature, max_output_tokens, history_turns,
                   debounce_seconds, timezone, owner_phones, credits_per_reply, retention_hours,
                   fallback_text, out_of_credits_text, media_unavailable_text, voice_replies,
-                  human_takeover_minutes, tools)
+                  human_takeover_minutes, tools, tool_secrets_enc)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22)
+        $20, $21, $22, $23)
 ON CONFLICT (phone_number_id) DO UPDATE
    SET tenant_id = excluded.tenant_id, api_key_enc = excluded.api_key_enc,
        instructions = excluded.instructions, model = excluded.model,
@@ -29,8 +30,26 @@ ON CONFLICT (phone_number_id) DO UPDATE
        media_unavailable_text = excluded.media_unavailable_text,
        voice_replies = excluded.voice_replies,
        human_takeover_minutes = excluded.human_takeover_minutes, tools = excluded.tools,
-       updated_at = now();
+       tool_secrets_enc = excluded.tool_secrets_enc, updated_at = now();
 
 -- name: set_bot_enabled
 UPDATE numbers SET bot_enabled = $3, updated_at = now()
  WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
+
+-- name: insert_tool_calls
+INSERT INTO tool_calls (tenant_id, phone_number_id, contact_id, reply_id, tool, arguments,
+                        status, error, duration_ms)
+SELECT $1, $2, $3, $4, u.tool, u.arguments::jsonb, u.status, u.error, u.duration_ms
+  FROM unnest($5::text[], $6::text[], $7::int[], $8::text[], $9::int[])
+       AS u (tool, arguments, status, error, duration_ms);
+
+-- name: list_tool_calls
+-- A number's calls, newest first, a page before the cursor ($3: an id, NULL: the newest).
+SELECT tc.id, tc.tool, tc.arguments, tc.status, tc.error, tc.duration_ms, tc.created_at,
+       c.wa_id, tc.reply_id
+  FROM tool_calls tc
+  LEFT JOIN contacts c ON c.id = tc.contact_id
+ WHERE tc.phone_number_id = $1 AND tc.tenant_id = $2
+   AND ($3::bigint IS NULL OR tc.id < $3)
+ ORDER BY tc.id DESC
+ LIMIT $4;

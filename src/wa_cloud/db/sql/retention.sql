@@ -133,3 +133,16 @@ WITH due AS (
     RETURNING 1
 )
 SELECT count(*) FROM deleted;
+
+-- name: delete_old_tool_calls
+-- The assistant's tool calls, kept as long as raw bodies are (their arguments quote customers).
+WITH due AS (
+    SELECT id FROM tool_calls
+     WHERE created_at < now() - make_interval(secs => $1)
+     ORDER BY created_at
+     LIMIT $2
+     FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM tool_calls t USING due WHERE t.id = due.id RETURNING 1
+)
+SELECT count(*) FROM deleted;

@@ -94,6 +94,18 @@ def paths() -> dict[str, Schema]:
                 also=(403, 404),
             ),
         },
+        "/v1/numbers/{phone_number_id}/tool-calls": {
+            "parameters": [param("PhoneNumberId")],
+            "get": _operation(
+                "listToolCalls",
+                "What the assistant's HTTP tools were asked, newest first",
+                parameters=[*PAGING],
+                responses={
+                    "200": ok("A page of tool calls.", ref("ToolCallPage")),
+                    **errors(400, 404),
+                },
+            ),
+        },
         "/v1/numbers/{phone_number_id}/qr": {
             "parameters": [param("PhoneNumberId")],
             "get": _operation(
