@@ -33,7 +33,7 @@ from wa_cloud.ai.config import BotConfig, from_row
 from wa_cloud.ai.models import Answer, Endpoint, ModelFailed, Models
 from wa_cloud.ai.prompt import Turn, render_instructions, trim_history
 from wa_cloud.ai.split import split_reply
-from wa_cloud.ai.tools import ToolBox, ToolCall, open_secrets
+from wa_cloud.ai.tools import ToolBox, ToolCall, loggable, open_secrets
 from wa_cloud.ai.understand import MediaReader
 from wa_cloud.ai.usage import Feature, debit_reply, record_tokens
 from wa_cloud.config import Settings
@@ -544,8 +544,13 @@ class Replier:
     async def _finish(self, job: Job, plan: Plan) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if plan.tools is not None and plan.tools.calls:
-                # Logged whatever else comes of the job: each call did happen.
-                await log_tool_calls(conn, job, plan.tools.calls)
+                # Logged whatever else comes of the job: each call did happen (and a log that
+                # failed must not lose the answer and call the tools again).
+                try:
+                    async with conn.transaction():
+                        await log_tool_calls(conn, job, plan.tools.calls)
+                except asyncpg.PostgresError:
+                    logger.exception("tool calls not logged", extra={"reply_id": job.id})
             gates = await conn.fetchrow(Q.lock_reply, job.id, job.attempts)
             if gates is None:
                 logger.info("reply lease lost", extra={"reply_id": job.id})
@@ -639,7 +644,7 @@ async def log_tool_calls(conn: asyncpg.Connection, job: Job, calls: Sequence[Too
         job.phone_number_id,
         job.contact_id,
         job.id,
-        [c.name[:64] for c in calls],
+        [loggable(c.name[:64]) for c in calls],
         [_arguments_text(c.arguments) for c in calls],
         [c.status for c in calls],
         [c.error for c in calls],
@@ -648,7 +653,7 @@ async def log_tool_calls(conn: asyncpg.Connection, job: Job, calls: Sequence[Too
 
 
 def _arguments_text(arguments: Mapping[str, Any]) -> str:
-    text = json.dumps(arguments, ensure_ascii=False)
+    text = json.dumps(loggable(arguments), ensure_ascii=False)
     return text if len(text) <= 16_384 else json.dumps({"omitted": "arguments over 16 KB"})
 
 

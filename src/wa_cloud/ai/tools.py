@@ -2,15 +2,19 @@
 
 A tool is part of the bot configuration (`"tools"`): a name, a description and JSON Schema
 parameters (what the model sees), and the request it stands for: a method, a URL, headers and
-a body template. `{{param}}` in the URL is replaced by the argument percent-encoded, in the body
-by the argument JSON-escaped (a string without its quotes, so a template writes `"{{name}}"`;
-numbers, booleans, lists and objects as JSON). Header values are secrets: sealed in the row
+a body template. `{{param}}` in the URL is replaced by the argument percent-encoded (in the path
+it must be a real segment: not empty, "." or ".."); in the body by the argument as JSON: inside
+a string literal its escaped text (`"{{name}}"`), elsewhere a JSON value (`{{qty}}`), so no
+argument changes the body's shape. Header values are secrets: sealed in the row
 (`bots.tool_secrets_enc`), never shown again; a PUT that omits a value (null) keeps the stored
-one only while the tool's host stays the same, as the model key does with `base_url`.
+one only while the tool's scheme, host and port stay the same, as the model key does with
+`base_url`.
 
 A call goes through the URL guard's client (a tenant's tool cannot reach our network), within
-its timeout, its response read up to `MAX_RESPONSE_BYTES`. Every outcome, failures included, is
-a result the model reads (`{"status", "body"}` or `{"error"}`): a tool never crashes a reply.
+its timeout, its response read up to `MAX_RESPONSE_BYTES` (asked uncompressed, inflated in
+bounded steps if it comes compressed), at most `MAX_CALLS` calls a reply. Every outcome,
+failures included, is a result the model reads (`{"status", "body"}` or `{"error"}`): a tool
+never crashes a reply.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import json
 import re
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,6 +38,7 @@ from wa_cloud.urlguard import UrlNotAllowed, checked_url, host_of
 
 MAX_TOOLS: Final = 16
 MAX_ROUNDS: Final = 3  # model turns that may call tools before it must answer
+MAX_CALLS: Final = 8  # calls in one reply, all rounds together; more are answered with an error
 MAX_RESPONSE_BYTES: Final = 16_384  # of a tool's response, what the model reads
 MAX_TIMEOUT_SECONDS: Final = 30.0
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
@@ -99,14 +105,11 @@ def _url(index: int, value: Any) -> str:
     if not isinstance(value, str) or not value or len(value) > 2000:
         raise _bad(index, "needs a 'url' (an http(s) URL, at most 2,000 characters)")
     # Placeholders stand in for a path segment or a query value while the shape is checked.
-    try:
-        url = checked_url(PLACEHOLDER.sub("x", value))
-    except UrlNotAllowed:
-        raise _bad(index, "needs a 'url' that is an absolute http(s) URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    origin = _origin(value, "x")
+    if origin is None:
         raise _bad(index, "needs a 'url' that is an absolute http(s) URL")
-    if _host(value, "x") != _host(value, "y"):
-        raise _bad(index, "may not put a '{{param}}' in the URL's host")
+    if _origin(value, "y") != origin:
+        raise _bad(index, "may not put a '{{param}}' in the URL's scheme, host or port")
     return value
 
 
@@ -175,7 +178,8 @@ def parse_tools(
         if not isinstance(headers, Mapping) or len(headers) > 20:
             raise _bad(index, "'headers' must be an object of at most 20 headers")
         previous = stored.get(name)
-        same_host = previous is not None and _host(previous.url) == _host(url)
+        # Where the secrets went before: scheme, host and port (not http, not another port).
+        same_host = previous is not None and _origin(previous.url) == _origin(url)
         values: dict[str, str] = {}
         for header, secret in headers.items():
             if not isinstance(header, str) or not HEADER_NAME.match(header):
@@ -190,7 +194,12 @@ def parse_tools(
                         f"needs a value for the header '{header}' (its host changed or it is new)",
                     )
                 values[header] = old
-            elif isinstance(secret, str) and secret.isprintable() and len(secret) <= 4096:
+            elif (
+                isinstance(secret, str)
+                and secret.isascii()  # what HTTP carries in a header, as the model key
+                and secret.isprintable()
+                and len(secret) <= 4096
+            ):
                 values[header] = secret
             else:
                 raise _bad(index, f"has a header '{header}' whose value is not printable text")
@@ -223,11 +232,16 @@ def open_secrets(box: SecretBox, phone_number_id: str, sealed: bytes | None) -> 
     }
 
 
-def _host(url: str, stand_in: str = "x") -> str:
+def _origin(url: str, stand_in: str = "x") -> tuple[str, str, int | None] | None:
+    """Scheme, host and port of a tool's URL with its placeholders filled; None: not an
+    absolute http(s) URL (a malformed international host name included)."""
     try:
-        return host_of(checked_url(PLACEHOLDER.sub(stand_in, url)))
-    except UrlNotAllowed:
-        return ""
+        checked = checked_url(PLACEHOLDER.sub(stand_in, url))
+        if checked.scheme not in ("http", "https") or not checked.host:  # (decodes IDNA)
+            return None
+        return checked.scheme, host_of(checked), checked.port
+    except (UrlNotAllowed, UnicodeError, ValueError):
+        return None
 
 
 # --- the calls ---------------------------------------------------------------------------------
@@ -245,22 +259,65 @@ class ToolCall:
     result: str = field(default="", repr=False)
 
 
-def _json_text(value: Any) -> str:
+class BadArgument(ValueError):
+    """An argument that cannot go where its placeholder is (said to the model as the result)."""
+
+
+def _in_json_string(template: str, position: int) -> bool:
+    """Whether `position` of a body template is inside a JSON string literal."""
+    inside = escaped = False
+    for char in template[:position]:
+        if escaped:
+            escaped = False
+        elif char == "\\" and inside:
+            escaped = True
+        elif char == '"':
+            inside = not inside
+    return inside
+
+
+def fill_body(template: str, arguments: Mapping[str, Any]) -> str:
+    """Each `{{param}}` as JSON: inside a string literal, the escaped text (a string's own
+    text, any other value's JSON text), so the body keeps its shape; elsewhere a JSON value
+    (null for a missing argument)."""
+
+    def value(match: re.Match[str]) -> str:
+        given = arguments.get(match.group(1))
+        if _in_json_string(template, match.start()):
+            text = given if isinstance(given, str) else json.dumps(given, ensure_ascii=False)
+            return json.dumps(text, ensure_ascii=False)[1:-1]
+        return json.dumps(given, ensure_ascii=False)
+
+    return PLACEHOLDER.sub(value, template)
+
+
+def fill_url(template: str, arguments: Mapping[str, Any]) -> str:
+    """Each `{{param}}` percent-encoded. In the path, an argument must be a real segment: not
+    missing or empty, not "." or ".." (which would climb out of the tool's path)."""
+    path_end = template.find("?")
+    if path_end < 0:
+        path_end = len(template)
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        given = arguments.get(name)
+        text = "" if given is None else given if isinstance(given, str) else json.dumps(given)
+        if match.start() < path_end and text.strip() in ("", ".", ".."):
+            raise BadArgument(f"'{name}' must be given, and not '.' or '..'")
+        return quote(text, safe="")
+
+    return PLACEHOLDER.sub(value, template)
+
+
+def loggable(value: Any) -> Any:
+    """`value` as PostgreSQL's jsonb and text take it: no NUL, no lone surrogate."""
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)[1:-1]
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _url_text(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return quote(text, safe="")
-
-
-def interpolate(template: str, arguments: Mapping[str, Any], encode: Any) -> str:
-    """`{{param}}` replaced by the encoded argument; a missing one by nothing."""
-    return PLACEHOLDER.sub(
-        lambda m: encode(arguments[m.group(1)]) if m.group(1) in arguments else "", template
-    )
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {loggable(str(k)): loggable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [loggable(v) for v in value]
+    return value
 
 
 def parse_arguments(raw: str | None) -> dict[str, Any] | None:
@@ -283,9 +340,10 @@ async def call_tool(
         if arguments is None:
             call.error = "the arguments were not a JSON object"
             return call
-        url = interpolate(tool.url, arguments, _url_text)
-        content = None if tool.body is None else interpolate(tool.body, arguments, _json_text)
-        sent = dict(headers)
+        url = fill_url(tool.url, arguments)
+        content = None if tool.body is None else fill_body(tool.body, arguments)
+        # Uncompressed: a compressed answer would be inflated before the size cap applies.
+        sent = {"Accept-Encoding": "identity", **headers}
         if content is not None and not any(h.lower() == "content-type" for h in sent):
             sent["Content-Type"] = "application/json"
         request = http.build_request(
@@ -305,6 +363,11 @@ async def call_tool(
         call.result = json.dumps({"status": response.status_code, "body": body}, ensure_ascii=False)
     except UrlNotAllowed as exc:
         call.error = f"the tool's address is not allowed ({exc.reason})"
+    except BadArgument as exc:
+        call.error = f"bad argument: {exc}"
+    except UnicodeError:
+        # (Not the exception's text: it would quote the string, a header's value included.)
+        call.error = "the arguments or the headers could not be encoded"
     except (TimeoutError, httpx.TimeoutException):
         call.error = f"no answer within {tool.timeout_seconds:g} s"
     except httpx.HTTPError as exc:
@@ -317,16 +380,33 @@ async def call_tool(
 
 
 async def _read_capped(response: httpx.Response) -> str:
-    chunks: list[bytes] = []
-    size = 0
+    """At most MAX_RESPONSE_BYTES of the body, inflated a bounded step at a time when the
+    server compressed it anyway (a small bomb never becomes a large buffer)."""
+    if response.is_stream_consumed:  # a transport that read (and decoded) it already
+        body = response.content
+        truncated = len(body) > MAX_RESPONSE_BYTES
+        text = body[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")
+        return text + (" [truncated]" if truncated else "")
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    inflate = None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        inflate = zlib.decompressobj(wbits=47)  # gzip or zlib framing, told by its header
+    elif encoding not in ("", "identity"):
+        return f"[a body in the {encoding[:20]!r} encoding, which is not read]"
+    kept = bytearray()
     truncated = False
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
+    async for chunk in response.aiter_raw():
+        data = chunk
+        if inflate is not None:
+            try:
+                data = inflate.decompress(chunk, MAX_RESPONSE_BYTES + 1 - len(kept))
+            except zlib.error:
+                return "[a compressed body that does not inflate]"
+        kept += data
+        if len(kept) > MAX_RESPONSE_BYTES or (inflate is not None and inflate.unconsumed_tail):
             truncated = True
             break
-    text = b"".join(chunks)[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")
+    text = bytes(kept[:MAX_RESPONSE_BYTES]).decode("utf-8", "replace")
     return text + (" [truncated]" if truncated else "")
 
 
@@ -346,6 +426,9 @@ class ToolBox:
         return [(t.name, t.description, t.parameters) for t in self._tools.values()]
 
     async def run(self, name: str, raw_arguments: str | None) -> str:
+        if len(self.calls) >= MAX_CALLS:
+            # Every call the model made needs a result; these cost nothing and are not logged.
+            return json.dumps({"error": f"no more than {MAX_CALLS} tool calls in one answer"})
         tool = self._tools.get(name)
         if tool is None:
             call = ToolCall(name, parse_arguments(raw_arguments) or {}, error="no such tool")
