@@ -349,6 +349,7 @@ TENANT_TABLES = (
     "token_usage",
     "broadcasts",
     "opt_outs",
+    "tool_calls",
 )
 
 
@@ -418,11 +419,21 @@ async def seed_everything(
         number,
     )
     await db.execute(
-        "INSERT INTO bots (phone_number_id, tenant_id, instructions, api_key_enc)"
-        " VALUES ($1, $2, 'Be kind.', $3)",
+        "INSERT INTO bots (phone_number_id, tenant_id, instructions, api_key_enc,"
+        " tool_secrets_enc) VALUES ($1, $2, 'Be kind.', $3, $4)",
         number,
         tenant_id,
         box.seal("sk-tenant", context=sealed.BOT_API_KEY.context(number)),
+        box.seal(
+            '{"stock": {"Authorization": "Bearer s"}}',
+            context=sealed.BOT_TOOL_SECRETS.context(number),
+        ),
+    )
+    await db.execute(
+        "INSERT INTO tool_calls (tenant_id, phone_number_id, tool, arguments, duration_ms)"
+        " VALUES ($1, $2, 'stock', '{}', 3)",
+        tenant_id,
+        number,
     )
     await db.execute(
         "INSERT INTO replies (tenant_id, phone_number_id, contact_id, due_at)"
