@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 from openai.types.responses import FunctionTool, ResponseFunctionToolCall
 
-from tests.conftest import serve_asgi
-from wa_cloud.sandbox import SandboxConfig, create_sandbox
+from tests.test_model_fakes import Fakes, fakes, openai_client
 from wa_cloud.sandbox.models import DEFAULT_REPLY
 
-OPENAI_KEY = "sk-sandbox-test-key"
+__all__ = ["fakes"]  # the fixture, used by name
 ORDER_SCHEMA = {
     "type": "object",
     "properties": {"order_id": {"type": "string"}},
@@ -51,39 +48,9 @@ ORDER_CALL = {"tool_calls": [{"name": "order_status", "arguments": {"order_id": 
 USER = {"role": "user", "content": "¿Dónde está mi pedido A-17?"}
 
 
-@dataclass
-class Fakes:
-    base_url: str
-    control: httpx.AsyncClient
-
-    async def script(self, *replies: Any) -> dict[str, Any]:
-        response = await self.control.post("/_models/script", json={"replies": list(replies)})
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    async def records(self) -> list[dict[str, Any]]:
-        response = await self.control.get("/_models/requests")
-        assert response.status_code == 200, response.text
-        data: list[dict[str, Any]] = response.json()["data"]
-        return data
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[Fakes]:
-    app = create_sandbox(SandboxConfig(webhook_url=None, app_secret="x"))
-    async with (
-        serve_asgi(app) as base_url,
-        httpx.AsyncClient(base_url=base_url, timeout=15) as control,
-    ):
-        yield Fakes(base_url, control)
-
-
 @pytest.fixture
 async def client(fakes: Fakes) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai.AsyncOpenAI(
-        api_key=OPENAI_KEY, base_url=fakes.base_url + "/openai/v1", max_retries=0, timeout=20
-    ) as sdk:
+    async with openai_client(fakes) as sdk:
         yield sdk
 
 

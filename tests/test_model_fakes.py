@@ -37,6 +37,12 @@ class Fakes:
     base_url: str
     control: httpx.AsyncClient
 
+    async def script(self, *replies: Any) -> dict[str, Any]:
+        response = await self.control.post("/_models/script", json={"replies": list(replies)})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     async def records(self) -> list[dict[str, Any]]:
         response = await self.control.get("/_models/requests")
         assert response.status_code == 200, response.text
