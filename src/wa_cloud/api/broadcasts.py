@@ -19,7 +19,7 @@ from wa_cloud import formdata
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.api.contacts import phone_number_param, require_own_number
 from wa_cloud.api.pagination import cursor_time, cursor_uuid, decode_cursor, limit_of, page
-from wa_cloud.asgi import DIGITS, parse_uuid, read_object, reject_unknown
+from wa_cloud.asgi import field_digits, parse_uuid, read_object, reject_unknown
 from wa_cloud.campaigns import broadcasts
 from wa_cloud.campaigns.recipients import (
     RecipientList,
@@ -220,9 +220,7 @@ async def add_opt_out(request: Request) -> JSONResponse:
     caller.require_active()
     body = await read_object(request)
     reject_unknown(body, {"phone_number_id", "to"})
-    number = body.get("phone_number_id")
-    if not isinstance(number, str) or not DIGITS.fullmatch(number):
-        raise Unprocessable("'phone_number_id' must be one of your numbers.", "invalid_field")
+    number = field_digits(body, "phone_number_id")
     to = _phone(body.get("to"))
     async with state.pool.acquire() as conn:
         if await conn.fetchval(Q.sender_number, number, caller.tenant_id) is None:
