@@ -497,6 +497,24 @@ def test_gateway_events_in_meta_shapes() -> None:
     assert message.sender.wa_id == CUSTOMER and message.sender.user_id == "98765432109876@lid"
     assert message.type == "image" and message.text == "nota"
     assert message.raw["image"] == {"id": "3A0F", "mime_type": "image/jpeg", "caption": "nota"}
+    # A group member named by phone first and by LID second keeps both.
+    member = {
+        "event": "messages.upsert",
+        "data": {
+            "key": {
+                "remoteJid": "120363000000000000@g.us",
+                "participant": f"{CUSTOMER}@s.whatsapp.net",
+                "participantAlt": "98765432109876@lid",
+                "fromMe": False,
+                "id": "3A10",
+            },
+            "message": {"conversation": "hola"},
+            "messageTimestamp": 1761050521,
+        },
+    }
+    [said] = parse_gateway_delivery(json.dumps(member).encode(), PHONE).events
+    assert isinstance(said, InboundMessage)
+    assert said.sender.wa_id == CUSTOMER and said.sender.user_id == "98765432109876@lid"
     ack = {
         "event": "messages.update",
         "data": {

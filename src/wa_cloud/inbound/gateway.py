@@ -80,21 +80,15 @@ def _party(key: Mapping[str, Any], name: str | None) -> Contact | None:
     remote = _str(key.get("remoteJid")) or ""
     if remote.endswith("@g.us"):
         phone = _phone(key, "participant", "participantAlt", "participantPn")
-        lid = next((v for n in ("participant", "participantAlt") if (v := _str(key.get(n)))), None)
+        lids: tuple[str, ...] = ("participant", "participantAlt")
     else:
         phone = _phone(key, "remoteJid", "remoteJidAlt", "senderPn")
-        lid = next(
-            (
-                v
-                for n in ("remoteJid", "remoteJidAlt", "previousRemoteJid")
-                if (v := _str(key.get(n))) and v.endswith("@lid")
-            ),
-            None,
-        )
+        lids = ("remoteJid", "remoteJidAlt", "previousRemoteJid")
+    lid = next((v for n in lids if (v := _str(key.get(n))) and v.endswith("@lid")), None)
     if phone is None and lid is None:
         return None
     # The LID is kept beside the phone (user_id): the same person under both identifiers.
-    return Contact(wa_id=phone, user_id=lid if lid and lid.endswith("@lid") else None, name=name)
+    return Contact(wa_id=phone, user_id=lid, name=name)
 
 
 def _content(message: Mapping[str, Any], message_id: str) -> tuple[str, dict[str, Any]]:
