@@ -33,7 +33,7 @@ from wa_cloud.ai.config import BotConfig, from_row
 from wa_cloud.ai.models import Answer, Endpoint, ModelFailed, Models
 from wa_cloud.ai.prompt import Turn, render_instructions, trim_history
 from wa_cloud.ai.split import split_reply
-from wa_cloud.ai.tools import ToolBox, ToolCall, loggable, open_secrets
+from wa_cloud.ai.tools import ToolBox, ToolCall, open_secrets
 from wa_cloud.ai.understand import MediaReader
 from wa_cloud.ai.usage import Feature, debit_reply, record_tokens
 from wa_cloud.config import Settings
@@ -41,6 +41,7 @@ from wa_cloud.db import channels
 from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.forwarding.events import BOT_REPLY, enqueue_forward
+from wa_cloud.jsonsafe import depth_within, storable
 from wa_cloud.media.rules import MEDIA_KINDS
 from wa_cloud.outbox.compose import compose
 from wa_cloud.providers.base import Provider, ProviderFor
@@ -95,7 +96,8 @@ class Plan:
     effects: list[Callable[[asyncpg.Connection], Awaitable[Any]]] = field(default_factory=list)
     debit: int = 0
     usage: list[tuple[Feature, Answer]] = field(default_factory=list)
-    audit: tuple[str, str, dict[str, Any]] | None = None  # action, severity, detail
+    # (action, severity, detail) of what the operator should see in the audit log
+    audits: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     tools: ToolBox | None = None  # the calls its model made, logged
 
     def text(self, body: str) -> None:
@@ -197,6 +199,11 @@ class Replier:
             plan = Plan(f"failed: {given_up}") if given_up else await self._plan(job)
             if plan is None:
                 return  # postponed: its media is still on its way
+            if plan.tools is not None and plan.tools.calls:
+                # Committed apart, before the finish: each call did happen, whatever the finish
+                # becomes.
+                async with self._pool.acquire() as conn:
+                    await log_tool_calls(conn, job, plan.tools.calls)
             await self._finish(job, plan)
         except Exception:  # a bug here must not stop the consumer; the lease brings it back
             logger.exception("reply job failed", extra={"reply_id": job.id})
@@ -239,7 +246,7 @@ class Replier:
         ]
         provider = self._provider(ctx)
         if commands:
-            self._mark_read(provider, burst, ctx["wa_id"])
+            self._mark_read(provider, burst, ctx["wa_id"] or ctx["user_id"])
             return await self._commands(job, ctx, config, commands)
         if not config.enabled:
             return Plan("skipped: bot disabled")
@@ -252,21 +259,27 @@ class Replier:
             key = bot_key(self._box, job.phone_number_id, ctx["api_key_enc"])
         except SecretUnreadable:
             plan.outcome = "skipped: the bot's model key cannot be opened"
-            plan.audit = ("bot.key_unreadable", "error", {"phone_number_id": job.phone_number_id})
+            plan.audits.append(
+                ("bot.key_unreadable", "error", {"phone_number_id": job.phone_number_id})
+            )
             return plan
         endpoint, model = self._endpoint(config, key)
         if endpoint is None:
             plan.outcome = "skipped: no model configured"
-            plan.audit = ("bot.no_model", "warning", {"phone_number_id": job.phone_number_id})
+            plan.audits.append(
+                ("bot.no_model", "warning", {"phone_number_id": job.phone_number_id})
+            )
             return plan
         # The platform's model is never free: a tenant prices its own endpoint at 0 if it likes.
         cost = config.credits_per_reply if key is not None else max(1, config.credits_per_reply)
         if ctx["credits_balance"] < cost:
             plan.outcome = "skipped: out of credits"
-            plan.audit = (
-                "bot.out_of_credits",
-                "warning",
-                {"phone_number_id": job.phone_number_id, "reply_id": job.id},
+            plan.audits.append(
+                (
+                    "bot.out_of_credits",
+                    "warning",
+                    {"phone_number_id": job.phone_number_id, "reply_id": job.id},
+                )
             )
             if config.out_of_credits_text:
                 plan.text(config.out_of_credits_text)
@@ -274,7 +287,7 @@ class Replier:
         understood = await self._understand(job, burst, plan)
         if understood is None:
             return None  # its media is still downloading: marked read when it is answered
-        self._mark_read(provider, burst, ctx["wa_id"])
+        self._mark_read(provider, burst, ctx["wa_id"] or ctx["user_id"])
         unreadable, turn = understood
         if unreadable and self._reader is None:
             plan.text(config.media_unavailable_text or NO_MEDIA_TEXT)  # once per burst
@@ -305,10 +318,12 @@ class Replier:
             )
         except ModelFailed as exc:
             plan.outcome = f"model failed: {exc}"
-            plan.audit = (
-                "bot.model_failed",
-                "error",
-                {"phone_number_id": job.phone_number_id, "reply_id": job.id, "error": str(exc)},
+            plan.audits.append(
+                (
+                    "bot.model_failed",
+                    "error",
+                    {"phone_number_id": job.phone_number_id, "reply_id": job.id, "error": str(exc)},
+                )
             )
             if config.fallback_text:
                 plan.text(config.fallback_text)
@@ -336,10 +351,12 @@ class Replier:
         try:
             secrets = open_secrets(self._box, job.phone_number_id, ctx["tool_secrets_enc"])
         except SecretUnreadable:
-            plan.audit = (
-                "bot.tool_secrets_unreadable",
-                "error",
-                {"phone_number_id": job.phone_number_id},
+            plan.audits.append(
+                (
+                    "bot.tool_secrets_unreadable",
+                    "error",
+                    {"phone_number_id": job.phone_number_id},
+                )
             )
             return None
         box = ToolBox(self._tenant_http, config.tools, secrets)
@@ -533,24 +550,18 @@ class Replier:
                         bot_enabled=config.enabled,
                     )
                 )
-        plan.audit = (
-            "bot.command",
-            "info",
-            {"phone_number_id": number, "commands": [c.kind for c in commands]},
+        plan.audits.append(
+            (
+                "bot.command",
+                "info",
+                {"phone_number_id": number, "commands": [c.kind for c in commands]},
+            )
         )
         return plan
 
     # Finishing ------------------------------------------------------------------------------
     async def _finish(self, job: Job, plan: Plan) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            if plan.tools is not None and plan.tools.calls:
-                # Logged whatever else comes of the job: each call did happen (and a log that
-                # failed must not lose the answer and call the tools again).
-                try:
-                    async with conn.transaction():
-                        await log_tool_calls(conn, job, plan.tools.calls)
-                except asyncpg.PostgresError:
-                    logger.exception("tool calls not logged", extra={"reply_id": job.id})
             gates = await conn.fetchrow(Q.lock_reply, job.id, job.attempts)
             if gates is None:
                 logger.info("reply lease lost", extra={"reply_id": job.id})
@@ -615,8 +626,7 @@ class Replier:
                     answer.input_tokens,
                     answer.output_tokens,
                 )
-            if plan.audit is not None:
-                action, severity, detail = plan.audit
+            for action, severity, detail in plan.audits:
                 await audit.record(
                     conn,
                     action,
@@ -644,7 +654,7 @@ async def log_tool_calls(conn: asyncpg.Connection, job: Job, calls: Sequence[Too
         job.phone_number_id,
         job.contact_id,
         job.id,
-        [loggable(c.name[:64]) for c in calls],
+        [storable(c.name[:64]) for c in calls],
         [_arguments_text(c.arguments) for c in calls],
         [c.status for c in calls],
         [c.error for c in calls],
@@ -653,7 +663,9 @@ async def log_tool_calls(conn: asyncpg.Connection, job: Job, calls: Sequence[Too
 
 
 def _arguments_text(arguments: Mapping[str, Any]) -> str:
-    text = json.dumps(loggable(arguments), ensure_ascii=False)
+    if not depth_within(arguments):
+        return json.dumps({"omitted": "arguments nested too deep"})
+    text = json.dumps(storable(arguments), ensure_ascii=False)
     return text if len(text) <= 16_384 else json.dumps({"omitted": "arguments over 16 KB"})
 
 
