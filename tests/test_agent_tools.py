@@ -328,12 +328,7 @@ async def test_tool_configuration_is_checked_and_header_values_follow_their_host
     assert refused.status_code == 422 and "Authorization" in refused.json()["error"]["message"]
     # The kept value is the one sent: the tool still works with it.
     await give_credits(db, bot)
-    await configure([{**kept, "body": None}])
-    await bot.app.client.put(
-        put,
-        json={"model": "gpt-4.1-mini", "debounce_seconds": 0, "tools": [{**kept, "body": None}]},
-        headers=bot.tenant(),
-    )
+    await configure_bot(bot, model="gpt-4.1-mini", tools=[{**kept, "body": None}])
     await script(
         bot, {"tool_calls": [{"name": "order_status", "arguments": {"order_id": "E"}}]}, "ok"
     )

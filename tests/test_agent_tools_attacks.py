@@ -340,9 +340,9 @@ async def test_arguments_that_are_not_an_object_and_unknown_tools_are_results() 
     async with tool_server() as server:
         secrets = {"order_status": {"Authorization": SECRET}}
         box = ToolBox(server.client, [server.serving(tool())], secrets)
-        out = await box.run("Order_Status", '{"order_id": "1"}')  # names are case-sensitive
+        (out,) = await box.run_round([("Order_Status", '{"order_id": "1"}')])  # case-sensitive
         assert "no tool named" in json.loads(out)["error"] and not server.requests
-        out = await box.run("x" * 10_000, "{")
+        (out,) = await box.run_round([("x" * 10_000, "{")])
         assert len(out) < 200 and box.calls[-1].arguments == {}
 
 

@@ -23,7 +23,7 @@ import openai
 from wa_cloud.ai.config import Api
 from wa_cloud.ai.prompt import Turn
 from wa_cloud.ai.sdk_http import sdk_client
-from wa_cloud.ai.tools import MAX_ROUNDS, ToolBox
+from wa_cloud.ai.tools import MAX_ROUNDS, TOOLS_BUDGET_SECONDS, ToolBox
 from wa_cloud.errors import WaCloudError
 
 REQUEST_TIMEOUT: Final = 30.0  # one HTTP request to the model
@@ -121,8 +121,9 @@ class Models:
         """The model's answer; with `tools`, after at most `MAX_ROUNDS` turns of tool calls (the
         last turn may not call any), the tokens of every turn counted."""
         client = self._client(endpoint)
+        budget = ANSWER_BUDGET + (TOOLS_BUDGET_SECONDS if tools else 0)
         try:
-            async with asyncio.timeout(ANSWER_BUDGET):
+            async with asyncio.timeout(budget):
                 if api == "responses":
                     return await _respond(
                         client,
@@ -170,16 +171,14 @@ async def _chat(
 ) -> Answer:
     messages = _messages(instructions, turns)
     spent = [0, 0]
+    specs = [
+        {"type": "function", "function": {"name": n, "description": d, "parameters": dict(p)}}
+        for n, d, p in (tools.specs() if tools else ())
+    ]
     for round_ in range(MAX_ROUNDS + 1):
         extra: dict[str, Any] = {}
-        if tools:
-            extra["tools"] = [
-                {
-                    "type": "function",
-                    "function": {"name": n, "description": d, "parameters": dict(p)},
-                }
-                for n, d, p in tools.specs()
-            ]
+        if specs:
+            extra["tools"] = specs
             if round_ == MAX_ROUNDS:
                 extra["tool_choice"] = "none"
         completion = await client.chat.completions.create(
@@ -212,8 +211,8 @@ async def _chat(
                 ],
             }
         )
-        for c in calls:
-            result = await tools.run(c.function.name, c.function.arguments)
+        results = await tools.run_round([(c.function.name, c.function.arguments) for c in calls])
+        for c, result in zip(calls, results, strict=True):
             messages.append({"role": "tool", "tool_call_id": c.id, "content": result})
     raise AssertionError("unreachable: the last round answers")
 
@@ -232,12 +231,13 @@ async def _respond(
         extra["reasoning"] = {"effort": reasoning_effort}
     items: list[dict[str, Any]] = [{"role": t.role, "content": t.text} for t in turns]
     spent = [0, 0]
+    specs = [
+        {"type": "function", "name": n, "description": d, "parameters": dict(p)}
+        for n, d, p in (tools.specs() if tools else ())
+    ]
     for round_ in range(MAX_ROUNDS + 1):
-        if tools:
-            extra["tools"] = [
-                {"type": "function", "name": n, "description": d, "parameters": dict(p)}
-                for n, d, p in tools.specs()
-            ]
+        if specs:
+            extra["tools"] = specs
             if round_ == MAX_ROUNDS:
                 extra["tool_choice"] = "none"
         response = await client.responses.create(
@@ -254,7 +254,8 @@ async def _respond(
         if not calls or not tools or round_ == MAX_ROUNDS:
             text = (response.output_text or "").strip()
             return Answer.reported(text, response.model or model, *spent)
-        for call in calls:
+        results = await tools.run_round([(c.name, c.arguments) for c in calls])
+        for call, result in zip(calls, results, strict=True):
             # No server-side state (previous_response_id): the calls go back with their outputs.
             items.append(
                 {
@@ -264,7 +265,6 @@ async def _respond(
                     "arguments": call.arguments,
                 }
             )
-            result = await tools.run(call.name, call.arguments)
             items.append(
                 {"type": "function_call_output", "call_id": call.call_id, "output": result}
             )

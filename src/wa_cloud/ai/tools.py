@@ -39,6 +39,9 @@ from wa_cloud.urlguard import UrlNotAllowed, checked_url, host_of
 MAX_TOOLS: Final = 16
 MAX_ROUNDS: Final = 3  # model turns that may call tools before it must answer
 MAX_CALLS: Final = 8  # calls in one reply, all rounds together; more are answered with an error
+# What all of a reply's calls may take together (a round's calls run at once): the model's own
+# budget is apart, so slow tools shorten the tools' answers, never fail the reply.
+TOOLS_BUDGET_SECONDS: Final = 30.0
 MAX_RESPONSE_BYTES: Final = 16_384  # of a tool's response, what the model reads
 MAX_TIMEOUT_SECONDS: Final = 30.0
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
@@ -309,17 +312,6 @@ def fill_url(template: str, arguments: Mapping[str, Any]) -> str:
     return PLACEHOLDER.sub(value, template)
 
 
-def loggable(value: Any) -> Any:
-    """`value` as PostgreSQL's jsonb and text take it: no NUL, no lone surrogate."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, Mapping):
-        return {loggable(str(k)): loggable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [loggable(v) for v in value]
-    return value
-
-
 def parse_arguments(raw: str | None) -> dict[str, Any] | None:
     """The model's arguments (a JSON object as text); None when they are not one."""
     try:
@@ -330,9 +322,17 @@ def parse_arguments(raw: str | None) -> dict[str, Any] | None:
 
 
 async def call_tool(
-    http: httpx.AsyncClient, tool: Tool, headers: Mapping[str, str], raw_arguments: str | None
+    http: httpx.AsyncClient,
+    tool: Tool,
+    headers: Mapping[str, str],
+    raw_arguments: str | None,
+    seconds_left: float | None = None,
 ) -> ToolCall:
-    """Run one call; the outcome is always a result for the model, never an exception."""
+    """Run one call within its timeout (or `seconds_left`, if shorter); the outcome is always a
+    result for the model, never an exception."""
+    seconds = (
+        tool.timeout_seconds if seconds_left is None else min(seconds_left, tool.timeout_seconds)
+    )
     arguments = parse_arguments(raw_arguments)
     call = ToolCall(tool.name, arguments or {})
     started = time.perf_counter()
@@ -351,9 +351,9 @@ async def call_tool(
             url,
             headers=sent,
             content=None if content is None else content.encode(),
-            timeout=tool.timeout_seconds,
+            timeout=seconds,
         )
-        async with asyncio.timeout(tool.timeout_seconds):
+        async with asyncio.timeout(seconds):
             response = await http.send(request, stream=True)
             try:
                 body = await _read_capped(response)
@@ -369,7 +369,7 @@ async def call_tool(
         # (Not the exception's text: it would quote the string, a header's value included.)
         call.error = "the arguments or the headers could not be encoded"
     except (TimeoutError, httpx.TimeoutException):
-        call.error = f"no answer within {tool.timeout_seconds:g} s"
+        call.error = f"no answer within {seconds:g} s"
     except httpx.HTTPError as exc:
         call.error = f"the request failed ({type(exc).__name__})"
     finally:
@@ -382,11 +382,6 @@ async def call_tool(
 async def _read_capped(response: httpx.Response) -> str:
     """At most MAX_RESPONSE_BYTES of the body, inflated a bounded step at a time when the
     server compressed it anyway (a small bomb never becomes a large buffer)."""
-    if response.is_stream_consumed:  # a transport that read (and decoded) it already
-        body = response.content
-        truncated = len(body) > MAX_RESPONSE_BYTES
-        text = body[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")
-        return text + (" [truncated]" if truncated else "")
     encoding = response.headers.get("content-encoding", "").strip().lower()
     inflate = None
     if encoding in ("gzip", "x-gzip", "deflate"):
@@ -417,6 +412,7 @@ class ToolBox:
         self._http = http
         self._tools = {t.name: t for t in tools}
         self._secrets = secrets
+        self._deadline: float | None = None
         self.calls: list[ToolCall] = []
 
     def __bool__(self) -> bool:
@@ -425,15 +421,31 @@ class ToolBox:
     def specs(self) -> list[tuple[str, str, Mapping[str, Any]]]:
         return [(t.name, t.description, t.parameters) for t in self._tools.values()]
 
-    async def run(self, name: str, raw_arguments: str | None) -> str:
-        if len(self.calls) >= MAX_CALLS:
-            # Every call the model made needs a result; these cost nothing and are not logged.
-            return json.dumps({"error": f"no more than {MAX_CALLS} tool calls in one answer"})
+    async def run_round(self, requested: Sequence[tuple[str, str | None]]) -> list[str]:
+        """The results of one model turn's calls (name, raw arguments), in their order: run
+        at once within what is left of the tools' budget; calls past `MAX_CALLS` or the budget
+        are answered with an error, not made (and not logged)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + TOOLS_BUDGET_SECONDS
+        left = self._deadline - time.monotonic()
+        room = MAX_CALLS - len(self.calls)
+        made = [self._one(name, raw, left) for name, raw in requested[: max(room, 0)]]
+        calls = await asyncio.gather(*made) if left > 0 else []
+        self.calls.extend(calls)
+        results = [c.result for c in calls]
+        refusal = (
+            f"no more than {MAX_CALLS} tool calls in one answer"
+            if left > 0
+            else "no time left for tool calls in this answer"
+        )
+        return results + [json.dumps({"error": refusal})] * (len(requested) - len(results))
+
+    async def _one(self, name: str, raw_arguments: str | None, seconds_left: float) -> ToolCall:
         tool = self._tools.get(name)
         if tool is None:
             call = ToolCall(name, parse_arguments(raw_arguments) or {}, error="no such tool")
             call.result = json.dumps({"error": f"there is no tool named {name[:64]!r}"})
-        else:
-            call = await call_tool(self._http, tool, self._secrets.get(name, {}), raw_arguments)
-        self.calls.append(call)
-        return call.result
+            return call
+        return await call_tool(
+            self._http, tool, self._secrets.get(name, {}), raw_arguments, seconds_left
+        )
