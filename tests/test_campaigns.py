@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import signal
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +21,7 @@ from wa_cloud.campaigns import cost
 from wa_cloud.campaigns.recipients import from_csv, normalise_phone
 from wa_cloud.campaigns.runner import SETTLE_EVERY_SECONDS
 from wa_cloud.config import Settings
+from wa_cloud.db.queries import Q
 
 PROMO = "Hi {{1}}, your code {{2}} gives you a gift."
 
@@ -386,6 +388,36 @@ async def test_a_quality_drop_pauses_a_running_campaign_until_resumed(
     )
     reached = sent_to(await meta.sent_bodies())
     assert sorted(reached) == sorted(f"34600{i:06d}" for i in range(400))
+
+
+async def test_a_paused_campaigns_put_back_message_leaves_its_number_idle(
+    meta: Meta, db: asyncpg.Connection
+) -> None:
+    """A retry put back after a pause withdrew the rest waits for the campaign: the number is
+    neither picked to claim nothing nor woken for it (the sender would spin on it and leave
+    every other number waiting)."""
+    await seed_template(meta)
+    month_ahead = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    created = await create(meta, recipients=recipients(3), at=month_ahead)
+    paused = await meta.app.client.post(
+        f"/v1/broadcasts/{created['id']}/pause", headers=meta.tenant()
+    )
+    assert paused.status_code == 200, paused.text
+    await db.execute(Q.ensure_pacing, NUMBER_A)
+    await db.execute(
+        "INSERT INTO messages (tenant_id, phone_number_id, direction, type, payload, request,"
+        " recipient, status, run_after, author, broadcast_id, priority)"
+        " VALUES ($1::uuid, $2, 'out', 'template', '{}', '{}', '34600000000', 'queued', now(),"
+        " 'campaign', $3::uuid, 1)",
+        meta.tenant_id,
+        NUMBER_A,
+        created["id"],
+    )
+    assert await db.fetchrow(Q.claim_number, 0.5) is None
+    assert await db.fetchval(Q.outbox_next_wake, 0.5) is None
+    # Resumed, it is due again.
+    await db.execute("UPDATE broadcasts SET status = 'running' WHERE id = $1::uuid", created["id"])
+    assert (await db.fetchrow(Q.claim_number, 0.5))["phone_number_id"] == NUMBER_A
 
 
 async def test_conversation_replies_overtake_a_running_campaign(meta: Meta) -> None:

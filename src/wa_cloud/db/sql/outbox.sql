@@ -42,6 +42,7 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
   CROSS JOIN LATERAL (SELECT 1 FROM messages m
                        WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
                          AND m.status = 'queued' AND m.run_after <= now()
+                         AND {{claimable:m}}
                        LIMIT 1) AS due
  WHERE n.removed_at IS NULL AND p.next_slot <= now() + make_interval(secs => $1)
    -- A flagged number (its token did not open, or its sending crashed) rests a while.
@@ -57,12 +58,7 @@ UPDATE messages
        attempts = attempts + 1
  WHERE id IN (SELECT id FROM messages
                WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
-                 AND run_after <= now() AND priority = $5
-                 -- A campaign's message waits while its campaign is paused or cancelled
-                 -- (one put back after a pause withdrew the rest: a retry, a late slot).
-                 AND ($5 = 0 OR EXISTS (SELECT 1 FROM broadcasts b
-                                         WHERE b.id = messages.broadcast_id
-                                           AND b.status IN ('running', 'done')))
+                 AND run_after <= now() AND priority = $5 AND {{claimable:messages}}
                ORDER BY run_after, created_at
                LIMIT $2
                FOR UPDATE SKIP LOCKED)
@@ -221,7 +217,7 @@ SELECT extract(epoch FROM min(greatest(p.next_slot - make_interval(secs => $1), 
   JOIN tenants t ON t.id = n.tenant_id AND t.active
   CROSS JOIN LATERAL (SELECT m.run_after FROM messages m
                        WHERE m.phone_number_id = p.phone_number_id AND m.direction = 'out'
-                         AND m.status = 'queued'
+                         AND m.status = 'queued' AND {{claimable:m}}
                        ORDER BY m.run_after LIMIT 1) AS q;
 
 -- name: contact_windows
