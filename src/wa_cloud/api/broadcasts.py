@@ -151,14 +151,12 @@ async def change_broadcast(request: Request) -> JSONResponse:
                 raise Conflict(
                     f"A {row['status']} campaign cannot be {target}.", "invalid_campaign_state"
                 )
-            if target in ("paused", "cancelled"):
-                await conn.execute(Q.withdraw_broadcast_queue, broadcast_id)
-            if target == "cancelled":
-                await conn.execute(Q.skip_pending_recipients, broadcast_id, "cancelled")
-            reason = "paused by the business" if target == "paused" else None
-            await conn.execute(Q.set_broadcast_status, broadcast_id, target, reason)
             if target == "running":
+                await conn.execute(Q.set_broadcast_status, broadcast_id, target, None)
                 await conn.execute(Q.notify_campaigns, str(broadcast_id))
+            else:
+                reason = "paused by the business" if target == "paused" else None
+                await conn.execute(Q.stop_broadcasts, [broadcast_id], target, reason, "cancelled")
         shown = await conn.fetchrow(Q.get_broadcast, broadcast_id, caller.tenant_id)
         return JSONResponse(await broadcasts.broadcast_json(conn, shown))
 

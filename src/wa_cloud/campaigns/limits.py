@@ -46,8 +46,13 @@ async def apply_quality_update(
     numbers = await conn.fetch(Q.update_number_quality, waba_id, tenant_id, display, tier, quality)
     if quality == "RED":
         for number in numbers:
+            live = await conn.fetch(
+                Q.number_broadcasts, number["phone_number_id"], tenant_id, False
+            )
             await conn.execute(
-                Q.pause_number_broadcasts,
-                number["phone_number_id"],
+                Q.stop_broadcasts,
+                [r["id"] for r in live],
+                "paused",
                 "quality_rating_red: Meta flagged the number's quality as low",
+                None,
             )

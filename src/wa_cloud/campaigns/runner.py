@@ -137,8 +137,7 @@ class CampaignRunner:
         return counted[1]
 
     async def _pause(self, conn: asyncpg.Connection, campaign: asyncpg.Record, reason: str) -> None:
-        await conn.execute(Q.withdraw_broadcast_queue, campaign["id"])
-        await conn.execute(Q.set_broadcast_status, campaign["id"], "paused", reason)
+        await conn.execute(Q.stop_broadcasts, [campaign["id"]], "paused", reason, None)
         self._metrics.inc("wa_campaigns_paused_total")
         logger.warning(
             "campaign paused", extra={"broadcast_id": str(campaign["id"]), "reason": reason}

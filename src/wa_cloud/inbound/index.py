@@ -250,7 +250,8 @@ class _Batch:
     messages: list[_Message] = field(default_factory=list)
     statuses: list[_Status] = field(default_factory=list)
     fields: list[_Field] = field(default_factory=list)
-    templates: list[tuple[str, FieldEvent]] = field(default_factory=list)  # WABA, the news
+    # WABA, its tenant, the news
+    templates: list[tuple[str, UUID, FieldEvent]] = field(default_factory=list)
     echoes: list[Echo] = field(default_factory=list)
     sessions: list[SessionNews] = field(default_factory=list)
     contacts: list[_Contact] = field(default_factory=list)
@@ -279,7 +280,7 @@ def _sort(items: Sequence[Item], owners: _Owners) -> _Batch:
                 if event.field in TEMPLATE_FIELDS:
                     # The WABA the source speaks for: a body naming its own number beside
                     # another business's WABA must not drop that WABA's cached templates.
-                    batch.templates.append((owner.waba_id, event))
+                    batch.templates.append((owner.waba_id, owner.tenant_id, event))
                 batch.fields.append(_Field(owner, event, item.delivery_id, item.source, None))
             elif isinstance(event, InboundMessage):
                 batch.messages.append(_Message(owner, event, item.delivery_id))

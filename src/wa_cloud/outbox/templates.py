@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -134,28 +135,32 @@ QUALITY_FIELD = "message_template_quality_update"
 STOPPED = frozenset({"PAUSED", "DISABLED", "REJECTED", "PENDING_DELETION", "DELETED"})
 
 
-async def apply_template_news(conn: asyncpg.Connection, news: Sequence[tuple[str, Any]]) -> None:
-    """`news`: (WABA, FieldEvent) of the template fields, for the WABA its source speaks for."""
-    for waba, event in news:  # rare: a template's news, not a stream
+async def apply_template_news(
+    conn: asyncpg.Connection, news: Sequence[tuple[str, UUID, Any]]
+) -> None:
+    """`news`: (WABA, tenant, FieldEvent) of the template fields, for the WABA its source
+    speaks for."""
+    for waba, tenant_id, event in news:  # rare: a template's news, not a stream
         value = event.raw.get("value")
         if not isinstance(value, Mapping):
             continue
         name = value.get("message_template_name")
-        language = value.get("message_template_language")
+        given = value.get("message_template_language")
+        language = given if isinstance(given, str) else None  # any other shape: all languages
         if not isinstance(name, str):
             continue
         if event.field == STATUS_FIELD and isinstance(value.get("event"), str):
-            reason = value.get("reason")
-            shown = reason if isinstance(reason, str) and reason.upper() != "NONE" else None
+            shown = rejection_of({"rejected_reason": value.get("reason")})
             status = value["event"].upper()
             await conn.execute(Q.update_template_status, waba, name, language, status, shown)
             if status in STOPPED:
+                stopped = await conn.fetch(Q.template_broadcasts, waba, name, language, tenant_id)
                 await conn.execute(
-                    Q.pause_template_broadcasts,
-                    waba,
-                    name,
-                    language if isinstance(language, str) else None,
+                    Q.stop_broadcasts,
+                    [r["id"] for r in stopped],
+                    "paused",
                     f"template_{status.lower()}",
+                    None,
                 )
         elif event.field == QUALITY_FIELD and isinstance(value.get("new_quality_score"), str):
             await conn.execute(

@@ -213,7 +213,12 @@ async def remove_number(
         deregistered, meta_error = False, {"message": "the access token could not be opened"}
     async with state.pool.acquire() as conn, conn.transaction():
         await conn.execute(Q.remove_number, phone_number_id, tenant_id)
-        await conn.execute(Q.cancel_number_broadcasts, phone_number_id, tenant_id)
+        # Its campaigns end: the number may come back as another tenant's.
+        live = await conn.fetch(Q.number_broadcasts, phone_number_id, tenant_id, True)
+        stopped = [r["id"] for r in live]
+        await conn.execute(
+            Q.stop_broadcasts, stopped, "cancelled", "number_removed", "number_removed"
+        )
         await conn.execute(Q.session_ended, phone_number_id, tenant_id)
         await audit.record(
             conn,

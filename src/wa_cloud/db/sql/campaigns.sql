@@ -88,20 +88,45 @@ UPDATE broadcasts
        finished_at = CASE WHEN $2 IN ('done', 'cancelled') THEN now() END
  WHERE id = $1;
 
--- name: withdraw_broadcast_queue
--- Pause and cancel act at once: what the campaign queued and the sender has not claimed goes
--- back (its recipients pending again). A row the sender holds is not touched.
-WITH gone AS (
-    DELETE FROM messages
-     WHERE broadcast_id = $1 AND status = 'queued' AND direction = 'out'
+-- name: stop_broadcasts
+-- The one way campaigns stop ($2: 'paused' or 'cancelled', $3: why), at once: what they queued
+-- and the sender has not claimed goes back (a row the sender holds is not touched), their
+-- recipients pending again when paused, skipped ($4: the reason shown) when cancelled.
+WITH stopped AS (
+    UPDATE broadcasts
+       SET status = $2, paused_reason = $3, held_reason = NULL, locked_until = NULL,
+           finished_at = CASE WHEN $2 = 'cancelled' THEN now() END
+     WHERE id = ANY($1::uuid[])
     RETURNING id
+), gone AS (
+    DELETE FROM messages m USING stopped
+     WHERE m.broadcast_id = stopped.id AND m.status = 'queued' AND m.direction = 'out'
+    RETURNING m.id
+), withdrawn AS (
+    UPDATE broadcast_recipients r
+       SET state = CASE WHEN $2 = 'cancelled' THEN 'skipped' ELSE 'pending' END,
+           reason = CASE WHEN $2 = 'cancelled' THEN $4 END, message_id = NULL
+      FROM gone WHERE r.message_id = gone.id
+    RETURNING r.broadcast_id
 )
-UPDATE broadcast_recipients r SET state = 'pending', message_id = NULL
-  FROM gone WHERE r.broadcast_id = $1 AND r.message_id = gone.id;
+-- (Disjoint from `withdrawn`: these were pending before this statement.)
+UPDATE broadcast_recipients r SET state = 'skipped', reason = $4
+  FROM stopped
+ WHERE $2 = 'cancelled' AND r.broadcast_id = stopped.id AND r.state = 'pending';
 
--- name: skip_pending_recipients
-UPDATE broadcast_recipients SET state = 'skipped', reason = $2
- WHERE broadcast_id = $1 AND state = 'pending';
+-- name: number_broadcasts
+-- A number's campaigns that may still send ($3: paused ones too), for stop_broadcasts.
+SELECT id FROM broadcasts
+ WHERE phone_number_id = $1 AND tenant_id = $2
+   AND (status IN ('scheduled', 'running') OR ($3 AND status = 'paused'));
+
+-- name: template_broadcasts
+-- The tenant's campaigns sending this template from the WABA's numbers ($3 NULL: any
+-- language), for stop_broadcasts.
+SELECT b.id FROM broadcasts b
+  JOIN numbers n ON n.phone_number_id = b.phone_number_id AND n.tenant_id = b.tenant_id
+ WHERE n.waba_id = $1 AND b.tenant_id = $4 AND b.status IN ('scheduled', 'running')
+   AND b.template ->> 'name' = $2 AND ($3::text IS NULL OR b.template ->> 'language' = $3);
 
 -- name: claim_broadcast
 -- The campaign whose next feed is due first; its row stays locked for this feed only. A number
@@ -259,11 +284,6 @@ UPDATE numbers
    AND regexp_replace(display_phone_number, '[^0-9]', '', 'g') = $3
 RETURNING phone_number_id;
 
--- name: pause_number_broadcasts
-UPDATE broadcasts SET status = 'paused', paused_reason = $2, locked_until = NULL
- WHERE phone_number_id = $1 AND status IN ('scheduled', 'running')
-RETURNING id;
-
 -- name: number_timezone
 -- The number's time zone is its assistant's (default UTC).
 SELECT timezone FROM bots WHERE phone_number_id = $1;
@@ -318,37 +338,3 @@ WITH again AS (
     RETURNING m.phone_number_id
 )
 SELECT phone_number_id, count(*) AS sends FROM again GROUP BY phone_number_id;
-
--- name: pause_template_broadcasts
--- Meta stopped a template ($4: why): the campaigns sending it from the WABA's numbers pause
--- at once (what they queued goes back), instead of failing every remaining recipient.
-WITH paused AS (
-    UPDATE broadcasts b
-       SET status = 'paused', paused_reason = $4, held_reason = NULL, locked_until = NULL
-      FROM numbers n
-     WHERE n.phone_number_id = b.phone_number_id AND n.waba_id = $1
-       AND n.tenant_id = b.tenant_id AND b.status IN ('scheduled', 'running')
-       AND b.template ->> 'name' = $2
-       AND ($3::text IS NULL OR b.template ->> 'language' = $3)
-    RETURNING b.id
-), gone AS (
-    DELETE FROM messages m USING paused
-     WHERE m.broadcast_id = paused.id AND m.status = 'queued' AND m.direction = 'out'
-    RETURNING m.id
-)
-UPDATE broadcast_recipients r SET state = 'pending', message_id = NULL
-  FROM gone WHERE r.message_id = gone.id;
-
--- name: cancel_number_broadcasts
--- The number was removed: its campaigns end (the number may come back as another tenant's);
--- their recipients not yet handed to the outbox are skipped with the reason.
-WITH ended AS (
-    UPDATE broadcasts
-       SET status = 'cancelled', paused_reason = 'number_removed', held_reason = NULL,
-           locked_until = NULL, finished_at = now()
-     WHERE phone_number_id = $1 AND tenant_id = $2
-       AND status IN ('scheduled', 'running', 'paused')
-    RETURNING id
-)
-UPDATE broadcast_recipients r SET state = 'skipped', reason = 'number_removed'
-  FROM ended WHERE r.broadcast_id = ended.id AND r.state = 'pending';
