@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import signal
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -327,6 +328,26 @@ async def test_opt_outs_by_stop_word_and_user_preferences_skip_marketing_until_t
         "SELECT string_agg(recipient || ':' || source, ',') FROM opt_outs",
         "34600000002:user_preferences",
     )
+
+
+async def test_a_number_registered_again_by_another_tenant_starts_without_the_old_opt_outs(
+    meta: Meta, db: asyncpg.Connection
+) -> None:
+    await seed_template(meta)
+    added = await meta.app.client.post(
+        "/v1/opt-outs",
+        json={"phone_number_id": NUMBER_A, "to": "34600000001"},
+        headers=meta.tenant(),
+    )
+    assert added.status_code == 201, added.text
+    assert [
+        r["recipient"]
+        for r in await db.fetch(
+            Q.opted_out_of, NUMBER_A, ["34600000001"], uuid.UUID(meta.tenant_id)
+        )
+    ] == ["34600000001"]
+    other = await meta.app.create_tenant("Next Owner")
+    assert await db.fetch(Q.opted_out_of, NUMBER_A, ["34600000001"], uuid.UUID(other["id"])) == []
 
 
 async def test_the_messaging_limit_holds_back_new_recipients(

@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from wa_cloud.ai.prompt import valid_timezone
 from wa_cloud.campaigns import cost
 from wa_cloud.campaigns.recipients import (
     Recipient,
@@ -72,12 +73,11 @@ def _name(body: Mapping[str, Any]) -> str:
     return name.strip()
 
 
-async def _number_timezone(conn: asyncpg.Connection, phone_number_id: str) -> ZoneInfo:
-    zone = await conn.fetchval(Q.number_timezone, phone_number_id)
-    try:
-        return ZoneInfo(zone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+async def _number_timezone(
+    conn: asyncpg.Connection, phone_number_id: str, tenant_id: UUID
+) -> ZoneInfo:
+    zone = await conn.fetchval(Q.number_timezone, phone_number_id, tenant_id)
+    return ZoneInfo(zone if zone and valid_timezone(zone) else "UTC")
 
 
 def parse_at(value: Any, zone: ZoneInfo) -> datetime:
@@ -245,7 +245,7 @@ async def check_campaign(
     async with pool.acquire() as conn:
         number = await sending_number(conn, tenant_id, body, provider_for)
         sender: str = number["phone_number_id"]
-        zone = await _number_timezone(conn, sender)
+        zone = await _number_timezone(conn, sender, tenant_id)
     run_at = parse_at(body["at"], zone) if body.get("at") is not None else datetime.now(UTC)
     capabilities = capabilities_of(number)
     skipped = list(recipients.skipped)
@@ -276,7 +276,9 @@ async def check_campaign(
 
     numbers = [r.to for r in sendable]
     async with pool.acquire() as conn:
-        opted = {r["recipient"] for r in await conn.fetch(Q.opted_out_of, sender, numbers)}
+        opted = {
+            r["recipient"] for r in await conn.fetch(Q.opted_out_of, sender, numbers, tenant_id)
+        }
         contacts = {
             r["wa_id"]: r
             for r in await conn.fetch(Q.recipient_contacts, sender, tenant_id, numbers)

@@ -195,7 +195,10 @@ class CampaignRunner:
         category = campaign["category"]
         numbers = [p["recipient"] for p in pending]
         opted = (
-            {r["recipient"] for r in await conn.fetch(Q.opted_out_of, pnid, numbers)}
+            {
+                r["recipient"]
+                for r in await conn.fetch(Q.opted_out_of, pnid, numbers, campaign["tenant_id"])
+            }
             if honours_opt_outs(category)
             else set()
         )

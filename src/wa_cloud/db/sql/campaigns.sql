@@ -6,7 +6,9 @@ SELECT id, wa_id, last_inbound_at, window_closed_at FROM contacts
  WHERE phone_number_id = $1 AND tenant_id = $2 AND wa_id = ANY($3::text[]);
 
 -- name: opted_out_of
-SELECT recipient FROM opt_outs WHERE phone_number_id = $1 AND recipient = ANY($2::text[]);
+-- The tenant's own opt-outs: a number registered again by another tenant starts clean.
+SELECT recipient FROM opt_outs
+ WHERE phone_number_id = $1 AND tenant_id = $3 AND recipient = ANY($2::text[]);
 
 -- name: insert_broadcast
 INSERT INTO broadcasts (tenant_id, phone_number_id, name, template, message, category, status,
@@ -143,10 +145,7 @@ SELECT b.id, b.tenant_id, b.phone_number_id, b.template, b.message, b.category, 
   JOIN tenants t ON t.id = b.tenant_id
  WHERE b.status IN ('scheduled', 'running') AND b.run_at <= now()
    AND coalesce(b.locked_until, b.run_at) <= now()
-   AND NOT EXISTS (SELECT 1 FROM broadcasts o
-                    WHERE o.phone_number_id = b.phone_number_id
-                      AND o.status IN ('scheduled', 'running') AND o.run_at <= now()
-                      AND o.held_reason IS NULL AND (o.created_at, o.id) < (b.created_at, b.id))
+   AND {{first_in_line:b}}
  ORDER BY coalesce(b.locked_until, b.run_at)
  LIMIT 1
  FOR UPDATE OF b SKIP LOCKED;
@@ -157,10 +156,7 @@ SELECT b.id, b.tenant_id, b.phone_number_id, b.template, b.message, b.category, 
 SELECT extract(epoch FROM min(coalesce(b.locked_until, b.run_at)) - now())::float8
   FROM broadcasts b
  WHERE b.status IN ('scheduled', 'running')
-   AND NOT EXISTS (SELECT 1 FROM broadcasts o
-                    WHERE o.phone_number_id = b.phone_number_id
-                      AND o.status IN ('scheduled', 'running') AND o.run_at <= now()
-                      AND o.held_reason IS NULL AND (o.created_at, o.id) < (b.created_at, b.id));
+   AND {{first_in_line:b}};
 
 -- name: next_feed
 UPDATE broadcasts SET status = CASE WHEN status = 'scheduled' THEN 'running' ELSE status END,
@@ -285,8 +281,8 @@ UPDATE numbers
 RETURNING phone_number_id;
 
 -- name: number_timezone
--- The number's time zone is its assistant's (default UTC).
-SELECT timezone FROM bots WHERE phone_number_id = $1;
+-- The number's time zone is its assistant's, this tenant's (default UTC).
+SELECT timezone FROM bots WHERE phone_number_id = $1 AND tenant_id = $2;
 
 -- name: set_messaging_limit
 UPDATE numbers SET messaging_limit = $2 WHERE phone_number_id = $1;
@@ -295,10 +291,11 @@ UPDATE numbers SET messaging_limit = $2 WHERE phone_number_id = $1;
 -- Campaign sends a dead worker left `unknown` that Meta's statuses name (their callback data,
 -- `sending_line`): Meta has them. The wamid and the furthest status are taken from the echo
 -- (`failed` wins, as in advance_message_statuses); later statuses then find the row by wamid.
+-- The echo is the send's own: its request carries the callback data it went with.
 WITH lost AS (
     SELECT m.id, m.phone_number_id, m.tenant_id,
-           'broadcast:' || m.broadcast_id || ':' || r.line AS callback
-      FROM messages m JOIN broadcast_recipients r ON r.message_id = m.id
+           m.request ->> 'biz_opaque_callback_data' AS callback
+      FROM messages m
      WHERE m.status = 'unknown' AND m.broadcast_id IS NOT NULL AND m.wamid IS NULL
 ), echoed AS (
     SELECT DISTINCT ON (l.id) l.id, s.wamid, s.status, s.occurred_at, s.errors, s.pricing
@@ -326,15 +323,14 @@ WITH again AS (
     UPDATE messages m
        SET status = 'queued', run_after = now(), dispatched_at = NULL, lease_token = NULL,
            locked_until = NULL, errors = '[]'::jsonb, last_error = NULL
-      FROM broadcasts b, broadcast_recipients r
+      FROM broadcasts b
      WHERE m.status = 'unknown' AND m.broadcast_id IS NOT NULL AND m.wamid IS NULL
        AND m.run_after < now() - make_interval(secs => $1)
        AND b.id = m.broadcast_id AND b.status IN ('running', 'done')
-       AND r.message_id = m.id
        AND NOT EXISTS (SELECT 1 FROM statuses s
                         WHERE s.phone_number_id = m.phone_number_id
                           AND s.biz_opaque_callback_data
-                              = 'broadcast:' || m.broadcast_id || ':' || r.line)
+                              = m.request ->> 'biz_opaque_callback_data')
     RETURNING m.phone_number_id
 )
 SELECT phone_number_id, count(*) AS sends FROM again GROUP BY phone_number_id;
