@@ -112,8 +112,18 @@ async def test_a_template_campaign_reaches_each_recipient_once_with_their_variab
         "amount": float(rates.marketing * 30),
     }
     done = await wait_for(
-        meta, created["id"], lambda b: b["status"] == "done" and b["counts"]["queued"] == 0
+        meta,
+        created["id"],
+        lambda b: (
+            b["status"] == "done" and b["counts"]["queued"] == 0 and b["cost"]["billable"] == 30
+        ),
     )
+    # The actual cost: what Meta's statuses said it bills, priced by the table.
+    assert done["cost"] == {
+        "billable": 30,
+        "currency": "USD",
+        "amount": float(rates.marketing * 30),
+    }
     assert done["counts"]["skipped"] == 2
     assert done["counts"]["sent"] + done["counts"]["delivered"] + done["counts"]["read"] == 30
 

@@ -411,9 +411,11 @@ async def broadcast_json(
     counts = await conn.fetchrow(Q.broadcast_counts, [row["id"]])
     failures = await conn.fetch(Q.broadcast_failures, row["id"])
     skips = await conn.fetch(Q.broadcast_skips, row["id"])
-    billed = await conn.fetch(Q.broadcast_billed, row["id"])
     table = cost.price_table()
-    actual = sum((table.price(b["recipient"], b["category"] or "") for b in billed), Decimal(0))
+    billed = await conn.fetch(Q.broadcast_billed, row["id"], table.longest)
+    actual = sum(
+        (table.price(b["prefix"], b["category"] or "") * b["n"] for b in billed), Decimal(0)
+    )
     shown = summary_json(row, counts)
     shown["failed_by_code"] = {f["code"]: f["n"] for f in failures}
     shown["skipped_by_reason"] = {s["reason"]: s["n"] for s in skips}

@@ -68,10 +68,12 @@ SELECT reason, count(*) AS n FROM broadcast_recipients
  GROUP BY 1 ORDER BY 2 DESC;
 
 -- name: broadcast_billed
--- What Meta said it bills, by the category its pricing names, for the actual cost.
-SELECT r.recipient, m.pricing ->> 'category' AS category
+-- What Meta said it bills, by the category its pricing names, for the actual cost: counted per
+-- recipient prefix ($2: the price table's longest calling code, all a price depends on).
+SELECT left(r.recipient, $2) AS prefix, m.pricing ->> 'category' AS category, count(*) AS n
   FROM broadcast_recipients r JOIN messages m ON m.id = r.message_id
- WHERE r.broadcast_id = $1 AND m.pricing -> 'billable' = 'true'::jsonb;
+ WHERE r.broadcast_id = $1 AND m.pricing -> 'billable' = 'true'::jsonb
+ GROUP BY 1, 2;
 
 -- name: broadcast_recipient_rows
 SELECT r.line, r.recipient, r.state, r.reason, m.status, m.wamid,
