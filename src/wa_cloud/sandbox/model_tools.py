@@ -17,7 +17,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from wa_cloud.sandbox.control import ControlError
 
@@ -321,6 +321,14 @@ def _may_call(body: Json) -> bool:
 # --- Chat Completions ---------------------------------------------------------------------
 
 
+# The optional fields of a function tool, in either API's shape, and what each must be.
+_FUNCTION_OPTIONAL: Final = {
+    "description": (str, "a string"),
+    "parameters": (dict, "an object"),
+    "strict": (bool, "a boolean"),
+}
+
+
 def _chat_tools(tools: Any) -> list[str]:
     """`tools`: `{"type": "function", "function": {"name", "description"?, "parameters"?,
     "strict"?}}` each; their names."""
@@ -337,11 +345,7 @@ def _chat_tools(tools: Any) -> list[str]:
         _check_optional(
             function,
             f"tools[{i}].function",
-            {
-                "description": (str, "a string"),
-                "parameters": (dict, "an object"),
-                "strict": (bool, "a boolean"),
-            },
+            _FUNCTION_OPTIONAL,
         )
     return _names_once(names)
 
@@ -444,11 +448,7 @@ def _response_tools(tools: Any) -> list[str]:
         _check_optional(
             tool,
             f"tools[{i}]",
-            {
-                "description": (str, "a string"),
-                "parameters": (dict, "an object"),
-                "strict": (bool, "a boolean"),
-            },
+            _FUNCTION_OPTIONAL,
         )
     return _names_once(names)
 
