@@ -16,6 +16,8 @@ from typing import Any, Final, Literal
 import httpx
 
 from wa_cloud.ai.commands import phone_digits
+from wa_cloud.ai.fields import ExtractField, parse_extract_fields
+from wa_cloud.ai.followup_rules import FollowUpRule, parse_follow_ups
 from wa_cloud.ai.prompt import valid_timezone
 from wa_cloud.ai.tools import Secrets, Tool, parse_tools
 from wa_cloud.asgi import field_bool, field_int, field_number, field_str, reject_unknown
@@ -60,6 +62,8 @@ class BotConfig:
     tools: tuple[Tool, ...] = ()
     # The tools' header values: only a fresh PUT (or the reply job) holds them in the clear.
     tool_secrets: Secrets = field(default_factory=dict, repr=False)
+    extract_fields: tuple[ExtractField, ...] = ()
+    follow_ups: tuple[FollowUpRule, ...] = ()
     has_api_key: bool = False  # a key is stored (GET says so, without it)
 
     def api_for(self, model: str) -> Api:
@@ -91,6 +95,8 @@ COLUMNS: Final = (
     "voice_replies",
     "human_takeover_minutes",
     "tools",
+    "extract_fields",
+    "follow_ups",
 )
 FIELDS: Final = frozenset({"enabled", "api_key", *COLUMNS})
 
@@ -104,6 +110,8 @@ def bot_json(config: BotConfig) -> dict[str, Any]:
     }
     shown["owner_phones"] = list(config.owner_phones)
     shown["tools"] = [t.shown() for t in config.tools]
+    shown["extract_fields"] = [f.shown() for f in config.extract_fields]
+    shown["follow_ups"] = [r.shown() for r in config.follow_ups]
     return shown
 
 
@@ -114,6 +122,8 @@ def from_row(row: Mapping[str, Any] | None, *, enabled: bool) -> BotConfig:
     values = {name: row[name] for name in COLUMNS}
     values["owner_phones"] = tuple(values["owner_phones"])
     values["tools"] = tuple(Tool.stored(t) for t in values["tools"] or ())
+    values["extract_fields"] = tuple(ExtractField.stored(f) for f in values["extract_fields"] or ())
+    values["follow_ups"] = tuple(FollowUpRule.stored(r) for r in values["follow_ups"] or ())
     return BotConfig(enabled=enabled, has_api_key=row["api_key_enc"] is not None, **values)
 
 
@@ -122,6 +132,8 @@ def row_values(config: BotConfig) -> list[Any]:
     values = [getattr(config, name) for name in COLUMNS]
     values[COLUMNS.index("owner_phones")] = list(config.owner_phones)
     values[COLUMNS.index("tools")] = [t.shown() for t in config.tools]
+    values[COLUMNS.index("extract_fields")] = [f.shown() for f in config.extract_fields]
+    values[COLUMNS.index("follow_ups")] = [r.shown() for r in config.follow_ups]
     return values
 
 
@@ -222,6 +234,8 @@ def parse_config(
         ),
         tools=tools,
         tool_secrets=secrets,
+        extract_fields=parse_extract_fields(body.get("extract_fields")),
+        follow_ups=parse_follow_ups(body.get("follow_ups")),
     )
     # A local server may take no key at all; a stored key is dropped when the URL changes.
     return replace(config, has_api_key=api_key is not None or (keeps_key and current.has_api_key))

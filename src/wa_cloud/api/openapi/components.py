@@ -704,8 +704,56 @@ SCHEMAS: Final[dict[str, Schema]] = {
                 "description": "HTTP tools the model may call. A header value null keeps the "
                 "stored one while the tool's host stays the same.",
             },
+            "extract_fields": {
+                "type": ["array", "null"],
+                "maxItems": 20,
+                "items": ref("ExtractField"),
+                "description": "Contact fields the model fills in from the conversation after "
+                "each reply; shown to it as {{contact_fields}}.",
+            },
+            "follow_ups": {
+                "type": ["array", "null"],
+                "maxItems": 5,
+                "items": ref("FollowUpRule"),
+                "description": "Write again when the customer has not answered.",
+            },
         },
         optional=("enabled", "api_key", *COLUMNS),
+    ),
+    "ExtractField": closed(
+        {
+            "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,39}$"},
+            "description": {"type": ["string", "null"], "maxLength": 500},
+        },
+        optional=("description",),
+    ),
+    "FollowUpRule": closed(
+        {
+            "after_minutes": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 43_200,
+                "description": "Minutes after our last message without an answer.",
+            },
+            "max": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
+            "between": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                "minItems": 2,
+                "maxItems": 2,
+                "description": "Local times of the number's time zone ['09:00', '20:00'].",
+            },
+            "text": {
+                "type": ["string", "null"],
+                "maxLength": 4096,
+                "description": "Null: written by the model from the conversation.",
+            },
+            "template": {
+                "type": ["object", "null"],
+                "description": "Meta's template object: the only follow-up outside the window.",
+            },
+        },
+        optional=("max", "between", "text", "template"),
     ),
     "Tool": closed(
         {
@@ -773,6 +821,8 @@ SCHEMAS: Final[dict[str, Schema]] = {
             "voice_replies": {"type": "boolean"},
             "human_takeover_minutes": {"type": "number", "minimum": 0, "maximum": 43_200},
             "tools": {"type": "array", "items": ref("Tool")},
+            "extract_fields": {"type": "array", "items": ref("ExtractField")},
+            "follow_ups": {"type": "array", "items": ref("FollowUpRule")},
             "has_api_key": {
                 "type": "boolean",
                 "description": "A model key is stored for base_url (it is never shown).",

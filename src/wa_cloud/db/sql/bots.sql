@@ -8,15 +8,15 @@ SELECT n.phone_number_id, n.bot_enabled, {{bot_config:b}}
  WHERE n.phone_number_id = $1 AND n.tenant_id = $2 AND n.removed_at IS NULL;
 
 -- name: put_bot
--- $3: the sealed key (NULL: none); $4..$22: the columns in ai/config.py COLUMNS order; $23:
+-- $3: the sealed key (NULL: none); $4..$24: the columns in ai/config.py COLUMNS order; $25:
 -- the tools' sealed header values (NULL: none).
 INSERT INTO bots (phone_number_id, tenant_id, api_key_enc, instructions, model, base_url, api,
                   reasoning_effort, temperature, max_output_tokens, history_turns,
                   debounce_seconds, timezone, owner_phones, credits_per_reply, retention_hours,
                   fallback_text, out_of_credits_text, media_unavailable_text, voice_replies,
-                  human_takeover_minutes, tools, tool_secrets_enc)
+                  human_takeover_minutes, tools, extract_fields, follow_ups, tool_secrets_enc)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
-        $20, $21, $22, $23)
+        $20, $21, $22, $23, $24, $25)
 ON CONFLICT (phone_number_id) DO UPDATE
    SET tenant_id = excluded.tenant_id, api_key_enc = excluded.api_key_enc,
        instructions = excluded.instructions, model = excluded.model,
@@ -30,6 +30,7 @@ ON CONFLICT (phone_number_id) DO UPDATE
        media_unavailable_text = excluded.media_unavailable_text,
        voice_replies = excluded.voice_replies,
        human_takeover_minutes = excluded.human_takeover_minutes, tools = excluded.tools,
+       extract_fields = excluded.extract_fields, follow_ups = excluded.follow_ups,
        tool_secrets_enc = excluded.tool_secrets_enc, updated_at = now();
 
 -- name: set_bot_enabled

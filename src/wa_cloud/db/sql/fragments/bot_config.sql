@@ -7,4 +7,4 @@
 {arg}.owner_phones, {arg}.credits_per_reply, {arg}.retention_hours, {arg}.fallback_text,
 {arg}.out_of_credits_text, {arg}.media_unavailable_text, {arg}.voice_replies,
 {arg}.human_takeover_minutes::float8 AS human_takeover_minutes, {arg}.tools,
-{arg}.tool_secrets_enc
+{arg}.extract_fields, {arg}.follow_ups, {arg}.tool_secrets_enc
