@@ -20,6 +20,10 @@ UPGRADE = """
 -- The bot configuration's new parts (ai/fields.py, ai/followup_rules.py).
 ALTER TABLE bots ADD COLUMN extract_fields jsonb NOT NULL DEFAULT '[]',
                  ADD COLUMN follow_ups jsonb NOT NULL DEFAULT '[]';
+-- Tokens of the new model calls: fields extracted after a reply, follow-ups written.
+ALTER TABLE token_usage DROP CONSTRAINT token_usage_feature_check,
+    ADD CONSTRAINT token_usage_feature_check CHECK (
+        feature IN ('reply', 'transcription', 'vision', 'speech', 'extraction', 'follow_up'));
 
 -- == files library ==
 
@@ -35,6 +39,10 @@ DOWNGRADE = """
 
 -- == files library ==
 
+DELETE FROM token_usage WHERE feature IN ('extraction', 'follow_up');
+ALTER TABLE token_usage DROP CONSTRAINT token_usage_feature_check,
+    ADD CONSTRAINT token_usage_feature_check CHECK (
+        feature IN ('reply', 'transcription', 'vision', 'speech'));
 ALTER TABLE bots DROP COLUMN extract_fields, DROP COLUMN follow_ups;
 """
 

@@ -15,7 +15,7 @@ import asyncpg
 
 from wa_cloud.db.queries import Q
 
-Feature = Literal["reply", "transcription", "vision", "speech"]
+Feature = Literal["reply", "transcription", "vision", "speech", "extraction", "follow_up"]
 FEATURES: Final = frozenset(get_args(Feature))
 
 
