@@ -617,6 +617,129 @@ async def _probe_resume_contact(
     return await _probe_pause(world, caller, victim, db, "resume")
 
 
+async def _memory(db: asyncpg.Connection, victim: Side) -> list[tuple[Any, ...]]:
+    rows = await db.fetch(
+        "SELECT id, tags, notes, fields::text FROM contacts WHERE tenant_id = $1::uuid ORDER BY id",
+        victim.tenant_id,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def _probe_contact_memory(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection, method: str
+) -> list[httpx.Response]:
+    await db.execute(
+        "UPDATE contacts SET tags = '{vip}', notes = $2, fields = $3 WHERE tenant_id = $1::uuid",
+        victim.tenant_id,
+        victim.secrets_in_text[0],
+        {"city": {"value": victim.secrets_in_text[1], "by": "api"}},
+    )
+    before = await _memory(db, victim)
+    body = {"tags": [], "notes": None, "fields": {"city": None}} if method == "PATCH" else None
+    responses = []
+    for contact, number in (
+        (victim.only_contact, victim.number),
+        (victim.only_contact, caller.number),
+        (SHARED, victim.number),
+    ):
+        response = await world.app.client.request(
+            method,
+            f"/v1/contacts/{contact}",
+            params={"phone_number_id": number},
+            json=body,
+            headers=caller.headers(),
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    assert await _memory(db, victim) == before
+    return responses
+
+
+async def _probe_get_contact(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    return await _probe_contact_memory(world, caller, victim, db, "GET")
+
+
+async def _probe_update_contact(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    return await _probe_contact_memory(world, caller, victim, db, "PATCH")
+
+
+async def _victim_follow_up(db: asyncpg.Connection, victim: Side) -> int:
+    """A reminder of the victim's, waiting, quoting the victim's text."""
+    follow_up_id: int = await db.fetchval(
+        "INSERT INTO follow_ups (tenant_id, phone_number_id, contact_id, kind, due_at, text)"
+        " SELECT tenant_id, phone_number_id, id, 'reminder', now() + interval '300 days', $3"
+        "   FROM contacts WHERE tenant_id = $1::uuid AND phone_number_id = $2 AND wa_id = $4"
+        " RETURNING id",
+        victim.tenant_id,
+        victim.number,
+        victim.secrets_in_text[0],
+        victim.only_contact,
+    )
+    return follow_up_id
+
+
+async def _follow_ups(db: asyncpg.Connection, victim: Side) -> list[tuple[Any, ...]]:
+    rows = await db.fetch(
+        "SELECT id, state, due_at, text FROM follow_ups WHERE tenant_id = $1::uuid ORDER BY id",
+        victim.tenant_id,
+    )
+    return [tuple(r) for r in rows]
+
+
+async def _probe_follow_ups(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection, method: str
+) -> list[httpx.Response]:
+    follow_up_id = await _victim_follow_up(db, victim)
+    before = await _follow_ups(db, victim)
+    at = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    responses = []
+    for contact, number in (
+        (victim.only_contact, victim.number),  # the victim's contact on the victim's number
+        (victim.only_contact, caller.number),  # ... named on the caller's own number
+        (SHARED, victim.number),  # a wa_id both know, but on the victim's number
+    ):
+        if method == "POST":
+            response = await world.app.client.post(
+                f"/v1/contacts/{contact}/reminders",
+                json={"phone_number_id": number, "at": at, "text": "hi"},
+                headers=caller.headers(),
+            )
+        else:
+            path = f"/v1/contacts/{contact}/follow-ups"
+            response = await world.app.client.request(
+                method,
+                path if method == "GET" else f"{path}/{follow_up_id}",
+                params={"phone_number_id": number},
+                headers=caller.headers(),
+            )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    assert await _follow_ups(db, victim) == before
+    return responses
+
+
+async def _probe_list_follow_ups(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    return await _probe_follow_ups(world, caller, victim, db, "GET")
+
+
+async def _probe_cancel_follow_up(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    return await _probe_follow_ups(world, caller, victim, db, "DELETE")
+
+
+async def _probe_create_reminder(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    return await _probe_follow_ups(world, caller, victim, db, "POST")
+
+
 async def _probe_usage(
     world: World, caller: Side, victim: Side, db: asyncpg.Connection
 ) -> list[httpx.Response]:
@@ -945,6 +1068,67 @@ async def _probe_delete_template(
     return responses
 
 
+async def _victim_file(world: World, victim: Side) -> str:
+    """The id of a file in the victim's library (its title is one of the victim's secrets)."""
+    path = f"/v1/numbers/{victim.number}/files"
+    listed = await world.app.client.get(path, headers=victim.headers())
+    assert listed.status_code == 200, listed.text
+    if listed.json()["data"]:
+        return str(listed.json()["data"][0]["id"])
+    added = await world.app.client.post(
+        path,
+        files={"file": ("menu.pdf", b"%PDF-1.4\n" + bytes(64), "application/pdf")},
+        data={"title": victim.secrets_in_text[2]},
+        headers=victim.headers(),
+    )
+    assert added.status_code == 201, added.text
+    return str(added.json()["id"])
+
+
+async def _probe_list_files(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    await _victim_file(world, victim)
+    own = await world.app.client.get(f"/v1/numbers/{caller.number}/files", headers=caller.headers())
+    assert own.status_code == 200, own.text
+    response = await world.app.client.get(
+        f"/v1/numbers/{victim.number}/files", headers=caller.headers()
+    )
+    assert_error(response, 404, "not_found")
+    return [own, response]
+
+
+async def _probe_add_file(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    count = "SELECT count(*) FROM bot_files WHERE tenant_id = $1::uuid"
+    before = await db.fetchval(count, victim.tenant_id)
+    response = await world.app.client.post(
+        f"/v1/numbers/{victim.number}/files",
+        files={"file": ("planted.pdf", b"%PDF-1.4\n" + bytes(64), "application/pdf")},
+        data={"title": "Planted"},
+        headers=caller.headers(),
+    )
+    assert_error(response, 404, "not_found")
+    assert await db.fetchval(count, victim.tenant_id) == before
+    return [response]
+
+
+async def _probe_delete_file(
+    world: World, caller: Side, victim: Side, db: asyncpg.Connection
+) -> list[httpx.Response]:
+    file_id = await _victim_file(world, victim)
+    responses = []
+    for number in (victim.number, caller.number):  # their number, then the caller's own
+        response = await world.app.client.delete(
+            f"/v1/numbers/{number}/files/{file_id}", headers=caller.headers()
+        )
+        assert_error(response, 404, "not_found")
+        responses.append(response)
+    assert await db.fetchval("SELECT count(*) FROM bot_files WHERE id = $1::uuid", file_id) == 1
+    return responses
+
+
 PROBES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/numbers"): _probe_create_number,
     ("GET", "/v1/numbers"): _probe_list_numbers,
@@ -969,6 +1153,14 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("GET", "/v1/contacts/{contact}/messages"): _probe_contact_messages,
     ("POST", "/v1/contacts/{contact}/pause"): _probe_pause_contact,
     ("POST", "/v1/contacts/{contact}/resume"): _probe_resume_contact,
+    ("GET", "/v1/contacts/{contact}"): _probe_get_contact,
+    ("PATCH", "/v1/contacts/{contact}"): _probe_update_contact,
+    ("GET", "/v1/contacts/{contact}/follow-ups"): _probe_list_follow_ups,
+    ("GET", "/v1/numbers/{phone_number_id}/files"): _probe_list_files,
+    ("POST", "/v1/numbers/{phone_number_id}/files"): _probe_add_file,
+    ("DELETE", "/v1/numbers/{phone_number_id}/files/{file_id}"): _probe_delete_file,
+    ("DELETE", "/v1/contacts/{contact}/follow-ups/{follow_up_id}"): _probe_cancel_follow_up,
+    ("POST", "/v1/contacts/{contact}/reminders"): _probe_create_reminder,
     ("GET", "/v1/usage"): _probe_usage,
     ("PUT", "/v1/webhooks"): _probe_put_webhook,
     ("GET", "/v1/webhooks"): _probe_get_webhook,

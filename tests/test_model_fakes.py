@@ -146,7 +146,14 @@ async def test_scripted_replies_then_the_default(fakes: Fakes) -> None:
         assert await ask("gpt-4o-mini") == ""
         assert await ask("echo") == ""
         cleared = await fakes.control.delete("/_models/script")
-        assert cleared.json() == {"replies": [], "fail": [], "delay_seconds": 0.0, "empty": False}
+        assert cleared.json() == {
+            "replies": [],
+            "structured": [],
+            "structured_fail": [],
+            "fail": [],
+            "delay_seconds": 0.0,
+            "empty": False,
+        }
         assert await ask("echo") == "hi"
 
 

@@ -77,6 +77,9 @@ async def test_pause_and_resume_a_conversation(meta: Meta, db: asyncpg.Connectio
         "window_expires_at",
         "bot_paused",
         "paused_until",
+        "tags",
+        "notes",
+        "fields",
     }
     assert shown["wa_id"] == CUSTOMER and shown["window_open"] is True
     assert shown["bot_paused"] is True and shown["paused_until"] is None

@@ -28,7 +28,7 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
     "media by tenant and id": (Q.tenant_media, (TENANT, "1232492663331480"), ("media",)),
     "contacts of a number, a page": (
         Q.list_contacts,
-        (TENANT, NUMBER, None, 51),
+        (TENANT, NUMBER, None, 51, [], {}),
         ("contacts",),
     ),
     "a contact by wa_id or user_id": (
@@ -78,6 +78,28 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
         Q.reply_context,
         (NUMBER, 1, TENANT),
         ("numbers", "tenants", "contacts", "bots"),
+    ),
+    "follow-ups to send, fair per tenant": (
+        Q.claim_follow_ups,
+        (16, 30.0, DAY, [], [], 4),
+        ("follow_ups",),
+    ),
+    "the follow-up sender's next wake-up": (Q.next_follow_up_due, ([], DAY), ("follow_ups",)),
+    "an inbound message cancels follow-ups": (
+        Q.cancel_follow_ups_on_inbound,
+        ([1, 2],),
+        ("follow_ups",),
+    ),
+    "a contact's follow-ups": (Q.list_follow_ups, (1, TENANT, None, 51), ("follow_ups",)),
+    "finished follow-ups past retention": (
+        Q.delete_old_follow_ups,
+        (600.0, 100),
+        ("follow_ups",),
+    ),
+    "a follow-up's debit, once": (
+        Q.debit_follow_up,
+        (TENANT, NUMBER, 1, 2),
+        ("tenants", "credit_ledger"),
     ),
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),

@@ -215,8 +215,9 @@ class Health:
 
 def standard_consumers(resources: Resources, *, concurrency: int) -> list[Consumer]:
     """Every consumer a worker runs: `concurrency` delivery indexers, the sender, inbound
-    media, the forwarder, the assistant's replies, the web sessions' watchdog, the campaign
-    runner and retention."""
+    media, the forwarder, the assistant's replies and follow-ups, the web sessions' watchdog,
+    the campaign runner and retention."""
+    from wa_cloud.ai.followups import FollowUpSender
     from wa_cloud.ai.replies import Replier
     from wa_cloud.campaigns.runner import CampaignRunner
     from wa_cloud.forwarding.forwarder import Forwarder
@@ -231,6 +232,7 @@ def standard_consumers(resources: Resources, *, concurrency: int) -> list[Consum
         MediaFetcher.from_resources(resources),
         Forwarder.from_resources(resources),
         Replier.from_resources(resources),
+        FollowUpSender.from_resources(resources),
         SessionWatchdog.from_resources(resources),
         CampaignRunner.from_resources(resources),
         Retention(resources.pool, resources.settings),

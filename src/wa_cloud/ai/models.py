@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -151,6 +152,119 @@ class Models:
                 return response.content
         except (openai.OpenAIError, TimeoutError) as exc:
             raise ModelFailed(_reason(exc)) from exc
+
+    async def extract(
+        self,
+        endpoint: Endpoint,
+        *,
+        model: str,
+        api: Api,
+        instructions: str,
+        text: str,
+        schema_name: str,
+        schema: dict[str, Any],
+        max_output_tokens: int,
+        reasoning_effort: str | None,
+    ) -> tuple[dict[str, Any], Answer]:
+        """Structured output (ai/memory.py): the JSON object `schema` describes (strict mode),
+        read from `text`, and the call's tokens. Anything but such an object: ModelFailed."""
+        client = self._client(endpoint)
+        try:
+            async with asyncio.timeout(ANSWER_BUDGET):
+                if api == "responses":
+                    answer = await _respond_structured(
+                        client,
+                        model,
+                        instructions,
+                        text,
+                        {
+                            "type": "json_schema",
+                            "name": schema_name,
+                            "schema": schema,
+                            "strict": True,
+                        },
+                        max_output_tokens,
+                        reasoning_effort,
+                    )
+                else:
+                    answer = await _chat_structured(
+                        client,
+                        model,
+                        instructions,
+                        text,
+                        {"name": schema_name, "schema": schema, "strict": True},
+                        max_output_tokens,
+                    )
+        except (openai.OpenAIError, TimeoutError) as exc:
+            raise ModelFailed(_reason(exc)) from exc
+        try:
+            found = json.loads(answer.text)
+        except ValueError:
+            raise ModelFailed("the structured output is not JSON") from None
+        if not isinstance(found, dict):
+            raise ModelFailed("the structured output is not a JSON object")
+        return found, answer
+
+
+async def _chat_structured(
+    client: openai.AsyncOpenAI,
+    model: str,
+    instructions: str,
+    text: str,
+    json_schema: dict[str, Any],
+    max_output_tokens: int,
+) -> Answer:
+    # Plain dicts, as the answers send them: the SDK's TypedDicts add nothing on the wire.
+    structured: dict[str, Any] = {
+        "messages": _messages(instructions, [Turn("user", text)]),
+        "response_format": {"type": "json_schema", "json_schema": json_schema},
+    }
+    completion = await client.chat.completions.create(
+        model=model,
+        temperature=0,  # the same conversation, the same record
+        max_tokens=max_output_tokens,
+        **structured,
+    )
+    usage = completion.usage
+    message = completion.choices[0].message if completion.choices else None
+    if message is not None and message.refusal:
+        raise ModelFailed("the model refused the structured output")
+    return Answer.reported(
+        (message.content or "") if message else "",
+        completion.model or model,
+        usage.prompt_tokens if usage else 0,
+        usage.completion_tokens if usage else 0,
+    )
+
+
+async def _respond_structured(
+    client: openai.AsyncOpenAI,
+    model: str,
+    instructions: str,
+    text: str,
+    text_format: dict[str, Any],
+    max_output_tokens: int,
+    reasoning_effort: str | None,
+) -> Answer:
+    extra: dict[str, Any] = {
+        "input": [{"role": "user", "content": text}],
+        "text": {"format": text_format},
+    }
+    if reasoning_effort is not None:
+        extra["reasoning"] = {"effort": reasoning_effort}
+    response = await client.responses.create(
+        model=model,
+        instructions=instructions,
+        max_output_tokens=max_output_tokens,
+        **extra,
+    )
+    usage = response.usage
+    return Answer.reported(
+        response.output_text or "",
+        response.model or model,
+        usage.input_tokens if usage else 0,
+        usage.output_tokens if usage else 0,
+    )
 
 
 def _messages(instructions: str, turns: Sequence[Turn]) -> list[dict[str, Any]]:

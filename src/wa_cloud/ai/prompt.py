@@ -42,8 +42,11 @@ def render_instructions(
     timezone: str,
     contact_name: str | None,
     business_name: str | None,
+    contact_fields: str = "",
 ) -> str:
-    """The template with {{now}}, {{today}}, {{contact_name}} and {{business_name}} filled in.
+    """The template with {{now}}, {{today}}, {{contact_name}}, {{business_name}} and
+    {{contact_fields}} (what is known of the contact, already rendered as data by
+    ai/memory.py) filled in.
 
     Spaces inside the braces are allowed; any other placeholder is left as written. Values are
     inserted once, so a contact named "{{now}}" stays that text. An unknown zone renders UTC.
@@ -57,6 +60,7 @@ def render_instructions(
         "today": f"{_WEEKDAYS[local.weekday()]} {local:%Y-%m-%d}",
         "contact_name": _one_line(contact_name) or _UNNAMED_CONTACT,
         "business_name": _one_line(business_name),
+        "contact_fields": contact_fields,
     }
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 

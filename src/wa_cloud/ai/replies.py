@@ -30,6 +30,9 @@ import httpx
 
 from wa_cloud.ai.commands import Command, confirmation, parse_command
 from wa_cloud.ai.config import BotConfig, from_row
+from wa_cloud.ai.files import FileSender, file_sender
+from wa_cloud.ai.followup_rules import schedule_follow_ups
+from wa_cloud.ai.memory import Extraction, contact_fields_text, remember
 from wa_cloud.ai.models import Answer, Endpoint, ModelFailed, Models
 from wa_cloud.ai.prompt import Turn, render_instructions, trim_history
 from wa_cloud.ai.split import split_reply
@@ -99,6 +102,9 @@ class Plan:
     # (action, severity, detail) of what the operator should see in the audit log
     audits: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     tools: ToolBox | None = None  # the calls its model made, logged
+    # The contact fields to extract once the answer committed (ai/memory.py).
+    extraction: Extraction | None = None
+    files: FileSender | None = None  # the number's files its model may send (send_file)
 
     def text(self, body: str) -> None:
         # A model's answer is bounded here whatever the server sent (max_output_tokens is a
@@ -204,7 +210,10 @@ class Replier:
                 # becomes.
                 async with self._pool.acquire() as conn:
                     await log_tool_calls(conn, job, plan.tools.calls)
-            await self._finish(job, plan)
+            finished = await self._finish(job, plan)
+            if finished is not None and finished.extraction is not None and self._models:
+                # After the commit: the answer is on its way whatever the extraction does.
+                await remember(self._pool, self._models, finished.extraction)
         except Exception:  # a bug here must not stop the consumer; the lease brings it back
             logger.exception("reply job failed", extra={"reply_id": job.id})
         finally:
@@ -301,9 +310,10 @@ class Replier:
             timezone=config.timezone,
             contact_name=ctx["name"],
             business_name=ctx["verified_name"] or ctx["tenant_name"],
+            contact_fields=contact_fields_text(ctx["fields"], ctx["notes"]),
         )
         assert self._models is not None
-        tools = self._toolbox(job, config, ctx, plan)
+        tools = await self._toolbox(job, config, ctx, plan, provider)
         try:
             answer = await self._models.answer(
                 endpoint,
@@ -328,11 +338,30 @@ class Replier:
             if config.fallback_text:
                 plan.text(config.fallback_text)
             return plan
+        if plan.files is not None:
+            # Before the text, which the model wrote knowing the files were on their way.
+            plan.parts.extend(plan.files.parts)
         plan.usage.append(("reply", answer))
         if not answer.text:
             plan.outcome = "answered: the model said nothing"
             return plan
         plan.debit = cost
+        if config.extract_fields:
+            plan.extraction = Extraction(
+                job.tenant_id,
+                job.phone_number_id,
+                job.contact_id,
+                job.id,
+                endpoint,
+                model,
+                config.api_for(model),
+                config.reasoning_effort,
+                config.extract_fields,
+                ctx["fields"],
+                (*turns, Turn("assistant", answer.text)),
+                burst[-1]["id"],
+                burst[-1]["created_at"],
+            )
         if config.voice_replies and _sent_voice(burst):
             voice = await self._voice(endpoint, provider, answer.text, plan)
             if voice is not None:
@@ -341,25 +370,35 @@ class Replier:
         plan.text(answer.text)
         return plan
 
-    def _toolbox(
-        self, job: Job, config: BotConfig, ctx: Mapping[str, Any], plan: Plan
+    async def _toolbox(
+        self,
+        job: Job,
+        config: BotConfig,
+        ctx: Mapping[str, Any],
+        plan: Plan,
+        provider: Provider | None,
     ) -> ToolBox | None:
-        """The number's tools for this reply; their calls are logged with the job's finish
-        (or without it: a call made is a call made, whatever the answer became)."""
-        if not config.tools:
-            return None
-        try:
-            secrets = open_secrets(self._box, job.phone_number_id, ctx["tool_secrets_enc"])
-        except SecretUnreadable:
-            plan.audits.append(
-                (
-                    "bot.tool_secrets_unreadable",
-                    "error",
-                    {"phone_number_id": job.phone_number_id},
+        """The number's tools for this reply, `send_file` among them when it has files; their
+        calls are logged with the job's finish (or without it: a call made is a call made,
+        whatever the answer became)."""
+        plan.files = await file_sender(self._pool, provider, job.tenant_id, job.phone_number_id)
+        tools, secrets = config.tools, {}
+        if tools:
+            try:
+                secrets = open_secrets(self._box, job.phone_number_id, ctx["tool_secrets_enc"])
+            except SecretUnreadable:
+                plan.audits.append(
+                    (
+                        "bot.tool_secrets_unreadable",
+                        "error",
+                        {"phone_number_id": job.phone_number_id},
+                    )
                 )
-            )
+                tools = ()
+        if not tools and plan.files is None:
             return None
-        box = ToolBox(self._tenant_http, config.tools, secrets)
+        built_ins = [plan.files] if plan.files is not None else []
+        box = ToolBox(self._tenant_http, tools, secrets, built_ins)
         plan.tools = box
         return box
 
@@ -390,17 +429,7 @@ class Replier:
             self._marks.start(mark())
 
     def _endpoint(self, config: BotConfig, key: str | None) -> tuple[Endpoint | None, str]:
-        model = config.model or self._settings.ai_model
-        if config.base_url is not None:
-            return Endpoint(config.base_url, key or "not-needed", tenant_owned=True), model
-        if key is not None:
-            return Endpoint(self._settings.openai_base_url, key, tenant_owned=False), model
-        if self._settings.openai_api_key:
-            endpoint = Endpoint(
-                self._settings.openai_base_url, self._settings.openai_api_key, tenant_owned=False
-            )
-            return endpoint, model
-        return None, model
+        return model_endpoint(self._settings, config, key)
 
     async def _understand(
         self, job: Job, burst: Sequence[asyncpg.Record], plan: Plan
@@ -560,12 +589,14 @@ class Replier:
         return plan
 
     # Finishing ------------------------------------------------------------------------------
-    async def _finish(self, job: Job, plan: Plan) -> None:
+    async def _finish(self, job: Job, plan: Plan) -> Plan | None:
+        """Commit the plan; the plan as committed (a gate may have turned it into a skip), or
+        None when the job's lease was lost."""
         async with self._pool.acquire() as conn, conn.transaction():
             gates = await conn.fetchrow(Q.lock_reply, job.id, job.attempts)
             if gates is None:
                 logger.info("reply lease lost", extra={"reply_id": job.id})
-                return
+                return None
             if not plan.commands and plan.parts and not gates["open"]:
                 # Paused, switched off or deactivated while the model thought: a person may be
                 # answering now, and the bot must not talk over them.
@@ -603,6 +634,14 @@ class Replier:
             if queued:
                 await conn.execute(Q.ensure_pacing, job.phone_number_id)
                 await conn.execute(Q.notify_outbox, job.phone_number_id)
+                if not plan.commands:  # our message: the number's follow-ups count from it
+                    await schedule_follow_ups(
+                        conn,
+                        job.tenant_id,
+                        job.phone_number_id,
+                        job.contact_id,
+                        now=datetime.now(UTC),
+                    )
                 await enqueue_forward(
                     conn,
                     job.tenant_id,
@@ -645,6 +684,7 @@ class Replier:
             "reply finished",
             extra={"reply_id": job.id, "outcome": plan.outcome, "messages": len(plan.parts)},
         )
+        return plan
 
 
 async def log_tool_calls(conn: asyncpg.Connection, job: Job, calls: Sequence[ToolCall]) -> None:
@@ -697,6 +737,22 @@ def _switch(
             await conn.fetchval(Q.resume_all_contacts, number, tenant)
 
     return switch
+
+
+def model_endpoint(
+    settings: Settings, config: BotConfig, key: str | None
+) -> tuple[Endpoint | None, str]:
+    """Where a number's assistant talks to, and which model: the tenant's endpoint, or the
+    platform's with the tenant's key or the platform's (None: no model configured)."""
+    model = config.model or settings.ai_model
+    if config.base_url is not None:
+        return Endpoint(config.base_url, key or "not-needed", tenant_owned=True), model
+    if key is not None:
+        return Endpoint(settings.openai_base_url, key, tenant_owned=False), model
+    if settings.openai_api_key:
+        platform = Endpoint(settings.openai_base_url, settings.openai_api_key, tenant_owned=False)
+        return platform, model
+    return None, model
 
 
 def bot_key(box: SecretBox, phone_number_id: str, sealed: bytes | None) -> str | None:

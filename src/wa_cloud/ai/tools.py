@@ -26,7 +26,7 @@ import time
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -405,21 +405,44 @@ async def _read_capped(response: httpx.Response) -> str:
     return text + (" [truncated]" if truncated else "")
 
 
+class BuiltInTool(Protocol):
+    """A tool the assistant brings itself (one of `BUILT_IN_NAMES`, e.g. ai/files.py's
+    `send_file`): its definition for the model, and its call, whose outcome is always a result
+    for the model (never an exception)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def spec(self) -> tuple[str, str, Mapping[str, Any]]: ...
+
+    async def call(self, raw_arguments: str | None, seconds_left: float) -> ToolCall: ...
+
+
 class ToolBox:
     """A reply's tools: their definitions for the model and their calls, logged in order."""
 
-    def __init__(self, http: httpx.AsyncClient, tools: Sequence[Tool], secrets: Secrets) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        tools: Sequence[Tool],
+        secrets: Secrets,
+        built_ins: Sequence[BuiltInTool] = (),
+    ) -> None:
         self._http = http
         self._tools = {t.name: t for t in tools}
         self._secrets = secrets
+        # (A tenant's tool cannot take a built-in's name: parse_tools refuses it.)
+        self._built_ins = {b.name: b for b in built_ins}
         self._deadline: float | None = None
         self.calls: list[ToolCall] = []
 
     def __bool__(self) -> bool:
-        return bool(self._tools)
+        return bool(self._tools or self._built_ins)
 
     def specs(self) -> list[tuple[str, str, Mapping[str, Any]]]:
-        return [(t.name, t.description, t.parameters) for t in self._tools.values()]
+        return [(t.name, t.description, t.parameters) for t in self._tools.values()] + [
+            b.spec() for b in self._built_ins.values()
+        ]
 
     async def run_round(self, requested: Sequence[tuple[str, str | None]]) -> list[str]:
         """The results of one model turn's calls (name, raw arguments), in their order: run
@@ -441,6 +464,9 @@ class ToolBox:
         return results + [json.dumps({"error": refusal})] * (len(requested) - len(results))
 
     async def _one(self, name: str, raw_arguments: str | None, seconds_left: float) -> ToolCall:
+        built_in = self._built_ins.get(name)
+        if built_in is not None:
+            return await built_in.call(raw_arguments, seconds_left)
         tool = self._tools.get(name)
         if tool is None:
             call = ToolCall(name, parse_arguments(raw_arguments) or {}, error="no such tool")

@@ -1,5 +1,6 @@
-"""`GET /v1/contacts`, a contact's messages (what a tenant's numbers received and sent), and
-pausing or resuming the assistant in one conversation.
+"""`GET /v1/contacts`, one contact with its memory (`GET|PATCH /v1/contacts/{contact}`: tags,
+notes, fields; ai/memory.py), a contact's messages (what a tenant's numbers received and sent),
+and pausing or resuming the assistant in one conversation.
 
 Scoped by the caller's tenant and by a number that is (or was) theirs: another tenant's ids are
 simply not found.
@@ -7,6 +8,7 @@ simply not found.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -14,6 +16,15 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from wa_cloud.ai.fields import FIELD_NAME
+from wa_cloud.ai.memory import (
+    MAX_VALUE_LENGTH,
+    apply_changes,
+    normalise_tag,
+    parse_field_changes,
+    parse_notes,
+    parse_tags,
+)
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.api.pagination import (
     cursor_id,
@@ -26,12 +37,14 @@ from wa_cloud.api.pagination import (
 from wa_cloud.asgi import DIGITS, field_digits, field_number, read_object, reject_unknown
 from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import BadRequest, NotFound
+from wa_cloud.errors import BadRequest, NotFound, Unprocessable
 from wa_cloud.tenants import audit
 from wa_cloud.window import window_state
 
 # The longest pause with an end: a year (longer: pause until resumed).
 MAX_PAUSE_MINUTES: Final = 525_600
+# `GET /v1/contacts?field.city=Bogota`: a filter on a field's value, one per field.
+FIELD_FILTER: Final = "field."
 
 
 def phone_number_param(request: Request) -> str:
@@ -75,7 +88,48 @@ def contact_json(row: asyncpg.Record) -> dict[str, Any]:
         "window_expires_at": iso(window.expires_at),
         "bot_paused": row["bot_paused"],
         "paused_until": iso(row["paused_until"]),
+        "tags": list(row["tags"]),
+        "notes": row["notes"],
+        "fields": row["fields"],
     }
+
+
+def contact_detail_json(row: asyncpg.Record) -> dict[str, Any]:
+    """One contact (memory/contact_detail): the list's shape with its message counts and times."""
+    return {
+        **contact_json(row),
+        "first_message_at": iso(row["first_message_at"]),
+        "last_message_at": iso(row["last_message_at"]),
+        "messages_in": row["messages_in"],
+        "messages_out": row["messages_out"],
+    }
+
+
+def list_filters(request: Request) -> tuple[list[str], dict[str, Any]]:
+    """`?tag=` (repeatable: every tag) and `?field.<name>=<value>` (the value exactly), as the
+    list query's containment arguments; 400 for a filter that could never match."""
+    try:
+        tags = list(dict.fromkeys(normalise_tag(t) for t in request.query_params.getlist("tag")))
+    except Unprocessable as exc:
+        raise BadRequest(f"'tag': {exc.message}", "invalid_filter") from None
+    fields: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        if not key.startswith(FIELD_FILTER):
+            continue
+        name = key.removeprefix(FIELD_FILTER)
+        if (
+            not FIELD_NAME.match(name)
+            or not value.strip()
+            or len(value) > MAX_VALUE_LENGTH
+            or "\x00" in value
+        ):
+            raise BadRequest(
+                f"'{key[:60]}' must name a snake_case field and give a value.", "invalid_filter"
+            )
+        if name in fields:
+            raise BadRequest(f"'{key}' is given twice.", "invalid_filter")
+        fields[name] = {"value": value.strip()}
+    return tags, fields
 
 
 async def list_contacts(request: Request) -> JSONResponse:
@@ -83,16 +137,69 @@ async def list_contacts(request: Request) -> JSONResponse:
     phone_number_id = phone_number_param(request)
     limit = limit_of(request)
     (after,) = decode_cursor(request, cursor_id) or (None,)
+    tags, fields = list_filters(request)
     async with state.pool.acquire() as conn:
         await require_own_number(conn, caller.tenant_id, phone_number_id)
         rows = await conn.fetch(
-            Q.list_contacts, caller.tenant_id, phone_number_id, after, limit + 1
+            Q.list_contacts, caller.tenant_id, phone_number_id, after, limit + 1, tags, fields
         )
     items = [{"id": r["id"], **contact_json(r)} for r in rows]
     result = page(items, limit, "id")
     for item in result["data"]:
         del item["id"]
     return JSONResponse(result)
+
+
+async def get_contact(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    phone_number_id = phone_number_param(request)
+    async with state.pool.acquire() as conn:
+        contact_id = await find_contact(
+            conn, caller.tenant_id, phone_number_id, request.path_params["contact"]
+        )
+        row = await conn.fetchrow(Q.contact_detail, contact_id, caller.tenant_id)
+    return JSONResponse(contact_detail_json(row))
+
+
+async def update_contact(request: Request) -> JSONResponse:
+    """`{"tags"?, "notes"?, "fields"?}`: `tags` replaces the list, `notes` the notes; `fields`
+    merges (a null value removes that field). Values set here are marked `by: "api"`."""
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    phone_number_id = phone_number_param(request)
+    body = await read_object(request)
+    reject_unknown(body, {"tags", "notes", "fields"})
+    tags = parse_tags(body["tags"]) if "tags" in body else None
+    notes = parse_notes(body["notes"]) if "notes" in body else None
+    changes = parse_field_changes(body["fields"]) if "fields" in body else {}
+    contact = request.path_params["contact"]
+    async with state.pool.acquire() as conn, conn.transaction():
+        contact_id = await find_contact(conn, caller.tenant_id, phone_number_id, contact)
+        current = await conn.fetchrow(Q.lock_contact_memory, contact_id, caller.tenant_id)
+        fields = apply_changes(current["fields"], changes, at=datetime.now(UTC))
+        await conn.execute(
+            Q.save_contact_memory,
+            contact_id,
+            caller.tenant_id,
+            current["tags"] if tags is None else tags,
+            notes if "notes" in body else current["notes"],
+            fields,
+        )
+        # What changed, never the values: they are the customer's personal data.
+        await audit.record(
+            conn,
+            "contact.updated",
+            tenant_id=caller.tenant_id,
+            actor=audit.tenant_actor(caller.tenant_id),
+            detail={
+                "phone_number_id": phone_number_id,
+                "contact": contact,
+                "changed": sorted(k for k in ("tags", "notes") if k in body),
+                "fields": sorted(changes),
+            },
+        )
+        row = await conn.fetchrow(Q.contact_detail, contact_id, caller.tenant_id)
+    return JSONResponse(contact_detail_json(row))
 
 
 async def contact_messages(request: Request) -> JSONResponse:

@@ -148,8 +148,9 @@ def _form_bool(fields: Mapping[str, str], name: str) -> bool:
     raise Unprocessable(f"'{name}' must be true or false.", "invalid_field")
 
 
-def _filename(given: str | None, mime_type: str, kind: str) -> str:
-    # Only the last path segment of what the client named, printable, and never empty.
+def safe_filename(given: str | None, mime_type: str, kind: str) -> str:
+    """A file's name as it goes to Meta (and api/files.py keeps it): only the last path segment
+    of what the client named, printable, and never empty."""
     name = os.path.basename((given or "").replace("\\", "/"))
     name = "".join(c for c in name if c.isprintable())[:200]
     return name or kind + _EXTENSIONS.get(mime_type, "")
@@ -211,7 +212,7 @@ async def _upload(request: Request, state: AppState, tenant_id: UUID) -> JSONRes
         file = await _as_voice_note(file)
     content = file.content
     mime_type = check_media(upload.kind, file.mime_type, len(content), content)
-    filename = _filename(file.filename, mime_type, upload.kind)
+    filename = safe_filename(file.filename, mime_type, upload.kind)
     provider = request_providers(state.graph, state.tenant_http, state.box)(number)
     media_id = await _send_to_meta(provider, content, mime_type, filename)
     # Up to 100 MB: hashlib lets other threads run while it hashes, so off the event loop.

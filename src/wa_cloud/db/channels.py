@@ -12,6 +12,7 @@ FORWARDS: Final = "wa_forwards"  # an event queued for a tenant's webhook: the f
 REPLIES: Final = "wa_replies"  # a conversation's reply scheduled: the assistant
 SESSIONS: Final = "wa_sessions"  # a web session needs a gateway call now: the watchdog
 CAMPAIGNS: Final = "wa_campaigns"  # a campaign created or resumed: the campaign runner
+FOLLOW_UPS: Final = "wa_follow_ups"  # a follow-up or reminder scheduled: its sender
 
 BY_KEY: Final[dict[str, str]] = {
     "deliveries": DELIVERIES,
@@ -21,4 +22,5 @@ BY_KEY: Final[dict[str, str]] = {
     "replies": REPLIES,
     "sessions": SESSIONS,
     "campaigns": CAMPAIGNS,
+    "follow_ups": FOLLOW_UPS,
 }

@@ -21,6 +21,7 @@ from uuid import UUID
 import asyncpg
 
 from wa_cloud.ai.config import DEFAULTS
+from wa_cloud.ai.followup_rules import cancel_on_inbound
 from wa_cloud.ai.schedule import ReplyJob, answers, schedule_replies
 from wa_cloud.campaigns.limits import apply_quality_update
 from wa_cloud.campaigns.optouts import is_start_word, is_stop_word, record_opt_outs
@@ -448,6 +449,7 @@ async def _messages(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
     forwards: list[Forward] = []
     jobs: list[MediaJob] = []
     replies: list[ReplyJob] = []
+    wrote: list[int] = []  # contacts who wrote: their follow-ups are off
     for message, key, new in zip(messages, keys, _first_stored(keys, set(stored_ids)), strict=True):
         if not new:
             batch.result.duplicates += 1
@@ -459,6 +461,8 @@ async def _messages(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
         if job is not None:
             jobs.append(job)
         contact_id = None if message.contact is None else message.contact.id
+        if contact_id is not None:
+            wrote.append(contact_id)
         if contact_id is not None and answers(
             message.event, bot_enabled=owner.bot_enabled, owner_phones=owner.owner_phones
         ):
@@ -476,6 +480,7 @@ async def _messages(conn: asyncpg.Connection, batch: _Batch) -> list[Forward]:
             forwards.append(forward)
     await queue_media_jobs(conn, jobs)
     await schedule_replies(conn, replies)
+    await cancel_on_inbound(conn, wrote)
     return forwards
 
 

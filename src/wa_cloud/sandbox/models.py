@@ -8,7 +8,9 @@ HttpOptions(base_url=<sandbox>/gemini))` work unpatched, so a test exercises our
 What a model says is deterministic: model "echo" repeats the last user text; any other model
 gives the next scripted reply, else DEFAULT_REPLY; Gemini describes the media it was sent (a
 transcript for audio). A scripted reply may be function (tool) calls, and a scripted text may
-quote the tool results sent back (see `model_tools`). The control API under `/_models/` queues
+quote the tool results sent back (see `model_tools`). A request for structured output (a JSON
+schema) gets the next scripted structured answer, else a value fitting its schema, whatever
+the model (see `model_formats`). The control API under `/_models/` queues
 replies and failures, adds latency, sets the expected keys, and lists what the fakes received,
 never a key.
 """
@@ -33,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wa_cloud.sandbox import model_formats as formats
 from wa_cloud.sandbox import model_tools as tools
 from wa_cloud.sandbox.control import ControlError
 from wa_cloud.sandbox.model_tools import (
@@ -104,10 +107,15 @@ class OpenAIScript:
     failures: deque[int] = field(default_factory=deque)
     delay_seconds: float = 0.0
     empty: bool = False
+    # Taken only by requests for structured output (a JSON schema), in order.
+    structured: deque[formats.StructuredReply] = field(default_factory=deque)
+    structured_failures: deque[int] = field(default_factory=deque)
 
     def as_json(self) -> Json:
         return {
             "replies": [tools.reply_json(r) for r in self.replies],
+            "structured": list(self.structured),
+            "structured_fail": list(self.structured_failures),
             "fail": list(self.failures),
             "delay_seconds": self.delay_seconds,
             "empty": self.empty,
@@ -388,6 +396,20 @@ def _log_answer(log: Json, turn: ToolTurn, answer: Answer) -> None:
         log["script_note"] = answer.note
 
 
+def _structured(script: OpenAIScript, fmt: formats.OutputFormat, log: Json) -> Answer | None:
+    """The answer to a request for a JSON schema's output (None: not such a request): its own
+    scripted failure, else its scripted answer, else a value fitting the schema."""
+    if not fmt.structured:
+        return None
+    if script.structured_failures:
+        raise OpenAIError.scripted(script.structured_failures.popleft())
+    scripted = script.structured.popleft() if script.structured else None
+    text, note = formats.structured_text(fmt, scripted)
+    if note:
+        log["script_note"] = note
+    return Answer(text)
+
+
 async def chat_completion(state: ModelState, body: Json, log: Json) -> Response:
     log["tools"] = body.get("tools")
     model = _require_model(body)
@@ -395,11 +417,14 @@ async def chat_completion(state: ModelState, body: Json, log: Json) -> Response:
     if not isinstance(messages, list) or not messages:
         raise OpenAIError(400, "messages must be a non-empty array.", param="messages")
     _refuse_stream(body)
+    fmt = formats.chat_format(body)
     turn = tools.chat_turn(body, messages)
     prompt = "\n".join(
         text_parts(m.get("content"), CHAT_TEXT_KINDS) for m in messages if isinstance(m, dict)
     )
-    answer = _answer(state.script, model, _chat_user_text(messages), turn)
+    answer = _structured(state.script, fmt, log) or _answer(
+        state.script, model, _chat_user_text(messages), turn
+    )
     _log_answer(log, turn, answer)
     said = tools.calls_text(answer.calls) if answer.calls else answer.text
     usage = {"prompt_tokens": estimate_tokens(prompt), "completion_tokens": estimate_tokens(said)}
@@ -467,11 +492,12 @@ async def create_response(state: ModelState, body: Json, log: Json) -> Response:
     model = _require_model(body)
     _refuse_stream(body)
     effort = _reasoning_effort(body)
+    fmt = formats.response_format(body)
     turn = tools.response_turn(body)
     instructions = body.get("instructions")
     every, user_text = _response_texts(body.get("input"), turn)
     prompt = (instructions if isinstance(instructions, str) else "") + every
-    answer = _answer(state.script, model, user_text, turn)
+    answer = _structured(state.script, fmt, log) or _answer(state.script, model, user_text, turn)
     _log_answer(log, turn, answer)
     output: list[Json] = []
     if effort not in (None, "none"):
@@ -514,7 +540,7 @@ async def create_response(state: ModelState, body: Json, log: Json) -> Response:
             "reasoning": {"effort": effort, "summary": None},
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
-            "text": {"format": {"type": "text"}},
+            "text": {"format": formats.format_json(fmt)},
             "tool_choice": tool_choice if tool_choice in ("none", "auto", "required") else "auto",
             "tools": tools.echoed_tools(body.get("tools")),
             "top_p": body.get("top_p", 1.0),
@@ -827,16 +853,27 @@ def _delay(body: Json, current: float) -> float:
 def set_script(state: ModelState, body: Json) -> Json:
     """Queue replies and failures (added to those queued), set latency and `empty`. A reply
     is a string (which may quote `{{tool_output}}` or `{{tool_output:NAME}}`) or
-    `{"tool_calls": [{"name", "arguments"}, ...]}`."""
+    `{"tool_calls": [{"name", "arguments"}, ...]}`. `structured` queues answers to requests
+    for structured output (an object, sent as JSON; a string, sent as is) and
+    `structured_fail` failures of those requests alone."""
     given = body.get("replies", [])
     if not isinstance(given, list):
         raise ControlError("replies must be a list of strings or tool_calls objects.")
     replies = [tools.parse_reply(r, f"replies[{i}]") for i, r in enumerate(given)]
+    given_structured = body.get("structured", [])
+    if not isinstance(given_structured, list):
+        raise ControlError("structured must be a list of objects or strings.")
+    structured = [
+        formats.parse_structured(r, f"structured[{i}]") for i, r in enumerate(given_structured)
+    ]
+    structured_failures = _failures({"fail": body.get("structured_fail", [])})
     empty = body.get("empty", state.script.empty)
     if not isinstance(empty, bool):
         raise ControlError("empty must be true or false.")
     failures, delay = _failures(body), _delay(body, state.script.delay_seconds)
     state.script.replies.extend(replies)
+    state.script.structured.extend(structured)
+    state.script.structured_failures.extend(structured_failures)
     state.script.failures.extend(failures)
     state.script.delay_seconds, state.script.empty = delay, empty
     return state.script.as_json()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from wa_cloud.ai import memory
 from wa_cloud.ai.config import COLUMNS, REASONING_EFFORTS
+from wa_cloud.ai.fields import FIELD_NAME
+from wa_cloud.ai.files import FILE_KINDS, MAX_DESCRIPTION, MAX_TITLE
 from wa_cloud.ai.usage import FEATURES
 from wa_cloud.api.contacts import MAX_PAUSE_MINUTES
 from wa_cloud.api.credits import MAX_CREDITS_MOVE
@@ -82,6 +85,40 @@ _TENANT: Final[dict[str, Schema]] = {
 _API_KEY: Final[dict[str, Schema]] = {
     "id": UUID,
     "prefix": {"type": "string", "description": "The key's first characters, to tell keys apart."},
+}
+
+# A contact as lists and pause/resume show it; GET /v1/contacts/{contact} adds its messages'.
+_CONTACT: Final[dict[str, Schema]] = {
+    "wa_id": {"type": ["string", "null"]},
+    "user_id": {"type": ["string", "null"]},
+    "name": {"type": ["string", "null"]},
+    "username": {"type": ["string", "null"]},
+    "last_inbound_at": nullable(TIMESTAMP),
+    "window_open": {
+        "type": "boolean",
+        "description": "Whether a free-form message may be sent now.",
+    },
+    "window_expires_at": nullable(TIMESTAMP),
+    "bot_paused": {
+        "type": "boolean",
+        "description": "Whether the assistant keeps out of this conversation now.",
+    },
+    "paused_until": {
+        **nullable(TIMESTAMP),
+        "description": "When the pause ends; null: not paused, or until resumed.",
+    },
+    "tags": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Normalised: trimmed, lower case.",
+    },
+    "notes": {"type": ["string", "null"]},
+    "fields": {
+        "type": "object",
+        "additionalProperties": {"$ref": "#/components/schemas/ContactField"},
+        "description": "By name: set with PATCH, or extracted by the assistant "
+        "(the bot's extract_fields); shown to it as {{contact_fields}}.",
+    },
 }
 
 
@@ -584,28 +621,53 @@ SCHEMAS: Final[dict[str, Schema]] = {
         }
     ),
     # Tenant: contacts and their messages
-    "Contact": closed(
+    "Contact": closed(_CONTACT),
+    "ContactField": closed(
         {
-            "wa_id": {"type": ["string", "null"]},
-            "user_id": {"type": ["string", "null"]},
-            "name": {"type": ["string", "null"]},
-            "username": {"type": ["string", "null"]},
-            "last_inbound_at": nullable(TIMESTAMP),
-            "window_open": {
-                "type": "boolean",
-                "description": "Whether a free-form message may be sent now.",
+            "value": {"type": "string"},
+            "source_message_id": {
+                **nullable(UUID),
+                "description": "The message the assistant read it from; null: set by the API.",
             },
-            "window_expires_at": nullable(TIMESTAMP),
-            "bot_paused": {
-                "type": "boolean",
-                "description": "Whether the assistant keeps out of this conversation now.",
-            },
-            "paused_until": {
-                **nullable(TIMESTAMP),
-                "description": "When the pause ends; null: not paused, or until resumed.",
-            },
+            "updated_at": TIMESTAMP,
+            "by": {"enum": ["model", "api"]},
         }
     ),
+    "ContactDetail": closed(
+        {
+            **_CONTACT,
+            "first_message_at": nullable(TIMESTAMP),
+            "last_message_at": nullable(TIMESTAMP),
+            "messages_in": {"type": "integer", "minimum": 0},
+            "messages_out": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "ContactUpdate": {
+        "type": "object",
+        "properties": {
+            "tags": {
+                "type": "array",
+                "maxItems": memory.MAX_TAGS,
+                "items": text(memory.MAX_TAG_LENGTH),
+                "description": "Replaces the contact's tags (normalised: trimmed, lower case).",
+            },
+            "notes": {
+                "type": ["string", "null"],
+                "maxLength": memory.MAX_NOTES_LENGTH,
+                "description": "Replaces the notes; null or blank clears them.",
+            },
+            "fields": {
+                "type": "object",
+                "propertyNames": {"pattern": FIELD_NAME.pattern},
+                "additionalProperties": {
+                    "anyOf": [text(memory.MAX_VALUE_LENGTH), {"type": "null"}]
+                },
+                "description": f"Merged into the contact's fields (at most {memory.MAX_FIELDS}); "
+                "null removes a field.",
+            },
+        },
+        "additionalProperties": False,
+    },
     "ContactPage": page_of("Contact"),
     "PauseRequest": closed(
         {
@@ -620,6 +682,61 @@ SCHEMAS: Final[dict[str, Schema]] = {
         optional=("minutes",),
     ),
     "ResumeRequest": closed({"phone_number_id": digits("The number of the conversation.")}),
+    "FollowUp": closed(
+        {
+            "id": {"type": "integer"},
+            "kind": {
+                "enum": ["follow_up", "reminder"],
+                "description": "The assistant's follow-up (a bot rule), or a reminder you set.",
+            },
+            "state": {
+                "enum": ["scheduled", "sending", "sent", "cancelled", "skipped", "failed"],
+                "description": "sent: queued to the customer (message_id says how it went).",
+            },
+            "reason": {
+                "type": ["string", "null"],
+                "description": "Why it was cancelled, skipped or failed (e.g. 'the customer "
+                "wrote', 'conversation paused', 'outside the customer-service window and no "
+                "template').",
+            },
+            "rule": {
+                "type": ["integer", "null"],
+                "description": "The index of its rule in the bot's follow_ups (a follow-up).",
+            },
+            "attempt": {"type": "integer", "minimum": 1},
+            "max": {"type": "integer", "minimum": 1},
+            "due_at": TIMESTAMP,
+            "text": {
+                "type": ["string", "null"],
+                "description": "What it says (a model-written follow-up: once written).",
+            },
+            "template": {"type": ["object", "null"]},
+            "message_id": {
+                **nullable(UUID),
+                "description": "The message it queued: GET /v1/messages/{id}.",
+            },
+            "created_at": TIMESTAMP,
+            "finished_at": nullable(TIMESTAMP),
+        }
+    ),
+    "FollowUpPage": page_of("FollowUp"),
+    "NewReminder": closed(
+        {
+            "phone_number_id": digits("The number of the conversation."),
+            "at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When: RFC 3339 with its offset, in the future, at most a year "
+                "ahead.",
+            },
+            "text": {
+                **text(4096),
+                "description": "Sent only inside the 24-hour window (else skipped).",
+            },
+            "template": {**ref("Template"), "description": "Sent at any time."},
+        },
+        optional=("text", "template"),
+    ),
     "ContactMessage": closed(
         {
             "id": UUID,
@@ -799,6 +916,45 @@ SCHEMAS: Final[dict[str, Schema]] = {
         }
     ),
     "ToolCallPage": page_of("ToolCall"),
+    # Tenant: the files library the assistant sends from (api/files.py)
+    "LibraryFile": closed(
+        {
+            "id": UUID,
+            "title": {"type": "string", "description": "What the model names the file by."},
+            "description": {"type": "string", "description": "What the model is told of it."},
+            "type": {"enum": list(FILE_KINDS), "description": "What it is sent as."},
+            "mime_type": {"type": "string"},
+            "filename": {"type": "string"},
+            "size": {"type": "integer", "minimum": 1},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "created_at": TIMESTAMP,
+        }
+    ),
+    "LibraryFileList": page_of("LibraryFile", single=True),
+    "LibraryFileUpload": {
+        "type": "object",
+        "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "title": text(MAX_TITLE, "Unique per number, whatever its case; one line."),
+            "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
+            "type": {
+                "enum": list(FILE_KINDS),
+                "description": "What it is sent as; by default what its bytes are.",
+            },
+        },
+        "required": ["file", "title"],
+        "additionalProperties": False,
+    },
+    "LibraryFileFromUrl": closed(
+        {
+            "url": text(4000, "An http(s) URL we download the file from."),
+            "title": text(MAX_TITLE, "Unique per number, whatever its case; one line."),
+            "description": nullable({"type": "string", "maxLength": MAX_DESCRIPTION}),
+            "type": {"enum": [*FILE_KINDS, None]},
+            "filename": nullable(text(200)),
+        },
+        optional=("description", "type", "filename"),
+    ),
     "Bot": closed(
         {
             "enabled": {"type": "boolean"},

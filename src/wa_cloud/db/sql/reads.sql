@@ -1,7 +1,10 @@
 -- name: list_contacts
+-- $5: tags the contact has all of ('{}': any); $6: fields it has with these values, as
+-- {"<name>": {"value": "<value>"}} ('{}': any); both served by their GIN indexes (0016).
 SELECT {{contact_view:c}}
   FROM contacts c
  WHERE c.tenant_id = $1 AND c.phone_number_id = $2 AND ($3::bigint IS NULL OR c.id < $3)
+   AND c.tags @> $5::text[] AND c.fields @> $6::jsonb
  ORDER BY c.id DESC
  LIMIT $4;
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Final
 
+from wa_cloud.ai.memory import MAX_TAG_LENGTH
 from wa_cloud.api.openapi.components import DELIVERY_STATES
 from wa_cloud.api.openapi.schema import (
     PAGING,
+    UUID,
     Schema,
     errors,
     json_body,
@@ -28,6 +30,18 @@ _CONTACT: Final[Schema] = {
     "required": True,
     "description": "The contact's wa_id or user_id.",
     "schema": {"type": "string", "minLength": 1},
+}
+_TAG_FILTER: Final[Schema] = {
+    "name": "tag",
+    "in": "query",
+    "required": False,
+    "description": "Only contacts with this tag (repeat for several: all of them).",
+    "schema": {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": MAX_TAG_LENGTH},
+    },
+    "style": "form",
+    "explode": True,
 }
 
 
@@ -104,6 +118,45 @@ def paths() -> dict[str, Schema]:
                     "200": ok("A page of tool calls.", ref("ToolCallPage")),
                     **errors(400, 404),
                 },
+            ),
+        },
+        "/v1/numbers/{phone_number_id}/files": {
+            "parameters": [param("PhoneNumberId")],
+            "post": _with_body(
+                "addFile",
+                "Add a file to the number's library, for the assistant's send_file tool",
+                description=(
+                    "A multipart form with the file, or JSON naming a URL we download it from "
+                    "(a host that is not a public address is 422 `url_not_allowed`). Checked "
+                    "against Meta's media rules now, uploaded to Meta when first sent. A title "
+                    "the number has already (whatever its case) is 409 `title_taken`; more "
+                    "files or bytes than a number holds 422 `library_full`."
+                ),
+                body={
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {"schema": ref("LibraryFileUpload")},
+                        "application/json": {"schema": ref("LibraryFileFromUrl")},
+                    },
+                },
+                responses={"201": ok("Added.", ref("LibraryFile"))},
+                also=(403, 404, 409),
+            ),
+            "get": _operation(
+                "listFiles",
+                "The number's files (without their bytes), oldest first",
+                responses={"200": ok("All the files.", ref("LibraryFileList")), **errors(404)},
+            ),
+        },
+        "/v1/numbers/{phone_number_id}/files/{file_id}": {
+            "parameters": [
+                param("PhoneNumberId"),
+                {"name": "file_id", "in": "path", "required": True, "schema": UUID},
+            ],
+            "delete": _operation(
+                "deleteFile",
+                "Remove a file from the number's library",
+                responses={"204": {"description": "Removed."}, **errors(403, 404)},
             ),
         },
         "/v1/numbers/{phone_number_id}/qr": {
@@ -238,11 +291,39 @@ def paths() -> dict[str, Schema]:
             "get": _operation(
                 "listContacts",
                 "Contacts of one of your numbers, with their 24-hour window",
-                parameters=[param("PhoneNumberIdQuery"), *PAGING],
+                description=(
+                    "Newest first. `tag` (repeatable) keeps contacts with every tag given; "
+                    "`field.<name>=<value>` (e.g. `field.city=Bogota`, one per field) keeps "
+                    "contacts whose field has exactly that value."
+                ),
+                parameters=[param("PhoneNumberIdQuery"), _TAG_FILTER, *PAGING],
                 responses={
                     "200": ok("A page of contacts.", ref("ContactPage")),
                     **errors(400, 404),
                 },
+            ),
+        },
+        "/v1/contacts/{contact}": {
+            "parameters": [_CONTACT, param("PhoneNumberIdQuery")],
+            "get": _operation(
+                "getContact",
+                "One contact: its tags, notes, fields and message counts",
+                responses={
+                    "200": ok("The contact.", ref("ContactDetail")),
+                    **errors(400, 404),
+                },
+            ),
+            "patch": _with_body(
+                "updateContact",
+                "Set a contact's tags or notes, or merge its fields",
+                description=(
+                    "`tags` replaces the list, `notes` the notes; `fields` is merged (a null "
+                    "value removes that field). Values set here are marked `by: api`; the "
+                    "assistant may update them later from a newer message of the customer."
+                ),
+                body=json_body(ref("ContactUpdate")),
+                responses={"200": ok("The contact, updated.", ref("ContactDetail"))},
+                also=(403, 404),
             ),
         },
         "/v1/contacts/{contact}/messages": {
@@ -278,6 +359,53 @@ def paths() -> dict[str, Schema]:
                 body=json_body(ref("ResumeRequest")),
                 responses={"200": ok("The contact, resumed.", ref("Contact"))},
                 also=(403, 404),
+            ),
+        },
+        "/v1/contacts/{contact}/follow-ups": {
+            "get": _operation(
+                "listFollowUps",
+                "The assistant's follow-ups and your reminders for a contact, newest first",
+                parameters=[_CONTACT, param("PhoneNumberIdQuery"), *PAGING],
+                responses={
+                    "200": ok("A page of follow-ups and reminders.", ref("FollowUpPage")),
+                    **errors(400, 404),
+                },
+            ),
+        },
+        "/v1/contacts/{contact}/follow-ups/{follow_up_id}": {
+            "delete": _operation(
+                "cancelFollowUp",
+                "Call off a follow-up or reminder that is still scheduled",
+                parameters=[
+                    _CONTACT,
+                    {
+                        "name": "follow_up_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    },
+                    param("PhoneNumberIdQuery"),
+                ],
+                responses={
+                    "200": ok("Cancelled.", ref("FollowUp")),
+                    **errors(400, 403, 404, 409),
+                },
+            ),
+        },
+        "/v1/contacts/{contact}/reminders": {
+            "parameters": [_CONTACT],
+            "post": _with_body(
+                "createReminder",
+                "Write to a contact at a fixed time (a text inside the window, or a template)",
+                description=(
+                    "Exactly one of `text` or `template`. A text goes only while the contact's "
+                    "24-hour window is open at that time (else the reminder is skipped); a "
+                    "template (approved on the number's WABA) goes at any time. Reminders go "
+                    "out whether or not the assistant is on or the conversation paused."
+                ),
+                body=json_body(ref("NewReminder")),
+                responses={"201": ok("Scheduled.", ref("FollowUp"))},
+                also=(403, 404, 409),
             ),
         },
         "/v1/usage": {
