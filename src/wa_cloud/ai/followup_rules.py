@@ -113,7 +113,7 @@ def parse_follow_ups(value: Any) -> tuple[FollowUpRule, ...]:
             if (
                 not isinstance(between, list)
                 or len(between) != 2
-                or not all(isinstance(t, str) and _CLOCK.match(t) for t in between)
+                or not all(isinstance(t, str) and _CLOCK.fullmatch(t) for t in between)
                 or between[0] == between[1]
             ):
                 raise _bad(

@@ -2,10 +2,13 @@
 
 Rows are scheduled by ai/followup_rules.py (the assistant's follow-ups) and api/followups.py
 (reminders). `FollowUpSender` claims due rows with a lease and, per row:
-1. re-checks at send time: the number still the tenant's, the tenant active; for a follow-up
-   also its rule still there, the assistant on, the conversation not paused, the customer not
-   answered since, and the rule's hours (`between`): a row claimed outside them waits for
-   their next opening;
+1. re-checks at send time: the number still the tenant's and not removed since the row was
+   scheduled (a removal ends what waited, even when the number comes back), the tenant
+   active; for a follow-up also its rule still there, the assistant on, the conversation not
+   paused, the customer not answered since, not opted out (campaign opt-outs: STOP, Meta's
+   preferences, the API; a reminder, the business's own message, ignores them as
+   POST /v1/messages does), our last message not failed, and the rule's hours (`between`): a
+   row claimed outside them waits for their next opening;
 2. picks what goes: inside the 24-hour window free-form text (the rule's or reminder's own, or
    written by the model from the conversation), outside it only the rule's or reminder's
    template, or nothing (skipped "outside the customer-service window"); a model that fails
@@ -232,9 +235,12 @@ class FollowUpSender:
             ctx = await conn.fetchrow(
                 Q.reply_context, due.phone_number_id, due.contact_id, due.tenant_id
             )
+            checks = await conn.fetchrow(Q.follow_up_checks, due.id)
         now = self._clock()
-        if ctx is None or not ctx["registered"]:
+        if ctx is None or checks is None or not ctx["registered"]:
             return Outcome("skipped", "the number is no longer this tenant's")
+        if not checks["same_registration"]:
+            return Outcome("skipped", "the number was removed after this was scheduled")
         if not ctx["tenant_active"]:
             return Outcome("skipped", "tenant inactive")
         config = from_row(ctx if ctx["configured"] else None, enabled=ctx["bot_enabled"])
@@ -259,6 +265,12 @@ class FollowUpSender:
             return Outcome("skipped", "conversation paused")
         if ctx["last_inbound_at"] is not None and ctx["last_inbound_at"] > due.created_at:
             return Outcome("cancelled", "the customer wrote")
+        # An automated nudge: a customer who said STOP (or opted out otherwise) gets none.
+        if checks["opted_out"]:
+            return Outcome("skipped", "the customer opted out")
+        # What it follows never reached the customer (Meta refused it, the number was removed).
+        if checks["last_out_status"] == "failed":
+            return Outcome("skipped", "our last message was not delivered")
         zone = zone_of(config.timezone)
         if not within(now, rule.between, zone):
             async with self._pool.acquire() as conn:

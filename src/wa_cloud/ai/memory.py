@@ -11,7 +11,9 @@ undoes the reply, and its failure is only logged.
 Who wins between a person and the model: the model may update a field the API set (a customer
 who moves city is newer news), but never with a message older than that setting: a value the
 business corrected stays until the customer says something after the correction. `by` always
-tells who wrote the value shown.
+tells who wrote the value shown. A field the API removed is a correction too: it stays stored
+for a while as `{"value": null, "by": "api", ...}` (never shown, never counted), so that an
+extraction still running for an older message does not write it back.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from uuid import UUID
 
 import asyncpg
 
 from wa_cloud.ai.config import Api
-from wa_cloud.ai.fields import FIELD_NAME, ExtractField
+from wa_cloud.ai.fields import ExtractField, valid_field_name
 from wa_cloud.ai.models import Endpoint, ModelFailed, Models
 from wa_cloud.ai.prompt import Turn
 from wa_cloud.ai.usage import record_tokens
@@ -54,11 +56,46 @@ EXTRACTION_TURNS: Final = 6
 EXTRACTION_TURN_CHARS: Final = 2000
 EXTRACTION_OUTPUT_TOKENS: Final = 800
 SCHEMA_NAME: Final = "contact_fields"
+# How long a removal is remembered: far longer than a reply and its extraction can take (a
+# reply job retried to its last attempt included), short enough to stay a handful of entries.
+REMOVAL_KEPT: Final = timedelta(days=1)
 
 By = Literal["model", "api"]
 
 
 # The API's rules ----------------------------------------------------------------------------
+def shown_fields(fields: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The fields with a value: what the API shows and the model is told (not the removals
+    kept, nor anything stored under a name that is not a field name)."""
+    return {
+        name: entry
+        for name, entry in (fields or {}).items()
+        if valid_field_name(name)
+        and isinstance(entry, Mapping)
+        and isinstance(entry.get("value"), str)
+    }
+
+
+def _removal(at: datetime) -> dict[str, Any]:
+    return {"value": None, "source_message_id": None, "updated_at": at.isoformat(), "by": "api"}
+
+
+def _pruned(merged: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """The removals older than REMOVAL_KEPT dropped, and no more than MAX_FIELDS of them."""
+    removals = sorted(
+        (
+            (_time(entry.get("updated_at")), name)
+            for name, entry in merged.items()
+            if not (isinstance(entry, Mapping) and isinstance(entry.get("value"), str))
+        ),
+        reverse=True,
+    )
+    for index, (when, name) in enumerate(removals):
+        if index >= MAX_FIELDS or when < at - REMOVAL_KEPT:
+            del merged[name]
+    return merged
+
+
 def normalise_tag(value: Any) -> str:
     """A tag as stored: trimmed, inner whitespace one space, lower case (so "VIP" and " vip"
     are one tag and `?tag=Vip` finds it)."""
@@ -97,9 +134,11 @@ def parse_field_changes(value: Any) -> dict[str, str | None]:
     """A PATCH's `fields`: name -> new value, or null to remove the field."""
     if not isinstance(value, Mapping):
         raise Unprocessable("'fields' must be an object of name: value.", "invalid_field")
+    if len(value) > 2 * MAX_FIELDS:  # every field removed and as many set: the most that fits
+        raise Unprocessable(f"A contact has at most {MAX_FIELDS} fields.", "too_many_fields")
     changes: dict[str, str | None] = {}
     for name, given in value.items():
-        if not FIELD_NAME.match(name):
+        if not valid_field_name(name):
             raise Unprocessable(
                 f"Field name '{name[:60]}' must be snake_case (at most 40 characters).",
                 "invalid_field_name",
@@ -133,16 +172,17 @@ def stored_field(value: str, by: By, source: UUID | None, at: datetime) -> dict[
 def apply_changes(
     current: Mapping[str, Any], changes: Mapping[str, str | None], *, at: datetime
 ) -> dict[str, Any]:
-    """The API's changes merged into the stored fields (null removes); 422 past MAX_FIELDS."""
+    """The API's changes merged into the stored fields (null removes, and the removal is kept
+    a while: see the module's note); 422 past MAX_FIELDS."""
     merged = dict(current)
     for name, value in changes.items():
         if value is None:
-            merged.pop(name, None)
+            merged[name] = _removal(at)
         elif (merged.get(name) or {}).get("value") != value:
             merged[name] = stored_field(value, "api", None, at)
-    if len(merged) > MAX_FIELDS:
+    if len(shown_fields(merged)) > MAX_FIELDS:
         raise Unprocessable(f"A contact has at most {MAX_FIELDS} fields.", "too_many_fields")
-    return merged
+    return _pruned(merged, at)
 
 
 def apply_extracted(
@@ -159,6 +199,8 @@ def apply_extracted(
     note), and a repeated value keeps its first source."""
     merged = dict(current)
     for field in declared:
+        if not valid_field_name(field.name):
+            continue
         value = extracted.get(field.name)
         if not isinstance(value, str) or not (value := " ".join(value.split())):
             continue
@@ -168,17 +210,19 @@ def apply_extracted(
             continue
         if old.get("by") == "api" and _time(old.get("updated_at")) >= source_at:
             continue
-        if field.name not in merged and len(merged) >= MAX_FIELDS:
+        shown = shown_fields(merged)
+        if field.name not in shown and len(shown) >= MAX_FIELDS:
             continue
         merged[field.name] = stored_field(value, "model", source, at)
-    return merged
+    return _pruned(merged, at)
 
 
 def _time(value: Any) -> datetime:
     try:
-        return datetime.fromisoformat(str(value))
+        when = datetime.fromisoformat(str(value))
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 # What the assistant is shown ------------------------------------------------------------------
@@ -187,9 +231,8 @@ def contact_fields_text(fields: Mapping[str, Any] | None, notes: str | None) -> 
     string, so no value (the customer's own words, through the model) can start a line of
     instructions of its own."""
     lines = [
-        f"- {name}: {_quoted(entry.get('value'), SHOWN_VALUE_LENGTH)}"
-        for name, entry in sorted((fields or {}).items())
-        if isinstance(entry, Mapping) and isinstance(entry.get("value"), str)
+        f"- {name}: {_quoted(entry['value'], SHOWN_VALUE_LENGTH)}"
+        for name, entry in sorted(shown_fields(fields).items())
     ]
     if notes:
         lines.append(f"- notes: {_quoted(notes, SHOWN_NOTES_LENGTH)}")
@@ -233,11 +276,12 @@ def extraction_instructions(
 
 
 def extraction_transcript(turns: Sequence[Turn]) -> str:
-    """The last turns as a quoted transcript, the newest last, each bounded."""
+    """The last turns as a quoted transcript, the newest last, each bounded and on one line (a
+    customer's message cannot start a line "Assistant: ..." of its own)."""
     lines = []
     for turn in turns[-EXTRACTION_TURNS:]:
         speaker = "Customer" if turn.role == "user" else "Assistant"
-        lines.append(f"{speaker}: {turn.text[:EXTRACTION_TURN_CHARS]}")
+        lines.append(f"{speaker}: {' '.join(turn.text[:EXTRACTION_TURN_CHARS].split())}")
     return "\n\n".join(lines)
 
 

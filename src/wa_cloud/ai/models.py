@@ -199,7 +199,7 @@ class Models:
             raise ModelFailed(_reason(exc)) from exc
         try:
             found = json.loads(answer.text)
-        except ValueError:
+        except (ValueError, RecursionError):  # a tenant's own endpoint may send anything
             raise ModelFailed("the structured output is not JSON") from None
         if not isinstance(found, dict):
             raise ModelFailed("the structured output is not a JSON object")

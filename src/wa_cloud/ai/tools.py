@@ -151,7 +151,7 @@ def parse_tools(
         if unknown:
             raise _bad(index, f"has unknown field(s): {', '.join(unknown)}")
         name = item.get("name")
-        if not isinstance(name, str) or not NAME.match(name) or name in BUILT_IN_NAMES:
+        if not isinstance(name, str) or not NAME.fullmatch(name) or name in BUILT_IN_NAMES:
             raise _bad(
                 index,
                 "needs a 'name' of letters, digits, '_' or '-' (at most 64), not a built-in tool's",
@@ -185,7 +185,7 @@ def parse_tools(
         same_host = previous is not None and _origin(previous.url) == _origin(url)
         values: dict[str, str] = {}
         for header, secret in headers.items():
-            if not isinstance(header, str) or not HEADER_NAME.match(header):
+            if not isinstance(header, str) or not HEADER_NAME.fullmatch(header):
                 raise _bad(index, f"has a header name that is not an HTTP token: {header!r}")
             if header.lower() in RESERVED_HEADERS:
                 raise _bad(index, f"may not set the '{header}' header")
@@ -316,7 +316,7 @@ def parse_arguments(raw: str | None) -> dict[str, Any] | None:
     """The model's arguments (a JSON object as text); None when they are not one."""
     try:
         value = json.loads(raw or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: not arguments
         return None
     return value if isinstance(value, dict) else None
 

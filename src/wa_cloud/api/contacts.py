@@ -16,14 +16,17 @@ import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wa_cloud.ai.fields import FIELD_NAME
+from wa_cloud.ai.fields import valid_field_name
 from wa_cloud.ai.memory import (
+    MAX_FIELDS,
+    MAX_TAGS,
     MAX_VALUE_LENGTH,
     apply_changes,
     normalise_tag,
     parse_field_changes,
     parse_notes,
     parse_tags,
+    shown_fields,
 )
 from wa_cloud.api.auth import require_tenant
 from wa_cloud.api.pagination import (
@@ -90,7 +93,7 @@ def contact_json(row: asyncpg.Record) -> dict[str, Any]:
         "paused_until": iso(row["paused_until"]),
         "tags": list(row["tags"]),
         "notes": row["notes"],
-        "fields": row["fields"],
+        "fields": shown_fields(row["fields"]),  # not the removals kept (ai/memory.py)
     }
 
 
@@ -107,24 +110,31 @@ def contact_detail_json(row: asyncpg.Record) -> dict[str, Any]:
 
 def list_filters(request: Request) -> tuple[list[str], dict[str, Any]]:
     """`?tag=` (repeatable: every tag) and `?field.<name>=<value>` (the value exactly), as the
-    list query's containment arguments; 400 for a filter that could never match."""
+    list query's containment arguments; 400 for a filter that could never match (more tags or
+    fields than a contact may have among them: refused before any query is planned)."""
+    given = request.query_params.getlist("tag")
+    if len(given) > MAX_TAGS:
+        raise BadRequest(f"At most {MAX_TAGS} 'tag' filters.", "invalid_filter")
     try:
-        tags = list(dict.fromkeys(normalise_tag(t) for t in request.query_params.getlist("tag")))
+        tags = list(dict.fromkeys(normalise_tag(t) for t in given))
     except Unprocessable as exc:
         raise BadRequest(f"'tag': {exc.message}", "invalid_filter") from None
     fields: dict[str, Any] = {}
     for key, value in request.query_params.multi_items():
         if not key.startswith(FIELD_FILTER):
             continue
+        if len(fields) >= MAX_FIELDS:
+            raise BadRequest(f"At most {MAX_FIELDS} 'field.' filters.", "invalid_filter")
         name = key.removeprefix(FIELD_FILTER)
         if (
-            not FIELD_NAME.match(name)
+            not valid_field_name(name)
             or not value.strip()
             or len(value) > MAX_VALUE_LENGTH
             or "\x00" in value
         ):
             raise BadRequest(
-                f"'{key[:60]}' must name a snake_case field and give a value.", "invalid_filter"
+                f"'{key[:60]}' must name a snake_case field and give a value.",
+                "invalid_filter",
             )
         if name in fields:
             raise BadRequest(f"'{key}' is given twice.", "invalid_filter")

@@ -143,8 +143,9 @@ async def _with_content(state: AppState, new: NewFile) -> Content:
 async def _check_room(
     conn: asyncpg.Connection, number: str, tenant_id: UUID, title: str, size: int
 ) -> None:
-    usage = await conn.fetchrow(Q.library_usage, number, tenant_id, title)
-    if usage["title_taken"]:
+    usage = await conn.fetchrow(Q.library_usage, number, tenant_id)
+    # As send_file matches a title (ai/files.py): two the model could not tell apart are one.
+    if any(taken.casefold() == title.casefold() for taken in usage["titles"]):
         raise Conflict(f"The number already has a file titled {title!r}.", "title_taken")
     if usage["files"] >= MAX_FILES:
         raise Unprocessable(f"A number holds at most {MAX_FILES} files.", "library_full")

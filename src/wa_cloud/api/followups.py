@@ -4,7 +4,8 @@ to call one off while it waits.
 
 A reminder is a message the business sets for a fixed time: `{"phone_number_id", "at",
 "text" | "template"}`. `at` is an RFC 3339 date-time with its offset ("2027-03-01T09:00:00-05:00"),
-in the future and at most a year ahead. It goes out as the assistant's follow-ups do
+in the future and at most a year ahead; a contact has at most `MAX_WAITING_REMINDERS` waiting
+(409 `too_many_reminders`: a flood, not a calendar). It goes out as the assistant's follow-ups do
 (ai/followups.py): a text only inside the 24-hour window (outside it the reminder is skipped),
 a template at any time; a template is checked as `POST /v1/messages` checks one (approved on the
 number's WABA, its parameters matching) when the reminder is set.
@@ -38,6 +39,7 @@ from wa_cloud.tenants import audit
 
 MAX_AHEAD: Final = timedelta(days=366)
 MAX_TEXT: Final = 4096
+MAX_WAITING_REMINDERS: Final = 20  # per contact: more is a flood, not a calendar
 _RFC3339: Final = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -130,9 +132,23 @@ async def create_reminder(request: Request) -> JSONResponse:
         check_parameters(dict(stored), sent)
         template = dict(sent)
     async with state.pool.acquire() as conn, conn.transaction():
+        await conn.execute(Q.lock_contact_reminders, contact_id)
         row = await conn.fetchrow(
-            Q.insert_reminder, caller.tenant_id, number, contact_id, at, text, template
+            Q.insert_reminder,
+            caller.tenant_id,
+            number,
+            contact_id,
+            at,
+            text,
+            template,
+            MAX_WAITING_REMINDERS,
         )
+        if row is None:
+            raise Conflict(
+                f"This contact has {MAX_WAITING_REMINDERS} reminders waiting already: "
+                "cancel one or wait until one goes.",
+                "too_many_reminders",
+            )
         await conn.execute(Q.notify_follow_ups)
         await audit.record(
             conn,

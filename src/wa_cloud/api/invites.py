@@ -54,7 +54,7 @@ async def invite_tenant(request: Request) -> JSONResponse:
         raise Unprocessable(
             "The tenant has no email address; give one as 'email'.", "missing_email"
         )
-    if not _EMAIL.match(to):
+    if not _EMAIL.fullmatch(to):
         raise Unprocessable("'email' is not an email address.", "invalid_email")
 
     async with state.pool.acquire() as conn:

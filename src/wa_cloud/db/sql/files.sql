@@ -13,9 +13,10 @@ SELECT n.phone_number_id
 SELECT 1 FROM numbers WHERE phone_number_id = $1 AND tenant_id = $2 AND removed_at IS NULL;
 
 -- name: library_usage
--- How many files the number has, their bytes, and whether `$3` is a title taken already.
+-- How many files the number has, their bytes, and their titles (api/files.py compares them
+-- by Python's casefold, as send_file matches them: lower() leaves "Straße" and "STRASSE" two).
 SELECT count(*) AS files, coalesce(sum(size), 0)::bigint AS bytes,
-       coalesce(bool_or(lower(title) = lower($3)), false) AS title_taken
+       coalesce(array_agg(title), '{}') AS titles
   FROM bot_files
  WHERE tenant_id = $2 AND phone_number_id = $1;
 
@@ -26,23 +27,30 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING id, title, description, kind, mime_type, filename, size, sha256, created_at;
 
 -- name: list_files
--- Without the bytes: what the API lists and what the model is told, oldest first.
-SELECT id, title, description, kind, mime_type, filename, size, sha256, created_at
-  FROM bot_files
- WHERE phone_number_id = $1 AND tenant_id = $2
- ORDER BY created_at, id;
+-- Without the bytes: what the API lists and what the model is told, oldest first. Only while
+-- the number is the tenant's: the files of a number given up are no longer offered.
+SELECT f.id, f.title, f.description, f.kind, f.mime_type, f.filename, f.size, f.sha256,
+       f.created_at
+  FROM bot_files f
+  JOIN numbers n ON n.phone_number_id = f.phone_number_id AND n.tenant_id = f.tenant_id
+                AND n.removed_at IS NULL
+ WHERE f.phone_number_id = $1 AND f.tenant_id = $2
+ ORDER BY f.created_at, f.id;
 
 -- name: delete_file
 DELETE FROM bot_files WHERE id = $1 AND phone_number_id = $2 AND tenant_id = $3;
 
 -- name: file_to_send
 -- A file for `send_file`: Meta's media id while younger than $4 seconds (no bytes read then),
--- else the bytes to upload again.
+-- else the bytes to upload again. Only while the number is the tenant's (removed meanwhile:
+-- no file).
 WITH f AS (
-    SELECT *, media_id IS NOT NULL
-              AND uploaded_at > now() - make_interval(secs => $4) AS fresh
-      FROM bot_files
-     WHERE id = $1 AND phone_number_id = $2 AND tenant_id = $3
+    SELECT b.*, b.media_id IS NOT NULL
+                AND b.uploaded_at > now() - make_interval(secs => $4) AS fresh
+      FROM bot_files b
+      JOIN numbers n ON n.phone_number_id = b.phone_number_id AND n.tenant_id = b.tenant_id
+                    AND n.removed_at IS NULL
+     WHERE b.id = $1 AND b.phone_number_id = $2 AND b.tenant_id = $3
 )
 SELECT kind, mime_type, filename, sha256,
        CASE WHEN fresh THEN media_id END AS media_id,

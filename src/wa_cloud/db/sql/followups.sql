@@ -104,12 +104,35 @@ SELECT NOT (c.bot_paused AND (c.paused_until IS NULL OR c.paused_until > now()))
        coalesce(c.wa_id, c.user_id) AS recipient
   FROM follow_ups f
   JOIN contacts c ON c.id = f.contact_id
-  -- still this tenant's number: one removed and registered by another meanwhile is closed
+  -- still this tenant's number, as registered when the row was scheduled: one removed (and
+  -- registered again, by anyone) since is closed to it
   LEFT JOIN numbers n ON n.phone_number_id = f.phone_number_id AND n.tenant_id = f.tenant_id
                      AND n.removed_at IS NULL
+                     AND coalesce(n.verified_at, '-infinity') <= f.created_at
   JOIN tenants t ON t.id = f.tenant_id
  WHERE f.id = $1 AND f.state = 'sending' AND f.claims = $2
    FOR UPDATE OF f FOR SHARE OF c;
+
+-- name: follow_up_checks
+-- What a claimed row ($1) is checked against besides the conversation (replies.sql
+-- reply_context): whether its number is still the registration it was scheduled on (a number
+-- removed meanwhile ends what waited for it, as remove_number fails what was queued, even when
+-- it comes back); whether the customer opted out on it (this tenant's opt-outs: campaigns.sql);
+-- and how our last message before the row fared (a follow-up of one Meta refused follows
+-- nothing). Messages are created in the row's own transaction, at the same now().
+SELECT coalesce(n.verified_at, '-infinity') <= f.created_at AS same_registration,
+       EXISTS (SELECT 1 FROM opt_outs o
+                WHERE o.phone_number_id = f.phone_number_id AND o.tenant_id = f.tenant_id
+                  AND o.recipient IN (c.wa_id, c.user_id)) AS opted_out,
+       (SELECT m.status FROM messages m
+         WHERE m.contact_id = f.contact_id AND m.tenant_id = f.tenant_id
+           AND m.direction = 'out' AND m.created_at <= f.created_at
+         ORDER BY coalesce(m.sent_at, m.created_at) DESC, m.id DESC
+         LIMIT 1) AS last_out_status
+  FROM follow_ups f
+  JOIN contacts c ON c.id = f.contact_id
+  LEFT JOIN numbers n ON n.phone_number_id = f.phone_number_id AND n.tenant_id = f.tenant_id
+ WHERE f.id = $1;
 
 -- name: finish_follow_up
 -- $3 state, $4 reason, $5 the queued message, $6 and $7 what it said (kept as scheduled when
@@ -138,9 +161,17 @@ WITH done AS (
 )
 SELECT (SELECT balance_after FROM entry) AS debited, EXISTS (SELECT 1 FROM done) AS repeated;
 
+-- name: lock_contact_reminders
+-- A reminder is added under its contact's lock ($1), so two at once count each other.
+SELECT 1 FROM contacts WHERE id = $1 FOR NO KEY UPDATE;
+
 -- name: insert_reminder
+-- No row: the contact has $7 reminders waiting already (taken after lock_contact_reminders).
 INSERT INTO follow_ups (tenant_id, phone_number_id, contact_id, kind, due_at, text, template)
-VALUES ($1, $2, $3, 'reminder', $4, $5, $6)
+SELECT $1, $2, $3, 'reminder', $4, $5, $6
+ WHERE (SELECT count(*) FROM follow_ups
+         WHERE contact_id = $3 AND kind = 'reminder'
+           AND state IN ('scheduled', 'sending')) < $7
 RETURNING *;
 
 -- name: list_follow_ups

@@ -157,6 +157,17 @@ WITH removed AS (
                        subscribed = false, removed_at = now(), updated_at = now()
      WHERE phone_number_id = $1 AND tenant_id = $2
     RETURNING phone_number_id
+), library AS (
+    -- The assistant's files go with the number: nothing could list or send them again.
+    DELETE FROM bot_files f USING removed
+     WHERE f.phone_number_id = removed.phone_number_id AND f.tenant_id = $2
+), pending AS (
+    -- Follow-ups and reminders likewise end now, not when the number comes back.
+    UPDATE follow_ups f SET state = 'cancelled', reason = 'the number was removed',
+                            finished_at = now(), locked_until = NULL
+      FROM removed
+     WHERE f.phone_number_id = removed.phone_number_id AND f.tenant_id = $2
+       AND f.state IN ('scheduled', 'sending')
 )
 UPDATE messages m
    SET status = 'failed', last_error = 'the number was removed', lease_token = NULL,
