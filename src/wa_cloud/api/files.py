@@ -27,11 +27,11 @@ from starlette.responses import JSONResponse, Response
 from wa_cloud import formdata
 from wa_cloud.ai.files import FILE_KINDS, MAX_DESCRIPTION, MAX_FILES, MAX_TITLE
 from wa_cloud.api.auth import require_tenant
-from wa_cloud.api.media import MAX_UPLOAD_BODY, MAX_UPLOAD_FILE, safe_filename
+from wa_cloud.api.media import MAX_UPLOAD_BODY, MAX_UPLOAD_FILE, read_file_form, safe_filename
 from wa_cloud.asgi import field_str, parse_uuid, read_object, reject_unknown
 from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from wa_cloud.errors import Conflict, NotFound, Unprocessable
 from wa_cloud.media.fetch import fetch_url
 from wa_cloud.media.rules import (
     GENERIC_TYPES,
@@ -82,14 +82,7 @@ class NewFile:
 async def _read_new_file(request: Request) -> NewFile:
     content_type = request.headers.get("content-type", "")
     if formdata.is_multipart(content_type):
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_UPLOAD_BODY:
-            raise PayloadTooLarge(MAX_UPLOAD_BODY)  # refused before a byte is read
-        parts = await formdata.read_form(request.stream(), content_type, _FORM_LIMITS)
-        file = parts.get("file")
-        if file is None:
-            raise Unprocessable("'file' is required.", "missing_field")
-        fields = {name: part.text for name, part in parts.items() if name != "file"}
+        file, fields = await read_file_form(request, content_type, _FORM_LIMITS)
         return _new_file(fields, Content(file.data, file.content_type, file.filename))
     body = await read_object(request)
     reject_unknown(body, set(_JSON_FIELDS))

@@ -110,17 +110,24 @@ async def _read_upload(request: Request) -> Upload:
     )
 
 
-async def _read_multipart(request: Request, content_type: str) -> Upload:
+async def read_file_form(
+    request: Request, content_type: str, limits: formdata.FormLimits
+) -> tuple[formdata.Part, dict[str, str]]:
+    """A multipart upload's `file` part and its other fields as text."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_UPLOAD_BODY:
-        raise PayloadTooLarge(MAX_UPLOAD_BODY)  # refused before a byte is read
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise PayloadTooLarge(limits.max_body_bytes)  # refused before a byte is read
     # Parsed as it arrives, on the loop (about 1 ms of CPU per MB): a part past the count or
     # a field or file past its size is refused when its bytes arrive, not after the whole body.
-    parts = await formdata.read_form(request.stream(), content_type, _FORM_LIMITS)
+    parts = await formdata.read_form(request.stream(), content_type, limits)
     file = parts.get("file")
     if file is None:
         raise Unprocessable("'file' is required.", "missing_field")
-    fields = {name: part.text for name, part in parts.items() if name != "file"}
+    return file, {name: part.text for name, part in parts.items() if name != "file"}
+
+
+async def _read_multipart(request: Request, content_type: str) -> Upload:
+    file, fields = await read_file_form(request, content_type, _FORM_LIMITS)
     return Upload(
         sender=_sender(fields),
         kind=_kind(fields),
