@@ -268,9 +268,17 @@ async def test_a_model_written_follow_up_comes_back_at_most_max_times(
         model="gpt-4o-mini",
         credits_per_reply=3,
         follow_ups=[{"after_minutes": 60, "max": 2}],
+        instructions="You sell bikes. What we know: {{contact_fields}}",
     )
     await give_credits(db, bot, 100)
     await answered(bot, db, "how much is the blue one?")
+    noted = await bot.app.client.patch(
+        f"/v1/contacts/{CUSTOMER}",
+        params={"phone_number_id": NUMBER_A},
+        json={"fields": {"city": "Bogotá"}},
+        headers=bot.tenant(),
+    )
+    assert noted.status_code == 200, noted.text
     (first,) = await rows(db)
     clock = Clock(first["due_at"])
     async with follow_up_sender(bot, clock) as run_due:
@@ -291,6 +299,10 @@ async def test_a_model_written_follow_up_comes_back_at_most_max_times(
     text = str(request["body"])
     assert "how much is the blue one?" in text and "Our blue model is 40 USD." in text
     assert FOLLOW_UP_NOTE.split("{")[0] in text
+    # The instructions as a reply's, the contact's fields filled in.
+    system = request["body"]["messages"][0]
+    assert system["role"] == "system"
+    assert system["content"] == 'You sell bikes. What we know: - city: "Bogotá"'
     # Each costs what a reply does, its tokens counted as follow_up.
     reasons = await db.fetch("SELECT reason, amount FROM credit_ledger ORDER BY id")
     assert [(r["reason"], r["amount"]) for r in reasons] == [

@@ -51,10 +51,16 @@ from wa_cloud.ai.followup_rules import (
     zone_of,
 )
 from wa_cloud.ai.models import Answer, ModelFailed, Models
-from wa_cloud.ai.prompt import Turn, render_instructions, trim_history
-from wa_cloud.ai.replies import HISTORY_TOKENS, bot_key, model_endpoint
+from wa_cloud.ai.prompt import Turn
+from wa_cloud.ai.replies import (
+    answer_cost,
+    bot_key,
+    conversation,
+    instructions_for,
+    model_endpoint,
+    record_accounts,
+)
 from wa_cloud.ai.split import split_reply
-from wa_cloud.ai.usage import record_tokens
 from wa_cloud.config import Settings
 from wa_cloud.db import channels
 from wa_cloud.db.pool import DATABASE_ERRORS
@@ -63,7 +69,6 @@ from wa_cloud.outbox.compose import Composed, compose, template_request
 from wa_cloud.providers.numbers import capabilities_of
 from wa_cloud.resources import Resources
 from wa_cloud.secretbox import SecretBox, SecretUnreadable
-from wa_cloud.tenants import audit
 from wa_cloud.window import window_state
 from wa_cloud.worker import InFlight, idle_wait, lease_expired
 
@@ -305,18 +310,14 @@ class FollowUpSender:
         endpoint, model = model_endpoint(self._settings, config, key)
         if endpoint is None:
             return Outcome("skipped", "no model configured")
-        # As a reply: the platform's model is never free.
-        cost = config.credits_per_reply if key is not None else max(1, config.credits_per_reply)
+        cost = answer_cost(config, key)
         if ctx["credits_balance"] < cost:
             return Outcome("skipped", "out of credits")
-        turns = await self._history(due, config, now)
-        instructions = render_instructions(
-            config.instructions,
-            now=now,
-            timezone=config.timezone,
-            contact_name=ctx["name"],
-            business_name=ctx["verified_name"] or ctx["tenant_name"],
+        note = FOLLOW_UP_NOTE.format(elapsed=_elapsed(now - due.created_at))
+        turns = await conversation(
+            self._pool, due.contact_id, due.tenant_id, ALL_BURSTS, config, Turn("user", note)
         )
+        instructions = instructions_for(config, ctx, now)
         assert self._models is not None
         try:
             answer = await self._models.answer(
@@ -348,26 +349,6 @@ class FollowUpSender:
         # One message: a follow-up longer than WhatsApp's limit keeps its first part.
         return Outcome("sent", text=split_reply(answer.text)[0], debit=cost, usage=[answer])
 
-    async def _history(self, due: Due, config: BotConfig, now: datetime) -> list[Turn]:
-        rows: list[asyncpg.Record] = []
-        if config.history_turns:
-            async with self._pool.acquire() as conn:
-                rows = list(
-                    await conn.fetch(
-                        Q.conversation_history,
-                        due.contact_id,
-                        due.tenant_id,
-                        ALL_BURSTS,
-                        config.history_turns,
-                    )
-                )
-        turns = [
-            Turn("user" if r["direction"] == "in" else "assistant", r["text"])
-            for r in reversed(rows)
-        ]
-        turns.append(Turn("user", FOLLOW_UP_NOTE.format(elapsed=_elapsed(now - due.created_at))))
-        return trim_history(turns, max_turns=config.history_turns + 1, token_budget=HISTORY_TOKENS)
-
     # Finishing ------------------------------------------------------------------------------
     async def _finish(self, due: Due, outcome: Outcome) -> None:
         now = self._clock()
@@ -390,25 +371,13 @@ class FollowUpSender:
             message_id = None
             if outcome.sends:
                 message_id = await self._enqueue(conn, due, gates["recipient"], outcome)
-            for answer in outcome.usage:
-                await record_tokens(
-                    conn,
-                    due.tenant_id,
-                    due.phone_number_id,
-                    answer.model,
-                    "follow_up",
-                    answer.input_tokens,
-                    answer.output_tokens,
-                )
-            for action, severity, detail in outcome.audits:
-                await audit.record(
-                    conn,
-                    action,
-                    tenant_id=due.tenant_id,
-                    actor=f"bot:{due.phone_number_id}",
-                    severity=severity,
-                    detail=detail,
-                )
+            await record_accounts(
+                conn,
+                due.tenant_id,
+                due.phone_number_id,
+                [("follow_up", answer) for answer in outcome.usage],
+                outcome.audits,
+            )
             await conn.execute(
                 Q.finish_follow_up,
                 due.id,

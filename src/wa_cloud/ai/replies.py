@@ -272,15 +272,14 @@ class Replier:
                 ("bot.key_unreadable", "error", {"phone_number_id": job.phone_number_id})
             )
             return plan
-        endpoint, model = self._endpoint(config, key)
+        endpoint, model = model_endpoint(self._settings, config, key)
         if endpoint is None:
             plan.outcome = "skipped: no model configured"
             plan.audits.append(
                 ("bot.no_model", "warning", {"phone_number_id": job.phone_number_id})
             )
             return plan
-        # The platform's model is never free: a tenant prices its own endpoint at 0 if it likes.
-        cost = config.credits_per_reply if key is not None else max(1, config.credits_per_reply)
+        cost = answer_cost(config, key)
         if ctx["credits_balance"] < cost:
             plan.outcome = "skipped: out of credits"
             plan.audits.append(
@@ -303,15 +302,10 @@ class Replier:
             if not turn.strip():
                 plan.outcome = "answered: media not understood"
                 return plan
-        turns = await self._history(job, config, turn)
-        instructions = render_instructions(
-            config.instructions,
-            now=datetime.now(UTC),
-            timezone=config.timezone,
-            contact_name=ctx["name"],
-            business_name=ctx["verified_name"] or ctx["tenant_name"],
-            contact_fields=contact_fields_text(ctx["fields"], ctx["notes"]),
+        turns = await conversation(
+            self._pool, job.contact_id, job.tenant_id, job.id, config, Turn("user", turn)
         )
+        instructions = instructions_for(config, ctx, datetime.now(UTC))
         assert self._models is not None
         tools = await self._toolbox(job, config, ctx, plan, provider)
         try:
@@ -428,9 +422,6 @@ class Replier:
         if self._marks.free:
             self._marks.start(mark())
 
-    def _endpoint(self, config: BotConfig, key: str | None) -> tuple[Endpoint | None, str]:
-        return model_endpoint(self._settings, config, key)
-
     async def _understand(
         self, job: Job, burst: Sequence[asyncpg.Record], plan: Plan
     ) -> tuple[bool, str] | None:
@@ -494,26 +485,6 @@ class Replier:
                 seen.answer.output_tokens,
             )
         return seen.text
-
-    async def _history(self, job: Job, config: BotConfig, turn: str) -> list[Turn]:
-        rows: list[asyncpg.Record] = []
-        if config.history_turns:
-            async with self._pool.acquire() as conn:
-                rows = list(
-                    await conn.fetch(
-                        Q.conversation_history,
-                        job.contact_id,
-                        job.tenant_id,
-                        job.id,
-                        config.history_turns,
-                    )
-                )
-        turns = [
-            Turn("user" if r["direction"] == "in" else "assistant", r["text"])
-            for r in reversed(rows)
-        ]
-        turns.append(Turn("user", turn))
-        return trim_history(turns, max_turns=config.history_turns + 1, token_budget=HISTORY_TOKENS)
 
     async def _voice(
         self, endpoint: Endpoint, provider: Provider | None, text: str, plan: Plan
@@ -655,25 +626,7 @@ class Replier:
                     },
                     f"reply:{job.id}",
                 )
-            for feature, answer in plan.usage:
-                await record_tokens(
-                    conn,
-                    job.tenant_id,
-                    job.phone_number_id,
-                    answer.model,
-                    feature,
-                    answer.input_tokens,
-                    answer.output_tokens,
-                )
-            for action, severity, detail in plan.audits:
-                await audit.record(
-                    conn,
-                    action,
-                    tenant_id=job.tenant_id,
-                    actor=f"bot:{job.phone_number_id}",
-                    severity=severity,
-                    detail=detail,
-                )
+            await record_accounts(conn, job.tenant_id, job.phone_number_id, plan.usage, plan.audits)
             state = "failed" if plan.outcome.startswith("failed") else "done"
             finished = await conn.fetchrow(
                 Q.finish_reply, job.id, job.attempts, state, plan.outcome[:500]
@@ -737,6 +690,83 @@ def _switch(
             await conn.fetchval(Q.resume_all_contacts, number, tenant)
 
     return switch
+
+
+def answer_cost(config: BotConfig, key: str | None) -> int:
+    """The credits an answer costs: the platform's model is never free (a tenant prices its
+    own endpoint at 0 if it likes)."""
+    return config.credits_per_reply if key is not None else max(1, config.credits_per_reply)
+
+
+def instructions_for(config: BotConfig, ctx: Mapping[str, Any], now: datetime) -> str:
+    """The number's instructions filled in for this conversation (a reply_context row)."""
+    return render_instructions(
+        config.instructions,
+        now=now,
+        timezone=config.timezone,
+        contact_name=ctx["name"],
+        business_name=ctx["verified_name"] or ctx["tenant_name"],
+        contact_fields=contact_fields_text(ctx["fields"], ctx["notes"]),
+    )
+
+
+async def conversation(
+    pool: asyncpg.Pool,
+    contact_id: int,
+    tenant_id: UUID,
+    before_reply: int,
+    config: BotConfig,
+    last: Turn,
+) -> list[Turn]:
+    """The conversation from the database (never a purged turn, never reply job
+    `before_reply`'s or a later one's messages) with `last` as its newest turn, trimmed to
+    the model's budget."""
+    rows: list[asyncpg.Record] = []
+    if config.history_turns:
+        async with pool.acquire() as conn:
+            rows = list(
+                await conn.fetch(
+                    Q.conversation_history,
+                    contact_id,
+                    tenant_id,
+                    before_reply,
+                    config.history_turns,
+                )
+            )
+    turns = [
+        Turn("user" if r["direction"] == "in" else "assistant", r["text"]) for r in reversed(rows)
+    ]
+    turns.append(last)
+    return trim_history(turns, max_turns=config.history_turns + 1, token_budget=HISTORY_TOKENS)
+
+
+async def record_accounts(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    phone_number_id: str,
+    usage: Sequence[tuple[Feature, Answer]],
+    audits: Sequence[tuple[str, str, dict[str, Any]]],
+) -> None:
+    """The model tokens and audit rows of an assistant's job, in its finishing transaction."""
+    for feature, answer in usage:
+        await record_tokens(
+            conn,
+            tenant_id,
+            phone_number_id,
+            answer.model,
+            feature,
+            answer.input_tokens,
+            answer.output_tokens,
+        )
+    for action, severity, detail in audits:
+        await audit.record(
+            conn,
+            action,
+            tenant_id=tenant_id,
+            actor=f"bot:{phone_number_id}",
+            severity=severity,
+            detail=detail,
+        )
 
 
 def model_endpoint(
