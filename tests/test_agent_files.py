@@ -33,15 +33,11 @@ from tests.conftest import (
     give_credits,
     meta_running,
     model_requests,
-    pool_of,
     replies_done,
     sent_to_customer,
     serve_asgi,
 )
-from wa_cloud.ai.files import FileSender, file_sender
 from wa_cloud.config import Settings
-from wa_cloud.graph.errors import PermanentGraphError
-from wa_cloud.providers.base import Capabilities, MediaFile
 
 CUSTOMER = "16505551234"
 PDF = b"%PDF-1.4\n% a menu\n" + bytes(range(256)) * 8
@@ -383,53 +379,39 @@ async def test_an_unknown_title_is_an_error_the_model_reads(
     assert {c["error"] for c in logged} == {r["error"] for r in results}
 
 
-class RefusingProvider:
-    """A number's transport whose uploads Meta refuses (the provider seam, not our code)."""
-
-    capabilities = Capabilities(
-        templates=True,
-        customer_service_window=True,
-        groups=False,
-        session_lifecycle=False,
-        read_receipts=True,
-        typing_indicator=True,
-    )
-
-    def __init__(self) -> None:
-        self.uploads = 0
-
-    async def send(self, body: Mapping[str, Any]) -> str:
-        raise AssertionError("not sent")
-
-    async def mark_read(
-        self, message_id: str, *, typing: bool = False, chat: str | None = None
-    ) -> None:
-        return None
-
-    async def upload_media(self, content: bytes, mime_type: str, filename: str) -> str:
-        self.uploads += 1
-        raise PermanentGraphError("Unsupported media", code=131053)
-
-    async def download_media(self, media_id: str, *, max_bytes: int) -> MediaFile:
-        raise AssertionError("not downloaded")
-
-    async def templates(self) -> list[dict[str, Any]]:
-        return []
-
-
 async def test_a_failed_upload_is_an_error_result_and_queues_nothing(
     bot: Meta, db: asyncpg.Connection
 ) -> None:
+    """Meta refuses the upload (a fault of the sandbox's Graph API, over HTTP): the model hears
+    it, nothing but its answer goes, and the next time the file is asked for it is tried again."""
+    await give_credits(db, bot)
     await add_file(bot, PDF, "application/pdf", "Menu", filename="menu.pdf")
-    provider = RefusingProvider()
-    async with pool_of(bot.app.settings.database_url) as pool:
-        sender = await file_sender(pool, provider, UUID(bot.tenant_id), NUMBER_A)
-        assert isinstance(sender, FileSender)
-        for _ in range(2):  # a failure frees the file: asked again, it is tried again
-            call = await sender.call(json.dumps({"title": "Menu"}), 10.0)
-            assert call.error == "the file could not be uploaded to WhatsApp"
-            assert json.loads(call.result) == {"error": call.error}
-        assert sender.parts == [] and provider.uploads == 2
-        assert await db.fetchval("SELECT media_id FROM bot_files") is None
-        # A number without files offers no send_file at all.
-        assert await file_sender(pool, provider, UUID(bot.tenant_id), NUMBER_B) is None
+    await configure_bot(bot, model="gpt-4.1-mini")
+    fault = await bot.sandbox.post(
+        "/_sandbox/faults", json={"on": "media", "code": 131053, "times": 1}
+    )
+    assert fault.status_code == 201, fault.text
+    await script(
+        bot,
+        {"tool_calls": [send_file("Menu")]},
+        "{{tool_output}}",
+        {"tool_calls": [send_file("Menu")]},
+        "Here it is.",
+    )
+    await bot.customer_writes("menu?", sender=CUSTOMER)
+    sent = await sent_to_customer(bot, 1)
+    await replies_done(db, 1)
+    assert [b["type"] for b in sent] == ["text"]
+    assert len(await uploads_seen(bot)) == 1
+    assert await db.fetchval("SELECT media_id FROM bot_files") is None
+    chat = await model_requests(bot, "chat")
+    results = [json.loads(m["content"]) for m in chat[1]["body"]["messages"] if m["role"] == "tool"]
+    assert results == [{"error": "the file could not be uploaded to WhatsApp"}]
+
+    await bot.customer_writes("menu, please", sender=CUSTOMER)
+    sent = await sent_to_customer(bot, 3)
+    await replies_done(db, 2)
+    assert [b["type"] for b in sent[1:]] == ["document", "text"]
+    assert len(await uploads_seen(bot)) == 2
+    media_id = await db.fetchval("SELECT media_id FROM bot_files")
+    assert media_id and sent[1]["document"] == {"id": media_id, "filename": "menu.pdf"}

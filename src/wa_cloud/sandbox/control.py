@@ -424,12 +424,16 @@ async def add_fault(request: Request, state: SandboxState) -> dict[str, Any]:
     if code is None and not delay:
         raise ControlError("code or delay_seconds is required.")
     times = _int(body, "times", 1) or 1
+    on = body.get("on", "messages")
+    if on not in ("messages", "media"):
+        raise ControlError("on must be 'messages' (sends) or 'media' (uploads).")
     fault = Fault(
         phone_number_id=_str(body, "phone_number_id", required=False),
         code=code,
         http_status=_int(body, "http_status"),
         remaining=times,
         delay_seconds=float(delay) if delay is not None else None,
+        on=on,
     )
     state.faults.append(fault)
     return {"pending": sum(f.remaining for f in state.faults)}

@@ -86,6 +86,9 @@ def check_upload(declared: str, data: bytes) -> str:
 
 async def upload(req: GraphRequest) -> dict[str, Any]:
     number = req.number(req.param("phone_number_id"))
+    fault = req.state.take_fault(number.phone_number_id, on="media")
+    if fault is not None and fault.code is not None:
+        raise GraphError(fault.code, status=fault.http_status)
     if not formdata.is_multipart(req.content_type):
         raise bad_param("Media upload needs a multipart/form-data body.")
     try:

@@ -152,6 +152,7 @@ class Fault:
     http_status: int | None
     remaining: int
     delay_seconds: float | None
+    on: str = "messages"  # the Graph call it fails: a send ("messages") or an upload ("media")
 
 
 @dataclass(slots=True)
@@ -241,9 +242,9 @@ class SandboxState:
     def last_inbound(self, phone_number_id: str, user: str) -> float | None:
         return self.windows.get((phone_number_id, user))
 
-    def take_fault(self, phone_number_id: str) -> Fault | None:
+    def take_fault(self, phone_number_id: str, on: str = "messages") -> Fault | None:
         for fault in self.faults:
-            if fault.phone_number_id in (None, phone_number_id):
+            if fault.on == on and fault.phone_number_id in (None, phone_number_id):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self.faults.remove(fault)
