@@ -17,7 +17,7 @@ import httpx
 
 from wa_cloud.ai.commands import phone_digits
 from wa_cloud.ai.fields import ExtractField, parse_extract_fields
-from wa_cloud.ai.followup_rules import FollowUpRule, parse_follow_ups
+from wa_cloud.ai.followup_rules import FollowUpRule, parse_follow_ups, stored_rules
 from wa_cloud.ai.prompt import valid_timezone
 from wa_cloud.ai.tools import Secrets, Tool, parse_tools
 from wa_cloud.asgi import field_bool, field_int, field_number, field_str, reject_unknown
@@ -123,7 +123,7 @@ def from_row(row: Mapping[str, Any] | None, *, enabled: bool) -> BotConfig:
     values["owner_phones"] = tuple(values["owner_phones"])
     values["tools"] = tuple(Tool.stored(t) for t in values["tools"] or ())
     values["extract_fields"] = tuple(ExtractField.stored(f) for f in values["extract_fields"] or ())
-    values["follow_ups"] = tuple(FollowUpRule.stored(r) for r in values["follow_ups"] or ())
+    values["follow_ups"] = stored_rules(values["follow_ups"])
     return BotConfig(enabled=enabled, has_api_key=row["api_key_enc"] is not None, **values)
 
 
