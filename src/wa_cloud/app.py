@@ -6,14 +6,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from wa_cloud.api import (
     admin,
@@ -38,36 +37,23 @@ from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.asgi import error_response
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
-from wa_cloud.errors import ApiError, DatabaseUnavailable, NotFound, RateLimited
+from wa_cloud.errors import ApiError, DatabaseUnavailable, RateLimited
 from wa_cloud.inbound import routes as webhooks
 from wa_cloud.inbound.receiver import WebhookReceiver
 from wa_cloud.inbound.store import delivery_store
 from wa_cloud.pages import status
 from wa_cloud.ratelimit import FailedLookups, KeyRateLimiter
 from wa_cloud.resources import open_resources
+from wa_cloud.routing import resource
 from wa_cloud.state import AppState
 from wa_cloud.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
 # How long a request waits for a pooled connection before it is a 503: a pool that stays busy
 # this long is overloaded, and queueing more only makes every caller late.
 API_ACQUIRE_TIMEOUT_SECONDS = 5.0
 INGEST_ACQUIRE_TIMEOUT_SECONDS = 3.0
-
-
-def resource(path: str, **handlers: Endpoint) -> Route:
-    """One route per path with a handler per method, so a 405 names every allowed method."""
-
-    async def endpoint(request: Request) -> Response:
-        if any("\x00" in str(v) for v in request.path_params.values()):
-            raise NotFound()  # no id holds a NUL, and PostgreSQL text cannot even compare it
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
-
-    return Route(path, endpoint, methods=list(handlers), name=path)
 
 
 ROUTES = [
