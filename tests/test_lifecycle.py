@@ -640,7 +640,7 @@ async def test_a_new_invitation_revokes_every_older_link(
 
 def test_links_signed_before_generations_count_as_the_first() -> None:
     settings, tenant_id = Settings(secret_key="master-key-for-links"), uuid.uuid4()
-    legacy = links._serializer(settings, lambda: datetime.now(UTC).timestamp()).dumps(
+    legacy = links.signed_serializer(settings, lambda: datetime.now(UTC).timestamp()).dumps(
         str(tenant_id)
     )
     assert links.open_link(settings, str(legacy)) == links.StatusLink(tenant_id, 0)
@@ -648,7 +648,7 @@ def test_links_signed_before_generations_count_as_the_first() -> None:
     assert links.open_link(settings, fresh) == links.StatusLink(tenant_id, 3)
     link = links.open_link(settings, fresh)
     assert link is not None and link.tenant_id == tenant_id
-    serializer = links._serializer(settings, lambda: datetime.now(UTC).timestamp())
+    serializer = links.signed_serializer(settings, lambda: datetime.now(UTC).timestamp())
     for payload in ([str(tenant_id), -1], [str(tenant_id), "1"], [str(tenant_id), True], [1, 2]):
         assert links.open_link(settings, str(serializer.dumps(payload))) is None, payload
 

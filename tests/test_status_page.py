@@ -124,7 +124,7 @@ def test_tampered_links_are_refused() -> None:
     foreign = URLSafeTimedSerializer(settings.secret_key or "", salt="another-purpose")
     assert _tenant_in(settings, str(foreign.dumps(str(tenant_id)))) is None
     # Correctly signed but not a tenant id: never ours, refused without an error.
-    not_uuid = links._serializer(settings, time.time).dumps({"tenant": "x"})
+    not_uuid = links.signed_serializer(settings, time.time).dumps({"tenant": "x"})
     assert _tenant_in(settings, str(not_uuid)) is None
 
 

@@ -36,11 +36,14 @@ def _bearer(request: Request) -> str:
 
 def require_admin(request: Request) -> AppState:
     state: AppState = request.state.wa
-    token = _bearer(request)
-    expected = state.settings.admin_token or ""
-    if not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+    if not is_admin_token(state, _bearer(request)):
         raise Unauthorized("The admin token is not valid.")
     return state
+
+
+def is_admin_token(state: AppState, token: str) -> bool:
+    expected = state.settings.admin_token or ""
+    return bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
 
 
 # A valid key's tenant is remembered this long in a process: a busy (or rate-limited) key costs
@@ -52,8 +55,16 @@ _UNKNOWN_KEYS = b"unknown-key"
 
 async def require_tenant(request: Request) -> tuple[AppState, Caller]:
     state: AppState = request.state.wa
-    token = _bearer(request)
-    key_hash = hash_key(token)
+    key_hash = hash_key(_bearer(request))
+    caller = await caller_for_key(state, key_hash)
+    wait = state.key_rates.take(key_hash, time.monotonic())
+    if wait is not None:
+        raise RateLimited(wait)
+    return state, caller
+
+
+async def caller_for_key(state: AppState, key_hash: bytes) -> Caller:
+    """The tenant whose live key hashes to `key_hash` (the API's bearer, the console's session)."""
     now = time.monotonic()
     cached = state.key_cache.get(key_hash)
     if cached is not None and cached[0] > now:
@@ -70,10 +81,7 @@ async def require_tenant(request: Request) -> tuple[AppState, Caller]:
         if len(state.key_cache) >= 10_000:
             state.key_cache.clear()
         state.key_cache[key_hash] = (now + KEY_CACHE_SECONDS, caller)
-    wait = state.key_rates.take(key_hash, now)
-    if wait is not None:
-        raise RateLimited(wait)
-    return state, caller
+    return caller
 
 
 def forget_keys(state: AppState) -> None:

@@ -10,18 +10,24 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-_TEMPLATES = Environment(
-    loader=PackageLoader("wa_cloud.pages", "templates"),
-    # .txt bodies are plain text; everything else (and any template from a string) is escaped.
-    autoescape=select_autoescape(
-        enabled_extensions=("html",), disabled_extensions=("txt",), default=True
-    ),
-    # A misspelt variable is a bug to see in tests, not a blank on a tenant's page.
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
+
+def environment(package: str) -> Environment:
+    """The templates under `package`/templates, with the settings every page of ours uses."""
+    return Environment(
+        loader=PackageLoader(package, "templates"),
+        # .txt bodies are plain text; everything else (and any template from a string) is escaped.
+        autoescape=select_autoescape(
+            enabled_extensions=("html",), disabled_extensions=("txt",), default=True
+        ),
+        # A misspelt variable is a bug to see in tests, not a blank on a tenant's page.
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+_TEMPLATES = environment("wa_cloud.pages")
 
 
 def render(name: str, **context: Any) -> str:

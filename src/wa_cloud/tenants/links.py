@@ -50,14 +50,17 @@ class _ClockedSigner(TimestampSigner):
         return int(self._clock())
 
 
-def _serializer(settings: Settings, clock: Clock) -> URLSafeTimedSerializer:
+def signed_serializer(
+    settings: Settings, clock: Clock = time.time, salt: str = SALT
+) -> URLSafeTimedSerializer:
+    """Signs with `WA_SECRET_KEY` under `salt` (one per purpose: links, console sessions)."""
     if not settings.secret_key:
-        raise ValueError("signed links need settings.secret_key")
+        raise ValueError("signed tokens need settings.secret_key")
     return URLSafeTimedSerializer(
         # Signs with the last key, opens with any: links mailed before `wa-cloud rotate-key`
         # keep opening while the old key is listed in WA_PREVIOUS_SECRET_KEYS.
         [*settings.previous_secret_keys, settings.secret_key],
-        salt=SALT,
+        salt=salt,
         signer=_ClockedSigner,
         # HMAC key derivation and SHA-256 rather than itsdangerous's SHA-1 defaults.
         signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha256, "clock": clock},
@@ -67,7 +70,7 @@ def _serializer(settings: Settings, clock: Clock) -> URLSafeTimedSerializer:
 def make_token(
     settings: Settings, tenant_id: UUID, *, generation: int = 0, clock: Clock = time.time
 ) -> str:
-    return str(_serializer(settings, clock).dumps([str(tenant_id), generation]))
+    return str(signed_serializer(settings, clock).dumps([str(tenant_id), generation]))
 
 
 def make_link(
@@ -94,7 +97,9 @@ def open_link(
     if len(token) > MAX_TOKEN_LENGTH:
         return None
     try:
-        payload = _serializer(settings, clock).loads(token, max_age=int(max_age.total_seconds()))
+        payload = signed_serializer(settings, clock).loads(
+            token, max_age=int(max_age.total_seconds())
+        )
         if isinstance(payload, str):
             # Signed before links carried a generation: the first one.
             return StatusLink(UUID(payload), 0)
