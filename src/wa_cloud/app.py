@@ -36,6 +36,8 @@ from wa_cloud.api import templates as template_api
 from wa_cloud.api import webhooks as tenant_webhooks
 from wa_cloud.asgi import error_response
 from wa_cloud.config import Settings
+from wa_cloud.console import routes as console_routes
+from wa_cloud.console.live import LiveHub
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable, RateLimited
 from wa_cloud.inbound import routes as webhooks
@@ -192,13 +194,15 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                     settings.api_rate_per_second / 2.5, settings.api_rate_burst // 2
                 ),
             )
+            state.live = LiveHub(settings.database_url)
+            stack.push_async_callback(state.live.aclose)
             if run_worker:
                 worker = await stack.enter_async_context(Worker(resources))
                 state.worker_health = worker.health
             yield {"wa": state}
 
     starlette = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *console_routes.ROUTES],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -19,6 +19,7 @@ from wa_cloud.urlguard import GuardedClient
 
 if TYPE_CHECKING:
     from wa_cloud.api.auth import Caller
+    from wa_cloud.console.live import LiveHub
     from wa_cloud.worker import Health
 
 MB = 1024 * 1024
@@ -44,6 +45,8 @@ class AppState:
     session_secrets: dict[str, tuple[float, bytes | None]] = field(default_factory=dict, repr=False)
     # The in-process worker's loops (`serve` without --no-worker), for /readyz.
     worker_health: Health | None = None
+    # Console pages' live updates: one LISTEN connection for the process (console/live.py).
+    live: LiveHub | None = None
     key_rates: KeyRateLimiter = field(default_factory=lambda: KeyRateLimiter(50.0, 200), repr=False)
     # key hash -> (expires at, the caller): api/auth.py.
     key_cache: dict[bytes, tuple[float, Caller]] = field(default_factory=dict, repr=False)

@@ -13,6 +13,8 @@ REPLIES: Final = "wa_replies"  # a conversation's reply scheduled: the assistant
 SESSIONS: Final = "wa_sessions"  # a web session needs a gateway call now: the watchdog
 CAMPAIGNS: Final = "wa_campaigns"  # a campaign created or resumed: the campaign runner
 FOLLOW_UPS: Final = "wa_follow_ups"  # a follow-up or reminder scheduled: its sender
+# A message, contact or number changed (triggers of migration 0017): open console pages.
+CONSOLE: Final = "wa_console"
 
 BY_KEY: Final[dict[str, str]] = {
     "deliveries": DELIVERIES,
@@ -23,4 +25,5 @@ BY_KEY: Final[dict[str, str]] = {
     "sessions": SESSIONS,
     "campaigns": CAMPAIGNS,
     "follow_ups": FOLLOW_UPS,
+    "console": CONSOLE,
 }

@@ -1,0 +1,142 @@
+"""Live updates for open console pages: PostgreSQL NOTIFY in, Server-Sent Events out.
+
+Triggers (migration 0017) NOTIFY `wa_console` with `<tenant id>|<kind>|<phone number id>` when
+a message is stored or changes status, a contact's bot state or memory changes, or a number or
+its web session changes (QR, state). One LISTEN connection per web process, opened with the
+first open page, fans each notification out to the pages of that tenant (and the operator's);
+a page then fetches what changed. Notifications carry no content, so a page only ever shows
+what its own authorised request returns. A lost connection is reopened with backoff and every
+page is told to refresh, since notifications sent meanwhile are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+
+from wa_cloud.db import channels
+
+logger = logging.getLogger(__name__)
+
+# A page that falls this far behind (a stalled browser) misses nothing that matters: it is
+# told to refresh everything instead of queueing more.
+QUEUE_SIZE = 256
+HEARTBEAT_SECONDS = 15.0
+RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+KINDS = frozenset({"message", "contact", "number"})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: str  # message | contact | number | refresh
+    phone_number_id: str
+
+
+REFRESH = Change("refresh", "")
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    tenant_id: UUID | None  # None: the operator, who sees every tenant's changes
+    queue: asyncio.Queue[Change] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+
+    def put(self, change: Change) -> None:
+        try:
+            self.queue.put_nowait(change)
+        except asyncio.QueueFull:
+            # Drop the backlog: one refresh says everything.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(REFRESH)
+
+
+def parse(payload: str) -> tuple[UUID, Change] | None:
+    tenant, _, rest = payload.partition("|")
+    kind, _, number = rest.partition("|")
+    if kind not in KINDS:
+        return None
+    try:
+        return UUID(tenant), Change(kind, number)
+    except ValueError:
+        return None
+
+
+class LiveHub:
+    """The process's one LISTEN connection and the pages listening through it."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._subscribers: set[_Subscriber] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, tenant_id: UUID | None) -> AsyncIterator[asyncio.Queue[Change]]:
+        if self._closed:
+            raise RuntimeError("the live hub is closed")
+        subscriber = _Subscriber(tenant_id)
+        self._subscribers.add(subscriber)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen(), name="console-live")
+        try:
+            yield subscriber.queue
+        finally:
+            self._subscribers.discard(subscriber)
+
+    @property
+    def listening(self) -> int:
+        return len(self._subscribers)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for subscriber in self._subscribers:
+            subscriber.put(Change("closed", ""))
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _deliver(self, payload: str) -> None:
+        parsed = parse(payload)
+        if parsed is None:
+            return
+        tenant_id, change = parsed
+        for subscriber in list(self._subscribers):
+            if subscriber.tenant_id is None or subscriber.tenant_id == tenant_id:
+                subscriber.put(change)
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while self._subscribers and not self._closed:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self._url, timeout=10)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await asyncio.sleep(RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)])
+                attempt += 1
+                continue
+            try:
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(channels.CONSOLE, lambda *a: self._deliver(a[3]))
+                if attempt:  # notifications sent while we were away are gone
+                    for subscriber in list(self._subscribers):
+                        subscriber.put(REFRESH)
+                attempt = 0
+                # Stay connected while anyone listens; check now and then that someone does.
+                while self._subscribers and not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), HEARTBEAT_SECONDS)
+                if lost.is_set():
+                    logger.warning("console live connection lost; reconnecting")
+                    attempt = 1
+            except (OSError, asyncpg.PostgresError):
+                attempt = 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), 2)

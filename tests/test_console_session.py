@@ -1,0 +1,147 @@
+"""The console's sign-in, session cookie, CSRF and live stream (console/session.py, views.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import NUMBER_A, Running, corpus
+from wa_cloud.tenants.links import make_token
+
+pytestmark = pytest.mark.asyncio
+
+
+def nonce_of(page: str) -> str:
+    found = re.search(r'name="nonce" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    form = await client.get("/console/signin")
+    assert form.status_code == 200
+    return await client.post(
+        "/console/signin",
+        data={"nonce": nonce_of(form.text), "token": token, "next": "/console/"},
+        headers={"origin": str(client.base_url).rstrip("/")},
+    )
+
+
+async def test_sign_in_with_a_key_and_out_again(app: Running, tenant: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=app.base_url) as browser:
+        first = await browser.get("/console/")
+        assert first.status_code == 303
+        assert first.headers["location"].startswith("/console/signin?next=")
+        signed = await sign_in(browser, tenant["api_key"])
+        assert signed.status_code == 303, signed.text
+        cookie = signed.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+        assert tenant["api_key"] not in cookie
+        home = await browser.get("/console/")
+        assert home.headers["location"] == "/console/inbox"
+
+
+async def test_a_wrong_token_is_refused(app: Running) -> None:
+    async with httpx.AsyncClient(base_url=app.base_url) as browser:
+        refused = await sign_in(browser, "not-a-key")
+        assert refused.status_code == 401
+        assert "not a valid admin token or API key" in refused.text
+        assert "wa_console=" not in refused.headers.get("set-cookie", "")
+
+
+async def test_sign_in_from_another_site_is_refused(app: Running, tenant: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=app.base_url) as browser:
+        form = await browser.get("/console/signin")
+        refused = await browser.post(
+            "/console/signin",
+            data={"nonce": nonce_of(form.text), "token": tenant["api_key"]},
+            headers={"origin": "https://evil.example"},
+        )
+        assert refused.status_code == 403
+        without_nonce = await browser.post("/console/signin", data={"token": tenant["api_key"]})
+        assert without_nonce.status_code == 403
+
+
+async def test_the_invitation_link_signs_in_and_a_newer_one_ends_it(
+    app: Running, tenant: dict[str, Any]
+) -> None:
+    from uuid import UUID
+
+    token = make_token(app.settings, UUID(tenant["id"]))
+    async with httpx.AsyncClient(base_url=app.base_url) as browser:
+        page = await browser.get(f"/console/link/{token}")
+        assert page.status_code == 200
+        signed = await browser.post(
+            f"/console/link/{token}",
+            data={"nonce": nonce_of(page.text)},
+            headers={"origin": app.base_url},
+        )
+        assert signed.status_code == 303, signed.text
+        assert (await browser.get("/console/")).headers["location"] == "/console/inbox"
+        invited = await app.client.post(
+            f"/v1/admin/tenants/{tenant['id']}/invite",
+            json={"email": "owner@example.com"},
+            headers={"authorization": f"Bearer {app.settings.admin_token}"},
+        )
+        # No mail server here (503), but the invitation's new link replaces the old one anyway.
+        assert invited.status_code in (202, 503), invited.text
+        ended = await browser.get("/console/")
+        assert ended.status_code == 303
+        assert ended.headers["location"].startswith("/console/signin")
+
+
+async def test_sign_out_needs_the_csrf_token(app: Running) -> None:
+    async with httpx.AsyncClient(base_url=app.base_url) as browser:
+        await sign_in(browser, app.settings.admin_token or "")
+        assert (await browser.get("/console/")).headers["location"] == "/console/tenants"
+        forged = await browser.post("/console/signout", data={"csrf": "guess"})
+        assert forged.status_code == 403
+        assert (await browser.get("/console/")).status_code == 303  # still signed in
+        signin = await browser.get("/console/signin")
+        assert signin.status_code == 200
+
+
+async def test_the_live_stream_reports_a_message_of_the_tenant_only(
+    app: Running, tenant: dict[str, Any]
+) -> None:
+    other = await app.create_tenant("Other Co")
+    async with (
+        httpx.AsyncClient(base_url=app.base_url) as mine,
+        httpx.AsyncClient(base_url=app.base_url) as theirs,
+    ):
+        await sign_in(mine, tenant["api_key"])
+        await sign_in(theirs, other["api_key"])
+        seen: dict[str, list[str]] = {"mine": [], "theirs": []}
+
+        async def read(client: httpx.AsyncClient, who: str) -> None:
+            async with client.stream("GET", "/console/live") as stream:
+                assert stream.status_code == 200
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                async for line in stream.aiter_lines():
+                    seen[who].append(line)
+
+        tasks = [
+            asyncio.create_task(read(mine, "mine")),
+            asyncio.create_task(read(theirs, "theirs")),
+        ]
+        await asyncio.sleep(0.5)
+        posted = await app.post_webhook(corpus("messages/text.json"))
+        assert posted.status_code == 200, posted.text
+        async with asyncio.timeout(10):
+            while f"data: {NUMBER_A}" not in seen["mine"]:
+                await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert "event: message" in seen["mine"]
+        assert not any(NUMBER_A in line for line in seen["theirs"])
