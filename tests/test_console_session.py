@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import NUMBER_A, Running, corpus
+from tests.console_client import nonce_of, sign_in
 from wa_cloud.tenants.links import make_token
 
 pytestmark = pytest.mark.asyncio
-
-
-def nonce_of(page: str) -> str:
-    found = re.search(r'name="nonce" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
-
-
-async def sign_in(client: httpx.AsyncClient, token: str) -> httpx.Response:
-    form = await client.get("/console/signin")
-    assert form.status_code == 200
-    return await client.post(
-        "/console/signin",
-        data={"nonce": nonce_of(form.text), "token": token, "next": "/console/"},
-        headers={"origin": str(client.base_url).rstrip("/")},
-    )
 
 
 async def test_sign_in_with_a_key_and_out_again(app: Running, tenant: dict[str, Any]) -> None:

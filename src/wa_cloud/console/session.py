@@ -132,6 +132,7 @@ async def current(request: Request) -> tuple[AppState, Session, Caller | None]:
     session = read_cookie(state, request)
     if session is None:
         raise SignedOut("Sign in to use the console.")
+    request.state.console_session = session  # every page's sign-out form needs its CSRF token
     if session.via == "admin":
         expected = state.settings.admin_token or ""
         if not expected or not hmac.compare_digest(session.ref, admin_ref(expected)):
