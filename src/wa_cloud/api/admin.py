@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ from wa_cloud.api.pagination import (
 from wa_cloud.asgi import field_bool, field_str, parse_uuid, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import Conflict, NotFound
+from wa_cloud.state import AppState
 from wa_cloud.tenants import audit
 from wa_cloud.tenants.keys import new_key
 
@@ -42,15 +44,28 @@ async def create_tenant(request: Request) -> JSONResponse:
     state = require_admin(request)
     body = await read_object(request)
     reject_unknown(body, {"name", "email"})
+    name, email = tenant_fields(body)
+    row, key = await add_tenant(state, name, email)
+    return JSONResponse({**tenant_json(row), "api_key": key}, status_code=201)
+
+
+def tenant_fields(body: Mapping[str, Any]) -> tuple[str, str | None]:
+    """A new tenant's name and optional email, checked the same for the API and the console."""
     name = field_str(body, "name", max_length=200)
     email = field_str(body, "email", required=False, max_length=320)
+    return name, email
+
+
+async def add_tenant(state: AppState, name: str, email: str | None) -> tuple[asyncpg.Record, str]:
+    """A new tenant and its first API key: the row, and the key in clear this once (only its
+    hash is kept)."""
     key, key_hash, prefix = new_key()
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(Q.insert_tenant, name, email)
         await conn.execute(Q.insert_api_key, row["id"], key_hash, prefix)
         await audit.record(conn, "tenant.created", tenant_id=row["id"], actor=audit.ADMIN)
     logger.info("tenant created", extra={"tenant_id": str(row["id"])})
-    return JSONResponse({**tenant_json(row), "api_key": key}, status_code=201)
+    return row, key
 
 
 async def list_tenants(request: Request) -> JSONResponse:
@@ -82,6 +97,22 @@ async def update_tenant(request: Request) -> JSONResponse:
     active = field_bool(body, "active")
     name = field_str(body, "name", required=False, max_length=200)
     email = field_str(body, "email", required=False, max_length=320)
+    changes: dict[str, Any] = {k: body[k] for k in ("active", "name", "email") if k in body}
+    row = await change_tenant(state, tenant_id, changes, active=active, name=name, email=email)
+    return JSONResponse(tenant_json(row))
+
+
+async def change_tenant(
+    state: AppState,
+    tenant_id: uuid.UUID,
+    changes: Mapping[str, Any],
+    *,
+    active: bool | None = None,
+    name: str | None = None,
+    email: str | None = None,
+) -> asyncpg.Record:
+    """The tenant (de)activated or renamed (None: unchanged), audited with `changes` (what the
+    caller asked for); the API and the console both change a tenant this way."""
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(Q.update_tenant, tenant_id, active, name, email)
         if row is None:
@@ -92,10 +123,10 @@ async def update_tenant(request: Request) -> JSONResponse:
             tenant_id=tenant_id,
             actor=audit.ADMIN,
             severity="warning" if active is False else "info",
-            detail={k: body[k] for k in ("active", "name", "email") if k in body},
+            detail=changes,
         )
     forget_keys(state)  # this process at once; the others within their cache time
-    return JSONResponse(tenant_json(row))
+    return row
 
 
 # What DELETE /v1/admin/tenants/{id} removes, child tables first, each counted; the tenant row

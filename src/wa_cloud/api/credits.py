@@ -8,8 +8,11 @@ assistant's own debits are ai/usage.py's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
+from uuid import UUID
 
 import asyncpg
 from starlette.requests import Request
@@ -20,6 +23,7 @@ from wa_cloud.api.pagination import limit_of
 from wa_cloud.asgi import field_int, field_str, parse_uuid, read_object, reject_unknown
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import BadRequest, NotFound, Unprocessable
+from wa_cloud.state import AppState
 from wa_cloud.tenants import audit
 
 logger = logging.getLogger(__name__)
@@ -50,12 +54,34 @@ async def add_credits(request: Request) -> JSONResponse:
     tenant_id = parse_uuid(request.path_params["tenant_id"])
     body = await read_object(request)
     reject_unknown(body, {"amount", "reason"})
+    amount, reason = credit_fields(body)
+    entry = await move_credits(state, tenant_id, amount, reason)
+    return JSONResponse(
+        {
+            "tenant_id": str(tenant_id),
+            "credits_balance": entry["balance_after"],
+            "entry": ledger_json(entry),
+        },
+        status_code=201,
+    )
+
+
+def credit_fields(body: Mapping[str, Any]) -> tuple[int, str]:
+    """A movement's amount and reason, checked the same for the API and the console."""
     amount = field_int(body, "amount", low=-MAX_CREDITS_MOVE, high=MAX_CREDITS_MOVE)
     if amount is None:
         raise Unprocessable("'amount' is required.", "missing_field")
     if amount == 0:
         raise Unprocessable("'amount' must not be 0.", "invalid_field")
     reason = field_str(body, "reason", max_length=500)
+    return amount, reason
+
+
+async def move_credits(
+    state: AppState, tenant_id: UUID, amount: int, reason: str
+) -> asyncpg.Record:
+    """The operator's movement of a tenant's credits and its ledger row (returned), audited; the
+    API and the console both move credits this way."""
     async with state.pool.acquire() as conn, conn.transaction():
         balance = await conn.fetchval(Q.lock_credits, tenant_id)
         if balance is None:
@@ -75,14 +101,7 @@ async def add_credits(request: Request) -> JSONResponse:
             detail={"amount": amount, "reason": reason, "balance_after": entry["balance_after"]},
         )
     logger.info("credits adjusted", extra={"tenant_id": str(tenant_id), "amount": amount})
-    return JSONResponse(
-        {
-            "tenant_id": str(tenant_id),
-            "credits_balance": entry["balance_after"],
-            "entry": ledger_json(entry),
-        },
-        status_code=201,
-    )
+    return entry
 
 
 def _day(request: Request, name: str) -> date | None:
@@ -103,18 +122,12 @@ async def usage(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     limit = limit_of(request, default=LEDGER_DEFAULT, maximum=LEDGER_MAX)
     since, until = _day(request, "since"), _day(request, "until")
-    async with (
-        state.pool.acquire() as conn,
-        # One snapshot: the balance and the ledger agree.
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        balance = await conn.fetchval(Q.credits_balance, caller.tenant_id)
-        ledger = await conn.fetch(Q.usage_ledger, caller.tenant_id, since, until, limit)
-        tokens = await conn.fetch(Q.usage_tokens, caller.tenant_id, since, until)
+    async with state.pool.acquire() as conn:
+        read = await read_usage(conn, caller.tenant_id, since=since, until=until, limit=limit)
     return JSONResponse(
         {
-            "credits_balance": balance,
-            "ledger": [ledger_json(r) for r in ledger],
+            "credits_balance": read.balance,
+            "ledger": [ledger_json(r) for r in read.ledger],
             "tokens": [
                 {
                     "phone_number_id": r["phone_number_id"],
@@ -124,7 +137,32 @@ async def usage(request: Request) -> JSONResponse:
                     "input_tokens": r["input_tokens"],
                     "output_tokens": r["output_tokens"],
                 }
-                for r in tokens
+                for r in read.tokens
             ],
         }
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    balance: int
+    ledger: list[asyncpg.Record]  # newest first
+    tokens: list[asyncpg.Record]  # per number, model and feature
+
+
+async def read_usage(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    *,
+    since: date | None = None,
+    until: date | None = None,
+    limit: int = LEDGER_DEFAULT,
+) -> Usage:
+    """A tenant's balance, its newest `limit` ledger rows and its tokens, within the UTC days
+    `since`..`until` (None: open-ended); `GET /v1/usage` and the console read them this way."""
+    # One snapshot: the balance and the ledger agree.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        balance = await conn.fetchval(Q.credits_balance, tenant_id)
+        ledger = await conn.fetch(Q.usage_ledger, tenant_id, since, until, limit)
+        tokens = await conn.fetch(Q.usage_tokens, tenant_id, since, until)
+    return Usage(balance, list(ledger), list(tokens))

@@ -28,9 +28,24 @@ async def list_audit(
 ) -> JSONResponse:
     limit = limit_of(request)
     (before,) = decode_cursor(request, cursor_id) or (None,)
-    async with state.pool.acquire() as conn:
-        rows = await conn.fetch(Q.list_audit, tenant_id, before, limit + 1)
+    rows = await audit_rows(state, tenant_id, before, limit + 1)
     return JSONResponse(page([audit_json(r) for r in rows], limit, "id"))
+
+
+async def audit_rows(
+    state: AppState,
+    tenant_id: uuid.UUID | None,
+    before: int | None,
+    limit: int,
+    severity: str | None = None,
+) -> list[asyncpg.Record]:
+    """Rows of the audit log, newest first, older than id `before`: one tenant's or (None) the
+    platform's, of one severity (audit.SEVERITIES) or all; the API and the console read it so."""
+    async with state.pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            Q.list_audit, tenant_id, before, limit, severity
+        )
+    return rows
 
 
 async def list_all_events(request: Request) -> JSONResponse:

@@ -15,6 +15,8 @@ import asyncpg
 from wa_cloud.db.queries import Q
 
 ADMIN = "admin"
+# How serious a row is, least first (audit_log.severity's CHECK constraint allows these).
+SEVERITIES = ("info", "warning", "error")
 
 
 def tenant_actor(tenant_id: UUID) -> str:

@@ -1,4 +1,5 @@
-"""Signed, expiring links to a tenant's status page: `{base_url}/t/{token}`.
+"""Signed, expiring links to a tenant's status page: `{base_url}/t/{token}`; the same token
+signs the business in to the console: `{base_url}/console/link/{token}`.
 
 The token is the tenant id and the tenant's link generation, signed with itsdangerous
 (HMAC-SHA256, a timestamp inside). Its key is derived from `WA_SECRET_KEY` with a salt of its
@@ -78,6 +79,14 @@ def make_link(
 ) -> str:
     token = make_token(settings, tenant_id, generation=generation, clock=clock)
     return f"{settings.base_url}/t/{token}"
+
+
+def make_console_link(
+    settings: Settings, tenant_id: UUID, *, generation: int = 0, clock: Clock = time.time
+) -> str:
+    """The same token signs the business in to the console (console/session.py opens it)."""
+    token = make_token(settings, tenant_id, generation=generation, clock=clock)
+    return f"{settings.base_url}/console/link/{token}"
 
 
 def expires_at(issued_at: float, lifetime: timedelta = LIFETIME) -> datetime:

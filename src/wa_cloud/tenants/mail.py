@@ -1,4 +1,5 @@
-"""The invitation mail: a plain-text and an HTML body carrying the tenant's status link.
+"""The invitation mail: a plain-text and an HTML body carrying the tenant's status link (and
+the link that signs the business in to the console).
 
 Sent over SMTP with the standard library, in a thread so the event loop never waits on a mail
 server. `SMTP_URL` is `smtps://user:pass@host:port` (TLS from the first byte),
@@ -85,11 +86,18 @@ def parse_smtp_url(url: str) -> SmtpServer:
 
 
 def compose_invitation(
-    settings: Settings, *, to: str, tenant_name: str, link: str, expires_at: datetime
+    settings: Settings,
+    *,
+    to: str,
+    tenant_name: str,
+    link: str,
+    expires_at: datetime,
+    console_link: str | None = None,
 ) -> EmailMessage:
     context = {
         "tenant_name": tenant_name,
         "link": link,
+        "console_link": console_link,
         "expires": expires_at.strftime("%Y-%m-%d %H:%M"),
     }
     sender = settings.mail_from or f"wa-cloud <no-reply@{_domain(settings.base_url)}>"
