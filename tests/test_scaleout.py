@@ -48,7 +48,7 @@ from wa_cloud.sandbox.config import SandboxConfig
 
 NUMBERS = [NUMBER_A, NUMBER_B] + [f"10654035224292{k}" for k in range(4, 10)]
 DELIVERIES = 5_000
-SENDS = 2_000
+SENDS = 1_200
 # Distinct customers writing in, in a shuffled order as Meta's traffic comes (each always to
 # the same number), so concurrent indexing batches share contacts: before the indexer locked a
 # batch's contacts in one global order, such batches deadlocked and indexing stalled.
@@ -60,7 +60,7 @@ KILL_AT = 0.4  # share of all requests answered when a worker is killed
 # allowed 80/s by the sandbox): a backlog builds, every number has its next second of sends
 # claimed and waiting for their slots, so the killed worker dies holding some of them (queued
 # again when its lease runs out) and, now and then, one whose request is in flight (`unknown`).
-# Draining 2,000 at 80/s takes 25 s from the first send: the test takes about 30 s in all.
+# Draining 1,200 at 80/s takes 15 s from the first send: the test takes about 20 s in all.
 RATE = 10
 TEMPLATE = "scaleout_notice"
 READY_SECONDS = 30.0
