@@ -115,6 +115,15 @@ def bot_json(config: BotConfig) -> dict[str, Any]:
     return shown
 
 
+def as_body(config: BotConfig) -> dict[str, Any]:
+    """The configuration as a PUT body that keeps it as it is: without `api_key` (the stored
+    key stays while `base_url` does) and with the tools' header values null (the stored ones
+    stay while each tool's host does). The console lays its form's fields over it."""
+    body = bot_json(config)
+    del body["has_api_key"]
+    return body
+
+
 def from_row(row: Mapping[str, Any] | None, *, enabled: bool) -> BotConfig:
     """The stored configuration (None: the defaults) with the number's switch."""
     if row is None:

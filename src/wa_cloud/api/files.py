@@ -240,15 +240,22 @@ async def delete_file(request: Request) -> Response:
     caller.require_active()
     number = request.path_params["phone_number_id"]
     file_id = parse_uuid(request.path_params["file_id"])
+    await remove_file(state, caller.tenant_id, number, file_id)
+    return Response(status_code=204)
+
+
+async def remove_file(state: AppState, tenant_id: UUID, number: str, file_id: UUID) -> None:
+    """Delete a file of the number's library, audited (NotFound: no such file of the tenant's
+    number); the API and the console delete files this way. The caller checks the tenant is
+    active."""
     async with state.pool.acquire() as conn, conn.transaction():
-        deleted = await conn.execute(Q.delete_file, file_id, number, caller.tenant_id)
+        deleted = await conn.execute(Q.delete_file, file_id, number, tenant_id)
         if deleted != "DELETE 1":
             raise NotFound("No file with that id on that number.")
         await audit.record(
             conn,
             "bot.file_deleted",
-            tenant_id=caller.tenant_id,
-            actor=audit.tenant_actor(caller.tenant_id),
+            tenant_id=tenant_id,
+            actor=audit.tenant_actor(tenant_id),
             detail={"phone_number_id": number, "file_id": str(file_id)},
         )
-    return Response(status_code=204)
