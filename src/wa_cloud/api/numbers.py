@@ -10,6 +10,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -178,13 +179,35 @@ async def update_number(request: Request) -> JSONResponse:
         raise Unprocessable("Give bot_enabled, throughput_mps or both.", "missing_field")
     bot_enabled = field_bool(body, "bot_enabled")
     throughput = field_int(body, "throughput_mps", low=1, high=1000)
+    row = await change_number(
+        state,
+        caller.tenant_id,
+        request.path_params["phone_number_id"],
+        bot_enabled=bot_enabled,
+        throughput=throughput,
+        actor=audit.tenant_actor(caller.tenant_id),
+        changes=body,
+    )
+    return JSONResponse(number_json(row))
+
+
+async def change_number(
+    state: AppState,
+    tenant_id: UUID,
+    phone_number_id: str,
+    *,
+    bot_enabled: bool | None,
+    throughput: int | None,
+    actor: str,
+    changes: dict[str, Any],
+    source: str = "api",
+) -> asyncpg.Record:
+    """The tenant's number with its bot switched or its rate set (None: unchanged), audited and
+    forwarded as `number.updated`; the API and the console both change a number this way.
+    `changes` is what the caller asked for, as the audit row and the forwarded event show it."""
     async with state.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            Q.update_number,
-            request.path_params["phone_number_id"],
-            caller.tenant_id,
-            bot_enabled,
-            throughput,
+            Q.update_number, phone_number_id, tenant_id, bot_enabled, throughput
         )
         if row is None:
             raise NotFound("No number with that phone_number_id is yours.")
@@ -200,25 +223,25 @@ async def update_number(request: Request) -> JSONResponse:
         await audit.record(
             conn,
             "number.updated",
-            tenant_id=caller.tenant_id,
-            actor=audit.tenant_actor(caller.tenant_id),
-            detail={"phone_number_id": row["phone_number_id"], **body},
+            tenant_id=tenant_id,
+            actor=actor,
+            detail={"phone_number_id": row["phone_number_id"], **changes},
         )
         await enqueue_forward(
             conn,
-            caller.tenant_id,
+            tenant_id,
             NUMBER_UPDATED,
             {
-                "source": "api",
+                "source": source,
                 "phone_number_id": row["phone_number_id"],
                 "waba_id": row["waba_id"],
-                "changes": body,
+                "changes": changes,
                 "number": number_json(row),
             },
             None,  # every change is an event of its own
         )
     logger.info(
         "number updated",
-        extra={"tenant_id": str(caller.tenant_id), "phone_number_id": row["phone_number_id"]},
+        extra={"tenant_id": str(tenant_id), "phone_number_id": row["phone_number_id"]},
     )
-    return JSONResponse(number_json(row))
+    return row
