@@ -8,6 +8,8 @@ simply not found.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
@@ -179,37 +181,74 @@ async def update_contact(request: Request) -> JSONResponse:
     phone_number_id = phone_number_param(request)
     body = await read_object(request)
     reject_unknown(body, {"tags", "notes", "fields"})
-    tags = parse_tags(body["tags"]) if "tags" in body else None
-    notes = parse_notes(body["notes"]) if "notes" in body else None
-    changes = parse_field_changes(body["fields"]) if "fields" in body else {}
+    change = MemoryChange(
+        tags=parse_tags(body["tags"]) if "tags" in body else None,
+        notes=parse_notes(body["notes"]) if "notes" in body else None,
+        notes_given="notes" in body,
+        fields=parse_field_changes(body["fields"]) if "fields" in body else {},
+    )
     contact = request.path_params["contact"]
     async with state.pool.acquire() as conn, conn.transaction():
         contact_id = await find_contact(conn, caller.tenant_id, phone_number_id, contact)
-        current = await conn.fetchrow(Q.lock_contact_memory, contact_id, caller.tenant_id)
-        fields = apply_changes(current["fields"], changes, at=datetime.now(UTC))
-        await conn.execute(
-            Q.save_contact_memory,
-            contact_id,
-            caller.tenant_id,
-            current["tags"] if tags is None else tags,
-            notes if "notes" in body else current["notes"],
-            fields,
+        row = await save_memory(
+            conn, caller.tenant_id, phone_number_id, contact_id, contact, change
         )
-        # What changed, never the values: they are the customer's personal data.
-        await audit.record(
-            conn,
-            "contact.updated",
-            tenant_id=caller.tenant_id,
-            actor=audit.tenant_actor(caller.tenant_id),
-            detail={
-                "phone_number_id": phone_number_id,
-                "contact": contact,
-                "changed": sorted(k for k in ("tags", "notes") if k in body),
-                "fields": sorted(changes),
-            },
-        )
-        row = await conn.fetchrow(Q.contact_detail, contact_id, caller.tenant_id)
     return JSONResponse(contact_detail_json(row))
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryChange:
+    """A contact's memory as a caller changes it, already validated (ai/memory.py's parsers)."""
+
+    tags: list[str] | None  # None: unchanged; else the whole new list
+    notes: str | None
+    notes_given: bool  # False: the notes stay as they are
+    fields: dict[str, str | None]  # merged in; a None value removes that field
+    fields_replace: bool = False  # True: fields absent from `fields` are removed as well
+
+
+async def save_memory(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    phone_number_id: str,
+    contact_id: int,
+    contact: str,
+    change: MemoryChange,
+) -> asyncpg.Record:
+    """Write a memory change of the tenant's contact (`contact`: its wa_id or user_id, for the
+    audit) inside the caller's transaction; the contact as GET /v1/contacts/{id} shows it."""
+    current = await conn.fetchrow(Q.lock_contact_memory, contact_id, tenant_id)
+    changes: dict[str, str | None] = {}
+    if change.fields_replace:
+        changes = dict.fromkeys(shown_fields(current["fields"]))
+    changes.update(change.fields)
+    fields = apply_changes(current["fields"], changes, at=datetime.now(UTC))
+    await conn.execute(
+        Q.save_contact_memory,
+        contact_id,
+        tenant_id,
+        current["tags"] if change.tags is None else change.tags,
+        change.notes if change.notes_given else current["notes"],
+        fields,
+    )
+    # What changed, never the values: they are the customer's personal data.
+    await audit.record(
+        conn,
+        "contact.updated",
+        tenant_id=tenant_id,
+        actor=audit.tenant_actor(tenant_id),
+        detail={
+            "phone_number_id": phone_number_id,
+            "contact": contact,
+            "changed": sorted(
+                k
+                for k, given in (("tags", change.tags is not None), ("notes", change.notes_given))
+                if given
+            ),
+            "fields": sorted(changes),
+        },
+    )
+    return await conn.fetchrow(Q.contact_detail, contact_id, tenant_id)
 
 
 async def contact_messages(request: Request) -> JSONResponse:
@@ -257,21 +296,39 @@ async def pause_contact(request: Request) -> JSONResponse:
     body = await read_object(request)
     reject_unknown(body, {"phone_number_id", "minutes"})
     number = field_digits(body, "phone_number_id")
-    minutes = field_number(body, "minutes", low=0, high=MAX_PAUSE_MINUTES, above=True)
+    minutes = pause_minutes(body)
     contact = request.path_params["contact"]
     async with state.pool.acquire() as conn, conn.transaction():
         contact_id = await find_contact(conn, caller.tenant_id, number, contact)
-        row = await conn.fetchrow(
-            Q.pause_conversation, contact_id, caller.tenant_id, minutes, "api"
-        )
-        await audit.record(
-            conn,
-            "contact.paused",
-            tenant_id=caller.tenant_id,
-            actor=audit.tenant_actor(caller.tenant_id),
-            detail={"phone_number_id": number, "contact": contact, "minutes": minutes},
-        )
+        row = await pause(conn, caller.tenant_id, number, contact_id, contact, minutes, "api")
     return JSONResponse(contact_json(row))
+
+
+def pause_minutes(body: Mapping[str, Any]) -> float | None:
+    """A pause's `minutes`: above 0 and at most a year; None: until resumed."""
+    return field_number(body, "minutes", low=0, high=MAX_PAUSE_MINUTES, above=True)
+
+
+async def pause(
+    conn: asyncpg.Connection,
+    tenant_id: UUID,
+    number: str,
+    contact_id: int,
+    contact: str,
+    minutes: float | None,
+    by: str,
+) -> asyncpg.Record:
+    """Pause the assistant in the tenant's conversation (`by`: who asked, as pauses.sql names
+    it), audited; the contact as the API shows it."""
+    row = await conn.fetchrow(Q.pause_conversation, contact_id, tenant_id, minutes, by)
+    await audit.record(
+        conn,
+        "contact.paused",
+        tenant_id=tenant_id,
+        actor=audit.tenant_actor(tenant_id),
+        detail={"phone_number_id": number, "contact": contact, "minutes": minutes},
+    )
+    return row
 
 
 async def resume_contact(request: Request) -> JSONResponse:
@@ -284,12 +341,20 @@ async def resume_contact(request: Request) -> JSONResponse:
     contact = request.path_params["contact"]
     async with state.pool.acquire() as conn, conn.transaction():
         contact_id = await find_contact(conn, caller.tenant_id, number, contact)
-        row = await conn.fetchrow(Q.resume_conversation, contact_id, caller.tenant_id)
-        await audit.record(
-            conn,
-            "contact.resumed",
-            tenant_id=caller.tenant_id,
-            actor=audit.tenant_actor(caller.tenant_id),
-            detail={"phone_number_id": number, "contact": contact},
-        )
+        row = await resume(conn, caller.tenant_id, number, contact_id, contact)
     return JSONResponse(contact_json(row))
+
+
+async def resume(
+    conn: asyncpg.Connection, tenant_id: UUID, number: str, contact_id: int, contact: str
+) -> asyncpg.Record:
+    """The assistant answers the tenant's conversation again, whoever paused it; audited."""
+    row = await conn.fetchrow(Q.resume_conversation, contact_id, tenant_id)
+    await audit.record(
+        conn,
+        "contact.resumed",
+        tenant_id=tenant_id,
+        actor=audit.tenant_actor(tenant_id),
+        detail={"phone_number_id": number, "contact": contact},
+    )
+    return row

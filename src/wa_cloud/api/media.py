@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import quote
 from uuid import UUID
 
 from starlette.requests import Request
@@ -31,7 +32,7 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Conflict, NotFound, PayloadTooLarge, Unprocessable
 from wa_cloud.graph.errors import GraphError
 from wa_cloud.media.fetch import fetch_url
-from wa_cloud.media.rules import KB, MAX_MEDIA_BYTES, MB, check_media, rule_for
+from wa_cloud.media.rules import KB, MAX_MEDIA_BYTES, MB, check_media, normalise_mime, rule_for
 from wa_cloud.media.voice import AudioConversionError, to_voice_note
 from wa_cloud.providers.base import Provider
 from wa_cloud.providers.numbers import request_providers
@@ -198,16 +199,21 @@ async def _send_to_meta(provider: Provider, content: bytes, mime_type: str, file
         ) from exc
 
 
-# Routes ----------------------------------------------------------------------------------
-async def upload_media(request: Request) -> JSONResponse:
-    state, caller = await require_tenant(request)
-    caller.require_active()
-    with state.upload_slots.hold(caller.tenant_id):
-        return await _upload(request, state, caller.tenant_id)
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """A file Meta took: its media id to send with, and the bytes as they went."""
+
+    media_id: str
+    mime_type: str
+    sha256: str
+    filename: str
+    content: bytes
 
 
-async def _upload(request: Request, state: AppState, tenant_id: UUID) -> JSONResponse:
-    upload = await _read_upload(request)
+async def upload_to_meta(state: AppState, tenant_id: UUID, upload: Upload) -> Uploaded:
+    """An upload as `POST /v1/media` makes it (the console's attachments too): the sender
+    checked as the tenant's (404), the bytes fetched or converted, checked against Meta's
+    rules (422), then uploaded through the number's provider. Callers hold an upload slot."""
     if upload.voice and upload.kind != "audio":
         raise Unprocessable("'voice' applies to audio only.", "invalid_field")
     async with state.pool.acquire() as conn:
@@ -233,12 +239,21 @@ async def _upload(request: Request, state: AppState, tenant_id: UUID) -> JSONRes
             "size": len(content),
         },
     )
+    return Uploaded(media_id, mime_type, digest, filename, content)
+
+
+# Routes ----------------------------------------------------------------------------------
+async def upload_media(request: Request) -> JSONResponse:
+    state, caller = await require_tenant(request)
+    caller.require_active()
+    with state.upload_slots.hold(caller.tenant_id):
+        uploaded = await upload_to_meta(state, caller.tenant_id, await _read_upload(request))
     return JSONResponse(
         {
-            "id": media_id,
-            "mime_type": mime_type,
-            "sha256": digest,
-            "size": len(content),
+            "id": uploaded.media_id,
+            "mime_type": uploaded.mime_type,
+            "sha256": uploaded.sha256,
+            "size": len(uploaded.content),
         },
         status_code=201,
     )
@@ -251,18 +266,44 @@ async def get_media(request: Request) -> Response:
         raise NotFound("No media with that id.")
     async with state.pool.acquire() as conn:
         row = await conn.fetchrow(Q.tenant_media, caller.tenant_id, media_id)
+    return media_response(row)
+
+
+# Shown in the browser (the console's thumbnails and players); anything else is downloaded.
+INLINE_TYPES: Final = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/gif"}
+    | {"audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr"}
+    | {"video/mp4", "video/3gpp"}
+)
+
+
+def media_response(
+    row: Mapping[str, Any] | None,
+    *,
+    inline: bool = False,
+    filename: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A stored media row (`state`, `mime_type`, `sha256`, `content`, `last_error`) as its
+    bytes: 404 without a row, 409 while it downloads or when it could not be. `inline` lets
+    the browser show an image, audio or video (only those types)."""
     if row is None:
         raise NotFound("No media with that id.")
     if row["state"] == "pending":
         raise Conflict("The media has not been downloaded from Meta yet.", "media_pending")
     if row["state"] == "failed":
         raise Conflict(f"The media could not be downloaded: {row['last_error']}", "media_failed")
+    mime_type = row["mime_type"] or "application/octet-stream"
+    # The bytes come from a customer: never let a browser render them as a page.
+    disposition = "inline" if inline and normalise_mime(mime_type) in INLINE_TYPES else "attachment"
+    if filename:
+        disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
     return Response(
         bytes(row["content"]),
-        media_type=row["mime_type"] or "application/octet-stream",
+        media_type=mime_type,
         headers={
-            # The bytes come from a customer: never let a browser render them as a page.
-            "content-disposition": "attachment",
+            **(headers or {}),
+            "content-disposition": disposition,
             "x-content-type-options": "nosniff",
             "etag": f'"{row["sha256"]}"',
         },

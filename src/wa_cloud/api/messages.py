@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from wa_cloud.api.auth import require_tenant
+from wa_cloud.api.auth import Caller, require_tenant
 from wa_cloud.asgi import parse_uuid, read_object, reject_unknown
 from wa_cloud.campaigns.broadcasts import CALLBACK_PREFIX
 from wa_cloud.canonical import iso
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound, Unprocessable
 from wa_cloud.outbox.compose import SEND_TYPES
-from wa_cloud.outbox.enqueue import enqueue
+from wa_cloud.outbox.enqueue import Queued, enqueue
 from wa_cloud.providers.numbers import request_providers
+from wa_cloud.state import AppState
 
 _ALLOWED = {
     "from",
@@ -33,6 +35,17 @@ async def send_message(request: Request) -> JSONResponse:
     state, caller = await require_tenant(request)
     caller.require_active()
     body = await read_object(request)
+    queued = await queue_message(state, caller, body)
+    return JSONResponse(
+        {"id": str(queued.id), "status": queued.status}, status_code=202 if queued.created else 200
+    )
+
+
+async def queue_message(state: AppState, caller: Caller, body: Mapping[str, Any]) -> Queued:
+    """A send as `POST /v1/messages` takes it (the console's composer sends through here too):
+    checked, then queued in the outbox with everything that applies to a person's send (the
+    window, pacing, the assistant's pause for human takeover)."""
+    caller.require_active()
     # The type's own key is allowed through so an unknown type is named as such, not as a field.
     reject_unknown(body, _ALLOWED | {str(body.get("type"))})
     callback = body.get("biz_opaque_callback_data")
@@ -44,15 +57,12 @@ async def send_message(request: Request) -> JSONResponse:
             "sends use it.",
             "invalid_field",
         )
-    queued = await enqueue(
+    return await enqueue(
         state.pool,
         caller.tenant_id,
         body,
         request_providers(state.graph, state.tenant_http, state.box),
         state.template_fetches,
-    )
-    return JSONResponse(
-        {"id": str(queued.id), "status": queued.status}, status_code=202 if queued.created else 200
     )
 
 

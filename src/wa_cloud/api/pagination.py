@@ -28,10 +28,13 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(request: Request, *kinds: Callable[[Any], Any]) -> list[Any] | None:
-    """The cursor's values, each passed through its kind (e.g. `cursor_time`, `UUID`); any
-    cursor this API did not give out is a 400, never a database error."""
-    raw = request.query_params.get("cursor")
+def decode_cursor(
+    request: Request, *kinds: Callable[[Any], Any], name: str = "cursor"
+) -> list[Any] | None:
+    """The cursor's values (query parameter `name`), each passed through its kind (e.g.
+    `cursor_time`, `UUID`); any cursor this API did not give out is a 400, never a database
+    error."""
+    raw = request.query_params.get(name)
     if not raw:
         return None
     try:
@@ -40,7 +43,7 @@ def decode_cursor(request: Request, *kinds: Callable[[Any], Any]) -> list[Any] |
             raise ValueError("wrong arity")
         return [kind(value) for kind, value in zip(kinds, values, strict=True)]
     except (ValueError, TypeError, AttributeError, OverflowError):
-        raise BadRequest("'cursor' is not one this API gave out.", "invalid_cursor") from None
+        raise BadRequest(f"'{name}' is not one this API gave out.", "invalid_cursor") from None
 
 
 def cursor_time(value: Any) -> datetime:

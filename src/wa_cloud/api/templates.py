@@ -53,7 +53,11 @@ async def _account(
     return state, provider, provider.waba_id
 
 
-async def _fresh(state: AppState, account: CloudProvider, waba_id: str) -> list[dict[str, Any]]:
+async def fetch_templates(
+    state: AppState, account: CloudProvider, waba_id: str
+) -> list[dict[str, Any]]:
+    """The WABA's templates as Meta has them now, saved over the ones we hold (the console's
+    template picker fetches through here when it holds none)."""
     try:
         remote = await account.templates()
     except GraphError as exc:
@@ -77,7 +81,7 @@ def template_json(template: dict[str, Any]) -> dict[str, Any]:
 
 async def list_templates(request: Request) -> JSONResponse:
     state, account, waba_id = await _account(request)
-    remote = await _fresh(state, account, waba_id)
+    remote = await fetch_templates(state, account, waba_id)
     return JSONResponse({"data": [template_json(t) for t in remote]})
 
 
@@ -100,7 +104,7 @@ async def put_template(request: Request) -> JSONResponse:
         )
     if body.get("name") != name:
         raise Unprocessable("The body's 'name' must be the name in the path.", "invalid_field")
-    remote = await _fresh(state, account, waba_id)
+    remote = await fetch_templates(state, account, waba_id)
     (change,) = template_sync.plan([body], remote, prune=False)[:1]
     if change.action in ("needs_new_name", "wait"):
         code = (
@@ -127,7 +131,7 @@ async def delete_template(request: Request) -> JSONResponse:
     state, account, waba_id = await _account(request, changes=True)
     name = request.path_params["name"]
     language = request.query_params.get("language")
-    remote = await _fresh(state, account, waba_id)
+    remote = await fetch_templates(state, account, waba_id)
     doomed = [
         t
         for t in remote

@@ -194,6 +194,14 @@ class TemplateFetches:
             self._missing.clear()
         self._missing[(waba_id, name, language)] = time.monotonic() + UNKNOWN_TEMPLATE_SECONDS
 
+    def fetched_within(self, waba_id: str, seconds: float) -> bool:
+        """Whether this process fetched (or failed to fetch) the WABA's list that recently."""
+        since = time.monotonic() - seconds
+        failed = self._failed.get(waba_id)
+        return self._fetched_at.get(waba_id, 0.0) > since or (
+            failed is not None and failed[0] > since
+        )
+
     async def fetch_once(self, waba_id: str, fetch_and_save: Callable[[], Awaitable[None]]) -> None:
         """Fetch and save the WABA's templates, unless a fetch of it finished (and was saved)
         while this caller waited for the lock: then the cache is already that fresh."""

@@ -3,7 +3,7 @@
 -- resumed) and says who asked (paused_by); the API shows it as fragments/contact_view.sql does.
 
 -- name: pause_conversation
--- $3: minutes (NULL: until resumed); $4: who asked ('api', 'contact', 'owner').
+-- $3: minutes (NULL: until resumed); $4: who asked ('api', 'console', 'contact', 'owner').
 UPDATE contacts c
    SET bot_paused = true, paused_until = now() + make_interval(secs => $3::float8 * 60),
        paused_by = $4, updated_at = now()
