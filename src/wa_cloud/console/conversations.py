@@ -46,8 +46,8 @@ _PAUSED_BY: Final = {
 }
 # Ticks: (symbol, what a screen reader says, class).
 _TICKS: Final = {
-    "queued": ("🕓", "queued", "pending"),
-    "sending": ("🕓", "sending", "pending"),
+    "queued": ("◷", "queued", "pending"),
+    "sending": ("◷", "sending", "pending"),
     "accepted": ("✓", "accepted by Meta", "sent"),
     "sent": ("✓", "sent", "sent"),
     "delivered": ("✓✓", "delivered", "delivered"),

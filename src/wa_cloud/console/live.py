@@ -28,7 +28,14 @@ logger = logging.getLogger(__name__)
 # told to refresh everything instead of queueing more.
 QUEUE_SIZE = 256
 HEARTBEAT_SECONDS = 15.0
+# Open streams per process, and per tenant (the operator counts as one): each holds a task and
+# a connection of the web server (never a database connection), and one business opening
+# stream after stream must not take the room every other tenant's pages need.
+MAX_STREAMS = 2000
+MAX_TENANT_STREAMS = 40
 RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
+# How long a new page waits for the LISTEN to be in place before it streams anyway.
+READY_SECONDS = 5.0
 KINDS = frozenset({"message", "contact", "number"})
 
 
@@ -73,21 +80,46 @@ class LiveHub:
     def __init__(self, database_url: str) -> None:
         self._url = database_url
         self._subscribers: set[_Subscriber] = set()
+        self._per_tenant: dict[UUID | None, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # Set while the LISTEN is in place: a new page waits for it, then refreshes once, so a
+        # change between rendering the page and listening is not missed.
+        self._ready = asyncio.Event()
+
+    def has_room(self, tenant_id: UUID | None) -> bool:
+        """Whether the process, and the tenant's share of it, take another stream."""
+        return (
+            len(self._subscribers) < MAX_STREAMS
+            and self._per_tenant.get(tenant_id, 0) < MAX_TENANT_STREAMS
+        )
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, tenant_id: UUID | None) -> AsyncIterator[asyncio.Queue[Change]]:
+    async def subscribe(
+        self, tenant_id: UUID | None
+    ) -> AsyncIterator[asyncio.Queue[Change] | None]:
+        """The tenant's changes (every tenant's for None), or None when there is no room: the
+        check and the count are one step, so streams opened all at once cannot overshoot."""
         if self._closed:
             raise RuntimeError("the live hub is closed")
+        if not self.has_room(tenant_id):
+            yield None
+            return
         subscriber = _Subscriber(tenant_id)
         self._subscribers.add(subscriber)
+        self._per_tenant[tenant_id] = self._per_tenant.get(tenant_id, 0) + 1
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="console-live")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), READY_SECONDS)
+        subscriber.put(REFRESH)
         try:
             yield subscriber.queue
         finally:
             self._subscribers.discard(subscriber)
+            self._per_tenant[tenant_id] -= 1
+            if not self._per_tenant[tenant_id]:
+                del self._per_tenant[tenant_id]
 
     @property
     def listening(self) -> int:
@@ -124,6 +156,7 @@ class LiveHub:
             try:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(channels.CONSOLE, lambda *a: self._deliver(a[3]))
+                self._ready.set()
                 if attempt:  # notifications sent while we were away are gone
                     for subscriber in list(self._subscribers):
                         subscriber.put(REFRESH)
@@ -138,5 +171,6 @@ class LiveHub:
             except (OSError, asyncpg.PostgresError):
                 attempt = 1
             finally:
+                self._ready.clear()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
