@@ -463,6 +463,12 @@ def cmd_bench_campaign(args: argparse.Namespace) -> None:
     sys.exit(asyncio.run(run_campaign_bench(args)))
 
 
+def cmd_bench_console(args: argparse.Namespace) -> None:
+    from wa_cloud.bench.console import run_console_bench
+
+    sys.exit(asyncio.run(run_console_bench(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wa-cloud", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -661,6 +667,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     campaign.add_argument("--workers", type=int, default=1, help="wa-cloud worker processes")
     campaign.set_defaults(func=cmd_bench_campaign)
+    console = bench_sub.add_parser(
+        "console", help="console pages' latency over a seeded inbox of a million messages"
+    )
+    console.add_argument(
+        "--conversations", type=int, default=10_000, help="the business's contacts"
+    )
+    console.add_argument(
+        "--messages", type=int, default=1_000_000, help="spread over the conversations"
+    )
+    console.add_argument(
+        "--requests", type=int, default=100, help="measured requests per page, per pass"
+    )
+    console.add_argument(
+        "--concurrency", type=int, default=4, help="requests in flight in the second pass"
+    )
+    console.set_defaults(func=cmd_bench_console)
     return parser
 
 
