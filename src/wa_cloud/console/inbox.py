@@ -49,7 +49,7 @@ from wa_cloud.console.conversations import (
 )
 from wa_cloud.console.session import Business
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import ApiError, NotFound, Unprocessable
+from wa_cloud.errors import ApiError, BadRequest, NotFound, Unprocessable
 from wa_cloud.media.rules import KB, MAX_MEDIA_BYTES, MB, RULES, normalise_mime, sniff
 from wa_cloud.state import AppState
 
@@ -96,7 +96,8 @@ def _contact_id(request: Request) -> int:
 
 
 def _query(request: Request) -> str:
-    return request.query_params.get("q", "").strip()[:MAX_QUERY]
+    # No NUL (PostgreSQL text cannot hold one, not even to compare): a search, never an error.
+    return request.query_params.get("q", "").replace("\x00", "").strip()[:MAX_QUERY]
 
 
 def _list_cursor(request: Request) -> list[Any] | None:
@@ -254,20 +255,20 @@ async def _own_contact(
     return contact
 
 
-async def _send_form(
+async def _attachment_form(
     request: Request, session: sessions.Session
 ) -> tuple[Mapping[str, str], formdata.Part | None]:
-    """The composer's fields (and its file, multipart), once the CSRF checks pass."""
-    content_type = request.headers.get("content-type", "")
-    if not formdata.is_multipart(content_type):
-        return await views.signed_form(request, session), None
-    if not sessions.same_origin(request):  # refused before up to 100 MB of it is read
-        sessions.check_csrf(request, session, None)
-    parts = await formdata.read_form(request.stream(), content_type, _SEND_LIMITS)
+    """The composer's multipart fields and file, once the CSRF checks pass."""
+    parts = await formdata.read_form(
+        request.stream(), request.headers["content-type"], _SEND_LIMITS
+    )
     csrf = parts.get("csrf")
     sessions.check_csrf(request, session, csrf.text if csrf else None)
     fields = {name: part.text for name, part in parts.items() if name != "file"}
     file = parts.get("file")
+    # As for a urlencoded form (views.form): PostgreSQL text cannot hold NUL.
+    if any("\x00" in text for text in [*fields.values(), (file and file.filename) or ""]):
+        raise BadRequest("The form holds a NUL character.", "invalid_form")
     return fields, file if file is not None and (file.data or file.filename) else None
 
 
@@ -297,8 +298,8 @@ async def _send_text_or_file(
         return
     kind = _attachment_kind(file)
     upload = Upload(number, kind, False, File(file.data, file.content_type, file.filename))
-    with state.upload_slots.hold(business.tenant_id):
-        uploaded = await upload_to_meta(state, business.tenant_id, upload)
+    # (send holds one of the tenant's upload slots meanwhile)
+    uploaded = await upload_to_meta(state, business.tenant_id, upload)
     content: dict[str, Any] = {"id": uploaded.media_id}
     captioned = kind != "audio" and bool(text)
     if captioned:
@@ -356,7 +357,30 @@ async def send(request: Request) -> Response:
     message and status."""
     state, business = await sessions.business(request)
     number_id, contact_id = _number_id(request), _contact_id(request)
-    fields, file = await _send_form(request, business.session)
+    if not formdata.is_multipart(request.headers.get("content-type", "")):
+        form = await views.signed_form(request, business.session)
+        return await _send(request, state, business, number_id, contact_id, form, None)
+    # An attachment, up to 100 MB: refused before a byte of it is read when it could not go
+    # (another site, a deactivated tenant, another tenant's conversation), and read holding one
+    # of the tenant's upload slots, as POST /v1/media does (more at once: a 429).
+    if not sessions.same_origin(request):
+        sessions.check_csrf(request, business.session, None)
+    business.caller.require_active()
+    await _own_contact(state, business, number_id, contact_id)
+    with state.upload_slots.hold(business.tenant_id):
+        fields, file = await _attachment_form(request, business.session)
+        return await _send(request, state, business, number_id, contact_id, fields, file)
+
+
+async def _send(
+    request: Request,
+    state: AppState,
+    business: Business,
+    number_id: str,
+    contact_id: int,
+    fields: Mapping[str, str],
+    file: formdata.Part | None,
+) -> Response:
     contact = await _own_contact(state, business, number_id, contact_id)
     to = contact["wa_id"] or contact["user_id"]
     try:

@@ -66,7 +66,8 @@ class _Subscriber:
 def parse(payload: str) -> tuple[UUID, Change] | None:
     tenant, _, rest = payload.partition("|")
     kind, _, number = rest.partition("|")
-    if kind not in KINDS:
+    # A number id is digits (the API's rule): nothing else reaches a stream's `data:` line.
+    if kind not in KINDS or not (number.isascii() and number.isdigit()):
         return None
     try:
         return UUID(tenant), Change(kind, number)
@@ -108,12 +109,13 @@ class LiveHub:
         subscriber = _Subscriber(tenant_id)
         self._subscribers.add(subscriber)
         self._per_tenant[tenant_id] = self._per_tenant.get(tenant_id, 0) + 1
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._listen(), name="console-live")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), READY_SECONDS)
-        subscriber.put(REFRESH)
         try:
+            if self._task is None or self._task.done():
+                self._task = asyncio.create_task(self._listen(), name="console-live")
+            # (Inside the try: a page gone while it waits gives its place back.)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), READY_SECONDS)
+            subscriber.put(REFRESH)
             yield subscriber.queue
         finally:
             self._subscribers.discard(subscriber)

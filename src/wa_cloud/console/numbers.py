@@ -30,6 +30,7 @@ from wa_cloud.console import session as sessions
 from wa_cloud.console import views
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import NotFound, Unprocessable
+from wa_cloud.inbound.sessions import QR_IMAGE
 from wa_cloud.pages.status import PROVIDERS, QUALITY_CLASSES, SESSION_STATES
 from wa_cloud.providers.watchdog import session_json
 from wa_cloud.state import AppState
@@ -149,8 +150,9 @@ class SessionView:
                 state=label,
                 state_class=badge,
                 reason=shown.get("reason"),
-                # (inbound/sessions.py accepts only such images; an img shows nothing else)
-                qr_image=qr if isinstance(qr, str) and qr.startswith("data:image/") else None,
+                # Only what inbound/sessions.py accepts (a base64 PNG or JPEG), whatever the
+                # row holds: never an SVG or another kind of address in the page's <img>.
+                qr_image=qr if isinstance(qr, str) and QR_IMAGE.fullmatch(qr) else None,
                 pairing_code=shown["pairing_code"],
             )
         label, badge = connection_state(

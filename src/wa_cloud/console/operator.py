@@ -62,6 +62,13 @@ def _flag(fields: ImmutableMultiDict[str, str], name: str) -> bool:
     return value == "true"
 
 
+def _cursor_text(value: Any) -> str:
+    """A cursor's text as this page gave it out: a string PostgreSQL can compare (no NUL)."""
+    if not isinstance(value, str) or "\x00" in value:
+        raise TypeError("the cursor's text is not one this page gave out")
+    return value
+
+
 def _blank_is_none(value: str | None) -> str | None:
     """A form's empty field is an absent one (the API's JSON would leave it out)."""
     return value if value and value.strip() else None
@@ -248,7 +255,7 @@ async def add_credits(request: Request) -> Response:
 async def numbers(request: Request) -> Response:
     """Every tenant's numbers, newest first; the table alone for the live region."""
     state, _ = await sessions.operator(request)
-    after, after_number = decode_cursor(request, cursor_time, str) or (None, None)
+    after, after_number = decode_cursor(request, cursor_time, _cursor_text) or (None, None)
     async with state.pool.acquire() as conn:
         rows = await conn.fetch(Q.operator_numbers, None, after, after_number, NUMBERS_PAGE + 1)
     listed = page([dict(r) for r in rows], NUMBERS_PAGE, "created_at", "phone_number_id")

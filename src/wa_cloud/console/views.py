@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
@@ -23,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from wa_cloud.asgi import read_limited
 from wa_cloud.console import session as sessions
 from wa_cloud.console.live import HEARTBEAT_SECONDS, Change
-from wa_cloud.errors import ApiError, BadRequest
+from wa_cloud.errors import ApiError, BadRequest, RateLimited
 from wa_cloud.pages import environment
 from wa_cloud.state import AppState
 
@@ -44,8 +46,6 @@ HEADERS = {
 }
 MAX_FORM_BYTES = 256 * 1024
 MAX_FIELDS = 400
-# Open live streams per process: each holds a task, never a database connection.
-MAX_STREAMS = 2000
 
 Page = Callable[[Request], Awaitable[Response]]
 
@@ -75,11 +75,20 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def local_path(url: str | None, default: str = "/console/") -> str:
-    """A `next` address: only a path of the console, never another site (open redirect)."""
+    """A `next` address: only a path of the console, never another site (open redirect) nor,
+    through dot segments a browser resolves ("/console/../", "%2e%2e"), a page outside it."""
     if not url:
         return default
     parts = urlsplit(url)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/console/") or "\\" in url:
+    decoded = unquote(parts.path)
+    if (
+        parts.scheme
+        or parts.netloc
+        or not parts.path.startswith("/console/")
+        or "\\" in url
+        or "//" in decoded
+        or any(segment in (".", "..") for segment in decoded.split("/"))
+    ):
         return default
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
@@ -97,9 +106,12 @@ def page(handler: Page) -> Page:
                 return redirect(f"/console/signin?next={quote(target)}")
             return html(request, "error.html", status_code=401, message="Sign in again.")
         except ApiError as exc:
-            return html(
+            response = html(
                 request, "error.html", status_code=exc.status, message=exc.message, code=exc.code
             )
+            if isinstance(exc, RateLimited):  # e.g. every upload slot of the tenant's taken
+                response.headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+            return response
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
@@ -214,24 +226,43 @@ async def signout(request: Request) -> Response:
 
 
 # Live updates ---------------------------------------------------------------------------------
+async def _signed_in(request: Request) -> bool:
+    try:
+        await sessions.current(request)
+    except sessions.SignedOut:
+        return False
+    return True
+
+
 @page
 async def live(request: Request) -> Response:
     """Server-Sent Events: `event: <kind>` and `data: <phone number id>` for each change of the
-    caller's tenant (every tenant for the operator); a comment line keeps proxies from closing."""
+    caller's tenant (every tenant for the operator); a comment line keeps proxies from closing.
+    The session is checked again at every heartbeat: a stream outlives no session (a revoked
+    key, a newer invitation, a new admin token, the cookie's expiry). It ends with a refresh,
+    so the page's regions find themselves signed out and the page goes to the sign-in."""
     state, session, _ = await sessions.current(request)
     hub = state.live
-    if hub is None or hub.listening >= MAX_STREAMS:
+    if hub is None or not hub.has_room(session.tenant_id):
         return html(
             request, "error.html", status_code=503, message="Live updates are busy.", code="busy"
         )
 
     async def events() -> AsyncIterator[str]:
         async with hub.subscribe(session.tenant_id) as queue:
+            if queue is None:  # others took the room since the check above
+                return
             yield "retry: 3000\n\n"
+            checked = time.monotonic()
             while True:
                 change: Change | None = None
                 with contextlib.suppress(TimeoutError):
                     change = await asyncio.wait_for(queue.get(), HEARTBEAT_SECONDS)
+                if time.monotonic() - checked >= HEARTBEAT_SECONDS:
+                    if not await _signed_in(request):
+                        yield "event: refresh\ndata: \n\n"
+                        return
+                    checked = time.monotonic()
                 if change is None:
                     yield ": ping\n\n"
                 elif change.kind == "closed":
