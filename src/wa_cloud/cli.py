@@ -209,6 +209,7 @@ def _run_dev(args: argparse.Namespace, settings: Settings, url: str) -> None:
             [
                 "wa-cloud dev",
                 f"  API and webhooks  {base}  (POST {base}/webhook, GET {base}/readyz)",
+                f"  console           {base}/console/  (sign in with the admin token or a key)",
                 f"  sandbox Meta      {sandbox_url}  (Graph API emulator; control: /_sandbox/)",
                 f"  Graph API used    {settings.graph_base_url}",
                 f"  admin token       {settings.admin_token}",
