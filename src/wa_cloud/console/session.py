@@ -87,13 +87,18 @@ def new_session(via: Via, tenant_id: UUID | None, ref: str) -> Session:
 
 
 def set_cookie(state: AppState, response: Response, session: Session) -> None:
-    value = signed_serializer(state.settings, salt=SALT).dumps(
-        [session.via, str(session.tenant_id or ""), session.ref, session.csrf]
-    )
+    value = [session.via, str(session.tenant_id or ""), session.ref, session.csrf]
+    _set_signed(state, response, COOKIE, SALT, value, LIFETIME)
+
+
+def _set_signed(
+    state: AppState, response: Response, name: str, salt: str, value: object, lifetime: timedelta
+) -> None:
+    """A console cookie: signed under its own salt, HttpOnly, SameSite=Strict, /console only."""
     response.set_cookie(
-        COOKIE,
-        str(value),
-        max_age=int(LIFETIME.total_seconds()),
+        name,
+        str(signed_serializer(state.settings, salt=salt).dumps(value)),
+        max_age=int(lifetime.total_seconds()),
         path="/console",
         httponly=True,
         samesite="strict",
@@ -191,16 +196,7 @@ def check_csrf(request: Request, session: Session, token: str | None) -> None:
 def signin_nonce(state: AppState, response: Response) -> str:
     """A nonce for the sign-in form, also set as a short-lived cookie (double submit)."""
     nonce = secrets.token_urlsafe(18)
-    value = signed_serializer(state.settings, salt=SIGNIN_SALT).dumps(nonce)
-    response.set_cookie(
-        SIGNIN_COOKIE,
-        str(value),
-        max_age=int(SIGNIN_LIFETIME.total_seconds()),
-        path="/console",
-        httponly=True,
-        samesite="strict",
-        secure=state.settings.base_url.startswith("https://"),
-    )
+    _set_signed(state, response, SIGNIN_COOKIE, SIGNIN_SALT, nonce, SIGNIN_LIFETIME)
     return nonce
 
 
