@@ -591,6 +591,8 @@ async def test_every_form_refuses_missing_foreign_and_cross_site_tokens(
         "tenant_id": tenant["id"],
         "file_id": file_id,
         "message_id": str(message_id),
+        "broadcast_id": str(uuid.uuid4()),  # the CSRF check comes before any lookup
+        "action": "pause",
     }
     before = [await snapshot(db), await db.fetchval("SELECT count(*) FROM audit_log")]
     async with (
@@ -1514,6 +1516,8 @@ async def test_every_html_response_carries_the_policy_and_cookies_are_strict(
         "tenant_id": tenant["id"],
         "file_id": file_id,
         "token": make_token(app.settings, uuid.UUID(tenant["id"])),
+        "broadcast_id": str(uuid.uuid4()),  # test_console_campaigns.py checks its own pages
+        "action": "pause",
     }
     async with (
         ConsoleUser(app.base_url) as owner,

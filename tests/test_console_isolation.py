@@ -8,6 +8,7 @@ this test cannot fill fails here until it learns it.
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import asyncpg
@@ -78,6 +79,10 @@ async def test_every_console_route_is_a_404_to_another_tenant(
         "message_id": str(message_id),
         "tenant_id": tenant["id"],
         "file_id": "1",
+        # Any campaign id is another tenant's to the intruder (tests/test_console_campaigns.py
+        # walks A's own campaign).
+        "broadcast_id": str(uuid.uuid4()),
+        "action": "pause",
     }
     other = await app.create_tenant("Intruder Co")
     before = await snapshot(db)

@@ -11,7 +11,9 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Final
+from uuid import UUID
 
+import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
@@ -45,6 +47,7 @@ _FORM_LIMITS: Final = formdata.FormLimits(
     allowed_names=_FIELDS,
 )
 _TRUE: Final = frozenset({"true", "1", "yes", "on"})
+NOT_YOURS: Final = "No campaign with that id is yours."
 
 
 async def _read_request(request: Request) -> tuple[dict[str, Any], RecipientList]:
@@ -102,13 +105,20 @@ async def _own_broadcast(request: Request) -> Any:
     return state, caller, parse_uuid(request.path_params["broadcast_id"])
 
 
+async def read_broadcast(
+    conn: asyncpg.Connection, tenant_id: UUID, broadcast_id: UUID
+) -> dict[str, Any]:
+    """The tenant's campaign in full (GET /v1/broadcasts/{id}); another's is not found."""
+    row = await conn.fetchrow(Q.get_broadcast, broadcast_id, tenant_id)
+    if row is None:
+        raise NotFound(NOT_YOURS)
+    return await broadcasts.broadcast_json(conn, row)
+
+
 async def get_broadcast(request: Request) -> JSONResponse:
     state, caller, broadcast_id = await _own_broadcast(request)
     async with state.pool.acquire() as conn:
-        row = await conn.fetchrow(Q.get_broadcast, broadcast_id, caller.tenant_id)
-        if row is None:
-            raise NotFound("No campaign with that id is yours.")
-        return JSONResponse(await broadcasts.broadcast_json(conn, row))
+        return JSONResponse(await read_broadcast(conn, caller.tenant_id, broadcast_id))
 
 
 async def list_broadcasts(request: Request) -> JSONResponse:
@@ -128,25 +138,26 @@ async def list_broadcasts(request: Request) -> JSONResponse:
 
 
 # Pause, resume, cancel: what each status may become.
-_MOVES: Final = {
+MOVES: Final = {
     "pause": ({"scheduled", "running"}, "paused"),
     "resume": ({"paused"}, "running"),
     "cancel": ({"scheduled", "running", "paused"}, "cancelled"),
 }
 
 
-async def change_broadcast(request: Request) -> JSONResponse:
-    state, caller, broadcast_id = await _own_broadcast(request)
-    caller.require_active()
-    action = request.path_params["action"]
-    if action not in _MOVES:
+async def move_broadcast(
+    pool: asyncpg.Pool, tenant_id: UUID, broadcast_id: UUID, action: str
+) -> dict[str, Any]:
+    """Pause, resume or cancel the tenant's campaign (`action`, one of MOVES); the campaign as
+    it then stands. The caller checks that the tenant is active."""
+    if action not in MOVES:
         raise NotFound()
-    allowed, target = _MOVES[action]
-    async with state.pool.acquire() as conn:
+    allowed, target = MOVES[action]
+    async with pool.acquire() as conn:
         async with conn.transaction():
-            row = await conn.fetchrow(Q.lock_broadcast, broadcast_id, caller.tenant_id)
+            row = await conn.fetchrow(Q.lock_broadcast, broadcast_id, tenant_id)
             if row is None:
-                raise NotFound("No campaign with that id is yours.")
+                raise NotFound(NOT_YOURS)
             if row["status"] not in allowed:
                 raise Conflict(
                     f"A {row['status']} campaign cannot be {target}.", "invalid_campaign_state"
@@ -157,21 +168,29 @@ async def change_broadcast(request: Request) -> JSONResponse:
             else:
                 reason = "paused by the business" if target == "paused" else None
                 await conn.execute(Q.stop_broadcasts, [broadcast_id], target, reason, "cancelled")
-        shown = await conn.fetchrow(Q.get_broadcast, broadcast_id, caller.tenant_id)
-        return JSONResponse(await broadcasts.broadcast_json(conn, shown))
+        return await read_broadcast(conn, tenant_id, broadcast_id)
 
 
-async def recipients_csv(request: Request) -> StreamingResponse:
+async def change_broadcast(request: Request) -> JSONResponse:
     state, caller, broadcast_id = await _own_broadcast(request)
-    async with state.pool.acquire() as conn:
-        if await conn.fetchrow(Q.get_broadcast, broadcast_id, caller.tenant_id) is None:
-            raise NotFound("No campaign with that id is yours.")
+    caller.require_active()
+    action = request.path_params["action"]
+    return JSONResponse(await move_broadcast(state.pool, caller.tenant_id, broadcast_id, action))
+
+
+async def recipients_csv_response(
+    pool: asyncpg.Pool, tenant_id: UUID, broadcast_id: UUID
+) -> StreamingResponse:
+    """recipients.csv of the tenant's campaign: every line's outcome, read in batches."""
+    async with pool.acquire() as conn:
+        if await conn.fetchrow(Q.get_broadcast, broadcast_id, tenant_id) is None:
+            raise NotFound(NOT_YOURS)
 
     async def lines() -> AsyncIterator[str]:
         yield ",".join(broadcasts.CSV_COLUMNS) + "\n"
         after = 0
         while True:
-            async with state.pool.acquire() as conn:
+            async with pool.acquire() as conn:
                 rows = await conn.fetch(Q.broadcast_recipient_rows, broadcast_id, after, 5000)
             if not rows:
                 return
@@ -183,6 +202,11 @@ async def recipients_csv(request: Request) -> StreamingResponse:
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="recipients-{broadcast_id}.csv"'},
     )
+
+
+async def recipients_csv(request: Request) -> StreamingResponse:
+    state, caller, broadcast_id = await _own_broadcast(request)
+    return await recipients_csv_response(state.pool, caller.tenant_id, broadcast_id)
 
 
 # Opt-outs ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from wa_cloud.console import inbox, numbers, operator, usage, views
+from wa_cloud.console import campaigns, inbox, numbers, operator, usage, views
 from wa_cloud.routing import resource
 
 ROUTES: list[BaseRoute] = [
@@ -46,4 +46,11 @@ ROUTES: list[BaseRoute] = [
         POST=numbers.delete_number_file,
     ),
     resource("/console/my-usage", GET=usage.my_usage),
+    # The business's campaigns (console/campaigns.py); the list before a campaign: "list" is no id.
+    resource("/console/campaigns", GET=campaigns.campaigns),
+    resource("/console/campaigns/list", GET=campaigns.campaign_list),
+    resource("/console/campaigns/{broadcast_id}", GET=campaigns.campaign),
+    resource("/console/campaigns/{broadcast_id}/progress", GET=campaigns.campaign_counts),
+    resource("/console/campaigns/{broadcast_id}/recipients.csv", GET=campaigns.recipients_csv),
+    resource("/console/campaigns/{broadcast_id}/{action}", POST=campaigns.move_campaign),
 ]
