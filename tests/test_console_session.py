@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import NUMBER_A, Running, corpus
+from tests.conftest import NUMBER_A, Running, corpus, serve
 from tests.console_client import nonce_of, sign_in
+from wa_cloud.config import Settings
 from wa_cloud.tenants.links import make_token
 
 pytestmark = pytest.mark.asyncio
@@ -123,3 +125,31 @@ async def test_the_live_stream_reports_a_message_of_the_tenant_only(
         await asyncio.gather(*tasks, return_exceptions=True)
         assert "event: message" in seen["mine"]
         assert not any(NUMBER_A in line for line in seen["theirs"])
+
+
+async def test_behind_a_tls_proxy_the_public_origin_is_the_browsers(settings: Settings) -> None:
+    """A PaaS terminates TLS: we see http, the browser sends WA_PUBLIC_URL's https origin."""
+    local = replace(settings, public_url="https://console.example.test")
+    async with (
+        serve(local, run_worker=False) as app,
+        httpx.AsyncClient(base_url=app.base_url) as browser,
+    ):
+        form = await browser.get("/console/signin")
+        # The cookies are Secure (the public address is https), which httpx keeps off plain
+        # http: sent by hand here, as the browser on https would.
+        nonce_cookie = f"wa_console_signin={form.cookies['wa_console_signin']}"
+        signed = await browser.post(
+            "/console/signin",
+            data={"nonce": nonce_of(form.text), "token": local.admin_token or ""},
+            headers={"origin": "https://console.example.test", "cookie": nonce_cookie},
+        )
+        assert signed.status_code == 303, signed.text
+        assert "Secure" in signed.headers["set-cookie"]
+        form = await browser.get("/console/signin")
+        nonce_cookie = f"wa_console_signin={form.cookies['wa_console_signin']}"
+        elsewhere = await browser.post(
+            "/console/signin",
+            data={"nonce": nonce_of(form.text), "token": local.admin_token or ""},
+            headers={"origin": "https://other.example.test", "cookie": nonce_cookie},
+        )
+        assert elsewhere.status_code == 403

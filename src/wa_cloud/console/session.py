@@ -20,6 +20,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from itsdangerous import BadData
@@ -182,7 +183,14 @@ def same_origin(request: Request) -> bool:
         # Browsers send Origin on every POST from a page; its absence is a non-browser client,
         # which has no ambient cookie to abuse. Sec-Fetch-Site says the same where it is sent.
         return request.headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
-    return origin == f"{request.url.scheme}://{request.url.netloc}"
+    allowed = {f"{request.url.scheme}://{request.url.netloc}"}
+    public_url = request.state.wa.settings.public_url
+    if public_url:
+        # Behind a PaaS's TLS proxy the request looks like plain http to us: the address the
+        # deployment says it has (WA_PUBLIC_URL) is the origin browsers send.
+        public = urlsplit(public_url)
+        allowed.add(f"{public.scheme}://{public.netloc}")
+    return origin in allowed
 
 
 def check_csrf(request: Request, session: Session, token: str | None) -> None:
