@@ -15,14 +15,11 @@ SELECT id, status FROM messages WHERE tenant_id = $1 AND idempotency_key = $2;
 
 -- name: enqueue_message
 -- $12: who wrote it, 'human' (the API: a person or their system) or 'bot' (the assistant,
--- with the reply job $13 that answered). created_at is the clock, not the transaction's start:
--- messages queued in one transaction (a reply's file, then its text) are claimed, sent and
--- shown in the order they were queued.
+-- with the reply job $13 that answered).
 INSERT INTO messages (tenant_id, phone_number_id, contact_id, direction, type, text, payload,
                       request, recipient, status, idempotency_key, fallback_template, run_after,
-                      context_wamid, author, reply_id, created_at)
-VALUES ($1, $2, $3, 'out', $4, $5, $6, $7, $8, 'queued', $9, $10, now(), $11, $12, $13,
-        clock_timestamp())
+                      context_wamid, author, reply_id)
+VALUES ($1, $2, $3, 'out', $4, $5, $6, $7, $8, 'queued', $9, $10, now(), $11, $12, $13)
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, status;
 
@@ -55,23 +52,17 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
  FOR UPDATE OF p SKIP LOCKED;
 
 -- name: claim_messages
--- $5: the priority claimed (0 conversations, 1 campaigns: claimed only after the 0s). Rows come
--- back in the order they were queued (an UPDATE's RETURNING has no order of its own), which is
--- the order their send slots are given: a reply's file goes before its text.
-WITH claimed AS (
-    UPDATE messages
-       SET status = 'sending', lease_token = $3,
-           locked_until = now() + make_interval(secs => $4), attempts = attempts + 1
-     WHERE id IN (SELECT id FROM messages
-                   WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
-                     AND run_after <= now() AND priority = $5 AND {{claimable:messages}}
-                   ORDER BY run_after, created_at
-                   LIMIT $2
-                   FOR UPDATE SKIP LOCKED)
-    RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type,
-              run_after, created_at)
-SELECT id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type
-  FROM claimed ORDER BY run_after, created_at;
+-- $5: the priority claimed (0 conversations, 1 campaigns: claimed only after the 0s).
+UPDATE messages
+   SET status = 'sending', lease_token = $3, locked_until = now() + make_interval(secs => $4),
+       attempts = attempts + 1
+ WHERE id IN (SELECT id FROM messages
+               WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
+                 AND run_after <= now() AND priority = $5 AND {{claimable:messages}}
+               ORDER BY run_after, created_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)
+RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type;
 
 -- name: pair_state
 SELECT recipient, tat, penalty_until FROM pair_pacing
