@@ -377,7 +377,8 @@ async def test_the_usage_page_shows_the_ledger_tokens_and_messages_per_day(
         )
     }
     assert kept[three_days_ago.date()] == (3, 2)
-    assert len(kept) in (29, 30) and sum(v[0] + v[1] for v in kept.values()) == 5
+    # Yesterday is kept from 00:10 UTC on (a transaction begun before midnight may still commit).
+    assert len(kept) in (28, 29, 30) and sum(v[0] + v[1] for v in kept.values()) == 5
     assert now.date() not in kept
 
 
