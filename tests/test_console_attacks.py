@@ -35,7 +35,7 @@ from wa_cloud.console import session as sessions
 from wa_cloud.console.numbers import SessionView
 from wa_cloud.console.routes import ROUTES
 from wa_cloud.tenants.keys import hash_key
-from wa_cloud.tenants.links import make_token, signed_serializer
+from wa_cloud.tenants.links import CONSOLE_SALT, make_token, signed_serializer
 
 pytestmark = pytest.mark.asyncio
 
@@ -93,6 +93,11 @@ class _Audit(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_script and data.strip():
             self.problems.append("inline script")
+
+
+def console_token(*args: Any, **kwargs: Any) -> str:
+    """An invitation's console link token (its own salt, not the status page's)."""
+    return make_token(*args, salt=CONSOLE_SALT, **kwargs)
 
 
 def assert_safe(response: httpx.Response) -> None:
@@ -384,7 +389,7 @@ async def test_a_revoked_key_a_newer_invitation_and_a_deleted_tenant_end_their_s
         assert (await second.get("/console/inbox")).status_code == 200
 
         # The invitation's link signs in; a newer invitation ends that session and the link.
-        old_token = make_token(app.settings, uuid.UUID(tenant_id))
+        old_token = console_token(app.settings, uuid.UUID(tenant_id))
         page = await linked.get(f"/console/link/{old_token}")
         assert "wa_console=" not in page.headers.get("set-cookie", "")  # a GET signs nobody in
         signed = await linked.client.post(
@@ -411,7 +416,7 @@ async def test_a_revoked_key_a_newer_invitation_and_a_deleted_tenant_end_their_s
         )
         assert reused.status_code == 404
         assert "wa_console=" not in reused.headers.get("set-cookie", "")
-        expired = make_token(
+        expired = console_token(
             app.settings, uuid.UUID(tenant_id), generation=1, clock=lambda: time.time() - 8 * 86400
         )
         stale = await linked.client.post(
@@ -489,7 +494,7 @@ async def test_a_deactivated_tenant_reads_but_every_post_is_refused(
 ) -> None:
     contact = await customer_writes(app, db, "Hello there")
     file_id = await add_file(app, tenant["api_key"])
-    token = make_token(app.settings, uuid.UUID(tenant["id"]))
+    token = console_token(app.settings, uuid.UUID(tenant["id"]))
     async with ConsoleUser(app.base_url) as by_key, ConsoleUser(app.base_url) as by_link:
         await by_key.sign_in(tenant["api_key"])
         page = await by_link.get(f"/console/link/{token}")
@@ -658,7 +663,7 @@ async def test_every_form_refuses_missing_foreign_and_cross_site_tokens(
 async def test_signing_in_refuses_forms_from_other_sites_and_stale_nonces(
     app: Running, tenant: dict[str, Any]
 ) -> None:
-    token = make_token(app.settings, uuid.UUID(tenant["id"]))
+    token = console_token(app.settings, uuid.UUID(tenant["id"]))
     for path, fields in (
         ("/console/signin", {"token": tenant["api_key"], "next": "/console/"}),
         (f"/console/link/{token}", {}),
@@ -1515,7 +1520,7 @@ async def test_every_html_response_carries_the_policy_and_cookies_are_strict(
         "message_id": str(message),
         "tenant_id": tenant["id"],
         "file_id": file_id,
-        "token": make_token(app.settings, uuid.UUID(tenant["id"])),
+        "token": console_token(app.settings, uuid.UUID(tenant["id"])),
         "broadcast_id": str(uuid.uuid4()),  # test_console_campaigns.py checks its own pages
         "action": "pause",
     }

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import NUMBER_A, Running, corpus, serve
 from tests.console_client import nonce_of, sign_in
 from wa_cloud.config import Settings
-from wa_cloud.tenants.links import make_token
+from wa_cloud.tenants.links import CONSOLE_SALT, make_token
 
 pytestmark = pytest.mark.asyncio
 
@@ -57,8 +57,18 @@ async def test_the_invitation_link_signs_in_and_a_newer_one_ends_it(
 ) -> None:
     from uuid import UUID
 
-    token = make_token(app.settings, UUID(tenant["id"]))
+    status_token = make_token(app.settings, UUID(tenant["id"]))
+    token = make_token(app.settings, UUID(tenant["id"]), salt=CONSOLE_SALT)
     async with httpx.AsyncClient(base_url=app.base_url) as browser:
+        # The status page's link (read-only, maybe shared with the team) never opens a session.
+        page = await browser.get(f"/console/link/{status_token}")
+        refused = await browser.post(
+            f"/console/link/{status_token}",
+            data={"nonce": nonce_of(page.text)},
+            headers={"origin": app.base_url},
+        )
+        assert refused.status_code == 404, refused.text
+        assert "wa_console=" not in refused.headers.get("set-cookie", "")
         page = await browser.get(f"/console/link/{token}")
         assert page.status_code == 200
         signed = await browser.post(

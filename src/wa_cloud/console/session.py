@@ -32,7 +32,7 @@ from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Forbidden, NotFound, Unauthorized
 from wa_cloud.state import AppState
 from wa_cloud.tenants.keys import hash_key
-from wa_cloud.tenants.links import open_link, signed_serializer
+from wa_cloud.tenants.links import CONSOLE_SALT, open_link, signed_serializer
 
 COOKIE = "wa_console"
 SIGNIN_COOKIE = "wa_console_signin"
@@ -242,7 +242,7 @@ async def session_for_token(state: AppState, token: str) -> Session | None:
 
 async def session_for_link(state: AppState, token: str) -> Session | None:
     """Sign in with the signed link of an invitation: the session it opens, or None."""
-    link = open_link(state.settings, token)
+    link = open_link(state.settings, token, salt=CONSOLE_SALT)
     if link is None:
         return None
     async with state.pool.acquire() as conn:

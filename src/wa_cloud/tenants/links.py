@@ -25,6 +25,7 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from wa_cloud.config import Settings
 
 SALT = "tenant-status-page"
+CONSOLE_SALT = "console-link"
 LIFETIME = timedelta(days=7)
 # Longer than any token we sign (about 90 characters): anything bigger is junk, not worth a MAC.
 MAX_TOKEN_LENGTH = 512
@@ -69,9 +70,14 @@ def signed_serializer(
 
 
 def make_token(
-    settings: Settings, tenant_id: UUID, *, generation: int = 0, clock: Clock = time.time
+    settings: Settings,
+    tenant_id: UUID,
+    *,
+    generation: int = 0,
+    clock: Clock = time.time,
+    salt: str = SALT,
 ) -> str:
-    return str(signed_serializer(settings, clock).dumps([str(tenant_id), generation]))
+    return str(signed_serializer(settings, clock, salt).dumps([str(tenant_id), generation]))
 
 
 def make_link(
@@ -84,8 +90,9 @@ def make_link(
 def make_console_link(
     settings: Settings, tenant_id: UUID, *, generation: int = 0, clock: Clock = time.time
 ) -> str:
-    """The same token signs the business in to the console (console/session.py opens it)."""
-    token = make_token(settings, tenant_id, generation=generation, clock=clock)
+    """Signs the business in to the console (console/session.py opens it). Its own salt: a
+    status-page link, which may be passed around as read-only, never opens the console."""
+    token = make_token(settings, tenant_id, generation=generation, clock=clock, salt=CONSOLE_SALT)
     return f"{settings.base_url}/console/link/{token}"
 
 
@@ -100,13 +107,14 @@ def open_link(
     max_age: timedelta = LIFETIME,
     *,
     clock: Clock = time.time,
+    salt: str = SALT,
 ) -> StatusLink | None:
     """What `token` says, or None when it is expired, tampered with or not ours. Whether its
     generation is still the tenant's is for the caller to check against the tenant row."""
     if len(token) > MAX_TOKEN_LENGTH:
         return None
     try:
-        payload = signed_serializer(settings, clock).loads(
+        payload = signed_serializer(settings, clock, salt).loads(
             token, max_age=int(max_age.total_seconds())
         )
         if isinstance(payload, str):
