@@ -15,12 +15,11 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 from urllib.parse import urlencode
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from wa_cloud.ai.followup_rules import zone_of
 from wa_cloud.ai.memory import shown_fields
-from wa_cloud.ai.prompt import valid_timezone
 from wa_cloud.api.pagination import encode_cursor
 from wa_cloud.api.templates import fetch_templates
 from wa_cloud.db.queries import Q
@@ -133,10 +132,6 @@ def with_query(path: str, **params: Any) -> str:
 
 
 # Formatting --------------------------------------------------------------------------------
-def _zone(name: str) -> tzinfo:
-    return ZoneInfo(name) if name != "UTC" and valid_timezone(name) else UTC
-
-
 def _when(at: datetime | None, zone: tzinfo) -> tuple[str, str]:
     """A time as the page shows it (today: the hour; else the day too) and its ISO form."""
     if at is None:
@@ -166,7 +161,7 @@ def _number_choice(row: Mapping[str, Any]) -> NumberChoice:
         provider=row["provider"],
         waba_id=row["waba_id"],
         bot_enabled=row["bot_enabled"],
-        zone=_zone(row["timezone"]),
+        zone=zone_of(row["timezone"]),
     )
 
 

@@ -28,6 +28,7 @@ from wa_cloud.api.contacts import (
     resume,
     save_memory,
 )
+from wa_cloud.api.files import file_kind
 from wa_cloud.api.media import File, Upload, media_response, upload_to_meta
 from wa_cloud.api.messages import queue_message
 from wa_cloud.api.pagination import cursor_id, cursor_time, cursor_uuid, decode_cursor
@@ -50,7 +51,7 @@ from wa_cloud.console.conversations import (
 from wa_cloud.console.session import Business
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, BadRequest, NotFound, Unprocessable
-from wa_cloud.media.rules import KB, MAX_MEDIA_BYTES, MB, RULES, normalise_mime, sniff
+from wa_cloud.media.rules import KB, MAX_MEDIA_BYTES, MB
 from wa_cloud.state import AppState
 
 MAX_QUERY: Final = 200
@@ -272,16 +273,6 @@ async def _attachment_form(
     return fields, file if file is not None and (file.data or file.filename) else None
 
 
-def _attachment_kind(file: formdata.Part) -> str:
-    """What the file goes as: an image, audio or video Meta takes as such, else a document."""
-    declared = normalise_mime(file.content_type)
-    mime = sniff(file.data) if declared in ("", "application/octet-stream") else declared
-    for kind in ("image", "audio", "video"):
-        if mime in RULES[kind].mime_types:
-            return kind
-    return "document"
-
-
 async def _send_text_or_file(
     state: AppState,
     business: Business,
@@ -296,7 +287,7 @@ async def _send_text_or_file(
         body = {"from": number, "to": to, "type": "text", "text": {"body": text}}
         await queue_message(state, business.caller, body)
         return
-    kind = _attachment_kind(file)
+    kind = file_kind(file.content_type, file.data)
     upload = Upload(number, kind, False, File(file.data, file.content_type, file.filename))
     # (send holds one of the tenant's upload slots meanwhile)
     uploaded = await upload_to_meta(state, business.tenant_id, upload)
