@@ -366,10 +366,15 @@ class Meta:
 
 @contextlib.asynccontextmanager
 async def meta_running(
-    settings: Settings, *, run_worker: bool = True, models: bool = False, gemini: bool = True
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    models: bool = False,
+    gemini: bool = True,
+    status_delays: tuple[float, float, float] = (0.02, 0.04, 0.06),
 ) -> AsyncIterator[Meta]:
     """`models`: the app's model endpoints (OpenAI-compatible and, with `gemini`, Gemini) are
-    the sandbox's."""
+    the sandbox's. `status_delays`: when the sandbox reports sent, delivered and read."""
     from wa_cloud.sandbox.app import create_sandbox
     from wa_cloud.sandbox.config import SandboxConfig
 
@@ -378,9 +383,9 @@ async def meta_running(
     config = SandboxConfig(
         webhook_url=app_url + "/webhook",
         app_secret=settings.app_secret or "",
-        sent_delay=0.02,
-        delivered_delay=0.04,
-        read_delay=0.06,
+        sent_delay=status_delays[0],
+        delivered_delay=status_delays[1],
+        read_delay=status_delays[2],
     )
     async with (
         serve_asgi(create_sandbox(config)) as sandbox_url,

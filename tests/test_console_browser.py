@@ -20,7 +20,6 @@ import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -38,7 +37,6 @@ from tests.conftest import (
     serve_asgi,
 )
 from wa_cloud.config import Settings
-from wa_cloud.sandbox import messages as sandbox_messages
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -386,22 +384,15 @@ async def ticks_until_read(bubble: Any, timeout: float = 10.0) -> list[str]:
     return seen
 
 
-def slow_statuses(monkeypatch: pytest.MonkeyPatch, factor: float = 25.0) -> None:
-    """The sandbox's sent, delivered and read after 0.5, 1 and 1.5 s instead of 20 to 60 ms
-    (meta_running's): slow enough for a person, and this test, to see each tick."""
-    post = sandbox_messages.webhooks.post
-
-    def later(state: Any, waba_id: str, payload: dict[str, Any], delay: float = 0.0) -> None:
-        post(state, waba_id, payload, delay * factor)
-
-    monkeypatch.setattr(sandbox_messages, "webhooks", SimpleNamespace(post=later))
+# The sandbox's sent, delivered and read after 0.5, 1 and 1.5 s instead of 20 to 60 ms: slow
+# enough for a person, and this test, to see each tick.
+SLOW_STATUSES = (0.5, 1.0, 1.5)
 
 
 async def test_the_business_reads_live_takes_over_and_offers_a_template(
-    settings: Settings, db: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    slow_statuses(monkeypatch)
-    async with console(settings, models=True) as (meta, browser):
+    async with console(settings, models=True, status_delays=SLOW_STATUSES) as (meta, browser):
         base = meta.app.base_url
         await give_credits(db, meta)
         await configure_bot(meta, debounce_seconds=1.0)
