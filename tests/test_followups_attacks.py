@@ -305,6 +305,35 @@ async def test_two_senders_and_a_lost_lease_send_a_written_follow_up_once_and_de
     assert balance == 100 - 2 - 2  # the answer and the one follow-up
 
 
+async def test_the_customer_writing_while_a_follow_up_is_written_cancels_it_at_its_finish(
+    bot: Meta, db: asyncpg.Connection
+) -> None:
+    """The indexer cancels the row being written, holding the contact; the finish takes the
+    contact first, then finds the row cancelled and sends nothing (taking the row first, as
+    it once did, locked the two in the opposite order to the indexer: a deadlock)."""
+    await configure_bot(
+        bot, model="gpt-4o-mini", credits_per_reply=2, follow_ups=[{"after_minutes": 30}]
+    )
+    await give_credits(db, bot, 100)
+    await answered(bot, db)
+    (row,) = await rows(db)
+    slow = await bot.sandbox.post("/_models/script", json={"delay_seconds": 1.5})
+    assert slow.status_code == 200, slow.text
+    async with open_resources(bot.app.settings, pool_size=4) as resources:
+        sender = FollowUpSender.from_resources(resources, Clock(row["due_at"]))
+        async with sender.running():
+            assert await sender.step() is None  # claimed; the model is writing
+            assert await db.fetchval("SELECT state FROM follow_ups WHERE id = $1", row["id"]) == (
+                "sending"
+            )
+            await bot.customer_writes("actually, one more thing", sender=CUSTOMER)
+            await sender.jobs.join()
+    finished = await db.fetchrow("SELECT state, reason FROM follow_ups WHERE id = $1", row["id"])
+    assert (finished["state"], finished["reason"]) == ("cancelled", "the customer wrote")
+    assert await sent_follow_ups(db) == []
+    assert not await db.fetchval("SELECT count(*) FROM credit_ledger WHERE reason = 'follow_up'")
+
+
 # --- storms and fairness -------------------------------------------------------------------------
 
 

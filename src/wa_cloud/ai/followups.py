@@ -353,6 +353,7 @@ class FollowUpSender:
     async def _finish(self, due: Due, outcome: Outcome) -> None:
         now = self._clock()
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q.lock_follow_up_contact, due.id)
             gates = await conn.fetchrow(Q.lock_follow_up, due.id, due.claims)
             if gates is None:
                 logger.info("follow-up lease lost", extra={"follow_up_id": due.id})

@@ -94,6 +94,12 @@ UPDATE follow_ups
    SET state = 'scheduled', due_at = $3, locked_until = NULL, claims = claims - 1
  WHERE id = $1 AND state = 'sending' AND claims = $2;
 
+-- name: lock_follow_up_contact
+-- The finish takes the contact before the row (lock_follow_up), in the indexer's order: the
+-- indexer holds a contact while it cancels that contact's follow-ups, and a finish holding
+-- the row while it waited for the contact would deadlock with it.
+SELECT 1 FROM contacts WHERE id = (SELECT contact_id FROM follow_ups WHERE id = $1) FOR SHARE;
+
 -- name: lock_follow_up
 -- The finish's fence: the row is still being sent under this claim (no row: it is not, it was
 -- cancelled or claimed again). With the gates as they are now: the contact held until the
