@@ -172,6 +172,23 @@ async def test_an_empty_answer_sends_nothing(bot: Meta, db: asyncpg.Connection) 
     assert await db.fetchval("SELECT count(*) FROM credit_ledger") == 0
 
 
+async def test_a_long_answer_leaves_in_parts_in_order(bot: Meta, db: asyncpg.Connection) -> None:
+    """The parts are queued in one transaction (one created_at): they still leave in order."""
+    await give_credits(db, bot)
+    paragraphs = [f"Part {i}: " + "word " * 700 for i in range(1, 6)]  # 3,507 characters each
+    response = await bot.sandbox.post(
+        "/_models/script", json={"replies": ["\n\n".join(p.strip() for p in paragraphs)]}
+    )
+    assert response.status_code in (200, 201), response.text
+    await configure_bot(bot, model="gpt-4.1-mini")
+    await bot.customer_writes("tell me everything", sender=CUSTOMER)
+    sent = await sent_to_customer(bot, 5)
+    await replies_done(db, 1)
+    assert [b["text"]["body"] for b in sent] == [p.strip() for p in paragraphs]
+    times = await db.fetch("SELECT created_at FROM messages WHERE direction = 'out' ORDER BY seq")
+    assert len({t["created_at"] for t in times}) == 1  # one transaction, one time
+
+
 async def test_out_of_credits_calls_no_model(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot, 1)
     await configure_bot(bot, credits_per_reply=2, out_of_credits_text="Sin saldo por ahora.")

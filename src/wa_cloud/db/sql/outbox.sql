@@ -52,17 +52,25 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
  FOR UPDATE OF p SKIP LOCKED;
 
 -- name: claim_messages
--- $5: the priority claimed (0 conversations, 1 campaigns: claimed only after the 0s).
-UPDATE messages
-   SET status = 'sending', lease_token = $3, locked_until = now() + make_interval(secs => $4),
-       attempts = attempts + 1
- WHERE id IN (SELECT id FROM messages
-               WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
-                 AND run_after <= now() AND priority = $5 AND {{claimable:messages}}
-               ORDER BY run_after, created_at
-               LIMIT $2
-               FOR UPDATE SKIP LOCKED)
-RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type;
+-- $5: the priority claimed (0 conversations, 1 campaigns: claimed only after the 0s). In the
+-- order they were queued (seq breaks the tie of one transaction's created_at), and returned
+-- in that order: an UPDATE's RETURNING has none of its own, and the slots follow the rows.
+WITH claimed AS (
+    UPDATE messages
+       SET status = 'sending', lease_token = $3,
+           locked_until = now() + make_interval(secs => $4), attempts = attempts + 1
+     WHERE id IN (SELECT id FROM messages
+                   WHERE phone_number_id = $1 AND direction = 'out' AND status = 'queued'
+                     AND run_after <= now() AND priority = $5 AND {{claimable:messages}}
+                   ORDER BY run_after, created_at, seq NULLS FIRST
+                   LIMIT $2
+                   FOR UPDATE SKIP LOCKED)
+    RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type,
+              run_after, created_at, seq
+)
+SELECT id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type
+  FROM claimed
+ ORDER BY run_after, created_at, seq NULLS FIRST;
 
 -- name: pair_state
 SELECT recipient, tat, penalty_until FROM pair_pacing
