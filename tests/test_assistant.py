@@ -173,8 +173,11 @@ async def test_an_empty_answer_sends_nothing(bot: Meta, db: asyncpg.Connection) 
 
 
 async def test_a_long_answer_leaves_in_parts_in_order(bot: Meta, db: asyncpg.Connection) -> None:
-    """The parts are queued in one transaction (one created_at): they still leave in order."""
+    """The parts are queued in one transaction (one created_at), and Meta answers the first
+    one late: they still reach Meta in order, each after the one before was accepted."""
     await give_credits(db, bot)
+    late = {"phone_number_id": NUMBER_A, "delay_seconds": 0.5, "times": 1}
+    assert (await bot.sandbox.post("/_sandbox/faults", json=late)).status_code in (200, 201)
     paragraphs = [f"Part {i}: " + "word " * 700 for i in range(1, 6)]  # 3,507 characters each
     response = await bot.sandbox.post(
         "/_models/script", json={"replies": ["\n\n".join(p.strip() for p in paragraphs)]}

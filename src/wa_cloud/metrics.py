@@ -29,6 +29,10 @@ HELP: Mapping[str, tuple[str, str]] = {
         "counter",
         "Sends too late for their slot, queued again instead of bunched.",
     ),
+    "wa_outbox_held_back_total": (
+        "counter",
+        "Sends queued again behind an earlier one to the same recipient that did not go.",
+    ),
     "wa_outbox_recovered_total": ("counter", "Sends whose worker died, by what became of them."),
     "wa_outbox_lease_lost_total": (
         "counter",

@@ -393,10 +393,16 @@ class Sender:
         )
 
     async def dispatch(self, batch: Batch) -> None:
+        # One recipient's messages leave one after another in the order they were claimed (a
+        # file and then its text, a long answer's parts): sent at once, a later one could reach
+        # Meta first. Different recipients go at the same time.
+        by_recipient: dict[str, list[Item]] = {}
+        for item in batch.items:
+            by_recipient.setdefault(item.recipient, []).append(item)
         results = await asyncio.gather(
-            *(self._send_one(batch, item) for item in batch.items), return_exceptions=True
+            *(self._send_in_order(batch, items) for items in by_recipient.values())
         )
-        crashed = [r for r in results if isinstance(r, Exception)]
+        crashed = [exc for found in results for exc in found]
         if crashed:
             # A bug for this number: it must not take the sender down for every other number.
             logger.error(
@@ -406,7 +412,23 @@ class Sender:
             )
             self._metrics.inc("wa_outbox_send_crashes_total", len(crashed))
 
-    async def _send_one(self, batch: Batch, item: Item) -> None:
+    async def _send_in_order(self, batch: Batch, items: list[Item]) -> list[Exception]:
+        crashed: list[Exception] = []
+        for i, item in enumerate(items):
+            try:
+                went = await self._send_one(batch, item)
+            except Exception as exc:  # reported by dispatch
+                crashed.append(exc)
+                went = False
+            if not went and items[i + 1 :]:
+                # It went back to the queue (or may have): the ones after it wait for it.
+                await self._hold_back(batch, items[i + 1 :])
+                break
+        return crashed
+
+    async def _send_one(self, batch: Batch, item: Item) -> bool:
+        """Send one message in its slot; False when it did not go and may be sent later (too
+        late for its slot, its lease lost, the database away), so the next ones must wait."""
         loop = asyncio.get_running_loop()
         delay = item.due - loop.time()
         if delay > 0:
@@ -414,27 +436,41 @@ class Sender:
         async with self._in_flight:
             if loop.time() - item.due > LATE_SECONDS:
                 await self._requeue_late(batch, item, marked=False)
-                return
+                return False
             try:
                 marked = await self._marks.submit((item.id, batch.lease))
             except DatabaseUnavailable:
-                return  # not marked, so not sent: the lease runs out and it is queued again
+                return False  # not marked, so not sent: the lease runs out, it is queued again
             if not marked:
                 # The lease ran out while this waited: the row may be another worker's now.
                 self._metrics.inc("wa_outbox_lease_lost_total")
-                return
+                return False
             if loop.time() - item.due > LATE_SECONDS:
                 await self._requeue_late(batch, item, marked=True)  # the mark commit was slow
-                return
+                return False
             try:
                 wamid = await batch.provider.send(item.body)
             except GraphError as exc:
                 await self._failed(batch, item, exc)
-                return
+                return True
             self._metrics.inc("wa_outbox_accepted_total")
             with contextlib.suppress(DatabaseUnavailable):  # recovery reports it as unknown
                 await self._accepted.submit(
                     Accepted(item.id, batch.lease, wamid, item.body, item.used_fallback, item.kind)
+                )
+            return True
+
+    async def _hold_back(self, batch: Batch, items: list[Item]) -> None:
+        """Back to the queue behind the message before them, unsent and uncounted, all at one
+        time: their created_at and seq keep their order when they are claimed again."""
+        self._metrics.inc("wa_outbox_held_back_total", len(items))
+        with contextlib.suppress(*DATABASE_ERRORS):
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    Q.postpone_messages,
+                    [item.id for item in items],
+                    [datetime.now(UTC)] * len(items),
+                    batch.lease,
                 )
 
     async def _requeue_late(self, batch: Batch, item: Item, *, marked: bool) -> None:
