@@ -1163,6 +1163,7 @@ async def test_other_tenants_ids_in_paths_queries_media_files_and_the_stream(
             ("GET", f"/console/inbox/{NUMBER_A}/{mine}", {}),
             ("GET", f"/console/inbox/{NUMBER_A}/{theirs}", {"before": cursor}),
             ("GET", f"/console/inbox/{OTHER_NUMBER}/{2**63}", {}),
+            ("GET", f"/console/inbox/{OTHER_NUMBER}/{'9' * 5000}", {}),
             ("GET", f"/console/media/{message}", {}),
             ("GET", f"/console/my-numbers/{NUMBER_A}", {}),
             ("GET", f"/console/my-numbers/{NUMBER_A}/session", {}),

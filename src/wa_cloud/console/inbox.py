@@ -89,11 +89,19 @@ def _number_id(request: Request) -> str:
     return number
 
 
-def _contact_id(request: Request) -> int:
-    raw = str(request.path_params["contact_id"])
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-        raise NotFound("No conversation with that id.")
+def _row_id(raw: str) -> int | None:
+    """A bigint id as a URL carries it, or None (length first: int() of thousands of digits
+    raises)."""
+    if not (0 < len(raw) <= 19 and raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
+        return None
     return int(raw)
+
+
+def _contact_id(request: Request) -> int:
+    contact_id = _row_id(str(request.path_params["contact_id"]))
+    if contact_id is None:
+        raise NotFound("No conversation with that id.")
+    return contact_id
 
 
 def _query(request: Request) -> str:
@@ -184,8 +192,7 @@ async def conversation_list(request: Request) -> Response:
     """The list alone (a live region's refresh)."""
     state, business = await sessions.business(request)
     number_id, q = _number_id(request), _query(request)
-    raw = request.query_params.get("current", "")
-    current = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+    current = _row_id(request.query_params.get("current", ""))
     async with state.pool.acquire() as conn:
         await require_own_number(conn, business.tenant_id, number_id)
         numbers = await read_numbers(conn, business.tenant_id)
