@@ -521,6 +521,13 @@ async def test_limit_with_a_non_ascii_digit_is_400(web: Running) -> None:
     assert_error(response, 400, "invalid_limit")
 
 
+async def test_limit_of_thousands_of_digits_is_400(web: Running) -> None:
+    response = await web.client.get(
+        "/v1/admin/tenants", params={"limit": "9" * 5000}, headers=web.admin()
+    )
+    assert_error(response, 400, "invalid_limit")
+
+
 async def test_deeply_nested_json_is_a_4xx(web: Running, db: asyncpg.Connection) -> None:
     body = b"[" * 200_000 + b"]" * 200_000
     response = await web.client.post("/v1/admin/tenants", content=body, headers=web.admin())

@@ -18,7 +18,8 @@ def limit_of(request: Request, default: int = 50, maximum: int = 200) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+    # Length first: int() of thousands of digits raises.
+    if not (len(raw) <= 9 and raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise BadRequest(f"'limit' must be a whole number from 1 to {maximum}.", "invalid_limit")
     return int(raw)
 
