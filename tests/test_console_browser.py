@@ -212,7 +212,9 @@ async def screenshot(page: Any, tmp_path: Path, name: str, *, readme: bool = Fal
 
 async def wait_live(page: Any) -> None:
     """The page's live stream is connected (console.js marks it on <html>)."""
-    await page.wait_for_function("document.documentElement.dataset.live === 'open'")
+    # A selector, not a JavaScript predicate: the console's CSP has no 'unsafe-eval', and a
+    # string predicate is evaluated with eval() in the page.
+    await page.locator("html[data-live='open']").wait_for(state="attached")
     # The stream answers before the process's LISTEN connection (opened by the first page)
     # is up: a change in that gap never reaches the page.
     await asyncio.sleep(0.3)
