@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import asyncpg
 
+from wa_cloud.db import channels
+from wa_cloud.db.announce import Announcer
 from wa_cloud.db.groupcommit import GroupCommit
 from wa_cloud.db.queries import Q
 
@@ -12,13 +17,19 @@ from wa_cloud.db.queries import Q
 MAX_GROUP_BYTES = 4 * 1024 * 1024
 
 
-def delivery_store(pool: asyncpg.Pool) -> GroupCommit[tuple[str, bytes]]:
-    """(source, body) pairs, inserted and announced to workers in one statement per group."""
+@contextlib.asynccontextmanager
+async def delivery_store(pool: asyncpg.Pool) -> AsyncIterator[GroupCommit[tuple[str, bytes]]]:
+    """(source, body) pairs, inserted in one statement per group, then announced to workers."""
+    async with Announcer(pool, channels.DELIVERIES) as announcer:
 
-    async def write(group: list[tuple[str, bytes]]) -> None:
-        async with pool.acquire() as conn:
-            await conn.execute(Q.insert_deliveries, [g[0] for g in group], [g[1] for g in group])
+        async def write(group: list[tuple[str, bytes]]) -> None:
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    Q.insert_deliveries, [g[0] for g in group], [g[1] for g in group]
+                )
+            announcer.poke()
 
-    return GroupCommit(
-        "deliveries", write, max_bytes=MAX_GROUP_BYTES, size=lambda item: len(item[1])
-    )
+        async with GroupCommit(
+            "deliveries", write, max_bytes=MAX_GROUP_BYTES, size=lambda item: len(item[1])
+        ) as store:
+            yield store

@@ -1,11 +1,12 @@
 -- name: insert_deliveries
--- One statement for a whole group of concurrent webhook bodies: stored and announced together.
-WITH inserted AS (
-    INSERT INTO deliveries (source, body)
-    SELECT * FROM unnest($1::text[], $2::bytea[])
-    RETURNING id
-)
-SELECT pg_notify('{{channel.deliveries}}', count(*)::text) FROM inserted;
+-- One statement for a whole group of concurrent webhook bodies; announced after it commits
+-- (db/announce.py: a NOTIFY here would queue this commit behind every other notifying one).
+INSERT INTO deliveries (source, body) SELECT * FROM unnest($1::text[], $2::bytea[]);
+
+-- name: announce
+-- A NOTIFY in a transaction of its own, committed without waiting for the WAL flush: the
+-- setting is local to this statement's transaction and read as it commits.
+SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '');
 
 -- name: claim_deliveries
 UPDATE deliveries
