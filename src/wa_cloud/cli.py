@@ -588,6 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     noisy.add_argument("--warmup", type=float, default=2.0)
     noisy.add_argument("--rounds", type=int, default=3, help="baseline + flood rounds")
     noisy.add_argument(
+        "--waits",
+        action="store_true",
+        help="sample what PostgreSQL's busy backends wait on, by process, and report it",
+    )
+    noisy.add_argument(
         "--rate",
         type=float,
         default=None,

@@ -513,6 +513,7 @@ class Phase:
     cpu: dict[str, float]  # cores by process role in the measured window
     flood: FloodTally | None
     others: float  # cores busy with other work on the machine when the phase started
+    waits: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # --waits samples
 
 
 async def settle(stack: Stack) -> float:
@@ -539,6 +540,49 @@ async def _cpu_in(stack: Stack, window: Window) -> dict[str, float]:
     return cpu_shares(before, after, window.seconds)
 
 
+def _client_roles(stack: Stack) -> dict[int, str]:
+    """The role of our process behind each local TCP port it uses (a backend's client_port)."""
+    import psutil
+
+    roles: dict[int, str] = {}
+    for role, pids in stack.pids.items():
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                    if conn.laddr:
+                        roles[conn.laddr.port] = role
+    return roles
+
+
+WAITS_QUERY = """
+SELECT client_port, coalesce(wait_event_type || ':' || wait_event, 'cpu') AS wait,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 48) AS query
+  FROM pg_stat_activity
+ WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+"""
+WAITS_POLL = 0.01
+
+
+async def _waits_in(stack: Stack, window: Window) -> Counter[tuple[str, str, str]]:
+    """What PostgreSQL's busy backends wait on through the measured window, sampled every 10 ms,
+    by the process whose connection it is: (role, wait event or "cpu", the statement's start)."""
+    samples: Counter[tuple[str, str, str]] = Counter()
+    conn = await connect(stack.database_url)
+    try:
+        await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+        roles, mapped = _client_roles(stack), time.monotonic()
+        while time.monotonic() < window.end:
+            for row in await conn.fetch(WAITS_QUERY):
+                if row["client_port"] not in roles and time.monotonic() - mapped > 1.0:
+                    roles, mapped = _client_roles(stack), time.monotonic()
+                role = roles.get(row["client_port"], "other")
+                samples[(role, row["wait"], row["query"])] += 1
+            await asyncio.sleep(WAITS_POLL)
+    finally:
+        await conn.close()
+    return samples
+
+
 async def measure_phase(
     stack: Stack,
     endpoint: Endpoint,
@@ -551,12 +595,17 @@ async def measure_phase(
     async with contextlib.AsyncExitStack() as phase:
         flood = await phase.enter_async_context(flooding(endpoint.port, kinds)) if kinds else None
         cpu = asyncio.create_task(_cpu_in(stack, window))
+        waits = asyncio.create_task(_waits_in(stack, window)) if args.waits else None
         try:
             tally = await run_load(endpoint, requests, window, args.connections, rate=args.rate)
             shares = await cpu
+            sampled = await waits if waits else Counter()
         finally:
             cpu.cancel()
-    return Phase(summarize(tally, args.seconds, shares.get("serve")), shares, flood, others)
+            if waits:
+                waits.cancel()
+    stats = summarize(tally, args.seconds, shares.get("serve"))
+    return Phase(stats, shares, flood, others, sampled)
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -600,6 +649,21 @@ def _cpu_line(name: str, cpu: dict[str, float]) -> str:
     shown = {k: v for k, v in cpu.items() if k != "machine"}
     parts = ", ".join(f"{role} {share:.2f}" for role, share in shown.items())
     return f"  {name:<8}: {parts}; machine {cpu.get('machine', 0.0):.2f} of {os.cpu_count()}"
+
+
+WAITS_SHOWN = 12
+
+
+def _waits_lines(name: str, phases: list[Phase]) -> list[str]:
+    """The commonest (process, wait, statement) samples of every round's phase together."""
+    total: Counter[tuple[str, str, str]] = Counter()
+    for phase in phases:
+        total.update(phase.waits)
+    count = sum(total.values())
+    lines = [f"postgres backends busy, {name} ({count} samples every {WAITS_POLL * 1000:g} ms):"]
+    for (role, wait, query), n in total.most_common(WAITS_SHOWN):
+        lines.append(f"  {n:>6} {role:<8} {wait:<28} {query}")
+    return lines
 
 
 def _placement(run: Run) -> str:
@@ -646,6 +710,8 @@ def render_report(run: Run, args: argparse.Namespace) -> list[str]:
         _cpu_line("baseline", base.cpu),
         _cpu_line("flood", flood.cpu),
         *_flood_lines(total),
+        *(_waits_lines("baseline", run.baseline) if args.waits else []),
+        *(_waits_lines("flood", run.flood) if args.waits else []),
         f"noisy outbound messages after the run: {run.outbound}",
         "",
         f"p99(flood)/p99(baseline): {'-' if ratio is None else f'{ratio:.2f}'} "
