@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from tests.conftest import NUMBER_A, Running, corpus, wait_idle
+from wa_cloud.db import channels
 from wa_cloud.inbound.signature import sign
 
 
@@ -51,6 +54,25 @@ async def test_valid_signature_is_stored_before_200(web: Running, db: asyncpg.Co
     assert response.status_code == 200
     row = await db.fetchrow("SELECT source, body, state FROM deliveries")
     assert (row["source"], bytes(row["body"]), row["state"]) == ("platform", body, "pending")
+
+
+async def test_a_stored_delivery_is_announced_to_workers_after_its_commit(
+    web: Running, db: asyncpg.Connection
+) -> None:
+    heard: asyncio.Queue[int] = asyncio.Queue()
+
+    def listener(_conn: object, _pid: int, _channel: str, _payload: str) -> None:
+        # What a worker woken by this would find: the delivery already committed.
+        heard.put_nowait(0)
+
+    await db.add_listener(channels.DELIVERIES, listener)
+    try:
+        response = await web.post_webhook(corpus("messages/text.json"))
+        assert response.status_code == 200
+        await asyncio.wait_for(heard.get(), 5)
+        assert await _stored(db) == 1
+    finally:
+        await db.remove_listener(channels.DELIVERIES, listener)
 
 
 async def test_missing_signature_is_401_and_nothing_stored(
