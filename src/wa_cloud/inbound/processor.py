@@ -74,6 +74,14 @@ async def process_batch(
         batch = _Run(conn, lease)
         try:
             async with conn.transaction():
+                # Committed without waiting for the WAL flush: all of it is rebuilt from the
+                # deliveries, durable since ingest. Should PostgreSQL crash before the flush,
+                # they are pending again once the (durable) claim's lease runs out, and indexing
+                # them anew is idempotent; every consumer of what a batch queues claims with a
+                # synchronous commit, which flushes this one first, before acting outside. Not
+                # waiting also keeps the batch's NOTIFYs from holding PostgreSQL's one notify
+                # lock through an fsync (db/announce.py), which serialised the indexers.
+                await conn.execute(Q.commit_async)
                 # Planned for each batch with the tables' sizes as they are now: a plan cached
                 # while contacts or messages were nearly empty (a new deployment, a test) scans
                 # them whole once they have grown, until autovacuum's next analyse.

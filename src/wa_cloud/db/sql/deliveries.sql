@@ -20,6 +20,10 @@ UPDATE deliveries
          FOR UPDATE SKIP LOCKED)
 RETURNING id, source, body, attempts, received_at;
 
+-- name: commit_async
+-- For a transaction whose work can be redone from what is already durable (inbound/processor).
+SET LOCAL synchronous_commit = off;
+
 -- name: finish_deliveries
 -- A batch indexed: processed, under the lease that claimed it (the caller checks the count).
 UPDATE deliveries
