@@ -305,6 +305,23 @@ async def test_deep_or_unstorable_json_is_a_clear_error_on_the_api(
     assert response.json()["error"]["code"] == "invalid_field"
 
 
+def test_depth_read_from_the_text_agrees_with_the_walk() -> None:
+    from wa_cloud.jsonsafe import MAX_DEPTH, text_depth_within
+
+    def nested(depth: int) -> bytes:
+        return b'{"a": ' * depth + b"1" + b"}" * depth
+
+    for depth, within in ((MAX_DEPTH, True), (MAX_DEPTH + 1, False)):
+        raw = nested(depth)
+        assert text_depth_within(raw, json.loads(raw)) is within
+    # Many brackets, shallow: counting alone cannot tell, the walk does.
+    wide = json.dumps([{"a": [1]} for _ in range(100)]).encode()
+    assert text_depth_within(wide, json.loads(wide)) is True
+    # Brackets inside strings only ever make the count larger, never the answer wrong.
+    quoted = json.dumps({"t": "{[" * 100, "d": json.loads(nested(MAX_DEPTH + 1))}).encode()
+    assert text_depth_within(quoted, json.loads(quoted)) is False
+
+
 async def test_a_non_ascii_signature_header_is_403_not_500(web: Running) -> None:
     response = await web.client.post(
         "/webhook",

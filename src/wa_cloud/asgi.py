@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from wa_cloud.errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable
-from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, has_unstorable
+from wa_cloud.jsonsafe import MAX_DEPTH, has_unstorable, text_depth_within
 
 MAX_API_BODY = 1024 * 1024
 
@@ -73,7 +73,7 @@ async def read_object(request: Request, *, optional: bool = False) -> dict[str, 
         raise BadRequest("The body is not valid JSON.", "invalid_json") from None
     if not isinstance(document, dict):
         raise Unprocessable("The body must be a JSON object.")
-    if not depth_within(document):
+    if not text_depth_within(raw, document):
         raise BadRequest(f"The body nests deeper than {MAX_DEPTH} levels.", "invalid_json")
     if has_unstorable(document):
         # PostgreSQL text and jsonb cannot hold U+0000 or a lone surrogate: refuse them here,

@@ -24,7 +24,7 @@ from wa_cloud.events import (
     StatusKind,
     StatusUpdate,
 )
-from wa_cloud.jsonsafe import MAX_DEPTH, depth_within, may_hold_unstorable, storable
+from wa_cloud.jsonsafe import MAX_DEPTH, may_hold_unstorable, storable, text_depth_within
 
 
 class InvalidDelivery(WaCloudError):
@@ -236,7 +236,7 @@ def load_document(body: bytes) -> object:
         raise InvalidDelivery("invalid_json", f"body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidDelivery("invalid_json", "body nests too deep to read") from None
-    if not depth_within(document):
+    if not text_depth_within(body, document):
         raise InvalidDelivery("invalid_json", f"body nests deeper than {MAX_DEPTH} levels")
     if may_hold_unstorable(body):
         # A text with U+0000 or a lone surrogate is stored with U+FFFD in its place (the raw
