@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.conftest import NUMBER_A, NUMBER_B, WABA, Meta
+from wa_cloud.db import channels
 
 CUSTOMER = "16505551234"
 
@@ -105,6 +108,21 @@ async def test_each_send_type_reaches_meta_exactly(meta: Meta, kind: str, conten
             kind: content,
         }
     ]
+
+
+async def test_a_queued_send_is_announced_to_the_sender_once_committed(
+    meta: Meta, db: asyncpg.Connection
+) -> None:
+    await meta.customer_writes()
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await db.add_listener(channels.OUTBOX, lambda *args: heard.put_nowait(args[3]))
+    response = await meta.send(to=CUSTOMER, type="text", text={"body": "hi"})
+    assert response.status_code == 202, response.text
+    await asyncio.wait_for(heard.get(), 5)
+    # Heard after the commit: the row is there for whoever the NOTIFY woke.
+    assert await db.fetchval(
+        "SELECT count(*) FROM messages WHERE id = $1", uuid.UUID(response.json()["id"])
+    )
 
 
 async def test_statuses_from_meta_move_the_message_to_read(meta: Meta) -> None:

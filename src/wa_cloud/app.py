@@ -38,6 +38,8 @@ from wa_cloud.asgi import error_response
 from wa_cloud.config import Settings
 from wa_cloud.console import routes as console_routes
 from wa_cloud.console.live import LiveHub
+from wa_cloud.db import channels
+from wa_cloud.db.announce import Announcer
 from wa_cloud.db.pool import create_pool
 from wa_cloud.errors import ApiError, DatabaseUnavailable, RateLimited
 from wa_cloud.inbound import routes as webhooks
@@ -180,6 +182,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
             )
             stack.push_async_callback(ingest_pool.close)
             deliveries = await stack.enter_async_context(delivery_store(ingest_pool))
+            outbox = await stack.enter_async_context(Announcer(resources.pool, channels.OUTBOX))
             state = AppState(
                 settings=settings,
                 pool=resources.pool,
@@ -187,6 +190,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                 tenant_http=resources.tenant_http,
                 graph=resources.graph,
                 deliveries=deliveries,
+                outbox=outbox,
                 box=resources.box,
                 metrics=resources.metrics,
                 key_rates=KeyRateLimiter(settings.api_rate_per_second, settings.api_rate_burst),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from wa_cloud.config import Settings
+from wa_cloud.db.announce import Announcer
 from wa_cloud.db.groupcommit import GroupCommit
 from wa_cloud.graph.client import GraphClient
 from wa_cloud.metrics import Metrics
@@ -33,6 +34,8 @@ class AppState:
     tenant_http: GuardedClient
     graph: GraphClient
     deliveries: GroupCommit[tuple[str, bytes]]
+    # Wakes the worker's sender once a send the API queued is committed (db/announce.py).
+    outbox: Announcer
     box: SecretBox
     metrics: Metrics
     # Webhook ingest's own connections: API traffic or a slow query elsewhere never starves it.

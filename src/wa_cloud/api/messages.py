@@ -63,6 +63,7 @@ async def queue_message(state: AppState, caller: Caller, body: Mapping[str, Any]
         body,
         request_providers(state.graph, state.tenant_http, state.box),
         state.template_fetches,
+        state.outbox.poke,
     )
 
 

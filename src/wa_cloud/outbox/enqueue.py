@@ -12,7 +12,7 @@ transaction that queues it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -121,7 +121,10 @@ async def enqueue(
     request: Mapping[str, Any],
     provider_for: ProviderFor,
     fetches: TemplateFetches,
+    announce: Callable[[], None],
 ) -> Queued:
+    """Check a send and queue it; `announce` wakes the sender once it is committed (outside the
+    transaction: a NOTIFY in it would hold PostgreSQL's notify lock through the fsync)."""
     composed = compose(request)
     key = request.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
@@ -167,7 +170,10 @@ async def enqueue(
             check_parameters(dict(stored), sent)
 
     async with pool.acquire() as conn:
-        return await _insert(conn, tenant_id, sender, request, composed, fallback, contact, key)
+        queued = await _insert(conn, tenant_id, sender, request, composed, fallback, contact, key)
+    if queued.created:
+        announce()
+    return queued
 
 
 async def _insert(
@@ -210,7 +216,6 @@ async def _insert(
                 DEFAULTS.human_takeover_minutes,
             )
         await conn.execute(Q.ensure_pacing, sender)
-        await conn.execute(Q.notify_outbox, sender)
     logger.info(
         "message queued",
         extra={
