@@ -1449,6 +1449,62 @@ async def test_one_tenant_cannot_take_every_live_stream(
                 await asyncio.sleep(0.1)
 
 
+async def test_only_a_watched_tenants_writes_notify(
+    app: Running, tenant: dict[str, Any], db: asyncpg.Connection
+) -> None:
+    """A tenant with no console page open costs no NOTIFY (PostgreSQL queues every notifying
+    commit behind the others); one with a page open is told at once, and only about itself."""
+    other = await app.create_tenant("Unwatched Co")
+    other_number = NUMBER_B  # handed to the other tenant here: a number of a tenant unwatched
+    await db.execute(
+        "UPDATE numbers SET tenant_id = $2 WHERE phone_number_id = $1",
+        other_number,
+        uuid.UUID(other["id"]),
+    )
+    heard: list[str] = []
+
+    def listener(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        heard.append(payload)
+
+    async def touch(number: str, rating: str) -> None:
+        await db.execute(
+            "UPDATE numbers SET quality_rating = $2 WHERE phone_number_id = $1", number, rating
+        )
+
+    async def settled() -> None:
+        # A notification travels after its commit: a marker sent last arrives after it.
+        await db.execute("SELECT pg_notify($1, 'marker')", "wa_console")
+        async with asyncio.timeout(5):
+            while "marker" not in heard:
+                await asyncio.sleep(0.02)
+        heard.remove("marker")
+
+    await db.add_listener("wa_console", listener)
+    try:
+        await touch(NUMBER_A, "YELLOW")
+        await settled()
+        assert heard == []  # nobody watches
+        async with ConsoleUser(app.base_url) as user:
+            await user.sign_in(tenant["api_key"])
+            lines: list[str] = []
+            stream = await open_stream(user.client, lines)
+            assert await db.fetchval(
+                "SELECT count(*) FROM console_watch WHERE tenant_id = $1 AND until > now()",
+                uuid.UUID(tenant["id"]),
+            )
+            await touch(NUMBER_A, "RED")
+            await touch(other_number, "RED")
+            await settled()
+            assert heard == [f"{tenant['id']}|number|{NUMBER_A}"]
+            async with asyncio.timeout(5):
+                while f"data: {NUMBER_A}" not in lines:
+                    await asyncio.sleep(0.02)
+            stream.cancel()
+            await asyncio.gather(stream, return_exceptions=True)
+    finally:
+        await db.remove_listener("wa_console", listener)
+
+
 async def test_a_stalled_page_holds_a_bounded_queue() -> None:
     """A browser that stops reading: its queue never grows past QUEUE_SIZE, and what it
     missed collapses into one refresh; another tenant's queue gets none of it."""

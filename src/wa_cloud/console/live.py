@@ -2,11 +2,14 @@
 
 Triggers (migration 0017) NOTIFY `wa_console` with `<tenant id>|<kind>|<phone number id>` when
 a message is stored or changes status, a contact's bot state or memory changes, or a number or
-its web session changes (QR, state). One LISTEN connection per web process, opened with the
-first open page, fans each notification out to the pages of that tenant (and the operator's);
-a page then fetches what changed. Notifications carry no content, so a page only ever shows
-what its own authorised request returns. A lost connection is reopened with backoff and every
-page is told to refresh, since notifications sent meanwhile are gone.
+its web session changes (QR, state), for the tenants someone watches: the hub keeps a row in
+`console_watch` for each tenant with an open page (migration 0021), so a tenant nobody watches
+costs no NOTIFY, and no place in the queue PostgreSQL keeps for notifying commits. One LISTEN
+connection per web process, opened with the first open page, fans each notification out to
+the pages of that tenant (and the operator's); a page then fetches what changed.
+Notifications carry no content, so a page only ever shows what its own authorised request
+returns. A lost connection is reopened with backoff and every page is told to refresh, since
+notifications sent meanwhile are gone.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from uuid import UUID
 import asyncpg
 
 from wa_cloud.db import channels
+from wa_cloud.db.queries import Q
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +40,12 @@ MAX_TENANT_STREAMS = 40
 RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 # How long a new page waits for the LISTEN to be in place before it streams anyway.
 READY_SECONDS = 5.0
+# A watch lasts this long from its last refresh (every heartbeat while pages are open): a
+# process that dies leaves a watch that lapses by itself.
+WATCH_SECONDS = 60.0
+# A write that began before a tenant's watch and commits after it sends no NOTIFY: a page that
+# started the watch refreshes once more after this long, when such a write has committed.
+WATCH_SETTLE_SECONDS = 2.0
 KINDS = frozenset({"message", "contact", "number"})
 
 
@@ -87,6 +97,10 @@ class LiveHub:
         # Set while the LISTEN is in place: a new page waits for it, then refreshes once, so a
         # change between rendering the page and listening is not missed.
         self._ready = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None  # the LISTEN connection, while it is up
+        self._conn_lock = asyncio.Lock()  # one statement at a time on it
+        # Tenants (None: the operator) whose watch this hub wrote, with when it lapses.
+        self._watching: dict[UUID | None, float] = {}
 
     def has_room(self, tenant_id: UUID | None) -> bool:
         """Whether the process, and the tenant's share of it, take another stream."""
@@ -115,6 +129,8 @@ class LiveHub:
             # (Inside the try: a page gone while it waits gives its place back.)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), READY_SECONDS)
+            if await self._watch([tenant_id]):
+                asyncio.get_running_loop().call_later(WATCH_SETTLE_SECONDS, subscriber.put, REFRESH)
             subscriber.put(REFRESH)
             yield subscriber.queue
         finally:
@@ -135,6 +151,23 @@ class LiveHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def _watch(self, tenants: list[UUID | None]) -> bool:
+        """Make sure the triggers notify for `tenants`; whether one of them was not watched
+        by this hub before (its page may have to refresh once more)."""
+        now = asyncio.get_running_loop().time()
+        started = any(self._watching.get(t, 0.0) <= now for t in tenants)
+        if self._conn is None:
+            return started  # written on connect, before any page is told it is ready
+        async with self._conn_lock:
+            try:
+                await self._conn.execute(Q.console_watch, tenants, WATCH_SECONDS, timeout=5)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                logger.warning("console watch not written")
+                return started
+        for tenant in tenants:
+            self._watching[tenant] = now + WATCH_SECONDS
+        return started
 
     def _deliver(self, payload: str) -> None:
         parsed = parse(payload)
@@ -158,6 +191,9 @@ class LiveHub:
             try:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(channels.CONSOLE, lambda *a: self._deliver(a[3]))
+                self._conn = conn
+                self._watching.clear()  # written again: they may have lapsed while away
+                await self._watch(list(self._per_tenant))
                 self._ready.set()
                 if attempt:  # notifications sent while we were away are gone
                     for subscriber in list(self._subscribers):
@@ -167,6 +203,8 @@ class LiveHub:
                 while self._subscribers and not lost.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), HEARTBEAT_SECONDS)
+                    if self._subscribers and not lost.is_set():
+                        await self._watch(list(self._per_tenant))
                 if lost.is_set():
                     logger.warning("console live connection lost; reconnecting")
                     attempt = 1
@@ -174,5 +212,6 @@ class LiveHub:
                 attempt = 1
             finally:
                 self._ready.clear()
+                self._conn = None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(conn.close(), 2)
