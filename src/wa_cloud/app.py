@@ -172,6 +172,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                     settings,
                     pool_size=settings.db_pool_size,
                     acquire_timeout=API_ACQUIRE_TIMEOUT_SECONDS,
+                    name="wa-cloud serve",
                 )
             )
             # Webhook ingest's own connections: API traffic never starves it.
@@ -179,6 +180,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> WebhookReceiv
                 settings.database_url,
                 max_size=settings.ingest_pool_size,
                 acquire_timeout=INGEST_ACQUIRE_TIMEOUT_SECONDS,
+                name="wa-cloud ingest",
             )
             stack.push_async_callback(ingest_pool.close)
             deliveries = await stack.enter_async_context(delivery_store(ingest_pool))

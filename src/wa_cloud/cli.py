@@ -101,7 +101,9 @@ async def _run_worker(settings: Settings, health_port: int | None = None) -> Non
     from wa_cloud.resources import open_resources
     from wa_cloud.worker import Worker
 
-    async with open_resources(settings, pool_size=WORKER_POOL_SIZE) as resources:
+    async with open_resources(
+        settings, pool_size=WORKER_POOL_SIZE, name="wa-cloud worker"
+    ) as resources:
         worker = Worker(resources)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,12 +36,16 @@ class Resources:
 
 @contextlib.asynccontextmanager
 async def open_resources(
-    settings: Settings, *, pool_size: int, acquire_timeout: float | None = None
+    settings: Settings,
+    *,
+    pool_size: int,
+    acquire_timeout: float | None = None,
+    name: str = "wa-cloud",
 ) -> AsyncIterator[Resources]:
     if not settings.database_url or not settings.secret_key:
         raise ValueError("opening resources needs settings.database_url and settings.secret_key")
     pool = await create_pool(
-        settings.database_url, max_size=pool_size, acquire_timeout=acquire_timeout
+        settings.database_url, max_size=pool_size, acquire_timeout=acquire_timeout, name=name
     )
     try:
         async with (

@@ -66,11 +66,14 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
 
 
 async def create_pool(
-    url: str, *, max_size: int = 10, acquire_timeout: float | None = None
+    url: str, *, max_size: int = 10, acquire_timeout: float | None = None, name: str = "wa-cloud"
 ) -> asyncpg.Pool:
+    """`name` is the connections' application_name: pg_stat_activity tells the web process's
+    API, its webhook ingest and the workers apart."""
     # Built like asyncpg.create_pool builds its pool, with our class.
     pool = BoundedPool(
         asyncpg_url(url),
+        server_settings={"application_name": name},
         connection_class=_PooledConnection,
         record_class=asyncpg.Record,
         min_size=1,
