@@ -513,7 +513,7 @@ class Phase:
     cpu: dict[str, float]  # cores by process role in the measured window
     flood: FloodTally | None
     others: float  # cores busy with other work on the machine when the phase started
-    waits: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # --waits samples
+    waits: Waits | None = None  # --waits
 
 
 async def settle(stack: Stack) -> float:
@@ -540,47 +540,49 @@ async def _cpu_in(stack: Stack, window: Window) -> dict[str, float]:
     return cpu_shares(before, after, window.seconds)
 
 
-def _client_roles(stack: Stack) -> dict[int, str]:
-    """The role of our process behind each local TCP port it uses (a backend's client_port)."""
-    import psutil
-
-    roles: dict[int, str] = {}
-    for role, pids in stack.pids.items():
-        for pid in pids:
-            with contextlib.suppress(psutil.Error):
-                for conn in psutil.Process(pid).net_connections(kind="tcp"):
-                    if conn.laddr:
-                        roles[conn.laddr.port] = role
-    return roles
-
-
 WAITS_QUERY = """
-SELECT client_port, coalesce(wait_event_type || ':' || wait_event, 'cpu') AS wait,
+SELECT coalesce(nullif(application_name, ''), 'other') AS role,
+       coalesce(wait_event_type || ':' || wait_event, 'cpu') AS wait,
        left(regexp_replace(query, '\\s+', ' ', 'g'), 48) AS query
   FROM pg_stat_activity
  WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
 """
 WAITS_POLL = 0.01
+# PostgreSQL's own counters, read at both edges of the window: what the phase made it write.
+WAL_QUERY = """
+SELECT w.wal_records, w.wal_fpi, w.wal_bytes, w.wal_write, w.wal_sync,
+       b.checkpoints_timed + b.checkpoints_req AS checkpoints,
+       b.buffers_checkpoint + b.buffers_clean + b.buffers_backend AS buffers_written
+  FROM pg_stat_wal w, pg_stat_bgwriter b
+"""
 
 
-async def _waits_in(stack: Stack, window: Window) -> Counter[tuple[str, str, str]]:
+@dataclass(slots=True)
+class Waits:
+    """What PostgreSQL did through a measured window (`--waits`)."""
+
+    samples: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    wal: dict[str, float] = field(default_factory=dict)  # WAL_QUERY's counters, end - start
+
+
+async def _waits_in(stack: Stack, window: Window) -> Waits:
     """What PostgreSQL's busy backends wait on through the measured window, sampled every 10 ms,
-    by the process whose connection it is: (role, wait event or "cpu", the statement's start)."""
-    samples: Counter[tuple[str, str, str]] = Counter()
+    by the application_name of their connection (role, wait event or "cpu", the statement's
+    start), and what it wrote meanwhile."""
+    waits = Waits()
     conn = await connect(stack.database_url)
     try:
         await asyncio.sleep(max(0.0, window.start - time.monotonic()))
-        roles, mapped = _client_roles(stack), time.monotonic()
+        before = dict(await conn.fetchrow(WAL_QUERY))
         while time.monotonic() < window.end:
             for row in await conn.fetch(WAITS_QUERY):
-                if row["client_port"] not in roles and time.monotonic() - mapped > 1.0:
-                    roles, mapped = _client_roles(stack), time.monotonic()
-                role = roles.get(row["client_port"], "other")
-                samples[(role, row["wait"], row["query"])] += 1
+                waits.samples[(row["role"], row["wait"], row["query"])] += 1
             await asyncio.sleep(WAITS_POLL)
+        after = dict(await conn.fetchrow(WAL_QUERY))
+        waits.wal = {key: float(after[key] - before[key]) for key in before}
     finally:
         await conn.close()
-    return samples
+    return waits
 
 
 async def measure_phase(
@@ -599,7 +601,7 @@ async def measure_phase(
         try:
             tally = await run_load(endpoint, requests, window, args.connections, rate=args.rate)
             shares = await cpu
-            sampled = await waits if waits else Counter()
+            sampled = await waits if waits else None
         finally:
             cpu.cancel()
             if waits:
@@ -655,14 +657,28 @@ WAITS_SHOWN = 12
 
 
 def _waits_lines(name: str, phases: list[Phase]) -> list[str]:
-    """The commonest (process, wait, statement) samples of every round's phase together."""
+    """The commonest (process, wait, statement) samples of every round's phase together, and
+    what PostgreSQL wrote in them, a second."""
     total: Counter[tuple[str, str, str]] = Counter()
+    wal: Counter[str] = Counter()
+    seconds = 0.0
     for phase in phases:
-        total.update(phase.waits)
+        if phase.waits is not None:
+            total.update(phase.waits.samples)
+            wal.update(phase.waits.wal)
+            seconds += phase.stats.seconds
     count = sum(total.values())
-    lines = [f"postgres backends busy, {name} ({count} samples every {WAITS_POLL * 1000:g} ms):"]
+    per_second = {key: value / seconds for key, value in wal.items()} if seconds else {}
+    lines = [
+        f"postgres, {name}: WAL {per_second.get('wal_bytes', 0) / MB:.1f} MB/s in "
+        f"{per_second.get('wal_records', 0):.0f} records/s ({per_second.get('wal_fpi', 0):.0f} "
+        f"full pages), {per_second.get('wal_sync', 0):.0f} WAL syncs/s, "
+        f"{per_second.get('buffers_written', 0):.0f} data pages written/s, "
+        f"{wal.get('checkpoints', 0):.0f} checkpoint(s)",
+        f"postgres backends busy, {name} ({count} samples every {WAITS_POLL * 1000:g} ms):",
+    ]
     for (role, wait, query), n in total.most_common(WAITS_SHOWN):
-        lines.append(f"  {n:>6} {role:<8} {wait:<28} {query}")
+        lines.append(f"  {n:>6} {role:<16} {wait:<22} {query}")
     return lines
 
 
