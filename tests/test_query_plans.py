@@ -101,6 +101,16 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
         (TENANT, NUMBER, 1, 2),
         ("tenants", "credit_ledger"),
     ),
+    "a status's message, by number and wamid": (
+        Q.advance_message_statuses,
+        ([NUMBER], ["wamid.A"], ["read"], [DAY], [None], [None], [TENANT]),
+        ("messages",),
+    ),
+    "a wamid another message of the number has": (
+        Q.record_accepted,
+        ([uuid.uuid4()], ["wamid.A"], [{"type": "text"}], [False], ["text"], [uuid.uuid4()]),
+        ("messages", "statuses"),
+    ),
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),
     "deliveries to claim": (Q.claim_deliveries, (uuid.uuid4(), 30.0, 100), ("deliveries",)),
