@@ -590,6 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
     noisy.add_argument("--warmup", type=float, default=2.0)
     noisy.add_argument("--rounds", type=int, default=3, help="baseline + flood rounds")
     noisy.add_argument(
+        "--same-priority",
+        action="store_true",
+        help="run the fakes of outside parties (Meta, the file server, the flood's client) at "
+        "our processes' CPU priority (default: the lowest, as on machines of their own)",
+    )
+    noisy.add_argument(
         "--waits",
         action="store_true",
         help="sample what PostgreSQL's busy backends wait on, by process, and report it",

@@ -28,9 +28,12 @@ which the noisy tenant, at the same time:
   fallback of the signature check is the CPU attack).
 
 A flood client that gets a 429 pauses before its next request, as one honouring Retry-After
-would. Before each phase the bench waits until the web process is idle, so a phase does not
-start with the previous one's work still running. `--flood` picks some kinds only (to find
-which one hurts).
+would. The flood's client runs in a process of its own, and it, the sandbox and the slow front
+run at the lowest CPU priority (nice 19): on machines of their own they would take none of
+ours (`--same-priority` runs them at ours). `--waits` samples what PostgreSQL's busy backends
+wait on, by application_name, and what it wrote in each phase. Before each phase the bench
+waits until the web process is idle, so a phase does not start with the previous one's work
+still running. `--flood` picks some kinds only (to find which one hurts).
 
 Reported: p50/p99/throughput of the quiet webhooks per phase (the median-throughput round, as
 `bench ingest`), each round's p99(flood)/p99(baseline) and their median, what the flood achieved
@@ -47,6 +50,7 @@ import functools
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import random
 import secrets
@@ -56,6 +60,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +134,7 @@ ATTACK_BYTES = 3 * MB - 64  # just under the webhook body cap, so it is read and
 TRICKLE_CHUNK = 64 * 1024
 TRICKLE_PAUSE = 0.1  # 640 KB/s: a 15 MB file takes about 24 s
 RATE_LIMITED_PAUSE = 0.5
+FLOOD_NUMBERS = 1_000_000  # request numbers a flood phase may use (names, recipients)
 SETTLE_LIMIT = 60.0
 SETTLE_POLL = 0.5
 IDLE_CPU = 0.10  # the web process counts as idle under this share of one core
@@ -270,11 +276,16 @@ def serve_core() -> Iterator[int | None]:
 
 
 async def start_noisy_stack(
-    stack: contextlib.AsyncExitStack, workdir: Path, serve_cpu: int | None = None
+    stack: contextlib.AsyncExitStack,
+    workdir: Path,
+    serve_cpu: int | None = None,
+    low_priority_fakes: bool = True,
 ) -> Noisy:
     """`bench send`'s stack with one worker, status webhooks off, serve's Graph calls through the
     slow front (started last: nothing calls Graph before the seeding) and the loopback file
-    server allowed."""
+    server allowed. With `low_priority_fakes` the sandbox and the slow front, Meta and a file
+    server on other machines in life, run at the lowest CPU priority: they take only what our
+    processes leave."""
     front_port = free_port()
     running = await start_stack(
         stack,
@@ -294,6 +305,9 @@ async def start_noisy_stack(
     )
     if serve_cpu is not None:
         pin(running.pids["serve"][0], {serve_cpu})
+    if low_priority_fakes:
+        for pid in (*running.pids["sandbox"], front_pid):
+            lower_priority(pid)
     # In the order of the report's CPU lines: the process under test first.
     started = running.pids
     running.pids = {role: started[role] for role in ("serve", "worker", "sandbox")}
@@ -383,9 +397,14 @@ class FloodKind:
 
 
 def flood_kinds(
-    port: int, keys: list[str], front_port: int, chosen: list[str] | None = None
+    port: int,
+    keys: list[str],
+    front_port: int,
+    chosen: list[str] | None = None,
+    first_number: int = 0,
 ) -> list[FloodKind]:
-    """What the noisy tenant does, each kind over its own keep-alive connections."""
+    """What the noisy tenant does, each kind over its own keep-alive connections; request
+    numbers (template names, recipients) count from `first_number`."""
     unknown_key, send_key, upload_key, url_key = keys
     api = f"{HOST}:{port}"
 
@@ -435,7 +454,7 @@ def flood_kinds(
         "bad-webhooks": bad_webhook,
     }
     return [
-        FloodKind(FLOODS[name][0], FLOODS[name][1], makers[name])
+        FloodKind(FLOODS[name][0], FLOODS[name][1], makers[name], itertools.count(first_number))
         for name in (chosen or list(FLOODS))
     ]
 
@@ -482,9 +501,36 @@ async def _flood_connection(port: int, kind: FloodKind, tally: FloodTally) -> No
         connection.close()
 
 
-@contextlib.asynccontextmanager
-async def flooding(port: int, kinds: list[FloodKind]) -> AsyncIterator[FloodTally]:
-    """The flood runs while the block does; its tally is complete when the block ends."""
+@dataclass(frozen=True, slots=True)
+class FloodSpec:
+    """What a flood process needs (its requests are built there: a closure does not pickle)."""
+
+    port: int
+    keys: list[str]
+    front_port: int
+    chosen: list[str] | None
+    first_number: int  # each phase's names and recipients are new
+    low_priority: bool
+
+
+def lower_priority(pid: int) -> None:
+    """Every thread of `pid` at the lowest CPU priority (nice 19; on Linux a thread's own)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for thread in psutil.Process(pid).threads():
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, thread.id, 19)
+
+
+def _flood_process(spec: FloodSpec, stop: Connection, results: Connection) -> None:
+    if spec.low_priority:
+        lower_priority(os.getpid())  # before any other thread: they inherit it
+    kinds = flood_kinds(spec.port, spec.keys, spec.front_port, spec.chosen, spec.first_number)
+    results.send(asyncio.run(_flood_until_stopped(spec.port, kinds, stop)))
+
+
+async def _flood_until_stopped(port: int, kinds: list[FloodKind], stop: Connection) -> FloodTally:
     tally = FloodTally()
     started = time.monotonic()
     tasks = [
@@ -492,16 +538,45 @@ async def flooding(port: int, kinds: list[FloodKind]) -> AsyncIterator[FloodTall
         for kind in kinds
         for _ in range(kind.connections)
     ]
+    with contextlib.suppress(EOFError):
+        await asyncio.to_thread(stop.recv)
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    tally.seconds = time.monotonic() - started
+    for result in results:
+        if isinstance(result, Exception):
+            raise result  # a bug in the flood client must not pass for a quiet flood
+    return tally
+
+
+@contextlib.asynccontextmanager
+async def flooding(spec: FloodSpec) -> AsyncIterator[FloodTally]:
+    """The flood runs, in a process of its own, while the block does; its tally is complete
+    when the block ends. On its own machine a tenant's client would take none of our CPU: at
+    the lowest priority it takes only what our processes leave."""
+    context = multiprocessing.get_context("spawn")  # not fork: this process has an event loop
+    stop_here, stop_there = context.Pipe(duplex=False)
+    results_here, results_there = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_flood_process, args=(spec, stop_here, results_there), daemon=True
+    )
+    process.start()
+    stop_here.close()
+    results_there.close()
+    tally = FloodTally()
     try:
         yield tally
     finally:
-        for task in tasks:
-            task.cancel()
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        tally.seconds = time.monotonic() - started
-        for result in results:
-            if isinstance(result, Exception):
-                raise result  # a bug in the flood client must not pass for a quiet flood
+        stop_there.send(None)
+        stop_there.close()
+        try:
+            tally.merge(await asyncio.to_thread(results_here.recv))
+        except EOFError:
+            raise RuntimeError("the flood process failed (its error is above)") from None
+        finally:
+            results_here.close()
+            process.join()
 
 
 # --- phases -------------------------------------------------------------------------------------
@@ -590,12 +665,12 @@ async def measure_phase(
     endpoint: Endpoint,
     requests: list[bytes],
     args: argparse.Namespace,
-    kinds: list[FloodKind] | None,
+    flood_spec: FloodSpec | None,
 ) -> Phase:
     others = await settle(stack)
     window = Window(time.monotonic() + LOAD_START_ALLOWANCE, args.warmup, args.seconds)
     async with contextlib.AsyncExitStack() as phase:
-        flood = await phase.enter_async_context(flooding(endpoint.port, kinds)) if kinds else None
+        flood = await phase.enter_async_context(flooding(flood_spec)) if flood_spec else None
         cpu = asyncio.create_task(_cpu_in(stack, window))
         waits = asyncio.create_task(_waits_in(stack, window)) if args.waits else None
         try:
@@ -779,10 +854,17 @@ async def _rounds(noisy: Noisy, tenants: Tenants, args: argparse.Namespace) -> R
     if not bodies:
         raise StartFailed("the webhooks/ corpus is empty")
     requests = build_requests(endpoint, bodies, stack.app_secret)
-    kinds = flood_kinds(port, tenants.noisy_keys, noisy.front_port, args.flood)
     run = Run(serve_cpu=noisy.serve_cpu)
     for round_ in range(1, args.rounds + 1):
-        for name, flood in (("baseline", None), ("flood", kinds)):
+        spec = FloodSpec(
+            port,
+            tenants.noisy_keys,
+            noisy.front_port,
+            args.flood,
+            first_number=round_ * FLOOD_NUMBERS,
+            low_priority=not args.same_priority,
+        )
+        for name, flood in (("baseline", None), ("flood", spec)):
             progress(
                 "noisy",
                 f"round {round_}/{args.rounds}, {name}: {args.warmup:g} s warmup + "
@@ -813,7 +895,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 async def _run(args: argparse.Namespace, stack: contextlib.AsyncExitStack, workdir: Path) -> Report:
     serve_cpu = stack.enter_context(serve_core())
-    noisy = await start_noisy_stack(stack, workdir, serve_cpu)
+    noisy = await start_noisy_stack(stack, workdir, serve_cpu, not args.same_priority)
     progress("noisy", "seeding the quiet and the noisy tenant")
     tenants = await seed(noisy)
     run = await _rounds(noisy, tenants, args)
