@@ -192,6 +192,29 @@ async def test_a_long_answer_leaves_in_parts_in_order(bot: Meta, db: asyncpg.Con
     assert len({t["created_at"] for t in times}) == 1  # one transaction, one time
 
 
+async def test_a_part_meta_asks_to_retry_is_not_overtaken_by_the_next(
+    bot: Meta, db: asyncpg.Connection
+) -> None:
+    """Meta refuses the first part with a transient error: the parts after it wait for its
+    retry instead of leaving before it."""
+    await give_credits(db, bot)
+    refused = {"phone_number_id": NUMBER_A, "code": 131000, "times": 1}
+    assert (await bot.sandbox.post("/_sandbox/faults", json=refused)).status_code in (200, 201)
+    paragraphs = [f"Part {i}: " + "word " * 700 for i in range(1, 4)]
+    response = await bot.sandbox.post(
+        "/_models/script", json={"replies": ["\n\n".join(p.strip() for p in paragraphs)]}
+    )
+    assert response.status_code in (200, 201), response.text
+    await configure_bot(bot, model="gpt-4.1-mini")
+    await bot.customer_writes("tell me everything", sender=CUSTOMER)
+    sent = await sent_to_customer(bot, 4)  # the refused attempt, then the three accepted
+    assert [b["text"]["body"] for b in sent] == [paragraphs[0].strip()] + [
+        p.strip() for p in paragraphs
+    ]
+    attempts = await db.fetch("SELECT attempts FROM messages WHERE direction = 'out' ORDER BY seq")
+    assert [r["attempts"] for r in attempts] == [2, 1, 1]
+
+
 async def test_out_of_credits_calls_no_model(bot: Meta, db: asyncpg.Connection) -> None:
     await give_credits(db, bot, 1)
     await configure_bot(bot, credits_per_reply=2, out_of_credits_text="Sin saldo por ahora.")

@@ -422,13 +422,14 @@ class Sender:
                 went = False
             if not went and items[i + 1 :]:
                 # It went back to the queue (or may have): the ones after it wait for it.
-                await self._hold_back(batch, items[i + 1 :])
+                await self._hold_back(batch, items[i + 1 :], behind=item)
                 break
         return crashed
 
     async def _send_one(self, batch: Batch, item: Item) -> bool:
         """Send one message in its slot; False when it did not go and may be sent later (too
-        late for its slot, its lease lost, the database away), so the next ones must wait."""
+        late for its slot, its lease lost, the database away, Meta asking for a retry), so the
+        next ones must wait."""
         loop = asyncio.get_running_loop()
         delay = item.due - loop.time()
         if delay > 0:
@@ -451,8 +452,7 @@ class Sender:
             try:
                 wamid = await batch.provider.send(item.body)
             except GraphError as exc:
-                await self._failed(batch, item, exc)
-                return True
+                return not await self._failed(batch, item, exc)
             self._metrics.inc("wa_outbox_accepted_total")
             with contextlib.suppress(DatabaseUnavailable):  # recovery reports it as unknown
                 await self._accepted.submit(
@@ -460,17 +460,15 @@ class Sender:
                 )
             return True
 
-    async def _hold_back(self, batch: Batch, items: list[Item]) -> None:
-        """Back to the queue behind the message before them, unsent and uncounted, all at one
-        time: their created_at and seq keep their order when they are claimed again."""
+    async def _hold_back(self, batch: Batch, items: list[Item], *, behind: Item) -> None:
+        """Back to the queue behind the message before them, unsent and uncounted, due when it
+        is (a retry waits out its backoff): their created_at and seq keep their order when they
+        are claimed again."""
         self._metrics.inc("wa_outbox_held_back_total", len(items))
         with contextlib.suppress(*DATABASE_ERRORS):
             async with self._pool.acquire() as conn:
                 await conn.execute(
-                    Q.postpone_messages,
-                    [item.id for item in items],
-                    [datetime.now(UTC)] * len(items),
-                    batch.lease,
+                    Q.postpone_behind, [item.id for item in items], batch.lease, behind.id
                 )
 
     async def _requeue_late(self, batch: Batch, item: Item, *, marked: bool) -> None:
@@ -487,7 +485,8 @@ class Sender:
                         Q.postpone_messages, [item.id], [datetime.now(UTC)], batch.lease
                     )
 
-    async def _failed(self, batch: Batch, item: Item, exc: GraphError) -> None:
+    async def _failed(self, batch: Batch, item: Item, exc: GraphError) -> bool:
+        """Record what Meta refused; whether the message went back to the queue for a retry."""
         errors = [exc.as_dict()]
         reason = f"{type(exc).__name__}: {exc.message}"[:1000]
         if isinstance(exc, SendOutcomeUnknown):
@@ -515,3 +514,4 @@ class Sender:
                 "send failed",
                 extra={"message_id": str(item.id), "code": exc.code, "status": outcome.status},
             )
+        return outcome.status == "queued"
