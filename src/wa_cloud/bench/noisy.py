@@ -551,10 +551,11 @@ async def _flood_until_stopped(port: int, kinds: list[FloodKind], stop: Connecti
 
 
 @contextlib.asynccontextmanager
-async def flooding(spec: FloodSpec) -> AsyncIterator[FloodTally]:
-    """The flood runs, in a process of its own, while the block does; its tally is complete
-    when the block ends. On its own machine a tenant's client would take none of our CPU: at
-    the lowest priority it takes only what our processes leave."""
+async def flooding(spec: FloodSpec, pids: dict[str, list[int]]) -> AsyncIterator[FloodTally]:
+    """The flood runs, in a process of its own (under "flood" in `pids` meanwhile, for the CPU
+    figures), while the block does; its tally is complete when the block ends. On its own
+    machine a tenant's client would take none of our CPU: at the lowest priority it takes only
+    what our processes leave."""
     context = multiprocessing.get_context("spawn")  # not fork: this process has an event loop
     stop_here, stop_there = context.Pipe(duplex=False)
     results_here, results_there = context.Pipe(duplex=False)
@@ -564,10 +565,13 @@ async def flooding(spec: FloodSpec) -> AsyncIterator[FloodTally]:
     process.start()
     stop_here.close()
     results_there.close()
+    assert process.pid is not None
+    pids["flood"] = [process.pid]
     tally = FloodTally()
     try:
         yield tally
     finally:
+        del pids["flood"]
         stop_there.send(None)
         stop_there.close()
         try:
@@ -670,7 +674,11 @@ async def measure_phase(
     others = await settle(stack)
     window = Window(time.monotonic() + LOAD_START_ALLOWANCE, args.warmup, args.seconds)
     async with contextlib.AsyncExitStack() as phase:
-        flood = await phase.enter_async_context(flooding(flood_spec)) if flood_spec else None
+        flood = (
+            await phase.enter_async_context(flooding(flood_spec, stack.pids))
+            if flood_spec
+            else None
+        )
         cpu = asyncio.create_task(_cpu_in(stack, window))
         waits = asyncio.create_task(_waits_in(stack, window)) if args.waits else None
         try:
@@ -796,7 +804,7 @@ def render_report(run: Run, args: argparse.Namespace) -> list[str]:
     lines += [
         f"p99 ms per round, baseline -> flood: {rounds}",
         _placement(run),
-        "cpu in the measured window of the median rounds, in cores (bench: the flood client; "
+        "cpu in the measured window of the median rounds, in cores (flood: the flood's client; "
         "other: the rest of the machine, the load generator included):",
         _cpu_line("baseline", base.cpu),
         _cpu_line("flood", flood.cpu),
