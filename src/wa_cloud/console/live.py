@@ -152,13 +152,16 @@ class LiveHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _watch(self, tenants: list[UUID | None]) -> bool:
-        """Make sure the triggers notify for `tenants`; whether one of them was not watched
-        by this hub before (its page may have to refresh once more)."""
+    async def _watch(self, tenants: list[UUID | None], *, refresh: bool = False) -> bool:
+        """Make sure the triggers notify for `tenants` (with `refresh`, for another
+        WATCH_SECONDS even if they do); whether one of them was not watched by this hub before
+        (its page may have to refresh once more)."""
         now = asyncio.get_running_loop().time()
         started = any(self._watching.get(t, 0.0) <= now for t in tenants)
         if self._conn is None:
             return started  # written on connect, before any page is told it is ready
+        if not started and not refresh:
+            return False  # watched already, and the heartbeat keeps it so
         async with self._conn_lock:
             try:
                 await self._conn.execute(Q.console_watch, tenants, WATCH_SECONDS, timeout=5)
@@ -193,7 +196,7 @@ class LiveHub:
                 await conn.add_listener(channels.CONSOLE, lambda *a: self._deliver(a[3]))
                 self._conn = conn
                 self._watching.clear()  # written again: they may have lapsed while away
-                await self._watch(list(self._per_tenant))
+                await self._watch(list(self._per_tenant), refresh=True)
                 self._ready.set()
                 if attempt:  # notifications sent while we were away are gone
                     for subscriber in list(self._subscribers):
@@ -204,7 +207,7 @@ class LiveHub:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), HEARTBEAT_SECONDS)
                     if self._subscribers and not lost.is_set():
-                        await self._watch(list(self._per_tenant))
+                        await self._watch(list(self._per_tenant), refresh=True)
                 if lost.is_set():
                     logger.warning("console live connection lost; reconnecting")
                     attempt = 1
