@@ -111,6 +111,11 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
         ([uuid.uuid4()], ["wamid.A"], [{"type": "text"}], [False], ["text"], [uuid.uuid4()]),
         ("messages", "statuses"),
     ),
+    "a web session's send still waiting for its wamid": (
+        Q.send_in_flight,
+        (NUMBER, 1, "16505551234"),
+        ("messages",),
+    ),
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),
     "deliveries to claim": (Q.claim_deliveries, (uuid.uuid4(), 30.0, 100), ("deliveries",)),
