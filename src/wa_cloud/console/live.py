@@ -129,8 +129,7 @@ class LiveHub:
             # (Inside the try: a page gone while it waits gives its place back.)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), READY_SECONDS)
-            if await self._watch([tenant_id]):
-                asyncio.get_running_loop().call_later(WATCH_SETTLE_SECONDS, subscriber.put, REFRESH)
+            self._settle(await self._watch([tenant_id]), now=False)
             subscriber.put(REFRESH)
             yield subscriber.queue
         finally:
@@ -152,25 +151,45 @@ class LiveHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _watch(self, tenants: list[UUID | None], *, refresh: bool = False) -> bool:
+    async def _watch(
+        self, tenants: list[UUID | None], *, refresh: bool = False
+    ) -> set[UUID | None]:
         """Make sure the triggers notify for `tenants` (with `refresh`, for another
-        WATCH_SECONDS even if they do); whether one of them was not watched by this hub before
-        (its page may have to refresh once more)."""
+        WATCH_SECONDS even if they do); the ones whose watch this hub had not kept until now
+        (their pages may have missed a change). A watch not written stays due: the next
+        heartbeat tries again."""
         now = asyncio.get_running_loop().time()
-        started = any(self._watching.get(t, 0.0) <= now for t in tenants)
-        if self._conn is None:
-            return started  # written on connect, before any page is told it is ready
-        if not started and not refresh:
-            return False  # watched already, and the heartbeat keeps it so
+        lapsed = {t for t in tenants if self._watching.get(t, 0.0) <= now}
+        if not lapsed and not refresh:
+            return set()  # watched already, and the heartbeat keeps it so
         async with self._conn_lock:
+            conn = self._conn  # read under the lock: the LISTEN task drops it when lost
+            if conn is None:
+                return set()  # written on connect, before any page is told it is ready
             try:
-                await self._conn.execute(Q.console_watch, tenants, WATCH_SECONDS, timeout=5)
+                await conn.execute(Q.console_watch, tenants, WATCH_SECONDS, timeout=5)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 logger.warning("console watch not written")
-                return started
+                return set()
         for tenant in tenants:
             self._watching[tenant] = now + WATCH_SECONDS
-        return started
+        return lapsed
+
+    def _settle(self, tenants: set[UUID | None], *, now: bool = True) -> None:
+        """Pages of tenants whose watch just began again refresh (with `now`, at once) and
+        once more after WATCH_SETTLE_SECONDS: a write that began before the watch and commits
+        after it sends no NOTIFY."""
+        if not tenants:
+            return
+
+        def refresh() -> None:
+            for subscriber in list(self._subscribers):
+                if subscriber.tenant_id in tenants:
+                    subscriber.put(REFRESH)
+
+        if now:
+            refresh()
+        asyncio.get_running_loop().call_later(WATCH_SETTLE_SECONDS, refresh)
 
     def _deliver(self, payload: str) -> None:
         parsed = parse(payload)
@@ -196,7 +215,7 @@ class LiveHub:
                 await conn.add_listener(channels.CONSOLE, lambda *a: self._deliver(a[3]))
                 self._conn = conn
                 self._watching.clear()  # written again: they may have lapsed while away
-                await self._watch(list(self._per_tenant), refresh=True)
+                self._settle(await self._watch(list(self._per_tenant), refresh=True), now=False)
                 self._ready.set()
                 if attempt:  # notifications sent while we were away are gone
                     for subscriber in list(self._subscribers):
@@ -207,7 +226,7 @@ class LiveHub:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), HEARTBEAT_SECONDS)
                     if self._subscribers and not lost.is_set():
-                        await self._watch(list(self._per_tenant), refresh=True)
+                        self._settle(await self._watch(list(self._per_tenant), refresh=True))
                 if lost.is_set():
                     logger.warning("console live connection lost; reconnecting")
                     attempt = 1
