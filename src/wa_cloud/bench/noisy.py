@@ -628,6 +628,7 @@ SELECT coalesce(nullif(application_name, ''), 'other') AS role,
 """
 WAITS_POLL = 0.01
 # PostgreSQL's own counters, read at both edges of the window: what the phase made it write.
+# (The columns of PostgreSQL 15 and 16, which the embedded server this bench starts runs.)
 WAL_QUERY = """
 SELECT w.wal_records, w.wal_fpi, w.wal_bytes, w.wal_write, w.wal_sync,
        b.checkpoints_timed + b.checkpoints_req AS checkpoints,
