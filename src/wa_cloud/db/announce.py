@@ -12,37 +12,26 @@ next one. A NOTIFY that fails is logged and dropped: the listeners also poll.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
 
 from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
+from wa_cloud.db.wakeable import WakeableLoop
 
 logger = logging.getLogger(__name__)
 
 
-class Announcer:
+class Announcer(WakeableLoop):
+    """NOTIFY `channel` after what `poke` says was committed; the last poke is still announced
+    as the block ends."""
+
     def __init__(self, pool: asyncpg.Pool, channel: str) -> None:
+        super().__init__(f"announce-{channel}")
         self._pool = pool
         self._channel = channel
-        self._wake = asyncio.Event()
         self._poked = False
-        self._closed = False
-        self._runner: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Announcer:
-        self._closed = False
-        self._runner = asyncio.create_task(self._run(), name=f"announce-{self._channel}")
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        """The last poke is still announced."""
-        self._closed = True
-        self._wake.set()
-        if self._runner is not None:
-            await self._runner
 
     def poke(self) -> None:
         """Something was committed for the listeners: they hear of it soon, once."""

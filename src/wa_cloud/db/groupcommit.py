@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from wa_cloud.db.pool import DATABASE_ERRORS
+from wa_cloud.db.wakeable import WakeableLoop
 from wa_cloud.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class GroupCommit(Generic[T]):
+class GroupCommit(WakeableLoop, Generic[T]):
     def __init__(
         self,
         name: str,
@@ -37,6 +38,7 @@ class GroupCommit(Generic[T]):
         max_in_flight: int = 2,
         write_timeout: float = 10.0,
     ) -> None:
+        super().__init__(f"group-commit-{name}")
         self._name = name
         self._write_group = write
         self._max_group = max_group
@@ -47,22 +49,10 @@ class GroupCommit(Generic[T]):
         self._slots = asyncio.Semaphore(max_in_flight)
         self._timeout = write_timeout
         self._waiting: list[tuple[T, asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()
         self._writes: set[asyncio.Task[None]] = set()
-        self._runner: asyncio.Task[None] | None = None
-        self._closed = False
-
-    async def __aenter__(self) -> GroupCommit[T]:
-        # Open again after a close: a supervised consumer that died re-enters its committers.
-        self._closed = False
-        self._runner = asyncio.create_task(self._run(), name=f"group-commit-{self._name}")
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._closed = True
-        self._wake.set()
-        if self._runner is not None:
-            await self._runner
+        await super().__aexit__(*exc_info)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
