@@ -30,6 +30,7 @@ import pytest
 
 from tests.conftest import NUMBER_A, NUMBER_B, WABA, Running, serve, wait_idle
 from tests.console_client import ConsoleUser, csrf_of, nonce_of
+from wa_cloud.config import Settings
 from wa_cloud.console import live, views
 from wa_cloud.console import session as sessions
 from wa_cloud.console.numbers import SessionView
@@ -1508,6 +1509,31 @@ async def test_only_a_watched_tenants_writes_notify(
             await asyncio.gather(stream, return_exceptions=True)
     finally:
         await db.remove_listener("wa_console", listener)
+
+
+async def test_console_writes_count_against_the_keys_rate(settings: Settings) -> None:
+    """What a console signed in with a key writes spends that key's request rate, as the API
+    does (429 with Retry-After past it); another tenant's console is not slowed."""
+    limited = replace(settings, api_rate_per_second=2.0, api_rate_burst=5)
+    async with serve(limited, run_worker=False) as app:
+        busy = await app.create_tenant("Busy")
+        calm = await app.create_tenant("Calm")
+        async with ConsoleUser(app.base_url) as user, ConsoleUser(app.base_url) as other:
+            await user.sign_in(busy["api_key"])
+            await other.sign_in(calm["api_key"])
+            path = f"/console/inbox/{NUMBER_A}/999/pause"  # no such conversation: 404s
+            statuses = [(await user.post(path)).status_code for _ in range(8)]
+            assert statuses[:5] == [404] * 5 and 429 in statuses[5:], statuses
+            refused = await user.post(path)
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) >= 1
+            assert_safe(refused)
+            # The key's API calls share the bucket.
+            api = await app.client.get(
+                "/v1/numbers", headers={"authorization": f"Bearer {busy['api_key']}"}
+            )
+            assert api.status_code == 429
+            assert (await other.post(path)).status_code == 404
 
 
 async def test_a_stalled_page_holds_a_bounded_queue() -> None:

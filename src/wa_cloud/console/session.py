@@ -14,9 +14,11 @@ session yet: its form carries a nonce that is also in a short-lived cookie (doub
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
@@ -29,7 +31,7 @@ from starlette.responses import Response
 
 from wa_cloud.api.auth import Caller, caller_for_key, is_admin_token
 from wa_cloud.db.queries import Q
-from wa_cloud.errors import ApiError, Forbidden, NotFound, Unauthorized
+from wa_cloud.errors import ApiError, Forbidden, NotFound, RateLimited, Unauthorized
 from wa_cloud.state import AppState
 from wa_cloud.tenants.keys import hash_key
 from wa_cloud.tenants.links import CONSOLE_SALT, open_link, signed_serializer
@@ -194,10 +196,24 @@ def same_origin(request: Request) -> bool:
 
 
 def check_csrf(request: Request, session: Session, token: str | None) -> None:
-    """Every state-changing request: same origin and the session's token (form or header)."""
+    """Every state-changing request: same origin and the session's token (form or header),
+    then the session's share of the request rate (429 with Retry-After past it)."""
     given = token or request.headers.get("x-csrf-token") or ""
     if not same_origin(request) or not hmac.compare_digest(given.encode(), session.csrf.encode()):
         raise Forbidden("The form expired or came from another site; reload and try again.", "csrf")
+    state: AppState = request.state.wa
+    wait = state.key_rates.take(_rate_key(session), time.monotonic())
+    if wait is not None:
+        raise RateLimited(wait)
+
+
+def _rate_key(session: Session) -> bytes:
+    """The bucket a session's writes count against: a key's own (what the console does with a
+    key spends that key's rate, as the API would), else its tenant's, or the operator's."""
+    if session.via == "key":
+        with contextlib.suppress(ValueError):
+            return bytes.fromhex(session.ref)
+    return f"console:{session.via}:{session.tenant_id or ''}".encode()
 
 
 # Signing in ---------------------------------------------------------------------------------
