@@ -21,7 +21,9 @@ UPDATE deliveries
 RETURNING id, source, body, attempts, received_at;
 
 -- name: commit_async
--- For a transaction whose work can be redone from what is already durable (inbound/processor).
+-- A transaction that needs no fsync of its own: what it writes is redone from what is already
+-- durable (an indexing batch), or flushed by a synchronous commit before anyone acts on it
+-- outside (the outbox's claim). The caller's comment says which.
 SET LOCAL synchronous_commit = off;
 
 -- name: finish_deliveries

@@ -240,11 +240,6 @@ SELECT extract(epoch FROM min(greatest(p.next_slot - make_interval(secs => $1), 
 -- name: contact_windows
 SELECT id, last_inbound_at, window_closed_at FROM contacts WHERE id = ANY($1::bigint[]);
 
--- name: claim_commit_async
--- A claim needs no fsync of its own: no message leaves before its dispatch mark commits
--- synchronously, and that commit flushes the log through this one first.
-SET LOCAL synchronous_commit = off;
-
 -- name: flag_number
 -- The number cannot send: its queued messages fail with the reason (they would only wait for
 -- a fix nobody can promise), the number is flagged, and the API says why.
