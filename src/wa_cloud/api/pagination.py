@@ -13,15 +13,26 @@ from starlette.requests import Request
 
 from wa_cloud.errors import BadRequest
 
+BIGINT_MAX = 2**63 - 1  # the largest row id PostgreSQL's bigint holds
+
+
+def whole_number(raw: str, maximum: int) -> int | None:
+    """`raw` as a whole number from 1 to `maximum` in ASCII digits, or None. The length is
+    checked first: int() of thousands of digits raises."""
+    if not (0 < len(raw) <= 20 and raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= maximum else None
+
 
 def limit_of(request: Request, default: int = 50, maximum: int = 200) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return default
-    # Length first: int() of thousands of digits raises.
-    if not (len(raw) <= 9 and raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+    limit = whole_number(raw, maximum)
+    if limit is None:
         raise BadRequest(f"'limit' must be a whole number from 1 to {maximum}.", "invalid_limit")
-    return int(raw)
+    return limit
 
 
 def encode_cursor(*values: Any) -> str:
@@ -58,7 +69,7 @@ def cursor_uuid(value: Any) -> UUID:
 
 
 def cursor_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= BIGINT_MAX:
         raise ValueError("cursor id out of range")
     return value
 

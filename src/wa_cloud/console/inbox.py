@@ -31,7 +31,14 @@ from wa_cloud.api.contacts import (
 from wa_cloud.api.files import file_kind
 from wa_cloud.api.media import File, Upload, media_response, upload_to_meta
 from wa_cloud.api.messages import queue_message
-from wa_cloud.api.pagination import cursor_id, cursor_time, cursor_uuid, decode_cursor
+from wa_cloud.api.pagination import (
+    BIGINT_MAX,
+    cursor_id,
+    cursor_time,
+    cursor_uuid,
+    decode_cursor,
+    whole_number,
+)
 from wa_cloud.asgi import DIGITS, parse_uuid
 from wa_cloud.console import session as sessions
 from wa_cloud.console import views
@@ -89,16 +96,8 @@ def _number_id(request: Request) -> str:
     return number
 
 
-def _row_id(raw: str) -> int | None:
-    """A bigint id as a URL carries it, or None (length first: int() of thousands of digits
-    raises)."""
-    if not (0 < len(raw) <= 19 and raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 2**63:
-        return None
-    return int(raw)
-
-
 def _contact_id(request: Request) -> int:
-    contact_id = _row_id(str(request.path_params["contact_id"]))
+    contact_id = whole_number(str(request.path_params["contact_id"]), BIGINT_MAX)
     if contact_id is None:
         raise NotFound("No conversation with that id.")
     return contact_id
@@ -192,7 +191,7 @@ async def conversation_list(request: Request) -> Response:
     """The list alone (a live region's refresh)."""
     state, business = await sessions.business(request)
     number_id, q = _number_id(request), _query(request)
-    current = _row_id(request.query_params.get("current", ""))
+    current = whole_number(request.query_params.get("current", ""), BIGINT_MAX)
     async with state.pool.acquire() as conn:
         await require_own_number(conn, business.tenant_id, number_id)
         numbers = await read_numbers(conn, business.tenant_id)
