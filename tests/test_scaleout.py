@@ -278,6 +278,11 @@ async def test_scaleout_with_a_worker_killed_midway(settings: Settings, tmp_path
             finally:
                 await conn.close()
             assert all(p.poll() is None for p in survivors), "a surviving process died"
+            async with httpx.AsyncClient(timeout=30) as http:
+                for url in urls:
+                    # Started as `wa-cloud serve`: its startup heap is out of full collections.
+                    scraped = (await http.get(f"{url}/metrics")).text
+                    assert _gauge(scraped, "wa_gc_frozen_objects") > 50_000
             # Shown with -s: how much the kill actually interrupted (it varies from run to run).
             print(
                 f"\nscale-out: load {load_seconds:.1f} s, total {time.monotonic() - started:.1f}"
@@ -285,6 +290,12 @@ async def test_scaleout_with_a_worker_killed_midway(settings: Settings, tmp_path
             )
         finally:
             await _stop(web_procs + workers)
+
+
+def _gauge(text: str, name: str) -> float:
+    values = [float(line.split()[1]) for line in text.splitlines() if line.startswith(f"{name} ")]
+    assert len(values) == 1, text
+    return values[0]
 
 
 async def _load(

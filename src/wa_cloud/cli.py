@@ -60,8 +60,10 @@ def _serve(settings: Settings, host: str, port: int, *, run_worker: bool) -> Non
     import uvicorn
 
     from wa_cloud.app import create_app
+    from wa_cloud.heap import freeze_startup_objects
 
     app = create_app(settings, run_worker=run_worker)
+    freeze_startup_objects()
     uvicorn.Server(_uvicorn_config(app, host, port)).run()
 
 
@@ -98,6 +100,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 async def _run_worker(settings: Settings, health_port: int | None = None) -> None:
     import signal
 
+    from wa_cloud.heap import freeze_startup_objects
     from wa_cloud.resources import open_resources
     from wa_cloud.worker import Worker
 
@@ -105,6 +108,7 @@ async def _run_worker(settings: Settings, health_port: int | None = None) -> Non
         settings, pool_size=WORKER_POOL_SIZE, name="wa-cloud worker"
     ) as resources:
         worker = Worker(resources)
+        freeze_startup_objects()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             # Drain: steps in flight finish, then the process exits.

@@ -69,6 +69,11 @@ HELP: Mapping[str, tuple[str, str]] = {
         "Age of the oldest delivery not yet processed (whole deployment).",
     ),
     "wa_orphaned_events": ("gauge", "Events for numbers no tenant owns (whole deployment)."),
+    "wa_gc_frozen_objects": (
+        "gauge",
+        "Objects this process set aside from full garbage collections once started (modules, "
+        "the app, the SDKs): 0 means each full collection walks them all again.",
+    ),
 }
 
 

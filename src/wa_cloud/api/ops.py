@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,9 @@ async def metrics(request: Request) -> PlainTextResponse:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Unauthorized("/metrics needs 'Authorization: Bearer <WA_METRICS_TOKEN>'.")
-    gauges: list[tuple[str, dict[str, str], float]] = []
+    gauges: list[tuple[str, dict[str, str], float]] = [
+        ("wa_gc_frozen_objects", {}, gc.get_freeze_count())
+    ]
     try:
         async with asyncio.timeout(_READY_TIMEOUT), state.pool.acquire() as conn:
             estimate = await conn.fetchval(Q.deliveries_estimate)
