@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import NUMBER_A, WABA, Running
+from tests.conftest import NUMBER_A, WABA, Running, wait_idle
 from wa_cloud.config import Settings
 from wa_cloud.db.pool import create_pool
 from wa_cloud.db.queries import Q
@@ -425,3 +425,28 @@ async def test_a_status_before_the_customers_message_in_one_batch_is_order_indep
         for c in listed.json()["data"]
     }
     assert windows == dict.fromkeys(contacts, (True, _at(wrote_at) + timedelta(hours=24)))
+
+
+async def test_a_steady_trickle_is_indexed_in_gathered_batches(
+    app: Running, db: asyncpg.Connection
+) -> None:
+    """Deliveries posted one after another (each when the last was answered, a few ms apart) are
+    not claimed one or two at a time: an indexer that emptied the queue lets the next gather
+    first. (A batch's rows share `processed_at`, when its transaction began.) Before: 37 and 50
+    batches in two runs; now 10 and 14."""
+    tenant = await app.create_tenant("Trickle Co")
+    added = await app.add_number(tenant["api_key"], NUMBER_A)
+    assert added.status_code == 201, added.text
+    ts = int(time.time())
+    async with asyncio.timeout(15):
+        for i in range(60):
+            body = _body(_change([_message(f"wamid.trickle{i}", f"1555000{i:04d}", ts)]))
+            response = await app.post_webhook(body)
+            assert response.status_code == 200, response.text
+    await wait_idle(db)
+    batches = await db.fetchval(
+        "SELECT count(DISTINCT processed_at) FROM deliveries WHERE state = 'processed'"
+    )
+    indexed = await db.fetchval("SELECT count(*) FROM messages WHERE wamid LIKE 'wamid.trickle%'")
+    assert indexed == 60
+    assert batches <= 20, f"60 deliveries in {batches} batches"

@@ -38,6 +38,12 @@ class LeaseLost(WaCloudError):
 
 PROCESSING_BACKOFF = Backoff(base=1.0, cap=600.0)
 MIN_BATCH = 16  # an idle indexer's claim: what a quiet minute brings
+# After a claim that emptied the queue, how long an indexer lets the next deliveries gather
+# before it claims again. Claimed one or two at a time, a steady 1,000 a second cost a worker
+# 0.34 of a core and its PostgreSQL 0.79 (`bench drain --rate 1000`); gathered, 0.23 and 0.59,
+# for 13 ms more lag at the median. A lone delivery still finds an indexer waiting (a worker
+# runs several), and a backlog never waits: its claims come back full.
+GATHER_SECONDS = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +268,10 @@ class DeliveryIndexer:
         )
         if outcome.claimed >= self._batch_size:
             self._batch_size = min(self._max_batch, self._batch_size * 2)
-        elif outcome.claimed < self._batch_size // 2:
+            return None  # a backlog: claim the next batch at once
+        if outcome.claimed < self._batch_size // 2:
             self._batch_size = max(min(MIN_BATCH, self._max_batch), self._batch_size // 2)
-        return None if outcome.claimed else self.poll_seconds  # claimed some: maybe more
+        if not outcome.claimed:
+            return self.poll_seconds
+        await asyncio.sleep(GATHER_SECONDS)
+        return None
