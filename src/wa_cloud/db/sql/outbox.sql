@@ -66,9 +66,10 @@ WITH claimed AS (
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED)
     RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type,
-              run_after, created_at, seq
+              run_after, created_at, seq, priority
 )
-SELECT id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type
+SELECT id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type,
+       priority = 0 AND run_after > created_at AS put_back
   FROM claimed
  ORDER BY run_after, created_at, seq NULLS FIRST;
 
