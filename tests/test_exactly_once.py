@@ -136,7 +136,9 @@ async def test_a_number_whose_token_does_not_open_stops_only_itself(
             assert again.status_code == 409, again.text
             assert again.json()["error"]["code"] == "number_unavailable"
         ready = await meta.app.client.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["loops"]["sender"]["restarts"] == 0
+        assert ready.status_code == 200 and ready.json()["loops"]["sender"]["restarts"] == 0, (
+            ready.text
+        )
 
 
 async def test_a_worker_loop_that_dies_is_restarted_and_reported(settings: Settings) -> None:
