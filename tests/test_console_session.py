@@ -6,12 +6,16 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import NUMBER_A, Running, corpus, serve
-from tests.console_client import nonce_of, sign_in
+from tests.console_client import ConsoleUser, nonce_of, sign_in
 from wa_cloud.config import Settings
+from wa_cloud.console.session import COOKIE
+from wa_cloud.db.pool import create_pool
+from wa_cloud.retention import run_retention
 from wa_cloud.tenants.links import CONSOLE_SALT, make_token
 
 pytestmark = pytest.mark.asyncio
@@ -163,3 +167,44 @@ async def test_behind_a_tls_proxy_the_public_origin_is_the_browsers(settings: Se
             headers={"origin": "https://other.example.test", "cookie": nonce_cookie},
         )
         assert elsewhere.status_code == 403
+
+
+@pytest.mark.parametrize("who", ["operator", "business"])
+async def test_a_copied_cookie_is_refused_once_its_session_signs_out(
+    app: Running, tenant: dict[str, Any], who: str
+) -> None:
+    """Signing out ends the session, not only this browser's copy of the cookie: another
+    browser holding a copy (taken from this one) is signed out too."""
+    token = app.settings.admin_token or "" if who == "operator" else tenant["api_key"]
+    home = "/console/tenants" if who == "operator" else "/console/inbox"
+    async with (
+        ConsoleUser(app.base_url) as user,
+        httpx.AsyncClient(base_url=app.base_url) as other,
+    ):
+        await user.sign_in(token)
+        other.cookies.set(COOKIE, user.client.cookies[COOKIE], path="/console")
+        assert (await other.get(home)).status_code == 200
+        signed_out = await user.post("/console/signout")
+        assert signed_out.status_code == 303, signed_out.text
+        copied = await other.get(home)
+        assert copied.status_code == 303
+        assert copied.headers["location"].startswith("/console/signin")
+        await user.sign_in(token)  # a new session is a new one: it works
+        assert (await user.get(home)).status_code == 200
+
+
+async def test_signed_out_sessions_are_forgotten_once_their_cookies_expire(
+    app: Running, tenant: dict[str, Any], db: asyncpg.Connection
+) -> None:
+    async with ConsoleUser(app.base_url) as user:
+        await user.sign_in(tenant["api_key"])
+        assert (await user.post("/console/signout")).status_code == 303
+    assert await db.fetchval("SELECT count(*) FROM console_signouts") == 1
+    await db.execute("UPDATE console_signouts SET expires_at = now() - interval '1 second'")
+    pool = await create_pool(app.settings.database_url or "", max_size=2)
+    try:
+        report = await run_retention(pool, app.settings)
+    finally:
+        await pool.close()
+    assert report.console_signouts == 1
+    assert await db.fetchval("SELECT count(*) FROM console_signouts") == 0

@@ -54,6 +54,7 @@ class RetentionReport:
     pair_pacing: int = 0
     tool_calls: int = 0  # the assistant's tool calls (their arguments are customers' words)
     follow_ups: int = 0  # finished follow-ups and reminders (their texts quote conversations)
+    console_signouts: int = 0  # signed-out console sessions whose cookies have expired
     busy: bool = False
 
     @property
@@ -106,6 +107,7 @@ async def run_retention(
         ("pair_pacing", Q.delete_stale_pair_pacing, (STALE_PAIR_SECONDS, batch_size)),
         ("tool_calls", Q.delete_old_tool_calls, (raw_age, batch_size)),
         ("follow_ups", Q.delete_old_follow_ups, (raw_age, batch_size)),
+        ("console_signouts", Q.delete_expired_signouts, (batch_size,)),
     )
     busy = False
     for kind, query, args in plan:

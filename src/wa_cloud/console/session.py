@@ -134,12 +134,30 @@ def read_cookie(state: AppState, request: Request) -> Session | None:
     return Session(via, tenant_id, ref, csrf)
 
 
+def _digest(session: Session) -> bytes:
+    # The CSRF token is the session's own random id: a new one at every sign-in.
+    return hashlib.sha256(b"console-session:" + session.csrf.encode()).digest()
+
+
+async def sign_out(state: AppState, session: Session) -> None:
+    """End the session everywhere: a copy of its cookie is refused from now on, not only the
+    one this browser deletes."""
+    async with state.pool.acquire() as conn:
+        await conn.execute(
+            Q.sign_out_session, _digest(session), session.tenant_id, LIFETIME.total_seconds()
+        )
+
+
 async def current(request: Request) -> tuple[AppState, Session, Caller | None]:
-    """The signed-in session, checked against what it was issued under; SignedOut otherwise."""
+    """The signed-in session, checked against what it was issued under and not signed out;
+    SignedOut otherwise."""
     state: AppState = request.state.wa
     session = read_cookie(state, request)
     if session is None:
         raise SignedOut("Sign in to use the console.")
+    async with state.pool.acquire() as conn:
+        if await conn.fetchval(Q.session_signed_out, _digest(session)):
+            raise SignedOut("This session was signed out.")
     request.state.console_session = session  # every page's sign-out form needs its CSRF token
     if session.via == "admin":
         expected = state.settings.admin_token or ""

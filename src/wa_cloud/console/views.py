@@ -220,6 +220,7 @@ async def signout(request: Request) -> Response:
     current = sessions.read_cookie(state, request)
     if current is not None:
         await signed_form(request, current)
+        await sessions.sign_out(state, current)
     response = redirect("/console/signin")
     sessions.clear_cookie(response)
     return response
