@@ -11,7 +11,7 @@
                                    AND b.status IN ('running', 'done')))
 AND NOT EXISTS (SELECT 1 FROM messages e
                  WHERE e.phone_number_id = {arg}.phone_number_id
-                   AND e.recipient = {arg}.recipient AND e.tenant_id = {arg}.tenant_id
+                   AND e.recipient = {arg}.recipient
                    AND e.direction = 'out' AND e.priority = 0
                    AND e.status IN ('queued', 'sending') AND e.run_after > e.created_at
                    AND (e.created_at < {arg}.created_at
