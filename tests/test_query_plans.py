@@ -119,14 +119,6 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),
     "deliveries to claim": (Q.claim_deliveries, (uuid.uuid4(), 30.0, 100), ("deliveries",)),
-    # Each row an outbox claim considers is checked against its recipient's put-back messages.
-    "the number whose sends are due next": (Q.claim_number, (0.2,), ("messages",)),
-    "a number's due sends to claim": (
-        Q.claim_messages,
-        (NUMBER, 20, uuid.uuid4(), 30.0, 0),
-        ("messages",),
-    ),
-    "the sender's next wake-up": (Q.outbox_next_wake, (0.2,), ("messages",)),
     "inbound media to download, fair per tenant": (
         Q.claim_media,
         (8, 120.0, [uuid.uuid4()]),

@@ -89,9 +89,6 @@ class Item:
     recipient: str
     contact_id: int | None
     due: float  # loop time at which to send
-    # Went back to the queue once (a retry, held back, late): later messages to its recipient
-    # wait until it has gone (db/sql/fragments/claimable.sql).
-    put_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +380,6 @@ class Sender:
                 recipient=row["recipient"],
                 contact_id=row["contact_id"],
                 due=loop_now + (slot - now).total_seconds(),
-                put_back=row["put_back"],
             )
             for (row, body, fallback), slot in zip(allowed, slots, strict=True)
         ]
@@ -409,10 +405,6 @@ class Sender:
             *(self._send_in_order(batch, items) for items in by_recipient.values())
         )
         crashed = [exc for found in results for exc in found]
-        if any(item.put_back for item in batch.items):
-            # Messages queued behind one that had gone back to the queue were not claimable
-            # until it went (or went back again): look now rather than at the next poll.
-            self.wake.set()
         if crashed:
             # A bug for this number: it must not take the sender down for every other number.
             logger.error(

@@ -66,10 +66,9 @@ WITH claimed AS (
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED)
     RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type,
-              run_after, created_at, seq, priority
+              run_after, created_at, seq
 )
-SELECT id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type,
-       priority = 0 AND run_after > created_at AS put_back
+SELECT id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type
   FROM claimed
  ORDER BY run_after, created_at, seq NULLS FIRST;
 
