@@ -1,9 +1,12 @@
--- Console sessions signed out before their cookie expires (migration 0024).
+-- Console sessions signed out before their cookie expires (migration 0023).
 
 -- name: sign_out_session
--- $1: the session's digest; kept until the cookie would have expired anyway.
+-- $1: the session's digest; kept until the cookie would have expired anyway ($3 seconds, its
+-- lifetime and a margin for the web processes' clocks, which sign it). A tenant deleted
+-- meanwhile has no sessions left to end: nothing is written for it.
 INSERT INTO console_signouts (session_digest, tenant_id, expires_at)
-VALUES ($1, $2, now() + make_interval(secs => $3))
+SELECT $1, $2::uuid, now() + make_interval(secs => $3)
+ WHERE $2::uuid IS NULL OR EXISTS (SELECT 1 FROM tenants WHERE id = $2::uuid)
 ON CONFLICT (session_digest) DO NOTHING;
 
 -- name: session_signed_out
