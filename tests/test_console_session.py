@@ -208,3 +208,22 @@ async def test_signed_out_sessions_are_forgotten_once_their_cookies_expire(
         await pool.close()
     assert report.console_signouts == 1
     assert await db.fetchval("SELECT count(*) FROM console_signouts") == 0
+
+
+async def test_signing_out_a_deleted_tenants_session_still_clears_the_cookie(
+    app: Running, tenant: dict[str, Any], db: asyncpg.Connection
+) -> None:
+    """The tenant was deleted while its page was open: the sign-out form still signs this
+    browser out (no sessions of a deleted tenant are left to end, nothing is recorded)."""
+    async with ConsoleUser(app.base_url) as user:
+        await user.sign_in(tenant["api_key"])
+        path = f"/v1/admin/tenants/{tenant['id']}"
+        off = await app.client.patch(path, json={"active": False}, headers=app.admin())
+        assert off.status_code == 200, off.text
+        deleted = await app.client.delete(path, headers=app.admin())
+        assert deleted.status_code == 200, deleted.text
+        signed_out = await user.post("/console/signout")
+        assert signed_out.status_code == 303, signed_out.text
+        assert signed_out.headers["location"] == "/console/signin"
+        assert 'wa_console=""' in signed_out.headers["set-cookie"]
+    assert await db.fetchval("SELECT count(*) FROM console_signouts") == 0

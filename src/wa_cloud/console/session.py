@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wa_cloud.api.auth import Caller, caller_for_key, is_admin_token
+from wa_cloud.db.pool import DATABASE_ERRORS
 from wa_cloud.db.queries import Q
 from wa_cloud.errors import ApiError, Forbidden, NotFound, RateLimited, Unauthorized
 from wa_cloud.state import AppState
@@ -41,6 +42,9 @@ SIGNIN_COOKIE = "wa_console_signin"
 LIFETIME = timedelta(hours=12)
 SIGNIN_LIFETIME = timedelta(minutes=30)
 SALT = "console-session"
+# A signed-out session is remembered this much past its cookie's lifetime: the cookie's age is
+# read from the web process's clock, the record's expiry from PostgreSQL's.
+SIGNOUT_CLOCK_MARGIN = timedelta(hours=1)
 SIGNIN_SALT = "console-signin"
 # Bigger than any cookie we sign: anything longer is junk, not worth a MAC.
 MAX_COOKIE_LENGTH = 1024
@@ -139,13 +143,16 @@ def _digest(session: Session) -> bytes:
     return hashlib.sha256(b"console-session:" + session.csrf.encode()).digest()
 
 
-async def sign_out(state: AppState, session: Session) -> None:
+async def sign_out(state: AppState, session: Session) -> bool:
     """End the session everywhere: a copy of its cookie is refused from now on, not only the
-    one this browser deletes."""
-    async with state.pool.acquire() as conn:
-        await conn.execute(
-            Q.sign_out_session, _digest(session), session.tenant_id, LIFETIME.total_seconds()
-        )
+    one this browser deletes. False when the database could not record it."""
+    keep = (LIFETIME + SIGNOUT_CLOCK_MARGIN).total_seconds()
+    try:
+        async with state.pool.acquire() as conn:
+            await conn.execute(Q.sign_out_session, _digest(session), session.tenant_id, keep)
+    except DATABASE_ERRORS:
+        return False
+    return True
 
 
 async def current(request: Request) -> tuple[AppState, Session, Caller | None]:

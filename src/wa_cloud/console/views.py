@@ -220,7 +220,9 @@ async def signout(request: Request) -> Response:
     current = sessions.read_cookie(state, request)
     if current is not None:
         await signed_form(request, current)
-        await sessions.sign_out(state, current)
+        if not await sessions.sign_out(state, current):
+            # This browser is signed out all the same; a copy of the cookie may still work.
+            logger.warning("console sign-out not recorded: the database is unreachable")
     response = redirect("/console/signin")
     sessions.clear_cookie(response)
     return response
