@@ -119,6 +119,12 @@ HOT: dict[str, tuple[str, tuple[Any, ...], tuple[str, ...]]] = {
     "a tenant by API key": (Q.tenant_by_key, (b"\x00" * 32,), ("api_keys", "tenants")),
     "is the number the tenant's": (Q.tenant_has_number, (NUMBER, TENANT), ("numbers",)),
     "deliveries to claim": (Q.claim_deliveries, (uuid.uuid4(), 30.0, 100), ("deliveries",)),
+    # Each row claimed looks up the nearest message ahead of it in its recipient's line.
+    "a number's due sends to claim, each with its recipient's line": (
+        Q.claim_messages,
+        (NUMBER, 20, uuid.uuid4(), 30.0, 0),
+        ("messages",),
+    ),
     "inbound media to download, fair per tenant": (
         Q.claim_media,
         (8, 120.0, [uuid.uuid4()]),

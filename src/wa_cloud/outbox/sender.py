@@ -312,6 +312,18 @@ class Sender:
                     rows += await conn.fetch(Q.claim_messages, pnid, bulk, lease, self._lease, 1)
                 elif not rows:
                     return ahead - BULK_LOOKAHEAD_SECONDS
+            held = [r for r in rows if r["held_until"] is not None]
+            if held:
+                # Behind an earlier message to the same recipient still on its way: back to the
+                # queue until it is due, never sent before it.
+                rows = [r for r in rows if r["held_until"] is None]
+                await conn.execute(
+                    Q.postpone_messages,
+                    [r["id"] for r in held],
+                    [r["held_until"] for r in held],
+                    lease,
+                )
+                self._metrics.inc("wa_outbox_held_back_total", len(held))
             windows = {
                 r["id"]: r
                 for r in await conn.fetch(

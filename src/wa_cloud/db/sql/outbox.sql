@@ -55,6 +55,10 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
 -- $5: the priority claimed (0 conversations, 1 campaigns: claimed only after the 0s). In the
 -- order they were queued (seq breaks the tie of one transaction's created_at), and returned
 -- in that order: an UPDATE's RETURNING has none of its own, and the slots follow the rows.
+-- held_until: set when a conversation message queued before the row for the same recipient,
+-- not in this claim, is in flight or went back to the queue (migration 0024): the row must not
+-- overtake it, and goes back to the queue until then (a message in flight: half a second, to
+-- look again). Only the nearest one ahead is read: whatever it waits for, it waits too.
 WITH claimed AS (
     UPDATE messages
        SET status = 'sending', lease_token = $3,
@@ -68,9 +72,22 @@ WITH claimed AS (
     RETURNING id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type,
               run_after, created_at, seq
 )
-SELECT id, tenant_id, recipient, request, fallback_template, attempts, contact_id, type
-  FROM claimed
- ORDER BY run_after, created_at, seq NULLS FIRST;
+SELECT c.id, c.tenant_id, c.recipient, c.request, c.fallback_template, c.attempts,
+       c.contact_id, c.type, ahead.held_until
+  FROM claimed c
+  LEFT JOIN LATERAL (
+      SELECT CASE WHEN e.status = 'queued' THEN greatest(e.run_after, now())
+                  ELSE now() + interval '0.5 seconds' END AS held_until
+        FROM messages e
+       WHERE e.phone_number_id = $1 AND e.recipient = c.recipient
+         AND e.tenant_id = c.tenant_id AND e.direction = 'out' AND e.priority = 0
+         AND (e.status = 'sending' OR (e.status = 'queued' AND e.run_after > e.created_at))
+         AND e.created_at <= c.created_at
+         AND (e.created_at < c.created_at OR coalesce(e.seq, 0) < coalesce(c.seq, 0))
+         AND e.id NOT IN (SELECT id FROM claimed)
+       ORDER BY e.created_at DESC, e.seq DESC
+       LIMIT 1) AS ahead ON true
+ ORDER BY c.run_after, c.created_at, c.seq NULLS FIRST;
 
 -- name: pair_state
 SELECT recipient, tat, penalty_until FROM pair_pacing
