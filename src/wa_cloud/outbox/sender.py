@@ -303,12 +303,15 @@ class Sender:
             size = batch_size(rate)
             rows = await conn.fetch(Q.claim_messages, pnid, size, lease, self._lease, 0)
             ahead: float = (number["next_slot"] - now).total_seconds()
-            if len(rows) < size:
+            # Rows held behind an earlier one to their recipient take no slot: campaigns may
+            # fill their room.
+            taking = sum(r["held_until"] is None for r in rows)
+            if taking < size:
                 # A campaign's messages fill what conversations leave, a short horizon at a
                 # time and close to their slots: a reply queued meanwhile waits for few
                 # reserved slots.
                 if ahead <= BULK_LOOKAHEAD_SECONDS:
-                    bulk = min(size - len(rows), bulk_batch_size(rate))
+                    bulk = min(size - taking, bulk_batch_size(rate))
                     rows += await conn.fetch(Q.claim_messages, pnid, bulk, lease, self._lease, 1)
                 elif not rows:
                     return ahead - BULK_LOOKAHEAD_SECONDS

@@ -58,7 +58,8 @@ SELECT p.phone_number_id, p.next_slot, p.factor, n.throughput_mps, n.provider,
 -- held_until: set when a conversation message queued before the row for the same recipient,
 -- not in this claim, is in flight or went back to the queue (migration 0024): the row must not
 -- overtake it, and goes back to the queue until then (a message in flight: half a second, to
--- look again). Only the nearest one ahead is read: whatever it waits for, it waits too.
+-- look again; the clock's time, not the transaction's, which may have waited on a lock). Only
+-- the nearest one ahead is read: whatever it waits for, it waits too.
 WITH claimed AS (
     UPDATE messages
        SET status = 'sending', lease_token = $3,
@@ -76,8 +77,8 @@ SELECT c.id, c.tenant_id, c.recipient, c.request, c.fallback_template, c.attempt
        c.contact_id, c.type, ahead.held_until
   FROM claimed c
   LEFT JOIN LATERAL (
-      SELECT CASE WHEN e.status = 'queued' THEN greatest(e.run_after, now())
-                  ELSE now() + interval '0.5 seconds' END AS held_until
+      SELECT CASE WHEN e.status = 'queued' THEN greatest(e.run_after, clock_timestamp())
+                  ELSE clock_timestamp() + interval '0.5 seconds' END AS held_until
         FROM messages e
        WHERE e.phone_number_id = $1 AND e.recipient = c.recipient
          AND e.tenant_id = c.tenant_id AND e.direction = 'out' AND e.priority = 0
