@@ -31,7 +31,8 @@ HELP: Mapping[str, tuple[str, str]] = {
     ),
     "wa_outbox_held_back_total": (
         "counter",
-        "Sends queued again behind an earlier one to the same recipient that did not go.",
+        "Sends queued again behind an earlier one to the same recipient still on its way "
+        "(in flight, or back in the queue).",
     ),
     "wa_outbox_recovered_total": ("counter", "Sends whose worker died, by what became of them."),
     "wa_outbox_lease_lost_total": (

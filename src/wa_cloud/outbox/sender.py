@@ -439,7 +439,7 @@ class Sender:
                 went = False
             if not went and items[i + 1 :]:
                 # It went back to the queue (or may have): the ones after it wait for it.
-                await self._hold_back(batch, items[i + 1 :], behind=item)
+                await self._hold_back(batch, items[i + 1 :])
                 break
         return crashed
 
@@ -477,15 +477,18 @@ class Sender:
                 )
             return True
 
-    async def _hold_back(self, batch: Batch, items: list[Item], *, behind: Item) -> None:
-        """Back to the queue behind the message before them, unsent and uncounted, due when it
-        is (a retry waits out its backoff): their created_at and seq keep their order when they
-        are claimed again."""
+    async def _hold_back(self, batch: Batch, items: list[Item]) -> None:
+        """Back to the queue behind the message before them, unsent and uncounted: the claim
+        that takes them again holds them behind it while it is on its way (claim_messages,
+        `held_until`), so a retry's backoff keeps them waiting too."""
         self._metrics.inc("wa_outbox_held_back_total", len(items))
         with contextlib.suppress(*DATABASE_ERRORS):
             async with self._pool.acquire() as conn:
                 await conn.execute(
-                    Q.postpone_behind, [item.id for item in items], batch.lease, behind.id
+                    Q.postpone_messages,
+                    [item.id for item in items],
+                    [datetime.now(UTC)] * len(items),
+                    batch.lease,
                 )
 
     async def _requeue_late(self, batch: Batch, item: Item, *, marked: bool) -> None:

@@ -111,15 +111,6 @@ UPDATE messages SET status = 'queued', run_after = u.at, lease_token = NULL,
   FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
  WHERE messages.id = u.id AND messages.lease_token = $3;
 
--- name: postpone_behind
--- Back to the queue, unsent and uncounted, due when message $3 they follow is due (its retry
--- waits a backoff) or now: claimed after it, as their created_at and seq come after its own.
-UPDATE messages SET status = 'queued', lease_token = NULL, locked_until = NULL,
-                    attempts = attempts - 1, dispatched_at = NULL,
-                    run_after = greatest(now(), (SELECT b.run_after FROM messages b
-                                                  WHERE b.id = $3 AND b.status = 'queued'))
- WHERE id = ANY ($1::uuid[]) AND lease_token = $2;
-
 -- name: mark_dispatched
 -- Only under the lease that claimed the row, while it holds: a send whose lease ran out may
 -- have been queued again and claimed by another worker, and must not leave twice.
